@@ -1,0 +1,73 @@
+//! Pieces several pages share: the session context and the role guard.
+
+use leptos::prelude::*;
+use leptos_router::components::Redirect;
+
+use crate::api::{SignIn, SignOut};
+use crate::error::AppError;
+use crate::model::{Role, Viewer};
+
+/// The session, shared by every page: who is signed in, and the sign-in/out actions (their
+/// versions refetch the viewer).
+#[derive(Clone, Copy)]
+pub struct SessionCtx {
+    /// The signed-in person (refetched after sign-in and sign-out).
+    pub viewer: Resource<Result<Option<Viewer>, AppError>>,
+    /// Sign-in action.
+    pub sign_in: ServerAction<SignIn>,
+    /// Sign-out action.
+    pub sign_out: ServerAction<SignOut>,
+}
+
+/// Renders `children` only for a viewer holding one of `roles`; others read why not. This is
+/// for people, not security: every server function checks the role again.
+#[component]
+pub fn Guard(roles: &'static [Role], children: ChildrenFn) -> impl IntoView {
+    let session = expect_context::<SessionCtx>();
+    view! {
+        <Transition fallback=|| view! { <p class="muted">"Loading…"</p> }>
+            {move || {
+                let children = children.clone();
+                Suspend::new(async move {
+                    match session.viewer.await {
+                        Ok(Some(viewer)) if viewer.has_any(roles) => children().into_any(),
+                        Ok(Some(_)) => view! { <NoAccess roles/> }.into_any(),
+                        Ok(None) => view! { <Redirect path="/login"/> }.into_any(),
+                        Err(err) => view! { <p class="alert" role="alert">{err.to_string()}</p> }.into_any(),
+                    }
+                })
+            }}
+        </Transition>
+    }
+}
+
+/// What a signed-in person without the needed role reads.
+#[component]
+fn NoAccess(roles: &'static [Role]) -> impl IntoView {
+    let needed = roles
+        .iter()
+        .map(|r| r.label())
+        .collect::<Vec<_>>()
+        .join(" or ");
+    view! {
+        <section class="panel">
+            <h1>"You don't have access to this page"</h1>
+            <p>{format!("It needs the {needed} role. An admin can add it on the Admin page.")}</p>
+        </section>
+    }
+}
+
+/// A page heading with an optional one-line explanation under it.
+#[component]
+pub fn PageHeader(
+    title: &'static str,
+    #[prop(optional)] lead: Option<&'static str>,
+) -> impl IntoView {
+    view! {
+        <leptos_meta::Title text=title/>
+        <header class="page-header">
+            <h1>{title}</h1>
+            {lead.map(|l| view! { <p class="lead">{l}</p> })}
+        </header>
+    }
+}

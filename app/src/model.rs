@@ -1,0 +1,190 @@
+//! The view types server functions exchange with the pages. They carry display-ready values
+//! (timestamps already formatted in UTC), so the browser bundle needs no date or money library.
+
+use serde::{Deserialize, Serialize};
+
+/// What a person may do in SyncDesk. A user may hold several.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// Triages the exception queue and maintains SKU mappings.
+    Operator,
+    /// Reviews proposed customer merges.
+    Steward,
+    /// Watches sync KPIs.
+    Manager,
+    /// Manages users, roles, tokens and destinations; reads the audit log.
+    Admin,
+}
+
+impl Role {
+    /// Every role, in the order the UI lists them.
+    pub const ALL: [Role; 4] = [Role::Operator, Role::Steward, Role::Manager, Role::Admin];
+
+    /// The stable name stored in the database and used in forms and the API.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Operator => "operator",
+            Role::Steward => "steward",
+            Role::Manager => "manager",
+            Role::Admin => "admin",
+        }
+    }
+
+    /// Parses the stable name; `None` for anything else.
+    pub fn parse(name: &str) -> Option<Role> {
+        Role::ALL
+            .into_iter()
+            .find(|r| r.as_str() == name.trim().to_ascii_lowercase())
+    }
+
+    /// The name shown to people.
+    pub fn label(self) -> &'static str {
+        match self {
+            Role::Operator => "Operator",
+            Role::Steward => "Data steward",
+            Role::Manager => "Manager",
+            Role::Admin => "Admin",
+        }
+    }
+}
+
+impl std::fmt::Display for Role {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The signed-in person, as the UI sees them.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Viewer {
+    /// Their user id.
+    pub user_id: i64,
+    /// Their sign-in email.
+    pub email: String,
+    /// The name shown in the header and the audit log.
+    pub display_name: String,
+    /// The roles they hold.
+    pub roles: Vec<Role>,
+}
+
+impl Viewer {
+    /// Whether they hold at least one of `roles`.
+    pub fn has_any(&self, roles: &[Role]) -> bool {
+        roles.iter().any(|r| self.roles.contains(r))
+    }
+}
+
+/// A user account as the admin page lists it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserRow {
+    /// User id.
+    pub id: i64,
+    /// Sign-in email (normalised to lower case).
+    pub email: String,
+    /// Name shown in the UI.
+    pub display_name: String,
+    /// Roles held.
+    pub roles: Vec<Role>,
+    /// A deactivated account cannot sign in; its sessions stop working at once.
+    pub active: bool,
+    /// When the account was created (UTC, `YYYY-MM-DD HH:MM`).
+    pub created_at: String,
+    /// When the account last signed in, if ever.
+    pub last_sign_in_at: Option<String>,
+}
+
+/// One line of the audit log.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditRow {
+    /// Position in the log; newer entries have larger ids.
+    pub id: i64,
+    /// When it happened (UTC, `YYYY-MM-DD HH:MM:SS`).
+    pub at: String,
+    /// Who did it: a user's email, `token:<name>`, `system`, or `anonymous`.
+    pub actor: String,
+    /// What was done, e.g. `user.roles_changed`.
+    pub action: String,
+    /// What it was done to, e.g. `user:7`.
+    pub target: String,
+    /// The state before, as JSON, when there was one.
+    pub before: Option<String>,
+    /// The state after, as JSON, when there is one.
+    pub after: Option<String>,
+}
+
+/// A page of the audit log, newest first.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditPage {
+    /// The entries on this page.
+    pub rows: Vec<AuditRow>,
+    /// Pass as `before` to read the next (older) page; `None` on the last page.
+    pub older_than: Option<i64>,
+}
+
+/// Which audit entries to list.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditQuery {
+    /// Only actions starting with this text (e.g. `signin`).
+    pub action: Option<String>,
+    /// Only entries whose actor contains this text.
+    pub actor: Option<String>,
+    /// Only entries older than this id (paging).
+    pub before: Option<i64>,
+}
+
+/// A place in the app, with the roles that may use it. The navigation shows only the sections
+/// the viewer may use; the server checks the same roles again on every call.
+#[derive(Clone, Copy, Debug)]
+pub struct Section {
+    /// URL path.
+    pub path: &'static str,
+    /// Name in the navigation.
+    pub label: &'static str,
+    /// Roles that may open it.
+    pub roles: &'static [Role],
+}
+
+/// The app's sections, in navigation order, by the job people do there.
+pub const SECTIONS: [Section; 7] = [
+    Section {
+        path: "/exceptions",
+        label: "Exceptions",
+        roles: &[Role::Operator, Role::Manager],
+    },
+    Section {
+        path: "/orders",
+        label: "Orders",
+        roles: &[Role::Operator, Role::Manager],
+    },
+    Section {
+        path: "/sku-mappings",
+        label: "SKU mappings",
+        roles: &[Role::Operator],
+    },
+    Section {
+        path: "/merges",
+        label: "Merges",
+        roles: &[Role::Steward],
+    },
+    Section {
+        path: "/dashboard",
+        label: "Dashboard",
+        roles: &[Role::Manager],
+    },
+    Section {
+        path: "/audit",
+        label: "Audit",
+        roles: &[Role::Admin],
+    },
+    Section {
+        path: "/admin",
+        label: "Admin",
+        roles: &[Role::Admin],
+    },
+];
+
+/// The section at `path`.
+pub fn section(path: &str) -> Option<&'static Section> {
+    SECTIONS.iter().find(|s| s.path == path)
+}

@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Runs the whole test suite: unit tests, integration tests against SQLite and PostgreSQL, and
+# browser tests in Debian's Chromium against the real server. One build serves all of them.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+say() { printf '\033[1m==> %s\033[0m\n' "$*"; }
+started=$(date +%s)
+
+scripts/setup.sh test
+
+say "building (server + wasm)"
+cargo leptos build
+
+say "unit and integration tests (SQLite and PostgreSQL)"
+cargo test -p syncdesk
+cargo test -p app --features ssr --lib
+
+say "browser tests"
+work=$(mktemp -d)
+port=${E2E_PORT:-3100}
+export DATABASE_URL="sqlite:${work}/e2e.db"
+export E2E_PASSWORD="e2e-$(head -c 12 /dev/urandom | base64 | tr -d '/+=')"
+export E2E_ADMIN_EMAIL=admin@e2e.test E2E_OPERATOR_EMAIL=operator@e2e.test
+printf '%s\n' "$E2E_PASSWORD" | target/debug/syncdesk user add --email "$E2E_ADMIN_EMAIL" --name "Ada Admin" \
+  --role admin --role operator --role steward --role manager >/dev/null
+printf '%s\n' "$E2E_PASSWORD" | target/debug/syncdesk user add --email "$E2E_OPERATOR_EMAIL" --name "Oli Operator" \
+  --role operator >/dev/null
+LEPTOS_SITE_ROOT=target/site SYNCDESK_LISTEN="127.0.0.1:${port}" target/debug/syncdesk serve >"${work}/server.log" 2>&1 &
+server=$!
+trap 'kill $server 2>/dev/null || true; rm -rf "$work"' EXIT
+for _ in $(seq 1 100); do curl -fsS "http://127.0.0.1:${port}/healthz" >/dev/null 2>&1 && break; sleep 0.2; done
+if ! (cd end2end && E2E_BASE_URL="http://127.0.0.1:${port}" npx playwright test); then
+  echo "--- server log ---"; tail -n 50 "${work}/server.log"; exit 1
+fi
+
+say "all tests passed in $(( $(date +%s) - started )) s"

@@ -1,0 +1,9 @@
+//! SyncDesk's server: accounts, the audit log, storage and the web wiring. The sync engine,
+//! connectors and simulators join this tree as they are built (see docs/ARCHITECTURE.md).
+
+pub mod accounts;
+pub mod audit;
+pub mod cli;
+pub mod demo;
+pub mod store;
+pub mod web;

@@ -1,0 +1,193 @@
+//! Storage: one interface over SQLite (the embedded default) and PostgreSQL (for teams that run
+//! several SyncDesk processes). Most SQL is shared — both dialects accept `$1` placeholders,
+//! `RETURNING` and `ON CONFLICT` — and is written once inside [`on_pool!`], which compiles the
+//! same block once per backend. Where the dialects differ, each backend's SQL sits side by side
+//! with a comment saying why.
+
+mod audit;
+mod throttle;
+mod tokens;
+mod users;
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{PgPool, SqlitePool};
+
+pub use audit::{AuditFilter, AuditRecord};
+pub use throttle::ThrottleState;
+pub use tokens::TokenRecord;
+pub use users::{NewUser, UserCredentials, UserRecord};
+
+/// Runs `$body` with `$pool` bound to whichever backend `$db` holds. The body is compiled once
+/// per backend, so the same SQL and binds are type-checked against both.
+macro_rules! on_pool {
+    ($db:expr, $pool:ident => $body:expr) => {
+        match $db {
+            $crate::store::Db::Sqlite($pool) => $body,
+            $crate::store::Db::Postgres($pool) => $body,
+        }
+    };
+}
+pub(crate) use on_pool;
+
+/// A connection pool to one of the two backends.
+#[derive(Clone, Debug)]
+pub enum Db {
+    /// Embedded SQLite (WAL, `synchronous = FULL`).
+    Sqlite(SqlitePool),
+    /// PostgreSQL (`synchronous_commit = on`, the server default).
+    Postgres(PgPool),
+}
+
+/// Which backend a store runs on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    /// SQLite.
+    Sqlite,
+    /// PostgreSQL.
+    Postgres,
+}
+
+/// Errors from the storage layer.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The `DATABASE_URL` could not be understood.
+    #[error("DATABASE_URL must start with sqlite: or postgres: (got {0:?})")]
+    UnsupportedUrl(String),
+    /// The database could not be reached or opened.
+    #[error("cannot open the database at {url}: {source}")]
+    Connect {
+        /// The URL with any password hidden.
+        url: String,
+        /// Why.
+        source: sqlx::Error,
+    },
+    /// A migration failed.
+    #[error("database migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    /// A uniqueness rule was broken; the text says which, for a person.
+    #[error("{0}")]
+    Conflict(String),
+    /// The row asked for does not exist.
+    #[error("{0} not found")]
+    NotFound(&'static str),
+    /// Any other database error.
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+}
+
+/// The storage interface the rest of SyncDesk uses.
+#[derive(Clone, Debug)]
+pub struct Store {
+    db: Db,
+}
+
+impl Store {
+    /// Opens the database named by `url` (`sqlite:…` or `postgres:…`). A SQLite file is
+    /// created on first use.
+    pub async fn connect(url: &str) -> Result<Store, StoreError> {
+        let redacted = redact(url);
+        let connect_err = |source| StoreError::Connect {
+            url: redacted.clone(),
+            source,
+        };
+        let db = if url.starts_with("sqlite:") {
+            let options = SqliteConnectOptions::from_str(url)
+                .map_err(connect_err)?
+                .create_if_missing(true)
+                .journal_mode(SqliteJournalMode::Wal)
+                // FULL: an acknowledged write survives an OS crash or power loss, not just a
+                // process crash. See docs/OPERATIONS.md.
+                .synchronous(SqliteSynchronous::Full)
+                .foreign_keys(true)
+                .busy_timeout(Duration::from_secs(10));
+            let pool = SqlitePoolOptions::new()
+                .max_connections(8)
+                .acquire_timeout(Duration::from_secs(10))
+                .connect_with(options)
+                .await
+                .map_err(connect_err)?;
+            Db::Sqlite(pool)
+        } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+            let options = PgConnectOptions::from_str(url).map_err(connect_err)?;
+            let pool = PgPoolOptions::new()
+                .max_connections(16)
+                .acquire_timeout(Duration::from_secs(10))
+                .connect_with(options)
+                .await
+                .map_err(connect_err)?;
+            Db::Postgres(pool)
+        } else {
+            return Err(StoreError::UnsupportedUrl(redacted));
+        };
+        Ok(Store { db })
+    }
+
+    /// Applies every migration not yet applied (idempotent; safe with several processes, as
+    /// sqlx takes a lock on PostgreSQL).
+    pub async fn migrate(&self) -> Result<(), StoreError> {
+        match &self.db {
+            Db::Sqlite(pool) => sqlx::migrate!("migrations/sqlite").run(pool).await?,
+            Db::Postgres(pool) => sqlx::migrate!("migrations/postgres").run(pool).await?,
+        }
+        Ok(())
+    }
+
+    /// Which backend this store runs on.
+    pub fn backend(&self) -> Backend {
+        match self.db {
+            Db::Sqlite(_) => Backend::Sqlite,
+            Db::Postgres(_) => Backend::Postgres,
+        }
+    }
+
+    /// The underlying pool (for the session store and tests).
+    pub fn db(&self) -> &Db {
+        &self.db
+    }
+
+    /// Whether the database answers a trivial query.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        on_pool!(&self.db, pool => sqlx::query("SELECT 1").execute(pool).await.map(|_| ()))?;
+        Ok(())
+    }
+
+    /// Closes the pool, waiting for connections in use to be returned.
+    pub async fn close(&self) {
+        on_pool!(&self.db, pool => pool.close().await)
+    }
+}
+
+/// Turns a unique-constraint violation into a [`StoreError::Conflict`] with `message`.
+pub(crate) fn conflict_on_unique(err: sqlx::Error, message: impl FnOnce() -> String) -> StoreError {
+    match &err {
+        sqlx::Error::Database(db) if db.is_unique_violation() => StoreError::Conflict(message()),
+        _ => StoreError::Database(err),
+    }
+}
+
+/// The URL with its password replaced by `***`, for messages.
+pub fn redact(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut parsed) if parsed.password().is_some() => {
+            let _ = parsed.set_password(Some("***"));
+            parsed.to_string()
+        }
+        _ => url.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn redacts_passwords() {
+        assert_eq!(
+            super::redact("postgres://u:secret@h/db"),
+            "postgres://u:***@h/db"
+        );
+        assert_eq!(super::redact("sqlite:data.db"), "sqlite:data.db");
+    }
+}

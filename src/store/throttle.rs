@@ -1,0 +1,62 @@
+//! Counters of failed sign-ins, per account and per client address.
+
+use chrono::{DateTime, Utc};
+
+use super::{Store, StoreError, on_pool};
+
+/// A throttle key's state.
+#[derive(Clone, Debug, PartialEq, Eq, sqlx::FromRow)]
+pub struct ThrottleState {
+    /// `account:<email>` or `client:<address>`.
+    pub key: String,
+    /// Failures in the current window.
+    pub failures: i32,
+    /// When the window began.
+    pub window_started_at: DateTime<Utc>,
+    /// No attempt is accepted before this.
+    pub locked_until: Option<DateTime<Utc>>,
+}
+
+impl Store {
+    /// The stored state of these keys.
+    pub async fn throttle_states(&self, keys: &[String]) -> Result<Vec<ThrottleState>, StoreError> {
+        let mut states = Vec::with_capacity(keys.len());
+        for key in keys {
+            let state = on_pool!(&self.db, pool => {
+                sqlx::query_as::<_, ThrottleState>(
+                    "SELECT key, failures, window_started_at, locked_until FROM signin_throttle WHERE key = $1",
+                )
+                .bind(key)
+                .fetch_optional(pool)
+                .await
+            })?;
+            states.extend(state);
+        }
+        Ok(states)
+    }
+
+    /// Writes a key's new state.
+    pub async fn put_throttle_state(&self, state: &ThrottleState) -> Result<(), StoreError> {
+        on_pool!(&self.db, pool => {
+            sqlx::query(
+                "INSERT INTO signin_throttle (key, failures, window_started_at, locked_until) VALUES ($1, $2, $3, $4)
+                 ON CONFLICT (key) DO UPDATE SET failures = excluded.failures,
+                     window_started_at = excluded.window_started_at, locked_until = excluded.locked_until",
+            )
+            .bind(&state.key)
+            .bind(state.failures)
+            .bind(state.window_started_at)
+            .bind(state.locked_until)
+            .execute(pool)
+            .await
+            .map(|_| ())
+        })?;
+        Ok(())
+    }
+
+    /// Forgets a key (after a successful sign-in).
+    pub async fn clear_throttle(&self, key: &str) -> Result<(), StoreError> {
+        on_pool!(&self.db, pool => sqlx::query("DELETE FROM signin_throttle WHERE key = $1").bind(key).execute(pool).await.map(|_| ()))?;
+        Ok(())
+    }
+}

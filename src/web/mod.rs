@@ -1,0 +1,132 @@
+//! HTTP: the axum router that serves the Leptos app, its server functions, health checks, and
+//! (later) webhooks and the JSON API, behind sessions and the security layers.
+
+mod health;
+mod port;
+mod security;
+mod session;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use app::{App, shell};
+use axum::Router;
+use axum::extract::FromRef;
+use axum::middleware::{from_fn, from_fn_with_state};
+use axum::routing::get;
+use leptos::config::LeptosOptions;
+use leptos::prelude::provide_context;
+use leptos_axum::{LeptosRoutes, generate_route_list};
+use tokio::net::TcpListener;
+use tower_http::trace::TraceLayer;
+
+pub use session::CurrentUser;
+
+use crate::accounts::{Accounts, ThrottlePolicy};
+use crate::store::Store;
+
+/// Settings of the web layer, parsed once at start-up.
+#[derive(Clone, Debug)]
+pub struct WebSettings {
+    /// Mark cookies `Secure` and send HSTS (served over TLS, directly or behind a proxy).
+    pub tls: bool,
+    /// Take the client address from `X-Forwarded-For` (only behind a trusted proxy).
+    pub trust_proxy: bool,
+    /// Where cargo-leptos put the compiled site (JS, WASM, CSS, assets).
+    pub site_root: String,
+    /// Sign-in throttling.
+    pub throttle: ThrottlePolicy,
+}
+
+impl Default for WebSettings {
+    fn default() -> Self {
+        WebSettings {
+            tls: false,
+            trust_proxy: false,
+            site_root: "target/site".into(),
+            throttle: ThrottlePolicy::default(),
+        }
+    }
+}
+
+/// Everything a request handler may need.
+#[derive(Clone, FromRef)]
+pub struct AppState {
+    /// Leptos' own settings (site root, output name).
+    pub leptos_options: LeptosOptions,
+    /// Storage.
+    pub store: Store,
+    /// Account operations.
+    pub accounts: Accounts,
+    /// Web settings.
+    pub settings: Arc<WebSettings>,
+}
+
+impl AppState {
+    /// State for a server on `addr` over `store`.
+    pub fn new(store: Store, settings: WebSettings, addr: SocketAddr) -> AppState {
+        let leptos_options = LeptosOptions::builder()
+            .output_name("syncdesk")
+            .site_root(settings.site_root.clone())
+            .site_pkg_dir("pkg")
+            .site_addr(addr)
+            .build();
+        let accounts = Accounts::new(store.clone(), settings.throttle.clone());
+        AppState {
+            leptos_options,
+            store,
+            accounts,
+            settings: Arc::new(settings),
+        }
+    }
+}
+
+/// The whole HTTP application.
+pub fn router(state: AppState) -> Router {
+    let port_context = {
+        let state = state.clone();
+        move || {
+            provide_context::<Arc<dyn app::port::Port>>(Arc::new(port::WebPort::new(state.clone())))
+        }
+    };
+    let routes = generate_route_list(App);
+    let options = state.leptos_options.clone();
+
+    Router::new()
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
+        .leptos_routes_with_context(&state, routes, port_context.clone(), move || {
+            shell(options.clone())
+        })
+        .fallback(leptos_axum::file_and_error_handler_with_context::<
+            AppState,
+            _,
+        >(port_context, shell))
+        .layer(from_fn_with_state(state.clone(), session::require_sign_in))
+        .layer(session::layer(&state.store, state.settings.tls))
+        .layer(from_fn(security::refuse_cross_site))
+        .layer(from_fn_with_state(
+            state.settings.clone(),
+            security::headers,
+        ))
+        .layer(TraceLayer::new_for_http().make_span_with(security::request_span))
+        .with_state(state)
+}
+
+/// Serves `state` on `listener` until `shutdown` resolves.
+pub async fn serve(
+    listener: TcpListener,
+    state: AppState,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+/// Starts the background work every SyncDesk process shares (today: sweeping expired sessions;
+/// the sync engine's workers join here).
+pub fn run_background(store: &Store) {
+    session::spawn_expired_deletion(store);
+}

@@ -1,0 +1,280 @@
+//! The server's implementation of the UI's [`Port`]: session and role checks, then one call
+//! into accounts or the store, with errors turned into sentences.
+
+use app::error::AppError;
+use app::model::{AuditPage, AuditQuery, AuditRow, Role, UserRow, Viewer};
+use app::port::Port;
+use axum::http::request::Parts;
+use leptos::prelude::use_context;
+use tower_sessions::Session;
+
+use super::AppState;
+use super::session::{CurrentUser, SIGNED_IN_AT, USER_ID, client_address};
+use crate::accounts::{AddUserError, SignInError};
+use crate::audit::{Actor, Change};
+use crate::store::{AuditFilter, StoreError, UserRecord};
+
+/// The port for one request.
+pub struct WebPort {
+    state: AppState,
+}
+
+impl WebPort {
+    /// A port over `state`; request details come from the Leptos context.
+    pub fn new(state: AppState) -> WebPort {
+        WebPort { state }
+    }
+
+    fn parts() -> Option<Parts> {
+        use_context::<Parts>()
+    }
+
+    fn current() -> Option<UserRecord> {
+        Self::parts()
+            .and_then(|p| p.extensions.get::<CurrentUser>().cloned())
+            .and_then(|c| c.0)
+    }
+
+    fn client(&self) -> Option<String> {
+        Self::parts().and_then(|p| client_address(&p, self.state.settings.trust_proxy))
+    }
+
+    async fn session() -> Result<Session, AppError> {
+        leptos_axum::extract::<Session>()
+            .await
+            .map_err(|e| internal("session unavailable", &e))
+    }
+}
+
+fn viewer(user: &UserRecord) -> Viewer {
+    Viewer {
+        user_id: user.id,
+        email: user.email.clone(),
+        display_name: user.display_name.clone(),
+        roles: user.roles.clone(),
+    }
+}
+
+fn actor(viewer: &Viewer) -> Actor {
+    Actor::User {
+        id: viewer.user_id,
+        email: viewer.email.clone(),
+    }
+}
+
+fn user_row(user: UserRecord) -> UserRow {
+    UserRow {
+        id: user.id,
+        email: user.email,
+        display_name: user.display_name,
+        roles: user.roles,
+        active: user.active,
+        created_at: user.created_at.format("%Y-%m-%d %H:%M").to_string(),
+        last_sign_in_at: user
+            .last_sign_in_at
+            .map(|t| t.format("%Y-%m-%d %H:%M").to_string()),
+    }
+}
+
+/// Logs an internal error under a short reference and returns the sentence people see.
+fn internal(context: &str, err: &dyn std::fmt::Display) -> AppError {
+    let reference = uuid::Uuid::new_v4().simple().to_string()[..8].to_string();
+    tracing::error!(reference = %reference, error = %err, "{context}");
+    AppError::Internal(reference)
+}
+
+fn store_error(err: StoreError) -> AppError {
+    match err {
+        StoreError::Conflict(message) => AppError::Conflict(message),
+        StoreError::NotFound(what) => AppError::NotFound(format!("That {what} does not exist.")),
+        other => internal("storage failed", &other),
+    }
+}
+
+fn add_user_error(err: AddUserError) -> AppError {
+    match err {
+        AddUserError::Invalid(message) => AppError::Invalid(message),
+        AddUserError::Store(err) => store_error(err),
+        AddUserError::Hash(err) => internal("password hashing failed", &err),
+    }
+}
+
+#[async_trait::async_trait]
+impl Port for WebPort {
+    async fn viewer(&self) -> Result<Option<Viewer>, AppError> {
+        Ok(Self::current().as_ref().map(viewer))
+    }
+
+    async fn authorize(&self, allowed: &[Role], what: &str) -> Result<Viewer, AppError> {
+        let Some(user) = Self::current() else {
+            return Err(AppError::Unauthenticated);
+        };
+        let viewer = viewer(&user);
+        if viewer.has_any(allowed) {
+            return Ok(viewer);
+        }
+        let needed = allowed.iter().map(|r| r.as_str()).collect::<Vec<_>>();
+        let change = Change::new(&actor(&viewer), "access.denied", what.to_string())
+            .after(serde_json::json!({ "needs_one_of": needed }))
+            .client(self.client());
+        self.state
+            .store
+            .record(&change)
+            .await
+            .map_err(store_error)?;
+        let labels = allowed
+            .iter()
+            .map(|r| r.label())
+            .collect::<Vec<_>>()
+            .join(" or ");
+        Err(AppError::Forbidden(format!(
+            "You need the {labels} role to {what}."
+        )))
+    }
+
+    async fn sign_in(&self, email: String, password: String) -> Result<Viewer, AppError> {
+        let client = self.client();
+        let user = match self.state.accounts.sign_in(&email, password, client).await {
+            Ok(user) => user,
+            Err(SignInError::BadCredentials) => return Err(AppError::BadCredentials),
+            Err(SignInError::Throttled(wait)) => {
+                return Err(AppError::Throttled {
+                    retry_after_secs: wait.as_secs().max(1),
+                });
+            }
+            Err(SignInError::Store(err)) => return Err(store_error(err)),
+        };
+        let session = Self::session().await?;
+        // A new session id at sign-in, so an id planted before sign-in is worthless after it.
+        session
+            .cycle_id()
+            .await
+            .map_err(|e| internal("session cycle failed", &e))?;
+        session
+            .insert(USER_ID, user.id)
+            .await
+            .map_err(|e| internal("session write failed", &e))?;
+        session
+            .insert(SIGNED_IN_AT, chrono::Utc::now().timestamp())
+            .await
+            .map_err(|e| internal("session write failed", &e))?;
+        Ok(viewer(&user))
+    }
+
+    async fn sign_out(&self) -> Result<(), AppError> {
+        let session = Self::session().await?;
+        if let Some(user) = Self::current() {
+            let actor = Actor::User {
+                id: user.id,
+                email: user.email,
+            };
+            self.state
+                .accounts
+                .record_sign_out(&actor, self.client())
+                .await
+                .map_err(store_error)?;
+        }
+        session
+            .flush()
+            .await
+            .map_err(|e| internal("session flush failed", &e))
+    }
+
+    async fn list_users(&self, _by: &Viewer) -> Result<Vec<UserRow>, AppError> {
+        let users = self.state.store.users().await.map_err(store_error)?;
+        Ok(users.into_iter().map(user_row).collect())
+    }
+
+    async fn add_user(
+        &self,
+        by: &Viewer,
+        email: String,
+        display_name: String,
+        password: String,
+        roles: Vec<Role>,
+    ) -> Result<UserRow, AppError> {
+        let user = self
+            .state
+            .accounts
+            .add_user(&email, &display_name, password, roles, &actor(by))
+            .await
+            .map_err(add_user_error)?;
+        Ok(user_row(user))
+    }
+
+    async fn set_user_roles(
+        &self,
+        by: &Viewer,
+        user_id: i64,
+        roles: Vec<Role>,
+    ) -> Result<UserRow, AppError> {
+        if user_id == by.user_id && !roles.contains(&Role::Admin) {
+            return Err(AppError::Invalid(
+                "You can't remove your own admin role; ask another admin, so SyncDesk always keeps one.".into(),
+            ));
+        }
+        let user = self
+            .state
+            .store
+            .set_user_roles(user_id, &roles, &actor(by))
+            .await
+            .map_err(store_error)?;
+        Ok(user_row(user))
+    }
+
+    async fn set_user_active(
+        &self,
+        by: &Viewer,
+        user_id: i64,
+        active: bool,
+    ) -> Result<UserRow, AppError> {
+        if user_id == by.user_id && !active {
+            return Err(AppError::Invalid(
+                "You can't deactivate your own account.".into(),
+            ));
+        }
+        let user = self
+            .state
+            .store
+            .set_user_active(user_id, active, &actor(by))
+            .await
+            .map_err(store_error)?;
+        Ok(user_row(user))
+    }
+
+    async fn audit_log(&self, _by: &Viewer, query: AuditQuery) -> Result<AuditPage, AppError> {
+        const PAGE: i64 = 50;
+        let filter = AuditFilter {
+            action_prefix: query.action,
+            actor_contains: query.actor,
+            before_id: query.before,
+            limit: PAGE + 1,
+        };
+        let mut records = self
+            .state
+            .store
+            .audit_entries(&filter)
+            .await
+            .map_err(store_error)?;
+        let more = records.len() as i64 > PAGE;
+        records.truncate(PAGE as usize);
+        let older_than = if more {
+            records.last().map(|r| r.id)
+        } else {
+            None
+        };
+        let rows = records
+            .into_iter()
+            .map(|r| AuditRow {
+                id: r.id,
+                at: r.at.format("%Y-%m-%d %H:%M:%S").to_string(),
+                actor: r.actor_label,
+                action: r.action,
+                target: r.target,
+                before: r.before.map(|j| j.0.to_string()),
+                after: r.after.map(|j| j.0.to_string()),
+            })
+            .collect();
+        Ok(AuditPage { rows, older_than })
+    }
+}
