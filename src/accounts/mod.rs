@@ -3,7 +3,7 @@
 
 mod email;
 mod password;
-mod signin;
+pub(crate) mod signin;
 mod token;
 
 pub use email::Email;

@@ -66,6 +66,14 @@ mod tests {
         assert!(!verify_password("x".into(), "not a hash".into()).await);
     }
 
+    #[tokio::test]
+    async fn the_sign_in_decoy_is_a_real_hash_that_nothing_matches() {
+        // An unknown email must cost a full argon2 verification, like a wrong password does.
+        let decoy = crate::accounts::signin::DECOY_HASH;
+        assert!(PasswordHash::new(decoy).is_ok());
+        assert!(!verify_password(String::new(), decoy.into()).await);
+    }
+
     #[test]
     fn length_rules() {
         assert!(validate_password("short").is_err());

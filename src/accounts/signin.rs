@@ -1,6 +1,5 @@
 //! Signing in: throttling, password check, and the audit trail of every attempt.
 
-use std::sync::OnceLock;
 use std::time::Duration;
 
 use app::model::Role;
@@ -61,14 +60,9 @@ pub struct Accounts {
     policy: ThrottlePolicy,
 }
 
-/// A valid argon2id hash of a random password, checked when the email is unknown so that an
-/// unknown account takes as long to refuse as a wrong password.
-fn decoy_hash() -> &'static str {
-    static DECOY: OnceLock<String> = OnceLock::new();
-    DECOY.get_or_init(|| {
-        "$argon2id$v=19$m=19456,t=2,p=1$c3luY2Rlc2tkZWNveXNhbHQ$V8M0u2mS1qOqS7hJQkX1m8S9hL6m3cX0l0yXo2c6zG8".to_string()
-    })
-}
+/// A well-formed argon2id hash (OWASP parameters) that no password matches, checked when the
+/// email is unknown so that an unknown account takes as long to refuse as a wrong password.
+pub(crate) const DECOY_HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$c3luY2Rlc2tkZWNveXNhbHQ$V8M0u2mS1qOqS7hJQkX1m8S9hL6m3cX0l0yXo2c6zG8";
 
 impl Accounts {
     /// Account operations over `store`, throttled by `policy`.
@@ -114,7 +108,7 @@ impl Accounts {
         };
         let hash = credentials
             .as_ref()
-            .map_or_else(|| decoy_hash().to_string(), |c| c.password_hash.clone());
+            .map_or_else(|| DECOY_HASH.to_string(), |c| c.password_hash.clone());
         let matches = verify_password(password, hash).await;
         match credentials {
             Some(c) if matches && c.active => {
