@@ -1,0 +1,109 @@
+//! Stock-keeping units: the store's item code, the key that SKU mappings to ERP item codes use.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+/// The most characters a SKU may have; longer codes do not fit the ERP item-code mapping table.
+pub const MAX_SKU_CHARS: usize = 64;
+
+/// Why a text is not a usable SKU.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SkuError {
+    /// Nothing but whitespace.
+    #[error("a SKU cannot be empty")]
+    Empty,
+    /// More than [`MAX_SKU_CHARS`] characters.
+    #[error("a SKU has at most {MAX_SKU_CHARS} characters; this one has {0}")]
+    TooLong(usize),
+    /// A control character (tab, newline, NUL…) inside the code.
+    #[error("a SKU cannot contain control characters such as tabs or line breaks")]
+    ControlCharacter,
+}
+
+/// A store SKU: trimmed, non-empty, at most 64 characters, no control characters. Case is kept
+/// as the store wrote it ("abc-1" and "ABC-1" are different SKUs, as they are in Shopify).
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct Sku(String);
+
+impl Sku {
+    /// Parses `raw`, trimming surrounding whitespace.
+    pub fn parse(raw: &str) -> Result<Sku, SkuError> {
+        let sku = raw.trim();
+        if sku.is_empty() {
+            return Err(SkuError::Empty);
+        }
+        let chars = sku.chars().count();
+        if chars > MAX_SKU_CHARS {
+            return Err(SkuError::TooLong(chars));
+        }
+        if sku.chars().any(char::is_control) {
+            return Err(SkuError::ControlCharacter);
+        }
+        Ok(Sku(sku.to_owned()))
+    }
+
+    /// The SKU as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for Sku {
+    type Error = SkuError;
+
+    fn try_from(raw: String) -> Result<Sku, SkuError> {
+        Sku::parse(&raw)
+    }
+}
+
+impl From<Sku> for String {
+    fn from(sku: Sku) -> String {
+        sku.0
+    }
+}
+
+impl fmt::Display for Sku {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn trims_and_keeps_case() {
+        assert_eq!(Sku::parse("  Tee-Blk-M \n").unwrap().as_str(), "Tee-Blk-M");
+        assert_ne!(Sku::parse("abc-1").unwrap(), Sku::parse("ABC-1").unwrap());
+    }
+
+    #[test]
+    fn refuses_empty_long_and_control_characters() {
+        assert_eq!(Sku::parse("   "), Err(SkuError::Empty));
+        assert_eq!(Sku::parse(&"A".repeat(64)).unwrap().as_str().len(), 64);
+        assert_eq!(Sku::parse(&"A".repeat(65)), Err(SkuError::TooLong(65)));
+        assert_eq!(Sku::parse("AB\tC"), Err(SkuError::ControlCharacter));
+        assert_eq!(Sku::parse("AB\u{0}C"), Err(SkuError::ControlCharacter));
+        assert_eq!(
+            Sku::parse(&"A".repeat(70)).unwrap_err().to_string(),
+            "a SKU has at most 64 characters; this one has 70"
+        );
+    }
+
+    #[test]
+    fn counts_characters_not_bytes() {
+        // 64 "é" are 128 bytes but 64 characters: allowed.
+        assert!(Sku::parse(&"é".repeat(64)).is_ok());
+    }
+
+    #[test]
+    fn deserialising_parses_again() {
+        let sku: Sku = serde_json::from_str("\" NEW-42 \"").unwrap();
+        assert_eq!(sku.as_str(), "NEW-42");
+        assert_eq!(serde_json::to_string(&sku).unwrap(), "\"NEW-42\"");
+        assert!(serde_json::from_str::<Sku>("\"\"").is_err());
+    }
+}
