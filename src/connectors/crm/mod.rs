@@ -1,0 +1,154 @@
+//! The CRM connector: the trait the engine calls, and its HTTP client for the reference CRM API.
+
+mod model;
+
+pub use model::{
+    CrmContact, CrmContactRecord, CrmDeal, CrmDealRecord, DealStage, limits, normalise_email,
+};
+
+use async_trait::async_trait;
+use chrono::{DateTime, SecondsFormat, Utc};
+use reqwest::Method;
+
+use super::error::{Ack, DeliveryError};
+use super::http::{ConnectorConfig, HttpClient};
+use super::wire::Page;
+
+/// What the engine needs from a CRM.
+#[async_trait]
+pub trait CrmApi: Send + Sync {
+    /// Creates or updates the contact with this email. `idem` is the Idempotency-Key.
+    async fn upsert_contact(&self, contact: &CrmContact, idem: &str) -> Result<Ack, DeliveryError>;
+
+    /// Creates or updates the deal keyed by the store order id. `idem` is the Idempotency-Key.
+    async fn upsert_deal(&self, deal: &CrmDeal, idem: &str) -> Result<Ack, DeliveryError>;
+
+    /// The deal for a store order id, if the CRM has one.
+    async fn find_deal(&self, external_id: &str) -> Result<Option<CrmDealRecord>, DeliveryError>;
+
+    /// Deals changed at or after `since`, oldest change first, for reconciliation.
+    async fn deals_changed_since(
+        &self,
+        since: DateTime<Utc>,
+        cursor: Option<&str>,
+        limit: u32,
+    ) -> Result<Page<CrmDealRecord>, DeliveryError>;
+}
+
+/// [`CrmApi`] over HTTP, against the reference CRM API.
+#[derive(Debug)]
+pub struct HttpCrm {
+    http: HttpClient,
+}
+
+impl HttpCrm {
+    /// A client for the CRM at `config.base_url`.
+    pub fn new(config: &ConnectorConfig) -> Result<Self, reqwest::Error> {
+        Ok(HttpCrm {
+            http: HttpClient::new(config, "CRM")?,
+        })
+    }
+}
+
+/// The `id` every CRM write answers with.
+#[derive(serde::Deserialize)]
+struct IdOnly {
+    id: String,
+}
+
+#[async_trait]
+impl CrmApi for HttpCrm {
+    async fn upsert_contact(&self, contact: &CrmContact, idem: &str) -> Result<Ack, DeliveryError> {
+        let segments = ["v1", "contacts", contact.email.as_str()];
+        let reply = self
+            .http
+            .send(
+                "upsert_contact",
+                Method::PUT,
+                &segments,
+                &[],
+                Some(contact),
+                Some(idem),
+            )
+            .await?;
+        if !reply.is_success() {
+            return Err(self.http.error(reply));
+        }
+        let record: IdOnly = self.http.decode(&reply)?;
+        Ok(Ack {
+            external_id: record.id,
+            request_id: reply.request_id,
+            status: reply.status,
+        })
+    }
+
+    async fn upsert_deal(&self, deal: &CrmDeal, idem: &str) -> Result<Ack, DeliveryError> {
+        let segments = ["v1", "deals", deal.external_id.as_str()];
+        let reply = self
+            .http
+            .send(
+                "upsert_deal",
+                Method::PUT,
+                &segments,
+                &[],
+                Some(deal),
+                Some(idem),
+            )
+            .await?;
+        if !reply.is_success() {
+            return Err(self.http.error(reply));
+        }
+        let record: IdOnly = self.http.decode(&reply)?;
+        Ok(Ack {
+            external_id: record.id,
+            request_id: reply.request_id,
+            status: reply.status,
+        })
+    }
+
+    async fn find_deal(&self, external_id: &str) -> Result<Option<CrmDealRecord>, DeliveryError> {
+        let segments = ["v1", "deals", external_id];
+        let reply = self
+            .http
+            .send::<()>("find_deal", Method::GET, &segments, &[], None, None)
+            .await?;
+        match reply.status {
+            404 => Ok(None),
+            _ if reply.is_success() => self.http.decode(&reply).map(Some),
+            _ => Err(self.http.error(reply)),
+        }
+    }
+
+    async fn deals_changed_since(
+        &self,
+        since: DateTime<Utc>,
+        cursor: Option<&str>,
+        limit: u32,
+    ) -> Result<Page<CrmDealRecord>, DeliveryError> {
+        let mut query = vec![
+            (
+                "changed_since",
+                since.to_rfc3339_opts(SecondsFormat::Micros, true),
+            ),
+            ("limit", limit.to_string()),
+        ];
+        if let Some(cursor) = cursor {
+            query.push(("cursor", cursor.to_owned()));
+        }
+        let reply = self
+            .http
+            .send::<()>(
+                "deals_changed_since",
+                Method::GET,
+                &["v1", "deals"],
+                &query,
+                None,
+                None,
+            )
+            .await?;
+        if !reply.is_success() {
+            return Err(self.http.error(reply));
+        }
+        self.http.decode(&reply)
+    }
+}
