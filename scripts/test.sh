@@ -12,8 +12,14 @@ say "building (server + wasm)"
 cargo leptos build
 
 say "unit and integration tests (SQLite and PostgreSQL)"
+# The same flags and environment cargo-leptos gave the server build, so the tests reuse its
+# compiled dependencies instead of building the whole stack a second time.
+export RUSTFLAGS="--cfg erase_components" LEPTOS_OUTPUT_NAME=syncdesk LEPTOS_SITE_ROOT=target/site \
+  LEPTOS_SITE_PKG_DIR=pkg LEPTOS_SITE_ADDR=127.0.0.1:3000 LEPTOS_RELOAD_PORT=3001 LEPTOS_LIB_DIR=app \
+  LEPTOS_BIN_DIR=. LEPTOS_JS_MINIFY=false LEPTOS_HASH_FILES=false
 cargo test -p syncdesk
 cargo test -p app --features ssr --lib
+unset RUSTFLAGS
 
 say "browser tests"
 work=$(mktemp -d)

@@ -61,7 +61,12 @@ struct WebArgs {
     #[arg(long, env = "LEPTOS_SITE_ROOT", default_value = "target/site")]
     site_root: String,
     /// Shared secret the store signs webhooks with.
-    #[arg(long, env = "SHOPIFY_WEBHOOK_SECRET", hide_env_values = true)]
+    #[arg(
+        long,
+        env = "SHOPIFY_WEBHOOK_SECRET",
+        hide_env_values = true,
+        hide_default_value = true
+    )]
     shopify_webhook_secret: Option<String>,
 }
 
@@ -252,6 +257,10 @@ async fn serve(store: Store, args: &WebArgs) -> anyhow::Result<()> {
         trust_proxy: args.trust_proxy,
         site_root: args.site_root.clone(),
         throttle: ThrottlePolicy::default(),
+        shopify_webhook_secret: args
+            .shopify_webhook_secret
+            .clone()
+            .map(crate::secret::Secret::new),
     };
     let listener = TcpListener::bind(args.listen)
         .await

@@ -4,6 +4,11 @@
 pub mod accounts;
 pub mod audit;
 pub mod cli;
+pub mod connectors;
 pub mod demo;
+pub mod domain;
+pub mod engine;
+pub mod secret;
+pub mod simulate;
 pub mod store;
 pub mod web;

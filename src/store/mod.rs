@@ -5,6 +5,7 @@
 //! with a comment saying why.
 
 mod audit;
+mod ingest;
 mod throttle;
 mod tokens;
 mod users;
@@ -17,6 +18,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{PgPool, SqlitePool};
 
 pub use audit::{AuditFilter, AuditRecord};
+pub use ingest::{DESTINATIONS, Delivery, Outcome as IngestOutcome, Payload};
 pub use throttle::ThrottleState;
 pub use tokens::TokenRecord;
 pub use users::{NewUser, UserCredentials, UserRecord};
@@ -32,6 +34,23 @@ macro_rules! on_pool {
     };
 }
 pub(crate) use on_pool;
+
+/// Which dialect a pool speaks, for the few queries written per backend.
+pub(crate) trait Dialect {
+    /// True for PostgreSQL.
+    const POSTGRES: bool;
+}
+impl Dialect for SqlitePool {
+    const POSTGRES: bool = false;
+}
+impl Dialect for PgPool {
+    const POSTGRES: bool = true;
+}
+
+/// Whether `pool` is PostgreSQL (inside [`on_pool!`], where its type is one or the other).
+pub(crate) fn is_postgres<P: Dialect>(_pool: &P) -> bool {
+    P::POSTGRES
+}
 
 /// A connection pool to one of the two backends.
 #[derive(Clone, Debug)]

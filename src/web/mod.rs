@@ -5,15 +5,17 @@ mod health;
 mod port;
 mod security;
 mod session;
+mod webhooks;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use app::{App, shell};
 use axum::Router;
+use axum::extract::DefaultBodyLimit;
 use axum::extract::FromRef;
 use axum::middleware::{from_fn, from_fn_with_state};
-use axum::routing::get;
+use axum::routing::{get, post};
 use leptos::config::LeptosOptions;
 use leptos::prelude::provide_context;
 use leptos_axum::{LeptosRoutes, generate_route_list};
@@ -23,6 +25,7 @@ use tower_http::trace::TraceLayer;
 pub use session::CurrentUser;
 
 use crate::accounts::{Accounts, ThrottlePolicy};
+use crate::secret::Secret;
 use crate::store::Store;
 
 /// Settings of the web layer, parsed once at start-up.
@@ -36,6 +39,8 @@ pub struct WebSettings {
     pub site_root: String,
     /// Sign-in throttling.
     pub throttle: ThrottlePolicy,
+    /// The secret store webhooks are signed with; without it, webhooks are refused (503).
+    pub shopify_webhook_secret: Option<Secret>,
 }
 
 impl Default for WebSettings {
@@ -45,6 +50,7 @@ impl Default for WebSettings {
             trust_proxy: false,
             site_root: "target/site".into(),
             throttle: ThrottlePolicy::default(),
+            shopify_webhook_secret: None,
         }
     }
 }
@@ -95,6 +101,10 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
+        .route(
+            "/webhooks/shopify",
+            post(webhooks::shopify).layer(DefaultBodyLimit::max(webhooks::MAX_BODY_BYTES)),
+        )
         .leptos_routes_with_context(&state, routes, port_context.clone(), move || {
             shell(options.clone())
         })

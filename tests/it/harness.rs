@@ -21,6 +21,8 @@ use tokio::net::TcpListener;
 
 /// The password every test account gets.
 pub const PASSWORD: &str = "correct horse battery staple";
+/// The secret the test server checks store webhooks against.
+pub const WEBHOOK_SECRET: &str = "test-webhook-secret";
 /// The session cookie's name.
 pub const SESSION_COOKIE: &str = "syncdesk_session";
 /// Where the PostgreSQL server is, unless `SYNCDESK_TEST_PG_URL` says otherwise.
@@ -176,6 +178,7 @@ impl TestApp {
                 max_lock: Duration::from_secs(2),
                 ..Default::default()
             },
+            shopify_webhook_secret: Some(syncdesk::secret::Secret::new(WEBHOOK_SECRET)),
             ..Default::default()
         };
         let listener = TcpListener::bind("127.0.0.1:0")
@@ -250,6 +253,24 @@ impl TestApp {
             })
             .await
             .expect("read the audit log")
+    }
+
+    /// The single integer a query answers (for asserting on what was stored).
+    pub async fn count(&self, sql: &str) -> i64 {
+        match self.store.db() {
+            syncdesk::store::Db::Sqlite(pool) => sqlx::query_scalar(sql).fetch_one(pool).await,
+            syncdesk::store::Db::Postgres(pool) => sqlx::query_scalar(sql).fetch_one(pool).await,
+        }
+        .unwrap_or_else(|e| panic!("{sql}: {e}"))
+    }
+
+    /// The text a query answers.
+    pub async fn text(&self, sql: &str) -> String {
+        match self.store.db() {
+            syncdesk::store::Db::Sqlite(pool) => sqlx::query_scalar(sql).fetch_one(pool).await,
+            syncdesk::store::Db::Postgres(pool) => sqlx::query_scalar(sql).fetch_one(pool).await,
+        }
+        .unwrap_or_else(|e| panic!("{sql}: {e}"))
     }
 
     /// The audit entries with exactly this action, newest first.

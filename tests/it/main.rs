@@ -11,3 +11,4 @@ mod harness;
 mod admin;
 mod auth;
 mod web;
+mod webhooks;

@@ -10,9 +10,11 @@ pub use admin::*;
 pub use audit::*;
 pub use session::*;
 
+#[cfg(feature = "ssr")]
 use crate::model::Role;
 
 /// The roles ticked in a form's four role checkboxes (an unticked box sends nothing).
+#[cfg(feature = "ssr")]
 pub(crate) fn ticked_roles(
     operator: Option<String>,
     steward: Option<String>,

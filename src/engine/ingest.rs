@@ -1,0 +1,60 @@
+//! Ingest: a verified store webhook becomes a durable event and, when it carries a newer state
+//! of an order, that state plus a sync task per destination — all in one transaction, before
+//! the store gets its 2xx.
+
+use crate::domain::shopify;
+use crate::store::{Delivery, IngestOutcome, Payload, Store, StoreError};
+
+/// The topics SyncDesk acts on.
+pub const TOPICS: [&str; 10] = [
+    "orders/create",
+    "orders/updated",
+    "orders/paid",
+    "orders/fulfilled",
+    "orders/partially_fulfilled",
+    "orders/cancelled",
+    "orders/edited",
+    "refunds/create",
+    "customers/create",
+    "customers/update",
+];
+
+/// Reads a body by its topic. A body that cannot be read is kept as `Unreadable` with the
+/// reason (naming the field), so nothing the store sent is lost.
+pub fn read_payload(topic: &str, body: &[u8]) -> Payload {
+    let unreadable = |e: shopify::ParseError| Payload::Unreadable(e.to_string());
+    match topic {
+        "orders/create"
+        | "orders/updated"
+        | "orders/paid"
+        | "orders/fulfilled"
+        | "orders/partially_fulfilled"
+        | "orders/cancelled" => shopify::parse_order(body)
+            .map(|o| Payload::Order(Box::new(o)))
+            .unwrap_or_else(unreadable),
+        // An edit notice names the order but not its new state, which arrives with the
+        // orders/updated the store sends for the same edit (and with reconciliation).
+        "orders/edited" => match shopify::parse_order_edit(body) {
+            Ok(_) => {
+                Payload::Notice("order edit noted; the edited order arrives as orders/updated")
+            }
+            Err(e) => unreadable(e),
+        },
+        "refunds/create" => shopify::parse_refund(body)
+            .map(|r| Payload::Refund(Box::new(r)))
+            .unwrap_or_else(unreadable),
+        "customers/create" | "customers/update" => shopify::parse_customer(body)
+            .map(|c| Payload::Customer(Box::new(c)))
+            .unwrap_or_else(unreadable),
+        _ => Payload::UnknownTopic,
+    }
+}
+
+/// Makes a delivery durable and applies it.
+pub async fn accept(store: &Store, delivery: Delivery) -> Result<IngestOutcome, StoreError> {
+    let payload = read_payload(&delivery.topic, &delivery.body);
+    if let Payload::Unreadable(reason) = &payload {
+        tracing::warn!(topic = %delivery.topic, webhook_id = %delivery.webhook_id, %reason, "store sent a body SyncDesk cannot read; kept for replay");
+    }
+    store.ingest(&delivery, &payload).await
+}

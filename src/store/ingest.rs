@@ -1,0 +1,388 @@
+//! Recording store webhooks and applying them to the canonical order, in one transaction per
+//! delivery: after the commit, the raw event is durable, the order holds the newest state, and
+//! every destination has a task aimed at that state.
+
+use chrono::{DateTime, Utc};
+use sqlx::types::Json;
+
+use super::{Store, StoreError, is_postgres, on_pool};
+use crate::domain::{CustomerRef, FinancialStatus, Order, Refund, StoreCustomer};
+
+/// The destinations every order is synced to.
+pub const DESTINATIONS: [&str; 2] = ["crm", "erp"];
+
+/// A webhook delivery as received (headers already checked).
+#[derive(Clone, Debug)]
+pub struct Delivery {
+    /// `X-Shopify-Webhook-Id`: unique per delivery attempt series.
+    pub webhook_id: String,
+    /// `X-Shopify-Event-Id`: unique per event.
+    pub event_id: Option<String>,
+    /// `X-Shopify-Topic`.
+    pub topic: String,
+    /// `X-Shopify-Shop-Domain`.
+    pub shop_domain: Option<String>,
+    /// `X-Shopify-API-Version`.
+    pub api_version: Option<String>,
+    /// `X-Shopify-Triggered-At`.
+    pub triggered_at: Option<DateTime<Utc>>,
+    /// The raw body, kept for replay.
+    pub body: Vec<u8>,
+}
+
+/// What the body turned out to hold.
+#[derive(Clone, Debug)]
+pub enum Payload {
+    /// A full order (orders/* topics).
+    Order(Box<Order>),
+    /// A refund (refunds/create).
+    Refund(Box<Refund>),
+    /// A customer (customers/*).
+    Customer(Box<StoreCustomer>),
+    /// A topic SyncDesk does not act on (acknowledged and recorded).
+    UnknownTopic,
+    /// A known topic that changes nothing by itself; the text says why.
+    Notice(&'static str),
+    /// A known topic whose body could not be read; the reason names the field.
+    Unreadable(String),
+}
+
+/// What became of a delivery.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// A newer state of the order was applied; tasks are armed for `version`.
+    Applied {
+        /// The store's order id.
+        store_order_id: i64,
+        /// Our version of the order now.
+        version: i64,
+    },
+    /// The same delivery, event, or order state was seen before: nothing applied twice.
+    Duplicate,
+    /// An older state of the order arrived after a newer one: recorded, not applied.
+    Superseded {
+        /// The store's order id.
+        store_order_id: i64,
+    },
+    /// Recorded without changing any order (unknown topic, customer record, refund of an order
+    /// not seen yet, unreadable body).
+    Recorded,
+}
+
+impl Outcome {
+    /// The word stored in `webhook_events.outcome` and answered to the store.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Outcome::Applied { .. } => "applied",
+            Outcome::Duplicate => "duplicate",
+            Outcome::Superseded { .. } => "superseded",
+            Outcome::Recorded => "recorded",
+        }
+    }
+}
+
+/// Arms (or re-aims) the task of every destination at `version`. A synced, dead or blocked task
+/// starts afresh; a pending, retrying or running one just gets the new target (a running one is
+/// re-armed by its worker on completion, keeping one attempt in flight per order and
+/// destination); a skipped one stays skipped.
+const ARM_TASK: &str = "
+INSERT INTO sync_tasks (store_order_id, destination, state, target_version, attempt, scheduled_at, armed_at, updated_at)
+VALUES ($1, $2, 'pending', $3, 0, $4, $4, $4)
+ON CONFLICT (store_order_id, destination) DO UPDATE SET
+    target_version = excluded.target_version,
+    state = CASE WHEN sync_tasks.state IN ('synced', 'dead', 'blocked') THEN 'pending' ELSE sync_tasks.state END,
+    attempt = CASE WHEN sync_tasks.state IN ('synced', 'dead', 'blocked') THEN 0 ELSE sync_tasks.attempt END,
+    scheduled_at = CASE WHEN sync_tasks.state IN ('synced', 'dead', 'blocked') THEN excluded.scheduled_at ELSE sync_tasks.scheduled_at END,
+    armed_at = CASE WHEN sync_tasks.state = 'synced' THEN excluded.armed_at ELSE sync_tasks.armed_at END,
+    blocked_on = NULL,
+    updated_at = excluded.updated_at";
+
+// PostgreSQL locks the order row so concurrent versions of one order apply one after the
+// other; SQLite needs no lock: the transaction already holds the database's single write lock
+// (its first statement was a write).
+const LOCK_ORDER_PG: &str =
+    "SELECT store_updated_at, version FROM orders WHERE store_order_id = $1 FOR UPDATE";
+const LOCK_ORDER_SQLITE: &str =
+    "SELECT store_updated_at, version FROM orders WHERE store_order_id = $1";
+const LOCK_ORDER_DATA_PG: &str =
+    "SELECT data, version FROM orders WHERE store_order_id = $1 FOR UPDATE";
+const LOCK_ORDER_DATA_SQLITE: &str = "SELECT data, version FROM orders WHERE store_order_id = $1";
+
+/// Finds or creates the customer an order refers to, deterministically: by the store's customer
+/// id, else by normalised email. (Scored matches become merge proposals for a data steward —
+/// the Identity capability — and are never linked here.) Evaluates to the customer id, or
+/// `None` when the order carries neither key.
+macro_rules! link_customer {
+    ($tx:ident, $customer:expr, $now:expr) => {{
+        let c: &CustomerRef = $customer;
+        let email = c.email.as_ref().map(|e| e.as_str().to_string());
+        let phone = c.phone.as_ref().map(|p| p.as_str().to_string());
+        let mut found: Option<i64> = None;
+        if let Some(store_id) = c.store_customer_id {
+            found = sqlx::query_scalar("SELECT id FROM customers WHERE store_customer_id = $1")
+                .bind(store_id)
+                .fetch_optional(&mut *$tx)
+                .await?;
+        }
+        if found.is_none() {
+            if let Some(email) = &email {
+                let by_email: Option<(i64, Option<i64>)> =
+                    sqlx::query_as("SELECT id, store_customer_id FROM customers WHERE email = $1")
+                        .bind(email)
+                        .fetch_optional(&mut *$tx)
+                        .await?;
+                found = match (by_email, c.store_customer_id) {
+                    // A guest checkout by the same email, now with a store account: link them.
+                    (Some((id, None)), Some(store_id)) => {
+                        sqlx::query("UPDATE customers SET store_customer_id = $2 WHERE id = $1")
+                            .bind(id)
+                            .bind(store_id)
+                            .execute(&mut *$tx)
+                            .await?;
+                        Some(id)
+                    }
+                    (Some((id, existing)), incoming) if incoming.is_none() || existing == incoming => Some(id),
+                    _ => None,
+                };
+            }
+        }
+        match found {
+            Some(id) => {
+                sqlx::query(
+                    "UPDATE customers SET phone = COALESCE($2, phone), first_name = COALESCE($3, first_name),
+                         last_name = COALESCE($4, last_name), updated_at = $5 WHERE id = $1",
+                )
+                .bind(id)
+                .bind(phone.as_deref())
+                .bind(c.first_name.as_deref())
+                .bind(c.last_name.as_deref())
+                .bind($now)
+                .execute(&mut *$tx)
+                .await?;
+                Some(id)
+            }
+            None if c.store_customer_id.is_none() && email.is_none() => None,
+            None => {
+                // Two store accounts sharing one email keep separate records (the second
+                // without the email); the Identity capability proposes merging them.
+                let email_taken: Option<i64> = match &email {
+                    Some(e) => sqlx::query_scalar("SELECT id FROM customers WHERE email = $1").bind(e).fetch_optional(&mut *$tx).await?,
+                    None => None,
+                };
+                let email = if email_taken.is_some() { None } else { email };
+                sqlx::query_scalar(
+                    "INSERT INTO customers (store_customer_id, email, phone, first_name, last_name, created_at, updated_at)
+                     VALUES ($1, $2, $3, $4, $5, $6, $6) RETURNING id",
+                )
+                .bind(c.store_customer_id)
+                .bind(email)
+                .bind(phone)
+                .bind(c.first_name.as_deref())
+                .bind(c.last_name.as_deref())
+                .bind($now)
+                .fetch_optional(&mut *$tx)
+                .await?
+            }
+        }
+    }};
+}
+
+/// Adds a refund to the order it belongs to (once), with the totals and status it implies.
+fn apply_refund(order: &mut Order, refund: Refund) {
+    for line in &refund.lines {
+        if let Some(l) = order
+            .lines
+            .iter_mut()
+            .find(|l| l.line_id == line.line_item_id)
+        {
+            l.refunded_quantity = l.refunded_quantity.saturating_add(line.quantity);
+        }
+    }
+    if let Ok(total) = order.total_refunded.checked_add(refund.amount) {
+        order.total_refunded = total;
+    }
+    order.financial_status = if order.total_refunded.amount >= order.total.amount {
+        FinancialStatus::Refunded
+    } else {
+        FinancialStatus::PartiallyRefunded
+    };
+    order.refunds.push(refund);
+}
+
+impl Store {
+    /// Records `delivery` and applies `payload` to the canonical order, atomically.
+    pub async fn ingest(
+        &self,
+        delivery: &Delivery,
+        payload: &Payload,
+    ) -> Result<Outcome, StoreError> {
+        let now = Utc::now();
+        on_pool!(&self.db, pool => {
+            let mut tx = pool.begin().await?;
+            // The insert comes first: on SQLite it takes the write lock at once, so the reads
+            // below never race another writer; the partial unique indexes make the first
+            // delivery of a webhook id / event id win, also between concurrent requests.
+            let event_id: Option<i64> = sqlx::query_scalar(
+                "INSERT INTO webhook_events (webhook_id, event_id, topic, shop_domain, api_version, triggered_at,
+                     received_at, body, duplicate, outcome)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, FALSE, 'accepted')
+                 ON CONFLICT DO NOTHING RETURNING id",
+            )
+            .bind(&delivery.webhook_id)
+            .bind(delivery.event_id.as_deref())
+            .bind(&delivery.topic)
+            .bind(delivery.shop_domain.as_deref())
+            .bind(delivery.api_version.as_deref())
+            .bind(delivery.triggered_at)
+            .bind(now)
+            .bind(&delivery.body)
+            .fetch_optional(&mut *tx)
+            .await?;
+            let Some(event_id) = event_id else {
+                sqlx::query(
+                    "INSERT INTO webhook_events (webhook_id, event_id, topic, shop_domain, api_version, triggered_at,
+                         received_at, body, duplicate, outcome, note)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, TRUE, 'duplicate', 'webhook or event id seen before')",
+                )
+                .bind(&delivery.webhook_id)
+                .bind(delivery.event_id.as_deref())
+                .bind(&delivery.topic)
+                .bind(delivery.shop_domain.as_deref())
+                .bind(delivery.api_version.as_deref())
+                .bind(delivery.triggered_at)
+                .bind(now)
+                .bind(&delivery.body)
+                .execute(&mut *tx)
+                .await?;
+                tx.commit().await?;
+                return Ok(Outcome::Duplicate);
+            };
+
+            let (outcome, order_ref, note): (Outcome, Option<(i64, DateTime<Utc>)>, Option<String>) = match payload {
+                Payload::UnknownTopic => (Outcome::Recorded, None, Some("topic not used by SyncDesk".into())),
+                Payload::Notice(why) => (Outcome::Recorded, None, Some((*why).to_string())),
+                Payload::Unreadable(reason) => (Outcome::Recorded, None, Some(reason.clone())),
+                Payload::Customer(customer) => {
+                    link_customer!(tx, &customer.customer_ref(), now);
+                    (Outcome::Recorded, None, None)
+                }
+                Payload::Order(order) => {
+                    let customer_id = match &order.customer {
+                        Some(c) => link_customer!(tx, c, now),
+                        None => None,
+                    };
+                    let data = Json(order.as_ref());
+                    let inserted: Option<i64> = sqlx::query_scalar(
+                        "INSERT INTO orders (store_order_id, name, store_updated_at, version, customer_id, email, lifecycle,
+                             currency, total, data, first_seen_at, updated_at)
+                         VALUES ($1, $2, $3, 1, $4, $5, $6, $7, $8, $9, $10, $10)
+                         ON CONFLICT (store_order_id) DO NOTHING RETURNING version",
+                    )
+                    .bind(order.store_order_id)
+                    .bind(&order.name)
+                    .bind(order.updated_at)
+                    .bind(customer_id)
+                    .bind(order.email.as_ref().map(|e| e.as_str()))
+                    .bind(order.lifecycle().as_str())
+                    .bind(order.currency.as_str())
+                    .bind(order.total.amount.to_string())
+                    .bind(&data)
+                    .bind(now)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                    let key = Some((order.store_order_id, order.updated_at));
+                    match inserted {
+                        Some(version) => (Outcome::Applied { store_order_id: order.store_order_id, version }, key, None),
+                        None => {
+                            // PostgreSQL: lock the row so concurrent versions of one order apply
+                            // one after the other. SQLite: this transaction already holds the
+                            // database's single write lock.
+                            let sql = if is_postgres(pool) { LOCK_ORDER_PG } else { LOCK_ORDER_SQLITE };
+                            let (stored_at, version): (DateTime<Utc>, i64) =
+                                sqlx::query_as(sql).bind(order.store_order_id).fetch_one(&mut *tx).await?;
+                            if order.updated_at > stored_at {
+                                let version = version + 1;
+                                sqlx::query(
+                                    "UPDATE orders SET name = $2, store_updated_at = $3, version = $4, customer_id = COALESCE($5, customer_id),
+                                         email = $6, lifecycle = $7, currency = $8, total = $9, data = $10, updated_at = $11
+                                     WHERE store_order_id = $1",
+                                )
+                                .bind(order.store_order_id)
+                                .bind(&order.name)
+                                .bind(order.updated_at)
+                                .bind(version)
+                                .bind(customer_id)
+                                .bind(order.email.as_ref().map(|e| e.as_str()))
+                                .bind(order.lifecycle().as_str())
+                                .bind(order.currency.as_str())
+                                .bind(order.total.amount.to_string())
+                                .bind(&data)
+                                .bind(now)
+                                .execute(&mut *tx)
+                                .await?;
+                                (Outcome::Applied { store_order_id: order.store_order_id, version }, key, None)
+                            } else if order.updated_at == stored_at {
+                                (Outcome::Duplicate, key, Some("this order state was received before".into()))
+                            } else {
+                                (
+                                    Outcome::Superseded { store_order_id: order.store_order_id },
+                                    key,
+                                    Some(format!("older than the state applied ({})", stored_at.to_rfc3339())),
+                                )
+                            }
+                        }
+                    }
+                }
+                Payload::Refund(refund) => {
+                    let sql = if is_postgres(pool) { LOCK_ORDER_DATA_PG } else { LOCK_ORDER_DATA_SQLITE };
+                    let stored: Option<(Json<Order>, i64)> =
+                        sqlx::query_as(sql).bind(refund.order_id).fetch_optional(&mut *tx).await?;
+                    match stored {
+                        None => (Outcome::Recorded, None, Some("refund of an order not received yet".into())),
+                        Some((Json(mut order), version)) => {
+                            if order.refunds.iter().any(|r| r.refund_id == refund.refund_id) {
+                                (Outcome::Duplicate, None, Some("refund already part of the order".into()))
+                            } else {
+                                let version = version + 1;
+                                apply_refund(&mut order, refund.as_ref().clone());
+                                sqlx::query(
+                                    "UPDATE orders SET version = $2, lifecycle = $3, data = $4, updated_at = $5 WHERE store_order_id = $1",
+                                )
+                                .bind(refund.order_id)
+                                .bind(version)
+                                .bind(order.lifecycle().as_str())
+                                .bind(Json(&order))
+                                .bind(now)
+                                .execute(&mut *tx)
+                                .await?;
+                                (Outcome::Applied { store_order_id: refund.order_id, version }, None, None)
+                            }
+                        }
+                    }
+                }
+            };
+
+            if let Outcome::Applied { store_order_id, version } = &outcome {
+                for destination in DESTINATIONS {
+                    sqlx::query(ARM_TASK).bind(store_order_id).bind(destination).bind(version).bind(now).execute(&mut *tx).await?;
+                }
+            }
+            let store_order_id = match &outcome {
+                Outcome::Applied { store_order_id, .. } | Outcome::Superseded { store_order_id } => Some(*store_order_id),
+                _ => order_ref.map(|(id, _)| id),
+            };
+            sqlx::query(
+                "UPDATE webhook_events SET outcome = $2, store_order_id = $3, order_updated_at = $4, note = $5 WHERE id = $1",
+            )
+            .bind(event_id)
+            .bind(outcome.as_str())
+            .bind(store_order_id)
+            .bind(order_ref.map(|(_, at)| at))
+            .bind(note)
+            .execute(&mut *tx)
+            .await?;
+            tx.commit().await?;
+            Ok(outcome)
+        })
+    }
+}

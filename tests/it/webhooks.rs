@@ -1,0 +1,337 @@
+//! `POST /webhooks/shopify`: signature, bad input, duplicates (also concurrent), late and stale
+//! updates, and the sync tasks a new order state arms.
+
+use base64::Engine;
+use hmac::{Hmac, Mac};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use sha2::Sha256;
+use syncdesk::simulate::shopify::OrderFactory;
+
+use crate::harness::{TestApp, WEBHOOK_SECRET};
+
+on_both_backends! {
+    a_signed_order_is_stored_and_armed_for_every_destination => a_signed_order_is_stored_and_armed_for_every_destination_sqlite, a_signed_order_is_stored_and_armed_for_every_destination_postgres;
+    bad_signatures_bad_json_and_oversized_bodies_change_nothing => bad_signatures_bad_json_and_oversized_bodies_change_nothing_sqlite, bad_signatures_bad_json_and_oversized_bodies_change_nothing_postgres;
+    unknown_topics_and_unreadable_bodies_are_acknowledged_and_kept => unknown_topics_and_unreadable_bodies_are_acknowledged_and_kept_sqlite, unknown_topics_and_unreadable_bodies_are_acknowledged_and_kept_postgres;
+    the_same_delivery_posted_concurrently_is_applied_once => the_same_delivery_posted_concurrently_is_applied_once_sqlite, the_same_delivery_posted_concurrently_is_applied_once_postgres;
+    a_late_older_update_is_superseded_not_applied => a_late_older_update_is_superseded_not_applied_sqlite, a_late_older_update_is_superseded_not_applied_postgres;
+    a_newer_state_re_arms_a_synced_task => a_newer_state_re_arms_a_synced_task_sqlite, a_newer_state_re_arms_a_synced_task_postgres;
+}
+
+fn sign(body: &[u8], secret: &str) -> String {
+    let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("any key length");
+    mac.update(body);
+    base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes())
+}
+
+#[derive(Clone)]
+struct Post {
+    topic: String,
+    webhook_id: String,
+    event_id: Option<String>,
+    body: Vec<u8>,
+    signature: Option<String>,
+}
+
+impl Post {
+    fn new(topic: &str, body: &Value) -> Post {
+        let body = serde_json::to_vec(body).expect("json");
+        Post {
+            topic: topic.to_string(),
+            webhook_id: uuid::Uuid::new_v4().to_string(),
+            event_id: None,
+            signature: Some(sign(&body, WEBHOOK_SECRET)),
+            body,
+        }
+    }
+
+    async fn send(&self, app: &TestApp) -> (StatusCode, Value) {
+        self.send_to(app.base.clone()).await
+    }
+
+    async fn send_to(&self, base: String) -> (StatusCode, Value) {
+        let mut req = reqwest::Client::new()
+            .post(format!("{base}/webhooks/shopify"))
+            .header("Content-Type", "application/json")
+            // Header names in mixed case: they are case-insensitive.
+            .header("X-Shopify-Topic", &self.topic)
+            .header("x-shopify-shop-domain", "demo.myshopify.com")
+            .header("X-Shopify-API-Version", "2024-10")
+            .header("X-Shopify-Webhook-Id", &self.webhook_id)
+            .header("X-Shopify-Triggered-At", "2024-10-01T12:00:00Z")
+            .body(self.body.clone());
+        if let Some(sig) = &self.signature {
+            req = req.header("X-SHOPIFY-HMAC-SHA256", sig);
+        }
+        if let Some(event) = &self.event_id {
+            req = req.header("X-Shopify-Event-Id", event);
+        }
+        let res = req.send().await.expect("webhook request");
+        let status = res.status();
+        let body = res.json::<Value>().await.unwrap_or(Value::Null);
+        (status, body)
+    }
+}
+
+fn order_id(order: &Value) -> i64 {
+    order["id"].as_i64().expect("order id")
+}
+
+/// The same order, `minutes` later in the store's clock.
+fn later(order: &Value, minutes: i64) -> Value {
+    let mut next = order.clone();
+    let at =
+        chrono::DateTime::parse_from_rfc3339(order["updated_at"].as_str().expect("updated_at"))
+            .expect("rfc3339");
+    next["updated_at"] = json!((at + chrono::Duration::minutes(minutes)).to_rfc3339());
+    next
+}
+
+async fn a_signed_order_is_stored_and_armed_for_every_destination(app: TestApp) {
+    let order = OrderFactory::new(1).order();
+    let id = order_id(&order);
+    let (status, body) = Post::new("orders/create", &order).send(&app).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["outcome"], "applied");
+
+    assert_eq!(
+        app.count(&format!(
+            "SELECT version FROM orders WHERE store_order_id = {id}"
+        ))
+        .await,
+        1
+    );
+    assert_eq!(
+        app.text(&format!(
+            "SELECT name FROM orders WHERE store_order_id = {id}"
+        ))
+        .await,
+        order["name"].as_str().unwrap()
+    );
+    assert_eq!(
+        app.count(&format!(
+            "SELECT COUNT(*) FROM sync_tasks WHERE store_order_id = {id} AND state = 'pending' AND target_version = 1"
+        ))
+        .await,
+        2,
+        "one pending task for the CRM and one for the ERP"
+    );
+    // The raw event is kept for replay, byte for byte.
+    assert_eq!(
+        app.count(
+            "SELECT COUNT(*) FROM webhook_events WHERE outcome = 'applied' AND duplicate = FALSE"
+        )
+        .await,
+        1
+    );
+}
+
+async fn bad_signatures_bad_json_and_oversized_bodies_change_nothing(app: TestApp) {
+    let order = OrderFactory::new(2).order();
+
+    let mut forged = Post::new("orders/create", &order);
+    forged.signature = Some(sign(&forged.body, "not-the-secret"));
+    assert_eq!(forged.send(&app).await.0, StatusCode::UNAUTHORIZED);
+
+    let mut unsigned = Post::new("orders/create", &order);
+    unsigned.signature = None;
+    let (status, body) = unsigned.send(&app).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("X-Shopify-Hmac-Sha256"),
+        "{body}"
+    );
+
+    // A body changed after signing fails too.
+    let mut tampered = Post::new("orders/create", &order);
+    tampered.body = serde_json::to_vec(&later(&order, 5)).unwrap();
+    assert_eq!(tampered.send(&app).await.0, StatusCode::UNAUTHORIZED);
+
+    let mut malformed = Post::new("orders/create", &order);
+    malformed.body = b"{\"id\": 1, \"line_items\": [".to_vec();
+    malformed.signature = Some(sign(&malformed.body, WEBHOOK_SECRET));
+    let (status, body) = malformed.send(&app).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("not valid JSON"),
+        "{body}"
+    );
+
+    let mut huge = Post::new("orders/create", &order);
+    huge.body = format!("{{\"note\": \"{}\"}}", "x".repeat(3 * 1024 * 1024)).into_bytes();
+    huge.signature = Some(sign(&huge.body, WEBHOOK_SECRET));
+    assert_eq!(huge.send(&app).await.0, StatusCode::PAYLOAD_TOO_LARGE);
+
+    assert_eq!(
+        app.count("SELECT COUNT(*) FROM webhook_events").await,
+        0,
+        "nothing refused is stored"
+    );
+    assert_eq!(app.count("SELECT COUNT(*) FROM orders").await, 0);
+}
+
+async fn unknown_topics_and_unreadable_bodies_are_acknowledged_and_kept(app: TestApp) {
+    let (status, body) = Post::new("products/update", &json!({"id": 7}))
+        .send(&app)
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["outcome"], "recorded");
+
+    let mut order = OrderFactory::new(3).order();
+    order["line_items"][0]["price"] = json!("twelve");
+    let (status, body) = Post::new("orders/create", &order).send(&app).await;
+    assert_eq!(
+        status,
+        StatusCode::OK,
+        "a readable-JSON order is acknowledged even when a field is wrong"
+    );
+    assert_eq!(body["outcome"], "recorded");
+    let note = app
+        .text("SELECT note FROM webhook_events WHERE topic = 'orders/create'")
+        .await;
+    assert!(
+        note.contains("line_items[0].price"),
+        "the note names the field: {note}"
+    );
+    assert_eq!(app.count("SELECT COUNT(*) FROM webhook_events").await, 2);
+    assert_eq!(app.count("SELECT COUNT(*) FROM orders").await, 0);
+}
+
+async fn the_same_delivery_posted_concurrently_is_applied_once(app: TestApp) {
+    let order = OrderFactory::new(4).order();
+    let id = order_id(&order);
+    let post = Post::new("orders/create", &order);
+    let mut racing = tokio::task::JoinSet::new();
+    for _ in 0..8 {
+        let (post, base) = (post.clone(), app.base.clone());
+        racing.spawn(async move { post.send_to(base).await });
+    }
+    let mut outcomes = Vec::new();
+    while let Some(done) = racing.join_next().await {
+        let (status, body) = done.expect("request task");
+        assert_eq!(status, StatusCode::OK, "{body}");
+        outcomes.push(body["outcome"].as_str().unwrap_or_default().to_string());
+    }
+    assert_eq!(
+        outcomes.iter().filter(|o| *o == "applied").count(),
+        1,
+        "{outcomes:?}"
+    );
+    assert_eq!(
+        outcomes.iter().filter(|o| *o == "duplicate").count(),
+        7,
+        "{outcomes:?}"
+    );
+    assert_eq!(
+        app.count("SELECT COUNT(*) FROM webhook_events WHERE duplicate = TRUE")
+            .await,
+        7
+    );
+    assert_eq!(
+        app.count(&format!(
+            "SELECT version FROM orders WHERE store_order_id = {id}"
+        ))
+        .await,
+        1
+    );
+
+    // Same event id under a new webhook id: still a duplicate.
+    let mut again = Post::new("orders/create", &order);
+    again.event_id = Some("evt-1".into());
+    assert_eq!(
+        again.send(&app).await.1["outcome"],
+        "duplicate",
+        "same order state under a new webhook id"
+    );
+    let mut same_event = Post::new("orders/updated", &later(&order, 1));
+    same_event.event_id = Some("evt-1".into());
+    assert_eq!(same_event.send(&app).await.1["outcome"], "duplicate");
+    assert_eq!(
+        app.count(&format!(
+            "SELECT version FROM orders WHERE store_order_id = {id}"
+        ))
+        .await,
+        1
+    );
+}
+
+async fn a_late_older_update_is_superseded_not_applied(app: TestApp) {
+    let created = OrderFactory::new(5).order();
+    let id = order_id(&created);
+    let mut paid = later(&created, 10);
+    paid["financial_status"] = json!("paid");
+
+    assert_eq!(
+        Post::new("orders/paid", &paid).send(&app).await.1["outcome"],
+        "applied"
+    );
+    // The create arrives a day late, after the newer state.
+    assert_eq!(
+        Post::new("orders/create", &created).send(&app).await.1["outcome"],
+        "superseded"
+    );
+    assert_eq!(
+        app.text(&format!(
+            "SELECT lifecycle FROM orders WHERE store_order_id = {id}"
+        ))
+        .await,
+        "paid"
+    );
+    assert_eq!(
+        app.count(&format!(
+            "SELECT version FROM orders WHERE store_order_id = {id}"
+        ))
+        .await,
+        1
+    );
+    assert_eq!(
+        app.count(&format!("SELECT COUNT(*) FROM webhook_events WHERE store_order_id = {id} AND outcome = 'superseded'")).await,
+        1,
+        "the late event stays in the order's timeline"
+    );
+
+    // The same state again under a new webhook id (the business key): a duplicate.
+    assert_eq!(
+        Post::new("orders/updated", &paid).send(&app).await.1["outcome"],
+        "duplicate"
+    );
+}
+
+async fn a_newer_state_re_arms_a_synced_task(app: TestApp) {
+    let order = OrderFactory::new(6).order();
+    let id = order_id(&order);
+    Post::new("orders/create", &order).send(&app).await;
+    app.count(&format!(
+        "UPDATE sync_tasks SET state = 'synced', synced_version = 1 WHERE store_order_id = {id} RETURNING target_version"
+    ))
+    .await;
+
+    let mut cancelled = later(&order, 30);
+    cancelled["cancelled_at"] = cancelled["updated_at"].clone();
+    cancelled["cancel_reason"] = json!("customer");
+    assert_eq!(
+        Post::new("orders/cancelled", &cancelled).send(&app).await.1["outcome"],
+        "applied"
+    );
+    assert_eq!(
+        app.text(&format!(
+            "SELECT lifecycle FROM orders WHERE store_order_id = {id}"
+        ))
+        .await,
+        "cancelled"
+    );
+    assert_eq!(
+        app.count(&format!(
+            "SELECT COUNT(*) FROM sync_tasks WHERE store_order_id = {id} AND state = 'pending' AND target_version = 2 AND synced_version = 1"
+        ))
+        .await,
+        2
+    );
+}
