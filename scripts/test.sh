@@ -22,6 +22,9 @@ cargo test -p app --features ssr --lib
 unset RUSTFLAGS
 
 say "browser tests"
+# A no-op when the tests reused the build; otherwise it puts back the binary cargo-leptos made
+# (the server must know the wasm's name, which only cargo-leptos sets at compile time).
+cargo leptos build
 work=$(mktemp -d)
 port=${E2E_PORT:-3100}
 export DATABASE_URL="sqlite:${work}/e2e.db"

@@ -68,7 +68,7 @@ test('an admin adds a user, who can then sign in with only their role', async ({
   await page.locator('#new-steward').check();
   await page.getByRole('button', { name: 'Add user' }).click();
   await expect(page.getByRole('status')).toHaveText(`Added ${email}.`);
-  await expect(page.getByRole('cell', { name: email })).toBeVisible();
+  await expect(page.getByRole('cell', { name: email, exact: true })).toBeVisible();
 
   const other = await browser.newPage();
   await signIn(other, email);

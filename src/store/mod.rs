@@ -4,8 +4,10 @@
 //! same block once per backend. Where the dialects differ, each backend's SQL sits side by side
 //! with a comment saying why.
 
+mod actions;
 mod audit;
 mod ingest;
+mod tasks;
 mod throttle;
 mod tokens;
 mod users;
@@ -17,8 +19,10 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{PgPool, SqlitePool};
 
+pub use actions::{Released, RetryOutcome, SkuMapping};
 pub use audit::{AuditFilter, AuditRecord};
 pub use ingest::{DESTINATIONS, Delivery, Outcome as IngestOutcome, Payload};
+pub use tasks::{AttemptRecord, ClaimedTask, NewException};
 pub use throttle::ThrottleState;
 pub use tokens::TokenRecord;
 pub use users::{NewUser, UserCredentials, UserRecord};

@@ -1,0 +1,231 @@
+//! What people (and tokens) do to the engine's state: SKU mappings, releasing everything blocked
+//! on a cause, retrying, skipping and resolving exceptions, resuming a paused destination. Each
+//! mutation writes its audit entry in the same transaction.
+
+use chrono::{DateTime, Utc};
+use serde_json::json;
+
+use super::audit::insert_audit;
+use super::{Store, StoreError, on_pool};
+use crate::audit::{Actor, Change};
+
+/// A SKU's ERP item code.
+#[derive(Clone, Debug, PartialEq, Eq, sqlx::FromRow)]
+pub struct SkuMapping {
+    /// Store SKU.
+    pub sku: String,
+    /// ERP item code.
+    pub item_code: String,
+    /// Last change.
+    pub updated_at: DateTime<Utc>,
+    /// Who made it.
+    pub updated_by: String,
+}
+
+/// What releasing a cause did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Released {
+    /// Tasks put back in the queue.
+    pub tasks: u64,
+    /// Exceptions resolved.
+    pub exceptions: u64,
+}
+
+/// What a retry request found.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RetryOutcome {
+    /// The task is queued to run now.
+    Queued,
+    /// The order's current version is already at the destination: nothing to do.
+    AlreadyApplied,
+    /// A worker is delivering it right now.
+    InFlight,
+}
+
+/// Releases every task blocked on `fingerprint` (due now, attempts reset) and resolves their
+/// open exceptions with `resolution`, through `$tx`.
+macro_rules! release_blocked {
+    ($tx:ident, $fingerprint:expr, $resolution:expr, $by:expr, $now:expr) => {{
+        let tasks = sqlx::query(
+            "UPDATE sync_tasks SET state = 'pending', attempt = 0, scheduled_at = $2, blocked_on = NULL, updated_at = $2
+             WHERE state = 'blocked' AND blocked_on = $1",
+        )
+        .bind($fingerprint)
+        .bind($now)
+        .execute(&mut *$tx)
+        .await?
+        .rows_affected();
+        let exceptions = sqlx::query(
+            "UPDATE exceptions SET status = 'resolved', resolved_at = $2, resolved_by = $3, resolution = $4, updated_at = $2
+             WHERE fingerprint = $1 AND status IN ('open', 'snoozed')",
+        )
+        .bind($fingerprint)
+        .bind($now)
+        .bind($by)
+        .bind($resolution)
+        .execute(&mut *$tx)
+        .await?
+        .rows_affected();
+        Released { tasks, exceptions }
+    }};
+}
+
+impl Store {
+    /// One SKU's mapping.
+    pub async fn sku_mapping(&self, sku: &str) -> Result<Option<SkuMapping>, StoreError> {
+        let row = on_pool!(&self.db, pool => {
+            sqlx::query_as::<_, SkuMapping>("SELECT sku, item_code, updated_at, updated_by FROM sku_mappings WHERE sku = $1")
+                .bind(sku)
+                .fetch_optional(pool)
+                .await
+        })?;
+        Ok(row)
+    }
+
+    /// Saves a mapping and releases every order waiting on that SKU: their tasks go back in the
+    /// queue and their `missing_sku:erp:<sku>` exceptions resolve, recording the mapping.
+    pub async fn save_sku_mapping(
+        &self,
+        sku: &str,
+        item_code: &str,
+        by: &Actor,
+    ) -> Result<(SkuMapping, Released), StoreError> {
+        let now = Utc::now();
+        let before = self.sku_mapping(sku).await?;
+        let fingerprint = format!("missing_sku:erp:{sku}");
+        let resolution = format!("SKU {sku} mapped to ERP item {item_code} by {}", by.label());
+        let mut change = Change::new(by, "sku_mapping.saved", format!("sku:{sku}"))
+            .after(json!({ "item_code": item_code }));
+        if let Some(b) = &before {
+            change = change.before(json!({ "item_code": b.item_code }));
+        }
+        let released = on_pool!(&self.db, pool => {
+            let mut tx = pool.begin().await?;
+            sqlx::query(
+                "INSERT INTO sku_mappings (sku, item_code, updated_at, updated_by) VALUES ($1, $2, $3, $4)
+                 ON CONFLICT (sku) DO UPDATE SET item_code = excluded.item_code, updated_at = excluded.updated_at,
+                     updated_by = excluded.updated_by",
+            )
+            .bind(sku)
+            .bind(item_code)
+            .bind(now)
+            .bind(by.label())
+            .execute(&mut *tx)
+            .await?;
+            let released = release_blocked!(tx, &fingerprint, &resolution, by.label(), now);
+            let change = change.clone().after(json!({
+                "item_code": item_code, "released_tasks": released.tasks, "resolved_exceptions": released.exceptions
+            }));
+            insert_audit!(&mut *tx, &change)?;
+            tx.commit().await?;
+            Ok::<Released, StoreError>(released)
+        })?;
+        let mapping = self
+            .sku_mapping(sku)
+            .await?
+            .ok_or(StoreError::NotFound("SKU mapping"))?;
+        Ok((mapping, released))
+    }
+
+    /// Puts an exception's task back in the queue now. Two people clicking at once queue it
+    /// once; a task already synced at the order's current version is reported as such.
+    pub async fn retry_exception(
+        &self,
+        exception_id: i64,
+        by: &Actor,
+    ) -> Result<RetryOutcome, StoreError> {
+        let now = Utc::now();
+        on_pool!(&self.db, pool => {
+            let mut tx = pool.begin().await?;
+            // The first statement writes, so on SQLite this transaction holds the write lock.
+            sqlx::query("UPDATE exceptions SET updated_at = $2 WHERE id = $1").bind(exception_id).bind(now).execute(&mut *tx).await?;
+            let row: Option<(Option<i64>, String, String)> =
+                sqlx::query_as("SELECT task_id, status, destination FROM exceptions WHERE id = $1")
+                    .bind(exception_id)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+            let Some((task_id, status, _destination)) = row else {
+                return Err(StoreError::NotFound("exception"));
+            };
+            let Some(task_id) = task_id else {
+                return Err(StoreError::Conflict(
+                    "This exception concerns a whole destination; renew its credentials to resume it.".into(),
+                ));
+            };
+            let (state, target, synced): (String, i64, Option<i64>) =
+                sqlx::query_as("SELECT state, target_version, synced_version FROM sync_tasks WHERE id = $1")
+                    .bind(task_id)
+                    .fetch_one(&mut *tx)
+                    .await?;
+            let outcome = if synced.is_some_and(|s| s >= target) {
+                RetryOutcome::AlreadyApplied
+            } else if state == "running" {
+                RetryOutcome::InFlight
+            } else {
+                sqlx::query(
+                    "UPDATE sync_tasks SET state = 'pending', attempt = 0, scheduled_at = $2, blocked_on = NULL, updated_at = $2
+                     WHERE id = $1 AND state IN ('pending', 'retrying', 'blocked', 'dead', 'skipped')",
+                )
+                .bind(task_id)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+                RetryOutcome::Queued
+            };
+            if outcome == RetryOutcome::AlreadyApplied && status != "resolved" {
+                sqlx::query(
+                    "UPDATE exceptions SET status = 'resolved', resolved_at = $2, resolved_by = $3,
+                         resolution = 'Already applied at the destination', updated_at = $2
+                     WHERE id = $1 AND status IN ('open', 'snoozed')",
+                )
+                .bind(exception_id)
+                .bind(now)
+                .bind(by.label())
+                .execute(&mut *tx)
+                .await?;
+            }
+            let word = match outcome {
+                RetryOutcome::Queued => "queued",
+                RetryOutcome::AlreadyApplied => "already_applied",
+                RetryOutcome::InFlight => "in_flight",
+            };
+            let change = Change::new(by, "exception.retried", format!("exception:{exception_id}"))
+                .after(json!({ "task": task_id, "outcome": word }));
+            insert_audit!(&mut *tx, &change)?;
+            tx.commit().await?;
+            Ok::<RetryOutcome, StoreError>(outcome)
+        })
+    }
+
+    /// Resumes a destination paused for rejected credentials (after they were renewed): its
+    /// tasks flow again and the destination's exception resolves.
+    pub async fn resume_destination(
+        &self,
+        destination: &str,
+        by: &Actor,
+    ) -> Result<bool, StoreError> {
+        let now = Utc::now();
+        let fingerprint = format!("auth:{destination}");
+        on_pool!(&self.db, pool => {
+            let mut tx = pool.begin().await?;
+            let resumed = sqlx::query(
+                "UPDATE destinations SET paused = FALSE, paused_reason = NULL, paused_at = NULL, updated_at = $2
+                 WHERE name = $1 AND paused",
+            )
+            .bind(destination)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected()
+                > 0;
+            let resolution = format!("Credentials renewed by {}", by.label());
+            let _ = release_blocked!(tx, &fingerprint, &resolution, by.label(), now);
+            let change = Change::new(by, "destination.resumed", format!("destination:{destination}"))
+                .before(json!({ "paused": resumed }))
+                .after(json!({ "paused": false }));
+            insert_audit!(&mut *tx, &change)?;
+            tx.commit().await?;
+            Ok::<bool, StoreError>(resumed)
+        })
+    }
+}

@@ -1,0 +1,391 @@
+//! Sync tasks: claiming with leases, and recording each attempt's outcome. Every completion is
+//! fenced by the lease token: a worker whose lease expired (and whose task another worker took)
+//! cannot overwrite the newer worker's record.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use chrono::{DateTime, TimeDelta, Utc};
+use sqlx::types::Json;
+
+use super::{Store, StoreError, is_postgres, on_pool};
+use crate::domain::Order;
+
+/// A task a worker holds a lease on.
+#[derive(Clone, Debug, sqlx::FromRow)]
+pub struct ClaimedTask {
+    /// Task id.
+    pub id: i64,
+    /// The store's order id.
+    pub store_order_id: i64,
+    /// `crm` or `erp`.
+    pub destination: String,
+    /// The order version to reach.
+    pub target_version: i64,
+    /// The version last acknowledged by the destination.
+    pub synced_version: Option<i64>,
+    /// This attempt's number (1 for the first) since the task was last armed.
+    pub attempt: i64,
+    /// The destination's id for the order, once known.
+    pub external_id: Option<String>,
+    /// Fencing token of this lease.
+    pub lease_token: String,
+    /// When the target version was armed (for lag).
+    pub armed_at: DateTime<Utc>,
+}
+
+/// One attempt, as the timeline and the KPIs keep it.
+#[derive(Clone, Debug)]
+pub struct AttemptRecord {
+    /// The version that was sent (or would have been).
+    pub version: i64,
+    /// When it started.
+    pub started_at: DateTime<Utc>,
+    /// How long it took.
+    pub duration_ms: i64,
+    /// `synced`, `transient`, `needs_action`, `auth` or `exhausted`.
+    pub outcome: &'static str,
+    /// The destination's HTTP status, if it answered.
+    pub status: Option<i32>,
+    /// The destination's message or ours.
+    pub message: Option<String>,
+    /// The destination's request id.
+    pub request_id: Option<String>,
+}
+
+/// An exception to open (or refresh) for a task or a destination.
+#[derive(Clone, Debug)]
+pub struct NewException {
+    /// Machine code, e.g. `missing_sku_mapping`.
+    pub code: String,
+    /// `needs_action`, `transient` or `exhausted`.
+    pub kind: &'static str,
+    /// Cause fingerprint for grouping and release, e.g. `missing_sku:erp:ABC-123`.
+    pub fingerprint: String,
+    /// The sentence a person reads.
+    pub message: String,
+    /// The action that fixes it.
+    pub action: String,
+    /// Fields concerned.
+    pub fields: Vec<String>,
+}
+
+// Claiming: due tasks, and running tasks whose lease expired (their worker died), skipping
+// paused destinations. PostgreSQL: FOR UPDATE SKIP LOCKED lets several workers on several
+// machines claim disjoint batches without waiting on each other. SQLite: a single writer, so
+// the UPDATE … WHERE id IN (SELECT …) is atomic on its own.
+const CLAIM_PG: &str = "
+UPDATE sync_tasks SET state = 'running', lease_token = $1, lease_expires_at = $2, attempt = attempt + 1, updated_at = $3
+WHERE id IN (
+    SELECT id FROM sync_tasks
+    WHERE ((state IN ('pending', 'retrying') AND scheduled_at <= $3) OR (state = 'running' AND lease_expires_at < $3))
+      AND destination NOT IN (SELECT name FROM destinations WHERE paused)
+    ORDER BY scheduled_at
+    LIMIT $4
+    FOR UPDATE SKIP LOCKED)
+RETURNING id, store_order_id, destination, target_version, synced_version, attempt, external_id, lease_token, armed_at";
+const CLAIM_SQLITE: &str = "
+UPDATE sync_tasks SET state = 'running', lease_token = $1, lease_expires_at = $2, attempt = attempt + 1, updated_at = $3
+WHERE id IN (
+    SELECT id FROM sync_tasks
+    WHERE ((state IN ('pending', 'retrying') AND scheduled_at <= $3) OR (state = 'running' AND lease_expires_at < $3))
+      AND destination NOT IN (SELECT name FROM destinations WHERE paused)
+    ORDER BY scheduled_at
+    LIMIT $4)
+RETURNING id, store_order_id, destination, target_version, synced_version, attempt, external_id, lease_token, armed_at";
+
+/// Records an attempt through `$exec`.
+macro_rules! insert_attempt {
+    ($exec:expr, $task:expr, $rec:expr, $lag:expr) => {{
+        let task: &ClaimedTask = $task;
+        let rec: &AttemptRecord = $rec;
+        sqlx::query(
+            "INSERT INTO sync_attempts (task_id, store_order_id, destination, version, attempt, started_at, duration_ms,
+                 outcome, status, message, request_id, lag_ms)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+        )
+        .bind(task.id)
+        .bind(task.store_order_id)
+        .bind(&task.destination)
+        .bind(rec.version)
+        .bind(task.attempt)
+        .bind(rec.started_at)
+        .bind(rec.duration_ms)
+        .bind(rec.outcome)
+        .bind(rec.status)
+        .bind(rec.message.as_deref())
+        .bind(rec.request_id.as_deref())
+        .bind($lag)
+        .execute($exec)
+        .await
+        .map(|_| ())
+    }};
+}
+
+/// Opens (or refreshes) the one open exception of a task through `$exec`.
+macro_rules! open_task_exception {
+    ($exec:expr, $task:expr, $exc:expr, $now:expr) => {{
+        let task: &ClaimedTask = $task;
+        let exc: &NewException = $exc;
+        sqlx::query(
+            "INSERT INTO exceptions (task_id, store_order_id, destination, code, kind, fingerprint, message, action, fields,
+                 status, created_at, updated_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'open', $10, $10)
+             ON CONFLICT (task_id) WHERE status IN ('open', 'snoozed') AND task_id IS NOT NULL DO UPDATE SET
+                 code = excluded.code, kind = excluded.kind, fingerprint = excluded.fingerprint,
+                 message = excluded.message, action = excluded.action, fields = excluded.fields,
+                 updated_at = excluded.updated_at",
+        )
+        .bind(task.id)
+        .bind(task.store_order_id)
+        .bind(&task.destination)
+        .bind(&exc.code)
+        .bind(exc.kind)
+        .bind(&exc.fingerprint)
+        .bind(&exc.message)
+        .bind(&exc.action)
+        .bind(Json(&exc.fields))
+        .bind($now)
+        .execute($exec)
+        .await
+        .map(|_| ())
+    }};
+}
+
+fn lag_ms(task: &ClaimedTask, now: DateTime<Utc>) -> i64 {
+    (now - task.armed_at).num_milliseconds().max(0)
+}
+
+impl Store {
+    /// Claims up to `limit` due tasks for `lease`.
+    pub async fn claim_tasks(
+        &self,
+        limit: i64,
+        lease: Duration,
+    ) -> Result<Vec<ClaimedTask>, StoreError> {
+        let now = Utc::now();
+        let expires = now + TimeDelta::from_std(lease).unwrap_or(TimeDelta::seconds(60));
+        let token = uuid::Uuid::now_v7().to_string();
+        let tasks = on_pool!(&self.db, pool => {
+            let sql = if is_postgres(pool) { CLAIM_PG } else { CLAIM_SQLITE };
+            sqlx::query_as::<_, ClaimedTask>(sql).bind(&token).bind(expires).bind(now).bind(limit).fetch_all(pool).await
+        })?;
+        Ok(tasks)
+    }
+
+    /// The canonical order and its version.
+    pub async fn order_snapshot(
+        &self,
+        store_order_id: i64,
+    ) -> Result<Option<(Order, i64)>, StoreError> {
+        let row = on_pool!(&self.db, pool => {
+            sqlx::query_as::<_, (Json<Order>, i64)>("SELECT data, version FROM orders WHERE store_order_id = $1")
+                .bind(store_order_id)
+                .fetch_optional(pool)
+                .await
+        })?;
+        Ok(row.map(|(Json(order), version)| (order, version)))
+    }
+
+    /// The ERP item codes mapped to these SKUs (unmapped SKUs are absent).
+    pub async fn item_codes(&self, skus: &[&str]) -> Result<HashMap<String, String>, StoreError> {
+        let mut codes = HashMap::new();
+        for sku in skus {
+            let code = on_pool!(&self.db, pool => {
+                sqlx::query_scalar::<_, String>("SELECT item_code FROM sku_mappings WHERE sku = $1").bind(*sku).fetch_optional(pool).await
+            })?;
+            if let Some(code) = code {
+                codes.insert((*sku).to_string(), code);
+            }
+        }
+        Ok(codes)
+    }
+
+    /// The destination acknowledged `version`. The task is synced — or re-armed at once when a
+    /// newer version arrived meanwhile — and its open exception resolves itself. Returns false
+    /// when the lease was lost (nothing recorded; the new holder sends the same idempotent
+    /// upsert).
+    pub async fn complete_synced(
+        &self,
+        task: &ClaimedTask,
+        external_id: &str,
+        rec: &AttemptRecord,
+    ) -> Result<bool, StoreError> {
+        let now = Utc::now();
+        on_pool!(&self.db, pool => {
+            let mut tx = pool.begin().await?;
+            let done = sqlx::query(
+                "UPDATE sync_tasks SET synced_version = $3, external_id = $4, lease_token = NULL, lease_expires_at = NULL,
+                     last_error = NULL, blocked_on = NULL,
+                     state = CASE WHEN target_version > $3 THEN 'pending' ELSE 'synced' END,
+                     attempt = 0, scheduled_at = $5,
+                     armed_at = CASE WHEN target_version > $3 THEN $5 ELSE armed_at END,
+                     updated_at = $5
+                 WHERE id = $1 AND lease_token = $2",
+            )
+            .bind(task.id)
+            .bind(&task.lease_token)
+            .bind(rec.version)
+            .bind(external_id)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+            if done.rows_affected() == 0 {
+                return Ok(false);
+            }
+            insert_attempt!(&mut *tx, task, rec, Some(lag_ms(task, now)))?;
+            sqlx::query(
+                "UPDATE exceptions SET status = 'resolved', resolved_at = $2, resolved_by = 'engine',
+                     resolution = 'Synced on a later attempt', updated_at = $2
+                 WHERE task_id = $1 AND status IN ('open', 'snoozed')",
+            )
+            .bind(task.id)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+            tx.commit().await?;
+            Ok::<bool, StoreError>(true)
+        })
+    }
+
+    /// A transient failure: try again at `next_at`. When `exception` is given (the task has
+    /// been failing for a while) it is opened as a transient exception people can see.
+    pub async fn complete_retry(
+        &self,
+        task: &ClaimedTask,
+        next_at: DateTime<Utc>,
+        rec: &AttemptRecord,
+        exception: Option<&NewException>,
+    ) -> Result<bool, StoreError> {
+        self.finish(task, "retrying", Some(next_at), None, rec, exception)
+            .await
+    }
+
+    /// Needs a person: the task is blocked on the exception's fingerprint until released.
+    pub async fn complete_blocked(
+        &self,
+        task: &ClaimedTask,
+        rec: &AttemptRecord,
+        exception: &NewException,
+    ) -> Result<bool, StoreError> {
+        self.finish(
+            task,
+            "blocked",
+            None,
+            Some(&exception.fingerprint),
+            rec,
+            Some(exception),
+        )
+        .await
+    }
+
+    /// Out of attempts: dead-lettered with its history.
+    pub async fn complete_dead(
+        &self,
+        task: &ClaimedTask,
+        rec: &AttemptRecord,
+        exception: &NewException,
+    ) -> Result<bool, StoreError> {
+        self.finish(task, "dead", None, None, rec, Some(exception))
+            .await
+    }
+
+    async fn finish(
+        &self,
+        task: &ClaimedTask,
+        state: &'static str,
+        next_at: Option<DateTime<Utc>>,
+        blocked_on: Option<&str>,
+        rec: &AttemptRecord,
+        exception: Option<&NewException>,
+    ) -> Result<bool, StoreError> {
+        let now = Utc::now();
+        on_pool!(&self.db, pool => {
+            let mut tx = pool.begin().await?;
+            let done = sqlx::query(
+                "UPDATE sync_tasks SET state = $3, scheduled_at = COALESCE($4, scheduled_at), blocked_on = $5,
+                     last_error = $6, lease_token = NULL, lease_expires_at = NULL, updated_at = $7
+                 WHERE id = $1 AND lease_token = $2",
+            )
+            .bind(task.id)
+            .bind(&task.lease_token)
+            .bind(state)
+            .bind(next_at)
+            .bind(blocked_on)
+            .bind(rec.message.as_deref())
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+            if done.rows_affected() == 0 {
+                return Ok(false);
+            }
+            insert_attempt!(&mut *tx, task, rec, None::<i64>)?;
+            if let Some(exc) = exception {
+                open_task_exception!(&mut *tx, task, exc, now)?;
+            }
+            tx.commit().await?;
+            Ok::<bool, StoreError>(true)
+        })
+    }
+
+    /// The destination rejected our credentials: pause it (nothing more is sent until they are
+    /// renewed), put the task back untouched, and keep one exception for the destination.
+    pub async fn pause_destination(
+        &self,
+        task: &ClaimedTask,
+        rec: &AttemptRecord,
+        exception: &NewException,
+    ) -> Result<bool, StoreError> {
+        let now = Utc::now();
+        on_pool!(&self.db, pool => {
+            let mut tx = pool.begin().await?;
+            let done = sqlx::query(
+                "UPDATE sync_tasks SET state = 'pending', attempt = attempt - 1, lease_token = NULL, lease_expires_at = NULL,
+                     updated_at = $3
+                 WHERE id = $1 AND lease_token = $2",
+            )
+            .bind(task.id)
+            .bind(&task.lease_token)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+            if done.rows_affected() == 0 {
+                return Ok(false);
+            }
+            insert_attempt!(&mut *tx, task, rec, None::<i64>)?;
+            sqlx::query("UPDATE destinations SET paused = TRUE, paused_reason = $2, paused_at = $3, updated_at = $3 WHERE name = $1 AND NOT paused")
+                .bind(&task.destination)
+                .bind(&exception.message)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+            sqlx::query(
+                "INSERT INTO exceptions (task_id, store_order_id, destination, code, kind, fingerprint, message, action, fields,
+                     status, created_at, updated_at)
+                 VALUES (NULL, NULL, $1, $2, $3, $4, $5, $6, $7, 'open', $8, $8)
+                 ON CONFLICT (fingerprint) WHERE status IN ('open', 'snoozed') AND task_id IS NULL DO UPDATE SET
+                     message = excluded.message, updated_at = excluded.updated_at",
+            )
+            .bind(&task.destination)
+            .bind(&exception.code)
+            .bind(exception.kind)
+            .bind(&exception.fingerprint)
+            .bind(&exception.message)
+            .bind(&exception.action)
+            .bind(Json(&exception.fields))
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+            tx.commit().await?;
+            Ok::<bool, StoreError>(true)
+        })
+    }
+
+    /// Names of the destinations currently paused.
+    pub async fn paused_destinations(&self) -> Result<Vec<String>, StoreError> {
+        let names = on_pool!(&self.db, pool => {
+            sqlx::query_scalar::<_, String>("SELECT name FROM destinations WHERE paused ORDER BY name").fetch_all(pool).await
+        })?;
+        Ok(names)
+    }
+}
