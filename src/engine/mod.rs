@@ -1,4 +1,90 @@
-//! The sync engine: ingest store events into canonical orders, plan one task per destination,
-//! and (as it is built) work those tasks through the connectors.
+//! The sync engine: ingest store events into canonical orders (one task per destination armed
+//! at each new version), then workers deliver each order's current state through the
+//! connectors, retrying, dead-lettering, or raising exceptions people can act on.
 
+use std::sync::Arc;
+
+use tokio::sync::{Notify, watch};
+use tokio::task::JoinHandle;
+
+use crate::connectors::{ApiToken, ConnectorConfig, HttpCrm, HttpErp};
+use crate::secret::Secret;
+use crate::store::Store;
+use worker::{Destinations, Worker, WorkerConfig};
+
+pub mod exception;
 pub mod ingest;
+pub mod map;
+pub mod retry;
+pub mod validate;
+pub mod worker;
+
+/// Where the destinations are and how to authenticate.
+#[derive(Clone, Debug)]
+pub struct DestinationSettings {
+    /// The CRM's base URL.
+    pub crm_url: url::Url,
+    /// The CRM bearer token.
+    pub crm_token: Secret,
+    /// The ERP's base URL.
+    pub erp_url: url::Url,
+    /// The ERP bearer token.
+    pub erp_token: Secret,
+}
+
+impl DestinationSettings {
+    /// HTTP connectors for these settings.
+    pub fn connect(&self) -> anyhow::Result<Destinations> {
+        let crm = HttpCrm::new(&ConnectorConfig::new(
+            self.crm_url.clone(),
+            ApiToken::new(self.crm_token.expose()),
+        ))?;
+        let erp = HttpErp::new(&ConnectorConfig::new(
+            self.erp_url.clone(),
+            ApiToken::new(self.erp_token.expose()),
+        ))?;
+        Ok(Destinations {
+            crm: Arc::new(crm),
+            erp: Arc::new(erp),
+        })
+    }
+}
+
+/// Running workers.
+pub struct Workers {
+    stop: watch::Sender<bool>,
+    handles: Vec<JoinHandle<()>>,
+}
+
+impl Workers {
+    /// Starts `count` workers over `store`. `wake` is notified by ingest when work arrives.
+    pub fn spawn(
+        store: &Store,
+        destinations: Destinations,
+        config: WorkerConfig,
+        wake: Arc<Notify>,
+        count: usize,
+    ) -> Workers {
+        let (stop, stopped) = watch::channel(false);
+        let handles = (0..count.max(1))
+            .map(|_| {
+                let worker = Worker::new(
+                    store.clone(),
+                    destinations.clone(),
+                    config.clone(),
+                    wake.clone(),
+                );
+                tokio::spawn(worker.run(stopped.clone()))
+            })
+            .collect();
+        Workers { stop, handles }
+    }
+
+    /// Stops claiming, lets deliveries in flight finish and record their outcome.
+    pub async fn shutdown(self) {
+        let _ = self.stop.send(true);
+        for handle in self.handles {
+            let _ = handle.await;
+        }
+    }
+}

@@ -22,6 +22,7 @@ mod reply;
 mod rules;
 mod server;
 pub mod shopify;
+pub mod store;
 #[cfg(test)]
 mod tests;
 

@@ -106,6 +106,7 @@ pub struct TestApp {
     pub base: String,
     /// The server's store, for setting up data and reading the audit log.
     pub store: Store,
+    url: String,
     accounts: Accounts,
     _cleanup: Cleanup,
 }
@@ -196,6 +197,7 @@ impl TestApp {
         TestApp {
             base: format!("http://{addr}"),
             store,
+            url: url.clone(),
             accounts,
             _cleanup: cleanup,
         }
@@ -253,6 +255,11 @@ impl TestApp {
             })
             .await
             .expect("read the audit log")
+    }
+
+    /// The database URL (for opening more pools, as more processes would).
+    pub fn database_url(&self) -> String {
+        self.url.clone()
     }
 
     /// The single integer a query answers (for asserting on what was stored).

@@ -10,5 +10,6 @@ mod harness;
 
 mod admin;
 mod auth;
+mod sync;
 mod web;
 mod webhooks;

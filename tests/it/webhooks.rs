@@ -26,7 +26,7 @@ fn sign(body: &[u8], secret: &str) -> String {
 }
 
 #[derive(Clone)]
-struct Post {
+pub struct Post {
     topic: String,
     webhook_id: String,
     event_id: Option<String>,
@@ -35,7 +35,7 @@ struct Post {
 }
 
 impl Post {
-    fn new(topic: &str, body: &Value) -> Post {
+    pub fn new(topic: &str, body: &Value) -> Post {
         let body = serde_json::to_vec(body).expect("json");
         Post {
             topic: topic.to_string(),
@@ -46,7 +46,7 @@ impl Post {
         }
     }
 
-    async fn send(&self, app: &TestApp) -> (StatusCode, Value) {
+    pub async fn send(&self, app: &TestApp) -> (StatusCode, Value) {
         self.send_to(app.base.clone()).await
     }
 
@@ -74,12 +74,12 @@ impl Post {
     }
 }
 
-fn order_id(order: &Value) -> i64 {
+pub fn order_id(order: &Value) -> i64 {
     order["id"].as_i64().expect("order id")
 }
 
 /// The same order, `minutes` later in the store's clock.
-fn later(order: &Value, minutes: i64) -> Value {
+pub fn later(order: &Value, minutes: i64) -> Value {
     let mut next = order.clone();
     let at =
         chrono::DateTime::parse_from_rfc3339(order["updated_at"].as_str().expect("updated_at"))

@@ -1,0 +1,471 @@
+//! The worker: claims due tasks in batches under a lease, sends each order's current state to
+//! its destination, and records the outcome — synced, retry later, needs a person, or dead.
+//! Several workers (in one process or many, on PostgreSQL) share the queue safely: a task is
+//! held by one lease at a time, and a completion is fenced by its lease token.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::{TimeDelta, Utc};
+use tokio::sync::{Notify, Semaphore};
+use tokio::task::JoinSet;
+
+use super::exception::{self, Destination, Problem};
+use super::map;
+use super::retry::RetryPolicy;
+use super::validate;
+use crate::connectors::{Ack, CrmApi, DeliveryError, ErpApi};
+use crate::domain::Order;
+use crate::store::{AttemptRecord, ClaimedTask, NewException, Store, StoreError};
+
+/// Tuning of a worker.
+#[derive(Clone, Debug)]
+pub struct WorkerConfig {
+    /// Tasks claimed per batch.
+    pub batch: i64,
+    /// Deliveries in flight at once.
+    pub concurrency: usize,
+    /// How long a claim lasts before another worker may take the task over.
+    pub lease: Duration,
+    /// How long to sleep when the queue is empty (a new order wakes the worker sooner).
+    pub idle_poll: Duration,
+    /// Retry policy.
+    pub retry: RetryPolicy,
+    /// From this attempt on, a transient failure is shown as an exception too.
+    pub show_transient_from: i64,
+}
+
+impl Default for WorkerConfig {
+    fn default() -> Self {
+        WorkerConfig {
+            batch: 64,
+            concurrency: 32,
+            lease: Duration::from_secs(60),
+            idle_poll: Duration::from_millis(100),
+            retry: RetryPolicy::default(),
+            show_transient_from: 3,
+        }
+    }
+}
+
+/// The destinations a worker delivers to.
+#[derive(Clone)]
+pub struct Destinations {
+    /// The CRM.
+    pub crm: Arc<dyn CrmApi>,
+    /// The ERP.
+    pub erp: Arc<dyn ErpApi>,
+}
+
+/// How one delivery went.
+enum Delivery {
+    Synced(Ack),
+    NeedsAction(Problem),
+    Failed(DeliveryError),
+}
+
+/// A worker over a store and destinations.
+#[derive(Clone)]
+pub struct Worker {
+    store: Store,
+    destinations: Destinations,
+    config: WorkerConfig,
+    wake: Arc<Notify>,
+}
+
+impl Worker {
+    /// A worker; `wake` is notified when new work arrives (ingest), to cut latency.
+    pub fn new(
+        store: Store,
+        destinations: Destinations,
+        config: WorkerConfig,
+        wake: Arc<Notify>,
+    ) -> Worker {
+        Worker {
+            store,
+            destinations,
+            config,
+            wake,
+        }
+    }
+
+    /// Works until `stop` turns true.
+    pub async fn run(self, mut stop: tokio::sync::watch::Receiver<bool>) {
+        let permits = Arc::new(Semaphore::new(self.config.concurrency));
+        let mut running = JoinSet::new();
+        while !*stop.borrow() {
+            // Claim only as many as can start now, so leases are not spent waiting.
+            let free = permits.available_permits() as i64;
+            let claimed = if free > 0 {
+                match self
+                    .store
+                    .claim_tasks(free.min(self.config.batch), self.config.lease)
+                    .await
+                {
+                    Ok(tasks) => tasks,
+                    Err(err) => {
+                        tracing::error!(error = %err, "claiming tasks failed");
+                        Vec::new()
+                    }
+                }
+            } else {
+                Vec::new()
+            };
+            let idle = claimed.is_empty();
+            for task in claimed {
+                let Ok(permit) = permits.clone().acquire_owned().await else {
+                    return;
+                };
+                let worker = self.clone();
+                running.spawn(async move {
+                    worker.process(task).await;
+                    drop(permit);
+                });
+            }
+            while running.try_join_next().is_some() {}
+            if idle {
+                tokio::select! {
+                    _ = stop.changed() => {}
+                    () = self.wake.notified() => {}
+                    () = tokio::time::sleep(self.config.idle_poll) => {}
+                    Some(_) = running.join_next(), if !running.is_empty() => {}
+                }
+            }
+        }
+        // Let deliveries in flight finish and record their outcome.
+        while running.join_next().await.is_some() {}
+    }
+
+    /// Claims one batch and works it to the end (for tests and tools). Returns how many tasks
+    /// were worked.
+    pub async fn run_once(&self) -> Result<usize, StoreError> {
+        let tasks = self
+            .store
+            .claim_tasks(self.config.batch, self.config.lease)
+            .await?;
+        let n = tasks.len();
+        let mut running = JoinSet::new();
+        for task in tasks {
+            let worker = self.clone();
+            running.spawn(async move { worker.process(task).await });
+        }
+        while running.join_next().await.is_some() {}
+        Ok(n)
+    }
+
+    /// Delivers one task and records the outcome. Never panics; storage errors are logged and
+    /// the lease simply expires, so another attempt follows.
+    #[tracing::instrument(level = "debug", skip_all, fields(task = task.id, order = task.store_order_id, destination = %task.destination, attempt = task.attempt))]
+    async fn process(&self, task: ClaimedTask) {
+        if let Err(err) = self.try_process(&task).await {
+            tracing::error!(error = %err, "recording a delivery failed; the lease will expire and the task run again");
+        }
+    }
+
+    async fn try_process(&self, task: &ClaimedTask) -> Result<(), StoreError> {
+        let started_at = Utc::now();
+        let clock = Instant::now();
+        let Some((order, version)) = self.store.order_snapshot(task.store_order_id).await? else {
+            return Ok(());
+        };
+        let Some(destination) = Destination::parse(&task.destination) else {
+            tracing::error!("task for an unknown destination");
+            return Ok(());
+        };
+        let delivery = match destination {
+            Destination::Crm => self.deliver_crm(&order, version).await,
+            Destination::Erp => self.deliver_erp(&order, version).await,
+        };
+        let mut rec = AttemptRecord {
+            version,
+            started_at,
+            duration_ms: i64::try_from(clock.elapsed().as_millis()).unwrap_or(i64::MAX),
+            outcome: "synced",
+            status: None,
+            message: None,
+            request_id: None,
+        };
+        let fenced = match delivery {
+            Delivery::Synced(ack) => {
+                rec.status = Some(i32::from(ack.status));
+                rec.request_id = ack.request_id.clone();
+                !self
+                    .store
+                    .complete_synced(task, &ack.external_id, &rec)
+                    .await?
+            }
+            Delivery::NeedsAction(problem) => {
+                rec.outcome = "needs_action";
+                rec.message = Some(problem.message.clone());
+                !self
+                    .store
+                    .complete_blocked(task, &rec, &new_exception(&problem))
+                    .await?
+            }
+            Delivery::Failed(err) => {
+                rec.status = status_of(&err);
+                rec.request_id = err.request_id().map(str::to_string);
+                rec.message = Some(err.to_string());
+                self.record_failure(task, destination, &order, rec, &err)
+                    .await?
+            }
+        };
+        if fenced {
+            tracing::warn!("lease lost before completion; the newer lease holder's record stands");
+        }
+        Ok(())
+    }
+
+    /// Records a connector failure; returns true when the lease had been lost.
+    async fn record_failure(
+        &self,
+        task: &ClaimedTask,
+        destination: Destination,
+        order: &Order,
+        mut rec: AttemptRecord,
+        err: &DeliveryError,
+    ) -> Result<bool, StoreError> {
+        let retry = &self.config.retry;
+        match err {
+            DeliveryError::Auth { .. } => {
+                rec.outcome = "auth";
+                let problem = exception::from_delivery_error(
+                    destination,
+                    &order.name,
+                    err,
+                    task.attempt,
+                    retry.max_attempts,
+                    None,
+                );
+                Ok(!self
+                    .store
+                    .pause_destination(task, &rec, &new_exception(&problem))
+                    .await?)
+            }
+            DeliveryError::Rejected {
+                code,
+                field,
+                message,
+                ..
+            } => {
+                rec.outcome = "needs_action";
+                let problem = match (destination, code.as_str()) {
+                    // Name the store SKU behind the ERP's line, so re-mapping it releases the order.
+                    (Destination::Erp, "unknown_item") => {
+                        let sku = field
+                            .as_deref()
+                            .and_then(|f| map::sku_of_erp_field(order, f));
+                        Problem::unknown_item(&order.name, sku, field.as_deref(), message)
+                    }
+                    _ => exception::from_delivery_error(
+                        destination,
+                        &order.name,
+                        err,
+                        task.attempt,
+                        retry.max_attempts,
+                        None,
+                    ),
+                };
+                Ok(!self
+                    .store
+                    .complete_blocked(task, &rec, &new_exception(&problem))
+                    .await?)
+            }
+            DeliveryError::Transient { .. } if retry.exhausted(task.attempt) => {
+                rec.outcome = "exhausted";
+                let tried_for = Utc::now() - task.armed_at;
+                let problem = exception::dead_letter(
+                    destination,
+                    &order.name,
+                    task.attempt,
+                    Some(tried_for),
+                    &err.to_string(),
+                );
+                Ok(!self
+                    .store
+                    .complete_dead(task, &rec, &new_exception(&problem))
+                    .await?)
+            }
+            DeliveryError::Transient { .. } => {
+                rec.outcome = "transient";
+                let wait = retry.delay(task.attempt, err.retry_after());
+                let next_at =
+                    Utc::now() + TimeDelta::from_std(wait).unwrap_or(TimeDelta::seconds(60));
+                let shown = (task.attempt >= self.config.show_transient_from).then(|| {
+                    new_exception(&exception::from_delivery_error(
+                        destination,
+                        &order.name,
+                        err,
+                        task.attempt,
+                        retry.max_attempts,
+                        Some(next_at),
+                    ))
+                });
+                Ok(!self
+                    .store
+                    .complete_retry(task, next_at, &rec, shown.as_ref())
+                    .await?)
+            }
+        }
+    }
+
+    /// The CRM gets the contact (by email) and the deal (by store order id).
+    async fn deliver_crm(&self, order: &Order, version: i64) -> Delivery {
+        let deal = map::crm_deal(order);
+        let contact = map::crm_contact(order);
+        if let Some(problem) = validate::validate_crm(contact.as_ref(), &deal)
+            .into_iter()
+            .next()
+        {
+            return Delivery::NeedsAction(problem);
+        }
+        let key = format!("{}-v{version}-crm", order.store_order_id);
+        if let Some(contact) = &contact {
+            if let Err(err) = self.destinations.crm.upsert_contact(contact, &key).await {
+                return Delivery::Failed(err);
+            }
+        }
+        match self.destinations.crm.upsert_deal(&deal, &key).await {
+            Ok(ack) => Delivery::Synced(ack),
+            Err(err) => Delivery::Failed(err),
+        }
+    }
+
+    /// The ERP gets the sales order (lines mapped to item codes), then whatever cancellation,
+    /// shipments and credit notes the order's state implies.
+    async fn deliver_erp(&self, order: &Order, version: i64) -> Delivery {
+        let skus: BTreeSet<&str> = order
+            .lines
+            .iter()
+            .filter_map(|l| l.sku.as_ref().map(|s| s.as_str()))
+            .collect();
+        let codes = match self
+            .store
+            .item_codes(&skus.into_iter().collect::<Vec<_>>())
+            .await
+        {
+            Ok(codes) => codes,
+            Err(err) => {
+                return Delivery::Failed(DeliveryError::Transient {
+                    kind: crate::connectors::TransientKind::Server { status: 503 },
+                    message: format!("SyncDesk could not read its SKU mappings: {err}"),
+                    request_id: None,
+                });
+            }
+        };
+        let lookup = |sku: &crate::domain::Sku| codes.get(sku.as_str()).cloned();
+        let sales_order = match map::erp_sales_order(order, &lookup) {
+            Ok(so) => so,
+            Err(problems) => return needs_action(order, problems),
+        };
+        if let Some(problem) = validate::validate_erp(&order.name, &sales_order)
+            .into_iter()
+            .next()
+        {
+            return Delivery::NeedsAction(problem);
+        }
+        let key = format!("{}-v{version}-erp", order.store_order_id);
+        let ack = match self
+            .destinations
+            .erp
+            .upsert_sales_order(&sales_order, &key)
+            .await
+        {
+            Ok(ack) => ack,
+            Err(err) => return Delivery::Failed(err),
+        };
+        let erp = &self.destinations.erp;
+        let document = match erp
+            .find_sales_order(&order.store_order_id.to_string())
+            .await
+        {
+            Ok(Some(document)) => document,
+            Ok(None) => return Delivery::Synced(ack),
+            Err(err) => return Delivery::Failed(err),
+        };
+        let changes = match map::erp_changes(order, &document, &lookup) {
+            Ok(changes) => changes,
+            Err(problems) => return needs_action(order, problems),
+        };
+        for change in &changes {
+            if let Some(problem) = validate::validate_erp_change(&order.name, change)
+                .into_iter()
+                .next()
+            {
+                return Delivery::NeedsAction(problem);
+            }
+        }
+        let change_key = format!("{}-erp", order.store_order_id);
+        match self
+            .apply_erp_changes(changes, &ack.external_id, &change_key)
+            .await
+        {
+            Ok(()) => Delivery::Synced(ack),
+            Err(err) => Delivery::Failed(err),
+        }
+    }
+
+    async fn apply_erp_changes(
+        &self,
+        changes: Vec<map::ErpChange>,
+        document: &str,
+        key: &str,
+    ) -> Result<(), DeliveryError> {
+        let erp = &self.destinations.erp;
+        for change in changes {
+            // Keyed by what the change is (not by the order version), so a repeat after a
+            // timeout is recognised by the ERP.
+            let key = format!("{key}-{}", change.key());
+            match change {
+                map::ErpChange::Fulfilment(request) => {
+                    erp.add_fulfilment(document, &request, &key).await?;
+                }
+                map::ErpChange::CreditNote(request) => {
+                    erp.add_credit_note(document, &request, &key).await?;
+                }
+                map::ErpChange::Cancel { reason } => {
+                    erp.cancel_sales_order(document, reason.as_deref(), &key)
+                        .await?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The first of the problems mapping found (mapping fails only with at least one).
+fn needs_action(order: &Order, problems: Vec<Problem>) -> Delivery {
+    match problems.into_iter().next() {
+        Some(problem) => Delivery::NeedsAction(problem),
+        None => Delivery::Failed(DeliveryError::Transient {
+            kind: crate::connectors::TransientKind::Server { status: 500 },
+            message: format!("Order {} could not be prepared for the ERP.", order.name),
+            request_id: None,
+        }),
+    }
+}
+
+fn status_of(err: &DeliveryError) -> Option<i32> {
+    match err {
+        DeliveryError::Auth { status, .. } | DeliveryError::Rejected { status, .. } => {
+            Some(i32::from(*status))
+        }
+        DeliveryError::Transient {
+            kind: crate::connectors::TransientKind::Server { status },
+            ..
+        } => Some(i32::from(*status)),
+        DeliveryError::Transient { .. } => None,
+    }
+}
+
+fn new_exception(problem: &Problem) -> NewException {
+    NewException {
+        code: problem.code.to_string(),
+        kind: problem.kind.as_str(),
+        fingerprint: problem.fingerprint.clone(),
+        message: problem.message.clone(),
+        action: problem.action.to_string(),
+        fields: problem.fields.clone(),
+    }
+}

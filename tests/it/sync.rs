@@ -1,0 +1,564 @@
+//! The whole flow against the simulated CRM and ERP over real HTTP: delivery, updates as
+//! changes, unmapped SKUs released by a mapping, rejected credentials pausing a destination,
+//! commit-then-timeout, expired leases, outages, several workers — with the simulators' ledgers
+//! proving nothing is lost and nothing duplicated.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use syncdesk::audit::Actor;
+use syncdesk::connectors::{ApiToken, ConnectorConfig, HttpCrm, HttpErp};
+use syncdesk::engine::retry::RetryPolicy;
+use syncdesk::engine::worker::{Destinations, Worker, WorkerConfig};
+use syncdesk::simulate::SimHandle;
+use syncdesk::simulate::crm::{CrmSimConfig, spawn_crm};
+use syncdesk::simulate::erp::{ErpCatalogue, ErpSimConfig, spawn_erp};
+use syncdesk::simulate::faults::OutageMode;
+use syncdesk::simulate::ledger::DocumentKind;
+use syncdesk::simulate::shopify::{CATALOGUE, OrderFactory};
+use syncdesk::store::Store;
+
+use crate::harness::TestApp;
+use crate::webhooks::{Post, later, order_id};
+
+on_both_backends! {
+    an_order_reaches_the_crm_and_the_erp_and_updates_change_the_same_documents => an_order_reaches_the_crm_and_the_erp_and_updates_change_the_same_documents_sqlite, an_order_reaches_the_crm_and_the_erp_and_updates_change_the_same_documents_postgres;
+    an_unmapped_sku_is_one_grouped_exception_until_its_mapping_releases_every_order => an_unmapped_sku_is_one_grouped_exception_until_its_mapping_releases_every_order_sqlite, an_unmapped_sku_is_one_grouped_exception_until_its_mapping_releases_every_order_postgres;
+    rejected_credentials_pause_the_destination_with_one_exception => rejected_credentials_pause_the_destination_with_one_exception_sqlite, rejected_credentials_pause_the_destination_with_one_exception_postgres;
+    commit_then_timeout_never_creates_a_second_document => commit_then_timeout_never_creates_a_second_document_sqlite, commit_then_timeout_never_creates_a_second_document_postgres;
+    a_worker_killed_after_the_destination_committed_duplicates_nothing => a_worker_killed_after_the_destination_committed_duplicates_nothing_sqlite, a_worker_killed_after_the_destination_committed_duplicates_nothing_postgres;
+    an_outage_holds_the_queue_and_it_drains_without_dead_letters => an_outage_holds_the_queue_and_it_drains_without_dead_letters_sqlite, an_outage_holds_the_queue_and_it_drains_without_dead_letters_postgres;
+    several_workers_share_the_queue_without_duplicates => several_workers_share_the_queue_without_duplicates_sqlite, several_workers_share_the_queue_without_duplicates_postgres;
+}
+
+/// The simulated CRM and ERP, an ERP catalogue with `ERP-<sku>` for every catalogue SKU, and a
+/// worker with quick retries.
+struct Rig {
+    crm: SimHandle,
+    erp: SimHandle,
+    destinations: Destinations,
+}
+
+const UNMAPPED: &str = "NEW-GIZMO";
+
+async fn rig(app: &TestApp, timeout: Duration) -> Rig {
+    let crm = spawn_crm(CrmSimConfig::default())
+        .await
+        .expect("CRM simulator");
+    let mut codes: Vec<String> = CATALOGUE
+        .iter()
+        .filter(|p| !p.sku.is_empty())
+        .map(|p| format!("ERP-{}", p.sku))
+        .collect();
+    codes.push(format!("ERP-{UNMAPPED}"));
+    let erp = spawn_erp(ErpSimConfig {
+        catalogue: ErpCatalogue::from_codes(codes),
+        ..Default::default()
+    })
+    .await
+    .expect("ERP simulator");
+    for product in CATALOGUE
+        .iter()
+        .filter(|p| !p.sku.is_empty() && !p.sku.starts_with("NEW-"))
+    {
+        app.store
+            .save_sku_mapping(product.sku, &format!("ERP-{}", product.sku), &Actor::System)
+            .await
+            .expect("mapping");
+    }
+    let config = |sim: &SimHandle| {
+        let mut c = ConnectorConfig::new(sim.base_url().clone(), ApiToken::new(sim.token()));
+        c.timeout = timeout;
+        c.rate_limit = None;
+        c
+    };
+    let destinations = Destinations {
+        crm: Arc::new(HttpCrm::new(&config(&crm)).expect("crm client")),
+        erp: Arc::new(HttpErp::new(&config(&erp)).expect("erp client")),
+    };
+    Rig {
+        crm,
+        erp,
+        destinations,
+    }
+}
+
+impl Rig {
+    fn worker(&self, store: &Store) -> Worker {
+        let config = WorkerConfig {
+            lease: Duration::from_secs(30),
+            retry: RetryPolicy {
+                max_attempts: 8,
+                base: Duration::from_millis(20),
+                factor: 2,
+                cap: Duration::from_millis(300),
+            },
+            ..Default::default()
+        };
+        Worker::new(
+            store.clone(),
+            self.destinations.clone(),
+            config,
+            Arc::default(),
+        )
+    }
+}
+
+/// An order every destination accepts: known SKUs, a short street, a postal code.
+fn clean_order(seed: u64) -> Value {
+    let mut order = OrderFactory::new(seed).order();
+    for line in order["line_items"].as_array_mut().expect("lines") {
+        line["sku"] = json!("TEE-BLK-M");
+    }
+    for which in ["shipping_address", "billing_address"] {
+        if order[which].is_object() {
+            order[which]["address1"] = json!("12 Harbour Street");
+            order[which]["zip"] = json!("10001");
+        }
+    }
+    order
+}
+
+async fn count(app: &TestApp, sql: &str) -> i64 {
+    app.count(sql).await
+}
+
+/// Works the queue until nothing is due or running (or `limit` passes).
+async fn drain(worker: &Worker, app: &TestApp, limit: Duration) {
+    let started = Instant::now();
+    while started.elapsed() < limit {
+        let worked = worker.run_once().await.expect("worker batch");
+        if worked == 0 {
+            let open = count(
+                app,
+                "SELECT COUNT(*) FROM sync_tasks WHERE state IN ('pending', 'retrying', 'running')",
+            )
+            .await;
+            let paused = count(app, "SELECT COUNT(*) FROM destinations WHERE paused").await;
+            if open == 0
+                || (paused > 0
+                    && count(
+                        app,
+                        "SELECT COUNT(*) FROM sync_tasks WHERE state IN ('retrying', 'running')",
+                    )
+                    .await
+                        == 0)
+            {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+async fn an_order_reaches_the_crm_and_the_erp_and_updates_change_the_same_documents(app: TestApp) {
+    let rig = rig(&app, Duration::from_secs(5)).await;
+    let worker = rig.worker(&app.store);
+    let order = clean_order(11);
+    let id = order_id(&order);
+    Post::new("orders/create", &order).send(&app).await;
+    drain(&worker, &app, Duration::from_secs(10)).await;
+    assert_eq!(count(&app, &format!("SELECT COUNT(*) FROM sync_tasks WHERE store_order_id = {id} AND state = 'synced' AND synced_version = 1")).await, 2);
+
+    let mut paid = later(&order, 5);
+    paid["financial_status"] = json!("paid");
+    Post::new("orders/paid", &paid).send(&app).await;
+    drain(&worker, &app, Duration::from_secs(10)).await;
+    assert_eq!(count(&app, &format!("SELECT COUNT(*) FROM sync_tasks WHERE store_order_id = {id} AND state = 'synced' AND synced_version = 2")).await, 2);
+
+    let erp = rig.erp.ledger().check();
+    assert_eq!(
+        erp.count(DocumentKind::SalesOrder, &id.to_string()),
+        1,
+        "one sales order, updated in place"
+    );
+    assert_eq!(erp.extra_documents(), 0);
+    let crm = rig.crm.ledger().check();
+    assert_eq!(crm.count(DocumentKind::Deal, &id.to_string()), 1);
+    let deal = rig
+        .destinations
+        .crm
+        .find_deal(&id.to_string())
+        .await
+        .expect("find deal")
+        .expect("deal exists");
+    assert_eq!(
+        serde_json::to_value(&deal.stage).unwrap(),
+        json!("paid"),
+        "the deal follows the order's life cycle"
+    );
+    assert_eq!(count(&app, &format!("SELECT COUNT(*) FROM sync_attempts WHERE store_order_id = {id} AND outcome = 'synced'")).await, 4);
+}
+
+async fn an_unmapped_sku_is_one_grouped_exception_until_its_mapping_releases_every_order(
+    app: TestApp,
+) {
+    let rig = rig(&app, Duration::from_secs(5)).await;
+    let worker = rig.worker(&app.store);
+    let mut ids = Vec::new();
+    for seed in 20..23 {
+        let mut order = clean_order(seed);
+        order["line_items"][0]["sku"] = json!(UNMAPPED);
+        ids.push(order_id(&order));
+        Post::new("orders/create", &order).send(&app).await;
+    }
+    drain(&worker, &app, Duration::from_secs(10)).await;
+    let fingerprint = format!("missing_sku:erp:{UNMAPPED}");
+    assert_eq!(count(&app, &format!("SELECT COUNT(*) FROM sync_tasks WHERE destination = 'erp' AND state = 'blocked' AND blocked_on = '{fingerprint}'")).await, 3);
+    assert_eq!(count(&app, &format!("SELECT COUNT(*) FROM exceptions WHERE status = 'open' AND fingerprint = '{fingerprint}'")).await, 3, "one exception per order, one cause to group them by");
+    let message = app
+        .text(&format!(
+            "SELECT message FROM exceptions WHERE fingerprint = '{fingerprint}' LIMIT 1"
+        ))
+        .await;
+    assert!(
+        message.contains(UNMAPPED) && message.contains("ERP"),
+        "{message}"
+    );
+    assert_eq!(
+        count(
+            &app,
+            "SELECT COUNT(*) FROM sync_tasks WHERE destination = 'crm' AND state = 'synced'"
+        )
+        .await,
+        3,
+        "the CRM does not wait for the ERP"
+    );
+    assert_eq!(
+        rig.erp
+            .ledger()
+            .check()
+            .count(DocumentKind::SalesOrder, &ids[0].to_string()),
+        0,
+        "an unmapped SKU is never guessed"
+    );
+
+    let (_, released) = app
+        .store
+        .save_sku_mapping(UNMAPPED, &format!("ERP-{UNMAPPED}"), &Actor::System)
+        .await
+        .expect("save mapping");
+    assert_eq!((released.tasks, released.exceptions), (3, 3));
+    drain(&worker, &app, Duration::from_secs(10)).await;
+    assert_eq!(
+        count(
+            &app,
+            "SELECT COUNT(*) FROM sync_tasks WHERE destination = 'erp' AND state = 'synced'"
+        )
+        .await,
+        3
+    );
+    let resolution = app
+        .text(&format!(
+            "SELECT resolution FROM exceptions WHERE fingerprint = '{fingerprint}' LIMIT 1"
+        ))
+        .await;
+    assert!(
+        resolution.contains("mapped to ERP item"),
+        "the exception says what resolved it: {resolution}"
+    );
+    let erp = rig.erp.ledger().check();
+    for id in &ids {
+        assert_eq!(erp.count(DocumentKind::SalesOrder, &id.to_string()), 1);
+    }
+}
+
+async fn rejected_credentials_pause_the_destination_with_one_exception(app: TestApp) {
+    let rig = rig(&app, Duration::from_secs(5)).await;
+    let worker = rig.worker(&app.store);
+    rig.erp.faults().revoke_credentials();
+    for seed in 30..35 {
+        Post::new("orders/create", &clean_order(seed))
+            .send(&app)
+            .await;
+    }
+    drain(&worker, &app, Duration::from_secs(5)).await;
+    assert_eq!(
+        app.store.paused_destinations().await.unwrap(),
+        vec!["erp".to_string()]
+    );
+    assert_eq!(
+        count(
+            &app,
+            "SELECT COUNT(*) FROM exceptions WHERE status = 'open'"
+        )
+        .await,
+        1,
+        "one exception for the destination, not one per order"
+    );
+    assert_eq!(count(&app, "SELECT COUNT(*) FROM exceptions WHERE status = 'open' AND fingerprint = 'auth:erp' AND code = 'auth_expired'").await, 1);
+    assert_eq!(
+        count(
+            &app,
+            "SELECT COUNT(*) FROM sync_tasks WHERE destination = 'erp' AND state = 'pending'"
+        )
+        .await,
+        5,
+        "the orders wait; none is dead"
+    );
+    assert_eq!(
+        count(
+            &app,
+            "SELECT COUNT(*) FROM sync_tasks WHERE destination = 'crm' AND state = 'synced'"
+        )
+        .await,
+        5
+    );
+    let requests = rig.erp.faults().requests_seen();
+    drain(&worker, &app, Duration::from_millis(300)).await;
+    assert_eq!(
+        rig.erp.faults().requests_seen(),
+        requests,
+        "nothing is sent to a paused destination"
+    );
+
+    rig.erp.faults().restore_credentials();
+    assert!(
+        app.store
+            .resume_destination("erp", &Actor::System)
+            .await
+            .unwrap()
+    );
+    drain(&worker, &app, Duration::from_secs(10)).await;
+    assert_eq!(
+        count(
+            &app,
+            "SELECT COUNT(*) FROM sync_tasks WHERE destination = 'erp' AND state = 'synced'"
+        )
+        .await,
+        5
+    );
+    assert_eq!(
+        count(
+            &app,
+            "SELECT COUNT(*) FROM exceptions WHERE status = 'open'"
+        )
+        .await,
+        0
+    );
+    assert_eq!(rig.erp.ledger().check().extra_documents(), 0);
+}
+
+async fn commit_then_timeout_never_creates_a_second_document(app: TestApp) {
+    let rig = rig(&app, Duration::from_millis(400)).await;
+    let worker = rig.worker(&app.store);
+    rig.erp.faults().update(|f| {
+        f.commit_then_timeout_rate = 1.0;
+        f.hang_ms = 1_500;
+    });
+    let order = clean_order(40);
+    let id = order_id(&order);
+    Post::new("orders/create", &order).send(&app).await;
+    // The create times out after the ERP committed it; the connector looks the order up by its
+    // external id (here or on the retry) instead of creating it again.
+    worker.run_once().await.unwrap();
+    assert_eq!(
+        rig.erp
+            .ledger()
+            .check()
+            .count(DocumentKind::SalesOrder, &id.to_string()),
+        1,
+        "the ERP committed once"
+    );
+    rig.erp.faults().reset();
+    drain(&worker, &app, Duration::from_secs(10)).await;
+    assert_eq!(
+        count(
+            &app,
+            &format!(
+                "SELECT COUNT(*) FROM sync_tasks WHERE store_order_id = {id} AND state = 'synced'"
+            )
+        )
+        .await,
+        2
+    );
+    let erp = rig.erp.ledger().check();
+    assert_eq!(
+        erp.count(DocumentKind::SalesOrder, &id.to_string()),
+        1,
+        "the retry found the document instead of creating another"
+    );
+    assert_eq!(erp.extra_documents(), 0);
+}
+
+async fn a_worker_killed_after_the_destination_committed_duplicates_nothing(app: TestApp) {
+    let rig = rig(&app, Duration::from_secs(5)).await;
+    let order = clean_order(50);
+    let id = order_id(&order);
+    Post::new("orders/create", &order).send(&app).await;
+
+    // Worker A claims with a short lease, gets the ERP to commit, and dies before recording it.
+    let claimed = app
+        .store
+        .claim_tasks(10, Duration::from_millis(200))
+        .await
+        .unwrap();
+    let erp_task = claimed
+        .iter()
+        .find(|t| t.destination == "erp")
+        .expect("erp task claimed")
+        .clone();
+    let (canonical, _) = app.store.order_snapshot(id).await.unwrap().unwrap();
+    let lookup = |sku: &syncdesk::domain::Sku| Some(format!("ERP-{}", sku.as_str()));
+    let sales_order = syncdesk::engine::map::erp_sales_order(&canonical, &lookup).expect("maps");
+    rig.destinations
+        .erp
+        .upsert_sales_order(&sales_order, "worker-a")
+        .await
+        .expect("ERP commits");
+
+    // Its lease expires; worker B takes the task over and delivers it.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let worker_b = rig.worker(&app.store);
+    drain(&worker_b, &app, Duration::from_secs(10)).await;
+    assert_eq!(
+        count(
+            &app,
+            &format!(
+                "SELECT COUNT(*) FROM sync_tasks WHERE store_order_id = {id} AND state = 'synced'"
+            )
+        )
+        .await,
+        2
+    );
+
+    // Worker A wakes up and tries to record its stale result: fenced off, nothing changes.
+    let rec = syncdesk::store::AttemptRecord {
+        version: 1,
+        started_at: chrono::Utc::now(),
+        duration_ms: 1,
+        outcome: "synced",
+        status: Some(201),
+        message: None,
+        request_id: None,
+    };
+    assert!(
+        !app.store
+            .complete_synced(&erp_task, "SO-STALE", &rec)
+            .await
+            .unwrap(),
+        "a stale lease cannot complete"
+    );
+    assert_ne!(
+        app.text(&format!(
+            "SELECT external_id FROM sync_tasks WHERE id = {}",
+            erp_task.id
+        ))
+        .await,
+        "SO-STALE"
+    );
+    let erp = rig.erp.ledger().check();
+    assert_eq!(erp.count(DocumentKind::SalesOrder, &id.to_string()), 1);
+    assert_eq!(erp.extra_documents(), 0);
+}
+
+async fn an_outage_holds_the_queue_and_it_drains_without_dead_letters(app: TestApp) {
+    let rig = rig(&app, Duration::from_secs(2)).await;
+    let worker = rig.worker(&app.store);
+    rig.erp
+        .faults()
+        .start_outage(Duration::from_millis(600), OutageMode::Unavailable);
+    let mut ids = Vec::new();
+    for seed in 60..66 {
+        let order = clean_order(seed);
+        ids.push(order_id(&order).to_string());
+        Post::new("orders/create", &order).send(&app).await;
+    }
+    worker.run_once().await.unwrap();
+    assert!(
+        count(
+            &app,
+            "SELECT COUNT(*) FROM sync_tasks WHERE destination = 'erp' AND state = 'retrying'"
+        )
+        .await
+            > 0,
+        "the queue holds during the outage"
+    );
+    drain(&worker, &app, Duration::from_secs(15)).await;
+    assert_eq!(
+        count(&app, "SELECT COUNT(*) FROM sync_tasks WHERE state = 'dead'").await,
+        0
+    );
+    assert_eq!(
+        count(
+            &app,
+            "SELECT COUNT(*) FROM sync_tasks WHERE destination = 'erp' AND state = 'synced'"
+        )
+        .await,
+        6
+    );
+    let erp = rig.erp.ledger().check();
+    assert!(
+        erp.missing(DocumentKind::SalesOrder, ids.iter().map(String::as_str))
+            .is_empty()
+    );
+    assert_eq!(erp.extra_documents(), 0);
+    assert!(
+        count(
+            &app,
+            "SELECT COUNT(*) FROM sync_attempts WHERE outcome = 'transient'"
+        )
+        .await
+            > 0,
+        "the failed attempts are kept"
+    );
+}
+
+async fn several_workers_share_the_queue_without_duplicates(app: TestApp) {
+    let rig = rig(&app, Duration::from_secs(5)).await;
+    let mut ids = Vec::new();
+    for seed in 100..140 {
+        let order = clean_order(seed);
+        ids.push(order_id(&order).to_string());
+        Post::new("orders/create", &order).send(&app).await;
+    }
+    // Four workers, each with its own connection pool, as separate processes would have.
+    let url = app.database_url();
+    let mut running = tokio::task::JoinSet::new();
+    for _ in 0..4 {
+        let store = Store::connect(&url).await.expect("own pool");
+        let worker = rig.worker(&store);
+        running.spawn(async move {
+            let mut worked = 0;
+            for _ in 0..200 {
+                let n = worker.run_once().await.expect("batch");
+                worked += n;
+                if n == 0 {
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+            }
+            worked
+        });
+    }
+    let mut total = 0;
+    while let Some(worked) = running.join_next().await {
+        total += worked.unwrap();
+    }
+    assert_eq!(
+        total, 80,
+        "every task worked exactly once across the workers"
+    );
+    assert_eq!(
+        count(
+            &app,
+            "SELECT COUNT(*) FROM sync_tasks WHERE state = 'synced'"
+        )
+        .await,
+        80
+    );
+    assert_eq!(
+        count(&app, "SELECT COUNT(*) FROM sync_attempts").await,
+        80,
+        "no task was delivered twice"
+    );
+    let erp = rig.erp.ledger().check();
+    assert!(
+        erp.missing(DocumentKind::SalesOrder, ids.iter().map(String::as_str))
+            .is_empty()
+    );
+    assert_eq!(
+        erp.extra_documents() + rig.crm.ledger().check().extra_documents(),
+        0
+    );
+}
