@@ -2,6 +2,7 @@
 
 use std::io::{BufRead, IsTerminal};
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use anyhow::{Context, bail};
 use app::model::Role;
@@ -10,6 +11,10 @@ use tokio::net::TcpListener;
 
 use crate::accounts::{Accounts, ThrottlePolicy, new_token};
 use crate::audit::Actor;
+use crate::engine::DestinationSettings;
+use crate::engine::Workers;
+use crate::engine::worker::WorkerConfig;
+use crate::secret::Secret;
 use crate::store::Store;
 use crate::web::{self, AppState, WebSettings};
 
@@ -25,12 +30,15 @@ pub struct Cli {
 enum Command {
     /// Serve the web app and API, and run the background work.
     Serve(ServeArgs),
-    /// Run only the background work (no web server): for scaling workers apart from the web.
-    Worker(DatabaseArgs),
+    /// Run only the workers (no web server): for scaling workers apart from the web.
+    Worker(WorkerArgs),
     /// Apply database migrations and exit.
     Migrate(DatabaseArgs),
-    /// Start a demo on a fresh SQLite database, with sign-in details printed.
+    /// Start a demo on a fresh SQLite database with a simulated store, CRM and ERP, and live
+    /// order traffic; sign-in details are printed.
     Demo(DemoArgs),
+    /// Run the simulated store (signed webhooks to --target, Admin API), CRM and ERP on loopback.
+    Simulate(SimulateArgs),
     /// Manage user accounts.
     #[command(subcommand)]
     User(UserCommand),
@@ -70,18 +78,102 @@ struct WebArgs {
     shopify_webhook_secret: Option<String>,
 }
 
+#[derive(Debug, Clone, Args)]
+struct DestinationArgs {
+    /// Base URL of the CRM's API.
+    #[arg(long, env = "SYNCDESK_CRM_URL")]
+    crm_url: Option<url::Url>,
+    /// Bearer token for the CRM.
+    #[arg(long, env = "SYNCDESK_CRM_TOKEN", hide_env_values = true)]
+    crm_token: Option<String>,
+    /// Base URL of the ERP's API.
+    #[arg(long, env = "SYNCDESK_ERP_URL")]
+    erp_url: Option<url::Url>,
+    /// Bearer token for the ERP.
+    #[arg(long, env = "SYNCDESK_ERP_TOKEN", hide_env_values = true)]
+    erp_token: Option<String>,
+    /// Workers in this process.
+    #[arg(long, env = "SYNCDESK_WORKERS", default_value_t = 2)]
+    workers: usize,
+}
+
+impl DestinationArgs {
+    /// The destinations, when all four settings are given; an error naming what is missing
+    /// when only some are.
+    fn settings(&self) -> anyhow::Result<Option<DestinationSettings>> {
+        match (
+            &self.crm_url,
+            &self.crm_token,
+            &self.erp_url,
+            &self.erp_token,
+        ) {
+            (None, None, None, None) => Ok(None),
+            (Some(crm_url), Some(crm_token), Some(erp_url), Some(erp_token)) => {
+                Ok(Some(DestinationSettings {
+                    crm_url: crm_url.clone(),
+                    crm_token: Secret::new(crm_token.clone()),
+                    erp_url: erp_url.clone(),
+                    erp_token: Secret::new(erp_token.clone()),
+                }))
+            }
+            _ => bail!(
+                "destinations need all four of SYNCDESK_CRM_URL, SYNCDESK_CRM_TOKEN, SYNCDESK_ERP_URL and SYNCDESK_ERP_TOKEN"
+            ),
+        }
+    }
+}
+
 #[derive(Debug, Args)]
 struct ServeArgs {
     #[command(flatten)]
     database: DatabaseArgs,
     #[command(flatten)]
     web: WebArgs,
+    #[command(flatten)]
+    destinations: DestinationArgs,
+}
+
+#[derive(Debug, Args)]
+struct WorkerArgs {
+    #[command(flatten)]
+    database: DatabaseArgs,
+    #[command(flatten)]
+    destinations: DestinationArgs,
+}
+
+#[derive(Debug, Args)]
+struct SimulateArgs {
+    /// SyncDesk's webhook URL to send the store's orders to.
+    #[arg(
+        long,
+        env = "SYNCDESK_SIMULATE_TARGET",
+        default_value = "http://127.0.0.1:3000/webhooks/shopify"
+    )]
+    target: url::Url,
+    /// Shared secret to sign webhooks with (the same SyncDesk checks).
+    #[arg(long, env = "SHOPIFY_WEBHOOK_SECRET", hide_env_values = true)]
+    shopify_webhook_secret: String,
+    /// Orders per minute ("30/min"), per second ("5/s") or per hour ("600/h").
+    #[arg(long, env = "SYNCDESK_SIMULATE_RATE", default_value = "30/min")]
+    rate: crate::simulate::store::Rate,
+    /// Seed of the generated orders.
+    #[arg(long, env = "SYNCDESK_SIMULATE_SEED", default_value_t = 1)]
+    seed: u64,
+    /// Send this many orders as fast as SyncDesk takes them, then stop (instead of a steady rate).
+    #[arg(long)]
+    burst: Option<usize>,
 }
 
 #[derive(Debug, Args)]
 struct DemoArgs {
     #[command(flatten)]
     web: WebArgs,
+    /// Keep the simulated CRM and ERP but send no orders (post your own signed webhooks).
+    #[arg(long, env = "SYNCDESK_DEMO_NO_TRAFFIC", default_value_t = false)]
+    no_traffic: bool,
+    /// Pace of the demo's orders ("30/min", "5/s").
+    #[arg(long, env = "SYNCDESK_DEMO_RATE", default_value = "30/min")]
+    rate: crate::simulate::store::Rate,
     /// Where the demo database lives; it is emptied at every start.
     #[arg(long, env = "SYNCDESK_DEMO_DB", default_value = "syncdesk-demo.db")]
     demo_db: std::path::PathBuf,
@@ -160,19 +252,40 @@ async fn open(database: &DatabaseArgs) -> anyhow::Result<Store> {
 async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(args) => {
+            let destinations = args.destinations.settings()?;
             let store = open(&args.database).await?;
             if store.user_count().await? == 0 {
                 tracing::warn!(
                     "no user accounts yet: create the first admin with `syncdesk user add --role admin`"
                 );
             }
-            serve(store, &args.web).await
+            if destinations.is_none() {
+                tracing::warn!(
+                    "no destinations configured (SYNCDESK_CRM_URL …): orders are received but not delivered"
+                );
+            }
+            let engine = destinations.map(|d| (d, args.destinations.workers));
+            serve(store, &args.web, engine).await
         }
-        Command::Worker(database) => {
-            let store = open(&database).await?;
+        Command::Worker(args) => {
+            let Some(destinations) = args.destinations.settings()? else {
+                bail!(
+                    "a worker needs its destinations: set SYNCDESK_CRM_URL, SYNCDESK_CRM_TOKEN, SYNCDESK_ERP_URL and SYNCDESK_ERP_TOKEN"
+                );
+            };
+            let store = open(&args.database).await?;
             crate::web::run_background(&store);
-            tracing::info!("worker running; stop with Ctrl-C");
+            let count = args.destinations.workers;
+            let workers = Workers::spawn(
+                &store,
+                destinations.connect()?,
+                WorkerConfig::default(),
+                Arc::default(),
+                count,
+            );
+            tracing::info!(workers = count, "workers running; stop with Ctrl-C");
             shutdown_signal().await;
+            workers.shutdown().await;
             Ok(())
         }
         Command::Migrate(database) => {
@@ -180,8 +293,25 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             println!("Database is up to date.");
             Ok(())
         }
+        Command::Simulate(args) => {
+            let secret = Secret::new(args.shopify_webhook_secret);
+            crate::demo::simulate(args.target, secret, args.rate, args.seed, args.burst).await
+        }
         Command::Demo(args) => {
-            crate::demo::run(&args.demo_db, |store| serve_owned(store, args.web.clone())).await
+            let mut web = args.web.clone();
+            let options = crate::demo::DemoOptions {
+                traffic: (!args.no_traffic).then_some(args.rate),
+                listen: web.listen,
+            };
+            crate::demo::run(
+                &args.demo_db,
+                options,
+                |store, destinations, secret| async move {
+                    web.shopify_webhook_secret = Some(secret.expose().to_string());
+                    serve(store, &web, Some((destinations, 2))).await
+                },
+            )
+            .await
         }
         Command::User(UserCommand::Add {
             database,
@@ -244,11 +374,11 @@ fn read_password() -> anyhow::Result<String> {
     }
 }
 
-async fn serve_owned(store: Store, web: WebArgs) -> anyhow::Result<()> {
-    serve(store, &web).await
-}
-
-async fn serve(store: Store, args: &WebArgs) -> anyhow::Result<()> {
+async fn serve(
+    store: Store,
+    args: &WebArgs,
+    engine: Option<(DestinationSettings, usize)>,
+) -> anyhow::Result<()> {
     let settings = WebSettings {
         tls: args
             .public_url
@@ -269,7 +399,20 @@ async fn serve(store: Store, args: &WebArgs) -> anyhow::Result<()> {
     let state = AppState::new(store.clone(), settings, addr);
     tracing::info!(%addr, backend = ?store.backend(), "SyncDesk is serving");
     web::run_background(&store);
+    let workers = match engine {
+        Some((destinations, count)) => Some(Workers::spawn(
+            &store,
+            destinations.connect()?,
+            WorkerConfig::default(),
+            state.wake.clone(),
+            count,
+        )),
+        None => None,
+    };
     web::serve(listener, state, shutdown_signal()).await?;
+    if let Some(workers) = workers {
+        workers.shutdown().await;
+    }
     store.close().await;
     Ok(())
 }

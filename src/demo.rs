@@ -1,6 +1,9 @@
-//! `syncdesk demo`: a fresh SQLite database with one account per role, sign-in details printed.
+//! `syncdesk demo`: a fresh SQLite database with one account per role, a simulated store, CRM
+//! and ERP on loopback, and live order traffic — so a newcomer sees orders flow and real
+//! exceptions appear. Also `syncdesk simulate`, the simulators on their own.
 
 use std::future::Future;
+use std::net::SocketAddr;
 use std::path::Path;
 
 use anyhow::Context;
@@ -10,7 +13,51 @@ use rand::RngCore;
 
 use crate::accounts::{Accounts, ThrottlePolicy};
 use crate::audit::Actor;
+use crate::engine::DestinationSettings;
+use crate::secret::Secret;
+use crate::simulate::SimHandle;
+use crate::simulate::crm::{CrmSimConfig, spawn_crm};
+use crate::simulate::erp::{ErpCatalogue, ErpSimConfig, spawn_erp};
+use crate::simulate::shopify::CATALOGUE;
+use crate::simulate::store::{Rate, StoreSimConfig, Traffic, WebhookSender, spawn_store};
 use crate::store::Store;
+
+/// How the demo runs.
+#[derive(Clone, Debug)]
+pub struct DemoOptions {
+    /// Order traffic, or `None` for `--no-traffic`.
+    pub traffic: Option<Rate>,
+    /// Where SyncDesk listens (the traffic posts its webhooks there).
+    pub listen: SocketAddr,
+}
+
+/// The simulated CRM and ERP. The ERP knows `ERP-<sku>` for every catalogue SKU, including the
+/// new `NEW-…` products nobody has mapped yet: mapping one in SKU mappings releases its orders.
+async fn destinations() -> anyhow::Result<(SimHandle, SimHandle, DestinationSettings)> {
+    let crm = spawn_crm(CrmSimConfig::default()).await?;
+    let codes = CATALOGUE
+        .iter()
+        .filter(|p| !p.sku.is_empty())
+        .map(|p| format!("ERP-{}", p.sku));
+    let erp = spawn_erp(ErpSimConfig {
+        catalogue: ErpCatalogue::from_codes(codes),
+        ..Default::default()
+    })
+    .await?;
+    let settings = DestinationSettings {
+        crm_url: crm.base_url().clone(),
+        crm_token: Secret::new(crm.token()),
+        erp_url: erp.base_url().clone(),
+        erp_token: Secret::new(erp.token()),
+    };
+    Ok((crm, erp, settings))
+}
+
+fn random_text(bytes: usize) -> String {
+    let mut raw = vec![0u8; bytes];
+    rand::rngs::OsRng.fill_bytes(&mut raw);
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw)
+}
 
 /// The demo accounts: email, name, roles.
 const ACCOUNTS: [(&str, &str, &[Role]); 4] = [
@@ -28,11 +75,11 @@ const ACCOUNTS: [(&str, &str, &[Role]); 4] = [
     ("manager@demo.syncdesk.dev", "Mia Manager", &[Role::Manager]),
 ];
 
-/// Empties the demo database at `path`, creates the accounts, prints how to sign in, and hands
-/// the store to `serve`.
-pub async fn run<F, Fut>(path: &Path, serve: F) -> anyhow::Result<()>
+/// Empties the demo database at `path`, creates the accounts and SKU mappings, starts the
+/// simulators (and traffic), prints how to sign in, and hands everything to `serve`.
+pub async fn run<F, Fut>(path: &Path, options: DemoOptions, serve: F) -> anyhow::Result<()>
 where
-    F: FnOnce(Store) -> Fut,
+    F: FnOnce(Store, DestinationSettings, Secret) -> Fut,
     Fut: Future<Output = anyhow::Result<()>>,
 {
     for suffix in ["", "-wal", "-shm"] {
@@ -52,12 +99,7 @@ where
     store.migrate().await?;
 
     // A fresh random password per run: the demo never ships a known credential.
-    let mut bytes = [0u8; 9];
-    rand::rngs::OsRng.fill_bytes(&mut bytes);
-    let password = format!(
-        "demo-{}",
-        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
-    );
+    let password = format!("demo-{}", random_text(9));
     let accounts = Accounts::new(store.clone(), ThrottlePolicy::default());
     for (email, name, roles) in ACCOUNTS {
         accounts
@@ -70,8 +112,33 @@ where
             )
             .await?;
     }
+    for product in CATALOGUE
+        .iter()
+        .filter(|p| !p.sku.is_empty() && !p.sku.starts_with("NEW-"))
+    {
+        store
+            .save_sku_mapping(product.sku, &format!("ERP-{}", product.sku), &Actor::System)
+            .await?;
+    }
+    let (_crm, _erp, destinations) = destinations().await?;
+    let given_secret = std::env::var("SHOPIFY_WEBHOOK_SECRET")
+        .ok()
+        .filter(|s| !s.is_empty());
+    let secret = Secret::new(given_secret.clone().unwrap_or_else(|| random_text(24)));
+    let shop = spawn_store(StoreSimConfig::default()).await?;
+    let target: url::Url = format!("http://{}/webhooks/shopify", options.listen).parse()?;
+    let _traffic = match options.traffic {
+        Some(rate) => Some(Traffic::spawn(
+            target.clone(),
+            secret.clone(),
+            &shop,
+            rate,
+            7,
+        )?),
+        None => None,
+    };
 
-    let listen = std::env::var("SYNCDESK_LISTEN").unwrap_or_else(|_| "127.0.0.1:3000".into());
+    let listen = options.listen;
     println!();
     println!("  SyncDesk demo is starting at  http://{listen}/");
     println!();
@@ -85,10 +152,73 @@ where
         println!("    {email:<30} {roles}");
     }
     println!();
+    match options.traffic {
+        Some(rate) => {
+            println!(
+                "  A simulated store sends about {rate} orders; SyncDesk syncs them to a simulated CRM and ERP."
+            )
+        }
+        None => {
+            println!("  No traffic (--no-traffic). Post signed Shopify webhooks to {target}");
+            match given_secret {
+                Some(_) => println!("  signed with SHOPIFY_WEBHOOK_SECRET."),
+                None => println!("  signed with this run's secret: {}", secret.expose()),
+            }
+        }
+    }
+    println!(
+        "  Simulated CRM at {} and ERP at {}.",
+        destinations.crm_url, destinations.erp_url
+    );
     println!(
         "  Database: {} (emptied at every demo start). Stop with Ctrl-C.",
         path.display()
     );
     println!();
-    serve(store).await
+    serve(store, destinations, secret).await
+}
+
+/// `syncdesk simulate`: the store (sending signed webhooks to `target`), CRM and ERP on
+/// loopback, until Ctrl-C or, with `burst`, until that many orders were acknowledged.
+pub async fn simulate(
+    target: url::Url,
+    secret: Secret,
+    rate: Rate,
+    seed: u64,
+    burst: Option<usize>,
+) -> anyhow::Result<()> {
+    let (_crm, _erp, destinations) = destinations().await?;
+    let shop = spawn_store(StoreSimConfig::default()).await?;
+    println!(
+        "Simulated store Admin API: {} (access token {})",
+        shop.base_url(),
+        shop.access_token()
+    );
+    println!(
+        "Simulated CRM: SYNCDESK_CRM_URL={} SYNCDESK_CRM_TOKEN={}",
+        destinations.crm_url,
+        destinations.crm_token.expose()
+    );
+    println!(
+        "Simulated ERP: SYNCDESK_ERP_URL={} SYNCDESK_ERP_TOKEN={}",
+        destinations.erp_url,
+        destinations.erp_token.expose()
+    );
+    if let Some(n) = burst {
+        let sender = WebhookSender::new(target, secret)?.with_shop_domain(shop.shop_domain());
+        let report = Traffic::new(sender, shop.orders().clone(), seed)
+            .burst(n)
+            .await?;
+        println!("{}", report.stats);
+        return Ok(());
+    }
+    let traffic = Traffic::spawn(target.clone(), secret, &shop, rate, seed)?;
+    println!("Sending about {rate} orders to {target}. Stop with Ctrl-C.");
+    loop {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => break,
+            () = tokio::time::sleep(std::time::Duration::from_secs(30)) => println!("{}", traffic.stats()),
+        }
+    }
+    Ok(())
 }

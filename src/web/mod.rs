@@ -66,6 +66,8 @@ pub struct AppState {
     pub accounts: Accounts,
     /// Web settings.
     pub settings: Arc<WebSettings>,
+    /// Notified when ingest arms new work, so idle workers in this process start at once.
+    pub wake: Arc<tokio::sync::Notify>,
 }
 
 impl AppState {
@@ -83,6 +85,7 @@ impl AppState {
             store,
             accounts,
             settings: Arc::new(settings),
+            wake: Arc::default(),
         }
     }
 }
