@@ -30,6 +30,7 @@ port=${E2E_PORT:-3100}
 export DATABASE_URL="sqlite:${work}/e2e.db"
 export E2E_PASSWORD="e2e-$(head -c 12 /dev/urandom | base64 | tr -d '/+=')"
 export E2E_ADMIN_EMAIL=admin@e2e.test E2E_OPERATOR_EMAIL=operator@e2e.test
+export SHOPIFY_WEBHOOK_SECRET="e2e-$(head -c 12 /dev/urandom | base64 | tr -d '/+=')"
 printf '%s\n' "$E2E_PASSWORD" | target/debug/syncdesk user add --email "$E2E_ADMIN_EMAIL" --name "Ada Admin" \
   --role admin --role operator --role steward --role manager >/dev/null
 printf '%s\n' "$E2E_PASSWORD" | target/debug/syncdesk user add --email "$E2E_OPERATOR_EMAIL" --name "Oli Operator" \

@@ -52,6 +52,9 @@ struct DatabaseArgs {
     /// Database to use: a `sqlite:` URL (file created on first use) or a `postgres:` URL.
     #[arg(long, env = "DATABASE_URL", default_value = "sqlite:syncdesk.db")]
     database_url: String,
+    /// Connections this process may open to the database.
+    #[arg(long, env = "SYNCDESK_DATABASE_MAX_CONNECTIONS", default_value_t = 16)]
+    database_max_connections: u32,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -244,7 +247,8 @@ fn init_tracing() {
 }
 
 async fn open(database: &DatabaseArgs) -> anyhow::Result<Store> {
-    let store = Store::connect(&database.database_url).await?;
+    let store =
+        Store::connect_with(&database.database_url, database.database_max_connections).await?;
     store.migrate().await?;
     Ok(store)
 }

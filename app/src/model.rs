@@ -188,3 +188,43 @@ pub const SECTIONS: [Section; 7] = [
 pub fn section(path: &str) -> Option<&'static Section> {
     SECTIONS.iter().find(|s| s.path == path)
 }
+
+/// Open exceptions sharing one cause, as the exception queue shows them.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExceptionGroupView {
+    /// Cause fingerprint, e.g. `missing_sku:erp:ABC-123`.
+    pub fingerprint: String,
+    /// Machine code.
+    pub code: String,
+    /// `needs_action`, `transient` or `exhausted`.
+    pub kind: String,
+    /// The suggested action.
+    pub action: String,
+    /// The newest exception's sentence.
+    pub message: String,
+    /// Orders waiting on this cause.
+    pub open: i64,
+    /// How long the oldest has waited, e.g. "3 min".
+    pub oldest_age: String,
+    /// Destinations affected ("crm", "erp").
+    pub destinations: String,
+}
+
+/// An order with its state at each destination.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrderView {
+    /// Store order id.
+    pub store_order_id: i64,
+    /// "#1042".
+    pub name: String,
+    /// Where the order is in its life (paid, fulfilled, …).
+    pub lifecycle: String,
+    /// "USD 120.50".
+    pub total: String,
+    /// State at the CRM: synced, pending, retrying, running, blocked, dead, skipped.
+    pub crm: String,
+    /// State at the ERP.
+    pub erp: String,
+    /// Last change (UTC, `YYYY-MM-DD HH:MM:SS`).
+    pub updated_at: String,
+}

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use crate::error::AppError;
-use crate::model::{AuditPage, AuditQuery, Role, UserRow, Viewer};
+use crate::model::{AuditPage, AuditQuery, ExceptionGroupView, OrderView, Role, UserRow, Viewer};
 
 /// Everything the UI's server functions need from the server, already authorised where noted.
 #[async_trait::async_trait]
@@ -46,6 +46,10 @@ pub trait Port: Send + Sync {
     ) -> Result<UserRow, AppError>;
     /// A page of the audit log.
     async fn audit_log(&self, by: &Viewer, query: AuditQuery) -> Result<AuditPage, AppError>;
+    /// Open exceptions grouped by cause.
+    async fn exception_groups(&self, by: &Viewer) -> Result<Vec<ExceptionGroupView>, AppError>;
+    /// The most recently changed orders.
+    async fn recent_orders(&self, by: &Viewer) -> Result<Vec<OrderView>, AppError>;
 }
 
 /// The port provided for this request.

@@ -11,6 +11,7 @@ mod tasks;
 mod throttle;
 mod tokens;
 mod users;
+mod views;
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -26,6 +27,7 @@ pub use tasks::{AttemptRecord, ClaimedTask, NewException};
 pub use throttle::ThrottleState;
 pub use tokens::TokenRecord;
 pub use users::{NewUser, UserCredentials, UserRecord};
+pub use views::{ExceptionGroup, OrderRow};
 
 /// Runs `$body` with `$pool` bound to whichever backend `$db` holds. The body is compiled once
 /// per backend, so the same SQL and binds are type-checked against both.
@@ -109,9 +111,15 @@ pub struct Store {
 }
 
 impl Store {
-    /// Opens the database named by `url` (`sqlite:…` or `postgres:…`). A SQLite file is
-    /// created on first use.
+    /// Opens the database named by `url` (`sqlite:…` or `postgres:…`) with the default pool
+    /// size (16 connections). A SQLite file is created on first use.
     pub async fn connect(url: &str) -> Result<Store, StoreError> {
+        Store::connect_with(url, 16).await
+    }
+
+    /// Like [`Store::connect`], with at most `max_connections` connections. Size it so that
+    /// every SyncDesk process together stays under PostgreSQL's `max_connections`.
+    pub async fn connect_with(url: &str, max_connections: u32) -> Result<Store, StoreError> {
         let redacted = redact(url);
         let connect_err = |source| StoreError::Connect {
             url: redacted.clone(),
@@ -128,7 +136,7 @@ impl Store {
                 .foreign_keys(true)
                 .busy_timeout(Duration::from_secs(10));
             let pool = SqlitePoolOptions::new()
-                .max_connections(8)
+                .max_connections(max_connections.min(8))
                 .acquire_timeout(Duration::from_secs(10))
                 .connect_with(options)
                 .await
@@ -137,7 +145,7 @@ impl Store {
         } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
             let options = PgConnectOptions::from_str(url).map_err(connect_err)?;
             let pool = PgPoolOptions::new()
-                .max_connections(16)
+                .max_connections(max_connections)
                 .acquire_timeout(Duration::from_secs(10))
                 .connect_with(options)
                 .await

@@ -2,7 +2,9 @@
 //! into accounts or the store, with errors turned into sentences.
 
 use app::error::AppError;
-use app::model::{AuditPage, AuditQuery, AuditRow, Role, UserRow, Viewer};
+use app::model::{
+    AuditPage, AuditQuery, AuditRow, ExceptionGroupView, OrderView, Role, UserRow, Viewer,
+};
 use app::port::Port;
 use axum::http::request::Parts;
 use leptos::prelude::use_context;
@@ -276,5 +278,60 @@ impl Port for WebPort {
             })
             .collect();
         Ok(AuditPage { rows, older_than })
+    }
+
+    async fn exception_groups(&self, _by: &Viewer) -> Result<Vec<ExceptionGroupView>, AppError> {
+        let now = chrono::Utc::now();
+        let groups = self
+            .state
+            .store
+            .exception_groups(200)
+            .await
+            .map_err(store_error)?;
+        Ok(groups
+            .into_iter()
+            .map(|g| ExceptionGroupView {
+                fingerprint: g.fingerprint,
+                code: g.code,
+                kind: g.kind,
+                action: g.action,
+                message: g.message,
+                open: g.open,
+                oldest_age: age(now - g.oldest),
+                destinations: g.destinations,
+            })
+            .collect())
+    }
+
+    async fn recent_orders(&self, _by: &Viewer) -> Result<Vec<OrderView>, AppError> {
+        let orders = self
+            .state
+            .store
+            .recent_orders(100)
+            .await
+            .map_err(store_error)?;
+        Ok(orders
+            .into_iter()
+            .map(|o| OrderView {
+                store_order_id: o.store_order_id,
+                name: o.name,
+                lifecycle: o.lifecycle.replace('_', " "),
+                total: format!("{} {}", o.currency, o.total),
+                crm: o.crm_state.unwrap_or_else(|| "none".into()),
+                erp: o.erp_state.unwrap_or_else(|| "none".into()),
+                updated_at: o.updated_at.format("%Y-%m-%d %H:%M:%S").to_string(),
+            })
+            .collect())
+    }
+}
+
+/// "45 s", "12 min", "3 h", "2 d".
+fn age(elapsed: chrono::TimeDelta) -> String {
+    let secs = elapsed.num_seconds().max(0);
+    match secs {
+        0..60 => format!("{secs} s"),
+        60..3600 => format!("{} min", secs / 60),
+        3600..86400 => format!("{} h", secs / 3600),
+        _ => format!("{} d", secs / 86400),
     }
 }

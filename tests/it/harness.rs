@@ -165,7 +165,8 @@ impl TestApp {
                 (url, Cleanup::PostgresDb { admin_url, name })
             }
         };
-        let store = Store::connect(&url)
+        // Small pools: dozens of test servers share one PostgreSQL (100 connections).
+        let store = Store::connect_with(&url, 4)
             .await
             .unwrap_or_else(|e| panic!("connect to {url}: {e}"));
         store

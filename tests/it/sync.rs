@@ -517,7 +517,7 @@ async fn several_workers_share_the_queue_without_duplicates(app: TestApp) {
     let url = app.database_url();
     let mut running = tokio::task::JoinSet::new();
     for _ in 0..4 {
-        let store = Store::connect(&url).await.expect("own pool");
+        let store = Store::connect_with(&url, 3).await.expect("own pool");
         let worker = rig.worker(&store);
         running.spawn(async move {
             let mut worked = 0;

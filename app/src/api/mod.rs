@@ -5,10 +5,12 @@
 mod admin;
 mod audit;
 mod session;
+mod sync;
 
 pub use admin::*;
 pub use audit::*;
 pub use session::*;
+pub use sync::*;
 
 #[cfg(feature = "ssr")]
 use crate::model::Role;

@@ -2,14 +2,18 @@
 
 mod admin;
 mod audit;
+mod exceptions;
 mod home;
 mod login;
 mod not_found;
+mod orders;
 mod upcoming;
 
 pub use admin::AdminPage;
 pub use audit::AuditPage;
+pub use exceptions::ExceptionsPage;
 pub use home::HomePage;
 pub use login::LoginPage;
 pub use not_found::NotFound;
-pub use upcoming::{DashboardPage, ExceptionsPage, MergesPage, OrdersPage, SkuMappingsPage};
+pub use orders::OrdersPage;
+pub use upcoming::{DashboardPage, MergesPage, SkuMappingsPage};

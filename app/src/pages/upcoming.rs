@@ -16,35 +16,13 @@ fn NotYet(what: &'static str) -> impl IntoView {
     }
 }
 
-/// The exception queue (operators; managers read).
-#[component]
-pub fn ExceptionsPage() -> impl IntoView {
-    view! {
-        <Guard roles=&[Role::Operator, Role::Manager]>
-            <PageHeader title="Exceptions" lead="Orders the engine could not settle by itself, grouped by cause."/>
-            <NotYet what="The exception queue arrives with the sync engine. Until then no orders are synced, so nothing can fail."/>
-        </Guard>
-    }
-}
-
-/// Orders and their state at each destination.
-#[component]
-pub fn OrdersPage() -> impl IntoView {
-    view! {
-        <Guard roles=&[Role::Operator, Role::Manager]>
-            <PageHeader title="Orders" lead="Every order from the store, with its state in the CRM and the ERP."/>
-            <NotYet what="Orders appear here once the sync engine receives store webhooks."/>
-        </Guard>
-    }
-}
-
 /// Store SKU to ERP item code mappings.
 #[component]
 pub fn SkuMappingsPage() -> impl IntoView {
     view! {
         <Guard roles=&[Role::Operator]>
             <PageHeader title="SKU mappings" lead="Which ERP item code each store SKU becomes."/>
-            <NotYet what="SKU mappings arrive with the sync engine, together with the list of unmapped SKUs that block orders."/>
+            <NotYet what="The SKU mapping screen is not built yet. The engine already uses the mappings and holds back every order with an unmapped SKU (see Exceptions)."/>
         </Guard>
     }
 }
@@ -66,7 +44,7 @@ pub fn DashboardPage() -> impl IntoView {
     view! {
         <Guard roles=&[Role::Manager]>
             <PageHeader title="Dashboard" lead="Sync lag, failure rate, duplicates, queue depth and dead letters."/>
-            <NotYet what="The dashboard arrives once the sync engine records deliveries to measure."/>
+            <NotYet what="The dashboard is not built yet. The engine already records every delivery attempt it will measure."/>
         </Guard>
     }
 }
