@@ -39,6 +39,9 @@ enum Command {
     Demo(DemoArgs),
     /// Run the simulated store (signed webhooks to --target, Admin API), CRM and ERP on loopback.
     Simulate(SimulateArgs),
+    /// Measure end-to-end throughput and latency on loopback (simulated CRM and ERP, fresh
+    /// database); prints the figures, the durability settings and the ledgers' verdict.
+    Bench(BenchArgs),
     /// Manage user accounts.
     #[command(subcommand)]
     User(UserCommand),
@@ -98,6 +101,9 @@ struct DestinationArgs {
     /// Workers in this process.
     #[arg(long, env = "SYNCDESK_WORKERS", default_value_t = 2)]
     workers: usize,
+    /// Requests per second sent to each destination (0: no client-side limit).
+    #[arg(long, env = "SYNCDESK_DESTINATION_RATE_LIMIT", default_value_t = 50.0)]
+    destination_rate_limit: f64,
 }
 
 impl DestinationArgs {
@@ -117,6 +123,8 @@ impl DestinationArgs {
                     crm_token: Secret::new(crm_token.clone()),
                     erp_url: erp_url.clone(),
                     erp_token: Secret::new(erp_token.clone()),
+                    requests_per_second: (self.destination_rate_limit > 0.0)
+                        .then_some(self.destination_rate_limit),
                 }))
             }
             _ => bail!(
@@ -134,6 +142,26 @@ struct ServeArgs {
     web: WebArgs,
     #[command(flatten)]
     destinations: DestinationArgs,
+}
+
+#[derive(Debug, Args)]
+struct BenchArgs {
+    /// Run on PostgreSQL: a server URL; a fresh database is created on it and dropped after.
+    /// Without it, a fresh SQLite file.
+    #[arg(long)]
+    postgres: Option<String>,
+    /// Orders to send.
+    #[arg(long, default_value_t = 5000)]
+    orders: usize,
+    /// Orders per second to send at (default: as fast as SyncDesk acknowledges).
+    #[arg(long)]
+    rate: Option<f64>,
+    /// Webhook requests in flight at once.
+    #[arg(long, default_value_t = 64)]
+    concurrency: usize,
+    /// Workers.
+    #[arg(long, default_value_t = 2)]
+    workers: usize,
 }
 
 #[derive(Debug, Args)]
@@ -291,6 +319,16 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             shutdown_signal().await;
             workers.shutdown().await;
             Ok(())
+        }
+        Command::Bench(args) => {
+            crate::bench::run(crate::bench::BenchOptions {
+                postgres: args.postgres,
+                orders: args.orders,
+                rate: args.rate,
+                concurrency: args.concurrency,
+                workers: args.workers,
+            })
+            .await
         }
         Command::Migrate(database) => {
             open(&database).await?;

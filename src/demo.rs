@@ -49,6 +49,7 @@ async fn destinations() -> anyhow::Result<(SimHandle, SimHandle, DestinationSett
         crm_token: Secret::new(crm.token()),
         erp_url: erp.base_url().clone(),
         erp_token: Secret::new(erp.token()),
+        requests_per_second: Some(50.0),
     };
     Ok((crm, erp, settings))
 }

@@ -3,6 +3,7 @@
 
 pub mod accounts;
 pub mod audit;
+pub mod bench;
 pub mod cli;
 pub mod connectors;
 pub mod demo;

@@ -30,6 +30,9 @@ pub struct DestinationSettings {
     pub erp_url: url::Url,
     /// The ERP bearer token.
     pub erp_token: Secret,
+    /// Requests per second SyncDesk sends to each destination (`None`: no client-side limit;
+    /// the destination's 429s are honoured either way).
+    pub requests_per_second: Option<f64>,
 }
 
 impl DestinationSettings {

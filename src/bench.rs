@@ -1,0 +1,345 @@
+//! `syncdesk bench`: end-to-end throughput and latency on loopback. SyncDesk (web + workers)
+//! runs on a fresh database next to the simulated CRM and ERP; signed order webhooks are posted
+//! to it; the run ends when every order is acknowledged by both destinations. It prints orders/s,
+//! sync lag P50/P95/P99, webhook ack P50/P99, peak memory, the durability settings in force, and
+//! the ledgers' verdict (lost, duplicated).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use base64::Engine;
+use hmac::{Hmac, Mac};
+use serde_json::{Value, json};
+use sha2::Sha256;
+use tokio::net::TcpListener;
+
+use crate::audit::Actor;
+use crate::engine::worker::{Destinations, WorkerConfig};
+use crate::engine::{DestinationSettings, Workers};
+use crate::secret::Secret;
+use crate::simulate::crm::{CrmSimConfig, spawn_crm};
+use crate::simulate::erp::{ErpCatalogue, ErpSimConfig, spawn_erp};
+use crate::simulate::ledger::DocumentKind;
+use crate::simulate::shopify::{CATALOGUE, OrderFactory};
+use crate::store::{Db, Store};
+use crate::web::{self, AppState, WebSettings};
+
+/// What to run.
+#[derive(Clone, Debug)]
+pub struct BenchOptions {
+    /// A PostgreSQL server URL (a fresh database is created on it and dropped after), or `None`
+    /// for a fresh SQLite file.
+    pub postgres: Option<String>,
+    /// Orders to send.
+    pub orders: usize,
+    /// Orders per second to send at, or `None` for as fast as SyncDesk acknowledges.
+    pub rate: Option<f64>,
+    /// Webhook requests in flight at once.
+    pub concurrency: usize,
+    /// Workers.
+    pub workers: usize,
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let rank = ((p / 100.0) * (sorted.len() - 1) as f64).round() as usize;
+    sorted[rank.min(sorted.len() - 1)]
+}
+
+/// Peak resident memory of this process (`VmHWM`), in MiB.
+fn peak_memory_mib() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib / 1024.0)
+}
+
+/// An order both destinations accept: lines with catalogue SKUs, a postal code, a street the
+/// ERP takes. (Orders that need a person are measured by the tests, not here.)
+fn clean(mut order: Value) -> Value {
+    if let Some(lines) = order["line_items"].as_array_mut() {
+        lines.retain(|l| l["sku"].as_str().is_some_and(|s| !s.is_empty()));
+        if lines.is_empty() {
+            return Value::Null;
+        }
+    }
+    for which in ["shipping_address", "billing_address"] {
+        if order[which].is_object() {
+            if order[which]["address1"]
+                .as_str()
+                .is_none_or(|s| s.chars().count() > 60)
+            {
+                order[which]["address1"] = json!("12 Harbour Street");
+            }
+            if order[which]["zip"].as_str().is_none_or(str::is_empty) {
+                order[which]["zip"] = json!("10001");
+            }
+        }
+    }
+    order
+}
+
+async fn fresh_database(
+    postgres: Option<&str>,
+) -> anyhow::Result<(String, Option<(String, String)>)> {
+    match postgres {
+        None => {
+            let dir = std::env::temp_dir()
+                .join(format!("syncdesk-bench-{}", uuid::Uuid::new_v4().simple()));
+            std::fs::create_dir_all(&dir)?;
+            Ok((format!("sqlite://{}", dir.join("bench.db").display()), None))
+        }
+        Some(server) => {
+            let mut admin =
+                url::Url::parse(server).context("--postgres must be a postgres:// URL")?;
+            admin.set_path("/postgres");
+            let name = format!("syncdesk_bench_{}", uuid::Uuid::new_v4().simple());
+            let admin_store = Store::connect_with(admin.as_str(), 1).await?;
+            if let Db::Postgres(pool) = admin_store.db() {
+                sqlx::query(&format!("CREATE DATABASE {name}"))
+                    .execute(pool)
+                    .await?;
+            }
+            let mut url = admin.clone();
+            url.set_path(&format!("/{name}"));
+            Ok((url.to_string(), Some((admin.to_string(), name))))
+        }
+    }
+}
+
+async fn durability(store: &Store) -> anyhow::Result<String> {
+    Ok(match store.db() {
+        Db::Sqlite(pool) => {
+            let journal: String = sqlx::query_scalar("PRAGMA journal_mode")
+                .fetch_one(pool)
+                .await?;
+            let sync: i64 = sqlx::query_scalar("PRAGMA synchronous")
+                .fetch_one(pool)
+                .await?;
+            let sync = match sync {
+                0 => "OFF",
+                1 => "NORMAL",
+                2 => "FULL",
+                _ => "EXTRA",
+            };
+            format!("SQLite journal_mode={journal} synchronous={sync}")
+        }
+        Db::Postgres(pool) => {
+            let commit: String = sqlx::query_scalar("SHOW synchronous_commit")
+                .fetch_one(pool)
+                .await?;
+            let fsync: String = sqlx::query_scalar("SHOW fsync").fetch_one(pool).await?;
+            format!("PostgreSQL synchronous_commit={commit} fsync={fsync}")
+        }
+    })
+}
+
+async fn synced(store: &Store) -> anyhow::Result<i64> {
+    Ok(match store.db() {
+        Db::Sqlite(pool) => {
+            sqlx::query_scalar("SELECT COUNT(*) FROM sync_tasks WHERE state = 'synced'")
+                .fetch_one(pool)
+                .await?
+        }
+        Db::Postgres(pool) => {
+            sqlx::query_scalar("SELECT COUNT(*) FROM sync_tasks WHERE state = 'synced'")
+                .fetch_one(pool)
+                .await?
+        }
+    })
+}
+
+async fn lags(store: &Store) -> anyhow::Result<Vec<f64>> {
+    let sql = "SELECT lag_ms FROM sync_attempts WHERE outcome = 'synced' AND lag_ms IS NOT NULL";
+    let mut lags: Vec<i64> = match store.db() {
+        Db::Sqlite(pool) => sqlx::query_scalar(sql).fetch_all(pool).await?,
+        Db::Postgres(pool) => sqlx::query_scalar(sql).fetch_all(pool).await?,
+    };
+    lags.sort_unstable();
+    Ok(lags.into_iter().map(|l| l as f64).collect())
+}
+
+/// Runs the benchmark and prints its report.
+pub async fn run(options: BenchOptions) -> anyhow::Result<()> {
+    let (url, drop_after) = fresh_database(options.postgres.as_deref()).await?;
+    let store = Store::connect_with(&url, 16).await?;
+    store.migrate().await?;
+
+    let crm = spawn_crm(CrmSimConfig::default()).await?;
+    let codes = CATALOGUE
+        .iter()
+        .filter(|p| !p.sku.is_empty())
+        .map(|p| format!("ERP-{}", p.sku));
+    let erp = spawn_erp(ErpSimConfig {
+        catalogue: ErpCatalogue::from_codes(codes),
+        ..Default::default()
+    })
+    .await?;
+    for product in CATALOGUE.iter().filter(|p| !p.sku.is_empty()) {
+        store
+            .save_sku_mapping(product.sku, &format!("ERP-{}", product.sku), &Actor::System)
+            .await?;
+    }
+    let settings = DestinationSettings {
+        crm_url: crm.base_url().clone(),
+        crm_token: Secret::new(crm.token()),
+        erp_url: erp.base_url().clone(),
+        erp_token: Secret::new(erp.token()),
+        requests_per_second: None,
+    };
+    let destinations: Destinations = settings.connect()?;
+
+    let secret = format!("bench-{}", uuid::Uuid::new_v4().simple());
+    let listener = TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    let web_settings = WebSettings {
+        shopify_webhook_secret: Some(Secret::new(secret.clone())),
+        ..Default::default()
+    };
+    let state = AppState::new(store.clone(), web_settings, addr);
+    let wake = state.wake.clone();
+    tokio::spawn(web::serve(listener, state, std::future::pending()));
+    let workers = Workers::spawn(
+        &store,
+        destinations,
+        WorkerConfig::default(),
+        wake,
+        options.workers,
+    );
+
+    // Orders are generated and signed before the clock starts.
+    let mut factory = OrderFactory::new(42);
+    let mut bodies = Vec::with_capacity(options.orders);
+    let mut ids = Vec::with_capacity(options.orders);
+    while bodies.len() < options.orders {
+        let order = clean(factory.order());
+        if order.is_null() {
+            continue;
+        }
+        ids.push(order["id"].as_i64().unwrap_or_default().to_string());
+        let body = serde_json::to_vec(&order)?;
+        let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes())?;
+        mac.update(&body);
+        let signature =
+            base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes());
+        bodies.push((body, signature));
+    }
+
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(options.concurrency)
+        .build()?;
+    let target = format!("http://{addr}/webhooks/shopify");
+    let gate = Arc::new(tokio::sync::Semaphore::new(options.concurrency));
+    let started = Instant::now();
+    let mut sends = tokio::task::JoinSet::new();
+    for (n, (body, signature)) in bodies.into_iter().enumerate() {
+        if let Some(rate) = options.rate {
+            let due = started + Duration::from_secs_f64(n as f64 / rate);
+            tokio::time::sleep_until(due.into()).await;
+        }
+        let permit = gate.clone().acquire_owned().await?;
+        let (client, target) = (client.clone(), target.clone());
+        sends.spawn(async move {
+            let sent = Instant::now();
+            let res = client
+                .post(&target)
+                .header("X-Shopify-Topic", "orders/create")
+                .header("X-Shopify-Hmac-Sha256", signature)
+                .header("X-Shopify-Webhook-Id", uuid::Uuid::new_v4().to_string())
+                .header("X-Shopify-Shop-Domain", "bench.myshopify.com")
+                .header("Content-Type", "application/json")
+                .body(body)
+                .send()
+                .await;
+            drop(permit);
+            let ok = res.is_ok_and(|r| r.status().is_success());
+            (ok, sent.elapsed().as_secs_f64() * 1000.0)
+        });
+    }
+    let mut acks = Vec::with_capacity(options.orders);
+    while let Some(done) = sends.join_next().await {
+        let (ok, ms) = done?;
+        if !ok {
+            bail!("a webhook was not acknowledged");
+        }
+        acks.push(ms);
+    }
+    let sent_in = started.elapsed();
+
+    let expected = 2 * options.orders as i64;
+    let deadline = Instant::now() + Duration::from_secs(600);
+    while synced(&store).await? < expected {
+        if Instant::now() > deadline {
+            bail!("not every order was synced within 10 minutes");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let elapsed = started.elapsed();
+    workers.shutdown().await;
+
+    acks.sort_by(f64::total_cmp);
+    let lags = lags(&store).await?;
+    let crm_check = crm.ledger().check();
+    let erp_check = erp.ledger().check();
+    let lost = crm_check
+        .missing(DocumentKind::Deal, ids.iter().map(String::as_str))
+        .len()
+        + erp_check
+            .missing(DocumentKind::SalesOrder, ids.iter().map(String::as_str))
+            .len();
+    let duplicated = crm_check.extra_documents() + erp_check.extra_documents();
+
+    println!("SyncDesk end-to-end benchmark");
+    println!("  durability      {}", durability(&store).await?);
+    println!(
+        "  orders          {} ({} workers, {} webhooks in flight{})",
+        options.orders,
+        options.workers,
+        options.concurrency,
+        options
+            .rate
+            .map(|r| format!(", paced at {r} orders/s"))
+            .unwrap_or_default()
+    );
+    println!(
+        "  throughput      {:.0} orders/s end to end (webhook in → CRM and ERP acknowledged → state committed); all sent in {:.2} s, all synced in {:.2} s",
+        options.orders as f64 / elapsed.as_secs_f64(),
+        sent_in.as_secs_f64(),
+        elapsed.as_secs_f64()
+    );
+    println!(
+        "  sync lag        P50 {:.0} ms, P95 {:.0} ms, P99 {:.0} ms",
+        percentile(&lags, 50.0),
+        percentile(&lags, 95.0),
+        percentile(&lags, 99.0)
+    );
+    println!(
+        "  webhook ack     P50 {:.1} ms, P99 {:.1} ms",
+        percentile(&acks, 50.0),
+        percentile(&acks, 99.0)
+    );
+    println!(
+        "  peak memory     {} (whole process: SyncDesk, simulators and load generator)",
+        peak_memory_mib()
+            .map(|m| format!("{m:.0} MiB"))
+            .unwrap_or_else(|| "unknown".into())
+    );
+    println!("  ledger          lost = {lost}, duplicated = {duplicated}");
+
+    store.close().await;
+    if let Some((admin, name)) = drop_after {
+        let admin_store = Store::connect_with(&admin, 1).await?;
+        if let Db::Postgres(pool) = admin_store.db() {
+            sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                .execute(pool)
+                .await?;
+        }
+    }
+    if lost > 0 || duplicated > 0 {
+        bail!("the ledgers found lost or duplicated orders");
+    }
+    Ok(())
+}
