@@ -5,6 +5,7 @@
 //! with a comment saying why.
 
 mod actions;
+mod api_views;
 mod audit;
 mod ingest;
 mod tasks;
@@ -21,6 +22,10 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{PgPool, SqlitePool};
 
 pub use actions::{Released, RetryOutcome, SkuMapping};
+pub use api_views::{
+    AttemptView, DestinationDetail, ExceptionFilter, ExceptionView, LAG_BUCKETS_SECONDS,
+    MetricCounts, OrderDetail,
+};
 pub use audit::{AuditFilter, AuditRecord};
 pub use ingest::{DESTINATIONS, Delivery, Outcome as IngestOutcome, Payload};
 pub use tasks::{AttemptRecord, ClaimedTask, NewException};

@@ -1,7 +1,9 @@
-//! HTTP: the axum router that serves the Leptos app, its server functions, health checks, and
-//! (later) webhooks and the JSON API, behind sessions and the security layers.
+//! HTTP: the axum router that serves the Leptos app, its server functions, health checks, the
+//! store webhooks, the JSON API and metrics, behind sessions and the security layers.
 
+mod api;
 mod health;
+mod metrics;
 mod port;
 mod security;
 mod session;
@@ -104,6 +106,8 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
+        .route("/metrics", get(metrics::metrics))
+        .nest("/api/v1", api::router())
         .route(
             "/webhooks/shopify",
             post(webhooks::shopify).layer(DefaultBodyLimit::max(webhooks::MAX_BODY_BYTES)),

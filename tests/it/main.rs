@@ -9,6 +9,7 @@
 mod harness;
 
 mod admin;
+mod api;
 mod auth;
 mod sync;
 mod web;

@@ -1,0 +1,203 @@
+//! `/api/v1/…`: the JSON API for automation. Callers authenticate with a bearer token
+//! (`Authorization: Bearer sdk_…`) and may do what the token's roles allow. Mutations go through
+//! the same store methods the UI uses, audited as `token:<name>`. Every failure answers
+//! `{"error": {"code", "message"}}`.
+
+mod exceptions;
+mod openapi;
+mod orders;
+mod sku_mappings;
+
+use app::model::Role;
+use axum::extract::{FromRef, FromRequestParts};
+use axum::http::request::Parts;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde_json::json;
+
+use super::AppState;
+use crate::accounts::hash_token;
+use crate::audit::Actor;
+use crate::store::{Store, StoreError};
+
+/// Who may read the queue's state.
+const READERS: &[Role] = &[Role::Operator, Role::Manager];
+/// Who may change it.
+const WRITERS: &[Role] = &[Role::Operator];
+
+/// The API's routes, to be nested under `/api/v1`.
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/orders/{store_order_id}", get(orders::show))
+        .route("/exceptions", get(exceptions::list))
+        .route("/exception-groups", get(exceptions::groups))
+        .route("/exceptions/{id}/retry", post(exceptions::retry))
+        .route(
+            "/sku-mappings/{sku}",
+            get(sku_mappings::show).put(sku_mappings::save),
+        )
+        .route("/openapi.json", get(openapi::document))
+        .fallback(|| async { ApiError::NotFound("No such API route.".into()) })
+}
+
+/// A failed API request, answered as `{"error": {"code", "message"}}`.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// No token, or not a live one (401).
+    #[error("{0}")]
+    Unauthenticated(&'static str),
+    /// The token lacks every role that would allow this (403).
+    #[error("This needs a token with the {} role.", roles_text(.0))]
+    Forbidden(&'static [Role]),
+    /// The thing asked for does not exist (404).
+    #[error("{0}")]
+    NotFound(String),
+    /// The request conflicts with the current state (409).
+    #[error("{0}")]
+    Conflict(String),
+    /// The request is malformed or its values are not acceptable (422).
+    #[error("{0}")]
+    Invalid(String),
+    /// Anything else: logged with its cause, shown as a plain sentence (500).
+    #[error("internal error")]
+    Internal(#[source] StoreError),
+}
+
+fn roles_text(roles: &[Role]) -> String {
+    roles
+        .iter()
+        .map(|r| r.as_str())
+        .collect::<Vec<_>>()
+        .join(" or ")
+}
+
+impl ApiError {
+    /// The HTTP status this error answers with.
+    pub fn status_code(&self) -> StatusCode {
+        match self {
+            ApiError::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
+            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// The stable machine code in the body.
+    pub fn code(&self) -> &'static str {
+        match self {
+            ApiError::Unauthenticated(_) => "unauthenticated",
+            ApiError::Forbidden(_) => "forbidden",
+            ApiError::NotFound(_) => "not_found",
+            ApiError::Conflict(_) => "conflict",
+            ApiError::Invalid(_) => "invalid",
+            ApiError::Internal(_) => "internal",
+        }
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(err: StoreError) -> Self {
+        match err {
+            StoreError::NotFound(what) => ApiError::NotFound(format!("No such {what}.")),
+            StoreError::Conflict(message) => ApiError::Conflict(message),
+            other => ApiError::Internal(other),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let message = match &self {
+            ApiError::Internal(err) => {
+                // The cause stays in the log; the caller gets a sentence and the time to quote.
+                tracing::error!(error = %err, "API request failed");
+                "Something went wrong on our side; it has been logged.".to_string()
+            }
+            other => other.to_string(),
+        };
+        let body = Json(json!({ "error": { "code": self.code(), "message": message } }));
+        let mut response = (self.status_code(), body).into_response();
+        if matches!(self, ApiError::Unauthenticated(_)) {
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                header::HeaderValue::from_static("Bearer"),
+            );
+        }
+        response
+    }
+}
+
+/// The token a request was made with.
+#[derive(Clone, Debug)]
+pub struct ApiCaller {
+    /// Token id.
+    pub token_id: i64,
+    /// Token name.
+    pub name: String,
+    /// The roles it carries.
+    pub roles: Vec<Role>,
+}
+
+impl ApiCaller {
+    /// Allows the request when the token has at least one of `roles`.
+    pub fn require(&self, roles: &'static [Role]) -> Result<(), ApiError> {
+        if roles.iter().any(|r| self.roles.contains(r)) {
+            Ok(())
+        } else {
+            Err(ApiError::Forbidden(roles))
+        }
+    }
+
+    /// The token as the audit log records it.
+    pub fn actor(&self) -> Actor {
+        Actor::Token {
+            id: self.token_id,
+            name: self.name.clone(),
+        }
+    }
+}
+
+impl<S> FromRequestParts<S> for ApiCaller
+where
+    S: Send + Sync,
+    Store: FromRef<S>,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let secret = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| {
+                v.strip_prefix("Bearer ")
+                    .or_else(|| v.strip_prefix("bearer "))
+            })
+            .map(str::trim)
+            .ok_or(ApiError::Unauthenticated(
+                "Send an API token as `Authorization: Bearer sdk_…`.",
+            ))?;
+        let store = Store::from_ref(state);
+        let token =
+            store
+                .token_by_hash(&hash_token(secret))
+                .await?
+                .ok_or(ApiError::Unauthenticated(
+                    "That API token is unknown or revoked.",
+                ))?;
+        Ok(ApiCaller {
+            token_id: token.id,
+            name: token.name,
+            roles: token.roles,
+        })
+    }
+}
+
+/// Turns an extractor's rejection (bad path, query or body) into a 422 with its sentence.
+fn invalid(rejection: impl std::fmt::Display) -> ApiError {
+    ApiError::Invalid(rejection.to_string())
+}

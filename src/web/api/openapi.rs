@@ -1,0 +1,148 @@
+//! `GET /api/v1/openapi.json`: the API described as OpenAPI 3.1, written by hand so it says
+//! exactly what the handlers next door do. Open without a token.
+
+use axum::Json;
+use serde_json::{Value, json};
+
+fn error_response(description: &str) -> Value {
+    json!({
+        "description": description,
+        "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Error" } } }
+    })
+}
+
+fn ok(description: &str, schema: Value) -> Value {
+    json!({ "description": description, "content": { "application/json": { "schema": schema } } })
+}
+
+fn path_param(name: &str, schema: Value, description: &str) -> Value {
+    json!({ "name": name, "in": "path", "required": true, "schema": schema, "description": description })
+}
+
+fn query_param(name: &str, schema: Value, description: &str) -> Value {
+    json!({ "name": name, "in": "query", "required": false, "schema": schema, "description": description })
+}
+
+fn schemas() -> Value {
+    let text = json!({ "type": "string" });
+    let opt_text = json!({ "type": ["string", "null"] });
+    let time = json!({ "type": "string", "format": "date-time" });
+    json!({
+        "Error": {
+            "type": "object", "required": ["error"],
+            "properties": { "error": { "type": "object", "required": ["code", "message"], "properties": {
+                "code": { "type": "string", "enum": ["unauthenticated", "forbidden", "not_found", "conflict", "invalid", "internal"] },
+                "message": text } } }
+        },
+        "Attempt": { "type": "object", "properties": {
+            "attempt": { "type": "integer" }, "started_at": time, "duration_ms": { "type": "integer" },
+            "outcome": { "type": "string", "enum": ["synced", "transient", "needs_action", "auth", "fenced"] },
+            "status": { "type": ["integer", "null"] }, "message": opt_text, "request_id": opt_text } },
+        "DestinationState": { "type": "object", "properties": {
+            "destination": { "type": "string", "enum": ["crm", "erp"] },
+            "state": { "type": "string", "enum": ["pending", "running", "retrying", "blocked", "synced", "dead", "skipped"] },
+            "target_version": { "type": "integer" }, "synced_version": { "type": ["integer", "null"] },
+            "external_id": opt_text,
+            "attempts": { "type": "array", "maxItems": 20, "items": { "$ref": "#/components/schemas/Attempt" } } } },
+        "Order": { "type": "object", "properties": {
+            "store_order_id": { "type": "integer" }, "name": text, "lifecycle": text, "currency": text,
+            "total": { "type": "string", "description": "Decimal amount in `currency`." },
+            "version": { "type": "integer" }, "store_updated_at": time,
+            "destinations": { "type": "array", "items": { "$ref": "#/components/schemas/DestinationState" } } } },
+        "Exception": { "type": "object", "properties": {
+            "id": { "type": "integer" }, "store_order_id": { "type": ["integer", "null"] }, "order_name": opt_text,
+            "destination": text, "code": text, "kind": { "type": "string", "enum": ["needs_action", "transient", "exhausted"] },
+            "message": text, "action": text, "fields": {}, "fingerprint": text,
+            "status": { "type": "string", "enum": ["open", "snoozed", "resolved", "skipped"] }, "created_at": time } },
+        "ExceptionPage": { "type": "object", "properties": {
+            "exceptions": { "type": "array", "items": { "$ref": "#/components/schemas/Exception" } },
+            "next_before_id": { "type": ["integer", "null"] } } },
+        "ExceptionGroup": { "type": "object", "properties": {
+            "fingerprint": text, "code": text, "kind": text, "action": text, "message": text,
+            "open": { "type": "integer" }, "oldest": time, "destinations": { "type": "array", "items": text } } },
+        "SkuMapping": { "type": "object", "properties": {
+            "sku": text, "item_code": text, "updated_at": time, "updated_by": text,
+            "released_tasks": { "type": "integer", "description": "PUT only." },
+            "resolved_exceptions": { "type": "integer", "description": "PUT only." } } }
+    })
+}
+
+/// The OpenAPI document.
+pub fn spec() -> Value {
+    let schema = |name: &str| json!({ "$ref": format!("#/components/schemas/{name}") });
+    let unauth = error_response("No token, or an unknown or revoked one.");
+    let forbidden = error_response("The token lacks the role this needs.");
+    let read_note = "Needs a token with the operator or manager role.";
+    let write_note = "Needs a token with the operator role. Audited as `token:<name>`.";
+    json!({
+        "openapi": "3.1.0",
+        "info": { "title": "SyncDesk API", "version": "1",
+                  "description": "Orders and their state at each destination, exceptions, SKU mappings." },
+        "servers": [{ "url": "/api/v1" }],
+        "security": [{ "bearer": [] }],
+        "paths": {
+            "/orders/{store_order_id}": { "get": {
+                "summary": "An order with each destination's state, external id and newest attempts.",
+                "description": read_note,
+                "parameters": [path_param("store_order_id", json!({ "type": "integer" }), "The store's order id.")],
+                "responses": { "200": ok("The order.", schema("Order")), "401": unauth, "403": forbidden,
+                               "404": error_response("No such order.") } } },
+            "/exceptions": { "get": {
+                "summary": "Exceptions, newest first, a page at a time.",
+                "description": read_note,
+                "parameters": [
+                    query_param("status", json!({ "type": "string", "enum": ["open", "snoozed", "resolved", "skipped", "all"], "default": "open" }), "Which status."),
+                    query_param("code", json!({ "type": "string" }), "Only this code."),
+                    query_param("destination", json!({ "type": "string" }), "Only this destination."),
+                    query_param("fingerprint", json!({ "type": "string" }), "Only this cause."),
+                    query_param("limit", json!({ "type": "integer", "minimum": 1, "maximum": 200, "default": 50 }), "Page size."),
+                    query_param("before_id", json!({ "type": "integer" }), "The previous page's `next_before_id`.")
+                ],
+                "responses": { "200": ok("A page.", schema("ExceptionPage")), "401": unauth, "403": forbidden,
+                               "422": error_response("A bad filter.") } } },
+            "/exception-groups": { "get": {
+                "summary": "Open exceptions grouped by cause, biggest group first.",
+                "description": read_note,
+                "responses": { "200": ok("The groups.", json!({ "type": "object", "properties": {
+                                   "groups": { "type": "array", "items": schema("ExceptionGroup") } } })),
+                               "401": unauth, "403": forbidden } } },
+            "/exceptions/{id}/retry": { "post": {
+                "summary": "Puts the exception's task back in the queue now.",
+                "description": write_note,
+                "parameters": [path_param("id", json!({ "type": "integer" }), "Exception id.")],
+                "responses": { "200": ok("What the retry found.", json!({ "type": "object", "properties": {
+                                   "outcome": { "type": "string", "enum": ["queued", "already_applied", "in_flight"] } } })),
+                               "401": unauth, "403": forbidden, "404": error_response("No such exception."),
+                               "409": error_response("The exception concerns a whole destination.") } } },
+            "/sku-mappings/{sku}": {
+                "get": {
+                    "summary": "A SKU's ERP item code.",
+                    "description": read_note,
+                    "parameters": [path_param("sku", json!({ "type": "string" }), "Store SKU.")],
+                    "responses": { "200": ok("The mapping.", schema("SkuMapping")), "401": unauth, "403": forbidden,
+                                   "404": error_response("The SKU has no mapping.") } },
+                "put": {
+                    "summary": "Maps a SKU to an ERP item code and releases every order waiting on it.",
+                    "description": write_note,
+                    "parameters": [path_param("sku", json!({ "type": "string" }), "Store SKU.")],
+                    "requestBody": { "required": true, "content": { "application/json": { "schema": {
+                        "type": "object", "required": ["item_code"], "properties": {
+                            "item_code": { "type": "string", "minLength": 1, "maxLength": 64, "pattern": "^\\S+$" } } } } } },
+                    "responses": { "200": ok("The mapping and what it released.", schema("SkuMapping")),
+                                   "401": unauth, "403": forbidden, "422": error_response("A bad item code.") } } },
+            "/openapi.json": { "get": {
+                "summary": "This document.", "security": [],
+                "responses": { "200": { "description": "OpenAPI 3.1 document." } } } }
+        },
+        "components": {
+            "securitySchemes": { "bearer": { "type": "http", "scheme": "bearer",
+                "description": "An API token (`sdk_…`) from `syncdesk token create`." } },
+            "schemas": schemas()
+        }
+    })
+}
+
+/// Serves the document.
+pub async fn document() -> Json<Value> {
+    Json(spec())
+}

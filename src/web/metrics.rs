@@ -1,0 +1,179 @@
+//! `GET /metrics`: Prometheus text exposition, written by hand from a few aggregate queries.
+//! Open without a session, like the health checks; it carries counts, never personal data.
+
+use std::fmt::Write;
+
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+
+use crate::store::{DESTINATIONS, LAG_BUCKETS_SECONDS, MetricCounts, Store};
+
+/// Every task state, so a queue that empties shows 0 rather than vanishing.
+const TASK_STATES: [&str; 7] = [
+    "pending", "running", "retrying", "blocked", "synced", "dead", "skipped",
+];
+
+/// The metrics, or 503 when the database cannot be read.
+pub async fn metrics(State(store): State<Store>) -> Response {
+    match store.metric_counts().await {
+        Ok(counts) => (
+            [(
+                header::CONTENT_TYPE,
+                "text/plain; version=0.0.4; charset=utf-8",
+            )],
+            render(&counts),
+        )
+            .into_response(),
+        Err(err) => {
+            tracing::error!(error = %err, "metrics could not be read");
+            (StatusCode::SERVICE_UNAVAILABLE, "metrics unavailable\n").into_response()
+        }
+    }
+}
+
+/// A label value, escaped as the exposition format asks.
+fn label(value: &str) -> String {
+    value
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+fn header_lines(out: &mut String, name: &str, kind: &str, help: &str) {
+    let _ = writeln!(out, "# HELP {name} {help}");
+    let _ = writeln!(out, "# TYPE {name} {kind}");
+}
+
+/// The counts in Prometheus text format.
+pub fn render(c: &MetricCounts) -> String {
+    let mut out = String::new();
+
+    header_lines(
+        &mut out,
+        "syncdesk_queue_depth",
+        "gauge",
+        "Sync tasks by destination and state.",
+    );
+    for dest in DESTINATIONS {
+        for state in TASK_STATES {
+            let n = c
+                .queue_depth
+                .iter()
+                .find(|(d, s, _)| d == dest && s == state)
+                .map_or(0, |(_, _, n)| *n);
+            let _ = writeln!(
+                out,
+                "syncdesk_queue_depth{{destination=\"{dest}\",state=\"{state}\"}} {n}"
+            );
+        }
+    }
+
+    header_lines(
+        &mut out,
+        "syncdesk_exceptions_open",
+        "gauge",
+        "Open (or snoozed) exceptions by code.",
+    );
+    for (code, n) in &c.exceptions_open {
+        let _ = writeln!(
+            out,
+            "syncdesk_exceptions_open{{code=\"{}\"}} {n}",
+            label(code)
+        );
+    }
+
+    header_lines(
+        &mut out,
+        "syncdesk_attempts_total",
+        "counter",
+        "Delivery attempts by destination and outcome.",
+    );
+    for (dest, outcome, n) in &c.attempts {
+        let _ = writeln!(
+            out,
+            "syncdesk_attempts_total{{destination=\"{}\",outcome=\"{}\"}} {n}",
+            label(dest),
+            label(outcome)
+        );
+    }
+
+    header_lines(
+        &mut out,
+        "syncdesk_sync_lag_seconds",
+        "histogram",
+        "From a version being armed to its acknowledgement by the destination.",
+    );
+    for (le, n) in LAG_BUCKETS_SECONDS.iter().zip(&c.lag_buckets) {
+        let _ = writeln!(out, "syncdesk_sync_lag_seconds_bucket{{le=\"{le}\"}} {n}");
+    }
+    let _ = writeln!(
+        out,
+        "syncdesk_sync_lag_seconds_bucket{{le=\"+Inf\"}} {}",
+        c.lag_count
+    );
+    let _ = writeln!(
+        out,
+        "syncdesk_sync_lag_seconds_sum {}",
+        c.lag_sum_ms as f64 / 1000.0
+    );
+    let _ = writeln!(out, "syncdesk_sync_lag_seconds_count {}", c.lag_count);
+
+    header_lines(
+        &mut out,
+        "syncdesk_webhooks_total",
+        "counter",
+        "Webhook deliveries received, by outcome.",
+    );
+    for (outcome, n) in &c.webhooks {
+        let _ = writeln!(
+            out,
+            "syncdesk_webhooks_total{{outcome=\"{}\"}} {n}",
+            label(outcome)
+        );
+    }
+
+    header_lines(
+        &mut out,
+        "syncdesk_destination_paused",
+        "gauge",
+        "1 while a destination is paused for rejected credentials.",
+    );
+    for (dest, paused) in &c.paused {
+        let _ = writeln!(
+            out,
+            "syncdesk_destination_paused{{destination=\"{}\"}} {}",
+            label(dest),
+            u8::from(*paused)
+        );
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_empty_store_still_reports_every_family() {
+        let text = render(&MetricCounts {
+            lag_buckets: vec![0; LAG_BUCKETS_SECONDS.len()],
+            ..Default::default()
+        });
+        for family in [
+            "syncdesk_queue_depth{destination=\"crm\",state=\"pending\"} 0",
+            "# TYPE syncdesk_exceptions_open gauge",
+            "# TYPE syncdesk_attempts_total counter",
+            "syncdesk_sync_lag_seconds_bucket{le=\"0.05\"} 0",
+            "syncdesk_sync_lag_seconds_bucket{le=\"+Inf\"} 0",
+            "# TYPE syncdesk_webhooks_total counter",
+        ] {
+            assert!(text.contains(family), "missing {family} in\n{text}");
+        }
+    }
+
+    #[test]
+    fn label_values_are_escaped() {
+        assert_eq!(label("a\"b\\c\nd"), "a\\\"b\\\\c\\nd");
+    }
+}

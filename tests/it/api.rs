@@ -1,0 +1,355 @@
+//! `/api/v1/…` and `/metrics`: bearer tokens and roles, an order's state at each destination,
+//! exceptions and their retry, a SKU mapping that releases blocked orders (audited as the
+//! token), the OpenAPI document, and the Prometheus text.
+
+use std::time::Duration;
+
+use app::model::Role;
+use chrono::Utc;
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+use syncdesk::audit::Actor;
+use syncdesk::simulate::shopify::OrderFactory;
+use syncdesk::store::{AttemptRecord, ClaimedTask, NewException};
+
+use crate::harness::TestApp;
+use crate::webhooks::{Post, order_id};
+
+on_both_backends! {
+    requests_without_a_live_token_or_the_right_role_are_refused_in_json => requests_without_a_live_token_or_the_right_role_are_refused_in_json_sqlite, requests_without_a_live_token_or_the_right_role_are_refused_in_json_postgres;
+    a_sku_mapping_put_by_a_token_releases_the_blocked_order_and_is_audited => a_sku_mapping_put_by_a_token_releases_the_blocked_order_and_is_audited_sqlite, a_sku_mapping_put_by_a_token_releases_the_blocked_order_and_is_audited_postgres;
+    an_order_shows_both_destinations_and_a_retry_queues_once_then_reports_applied => an_order_shows_both_destinations_and_a_retry_queues_once_then_reports_applied_sqlite, an_order_shows_both_destinations_and_a_retry_queues_once_then_reports_applied_postgres;
+    the_openapi_document_and_metrics_are_served_without_a_token => the_openapi_document_and_metrics_are_served_without_a_token_sqlite, the_openapi_document_and_metrics_are_served_without_a_token_postgres;
+}
+
+const UNMAPPED: &str = "NEW-GIZMO";
+
+/// A new token with `roles`; its secret.
+async fn token(app: &TestApp, name: &str, roles: &[Role]) -> String {
+    let (secret, hash) = syncdesk::accounts::new_token();
+    app.store
+        .create_token(name, &hash, roles, &Actor::System)
+        .await
+        .expect("create a token");
+    secret
+}
+
+/// One API request; the status and the JSON body (`Null` when there is none).
+async fn call(
+    app: &TestApp,
+    method: Method,
+    path: &str,
+    token: Option<&str>,
+    body: Option<Value>,
+) -> (StatusCode, Value) {
+    let mut req = reqwest::Client::new().request(method, format!("{}{path}", app.base));
+    if let Some(token) = token {
+        req = req.bearer_auth(token);
+    }
+    if let Some(body) = body {
+        req = req.json(&body);
+    }
+    let res = req.send().await.unwrap_or_else(|e| panic!("{path}: {e}"));
+    let status = res.status();
+    let text = res.text().await.expect("body");
+    (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+}
+
+async fn get(app: &TestApp, path: &str, token: &str) -> (StatusCode, Value) {
+    call(app, Method::GET, path, Some(token), None).await
+}
+
+fn attempt(task: &ClaimedTask, outcome: &'static str, status: i32) -> AttemptRecord {
+    AttemptRecord {
+        version: task.target_version,
+        started_at: Utc::now(),
+        duration_ms: 12,
+        outcome,
+        status: Some(status),
+        message: None,
+        request_id: Some(format!("req-{}", task.id)),
+    }
+}
+
+fn missing_sku() -> NewException {
+    NewException {
+        code: "missing_sku".into(),
+        kind: "needs_action",
+        fingerprint: format!("missing_sku:erp:{UNMAPPED}"),
+        message: format!("SKU {UNMAPPED} has no ERP item code."),
+        action: "Map the SKU to an ERP item code.".into(),
+        fields: vec!["line_items[0].sku".into()],
+    }
+}
+
+/// An order synced to the CRM and blocked at the ERP on an unmapped SKU, recorded through the
+/// same store calls the worker makes (no simulators, so nothing races the assertions).
+async fn blocked_order(app: &TestApp) -> i64 {
+    let order = OrderFactory::new(7).order();
+    let (status, body) = Post::new("orders/create", &order).send(app).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let tasks = app
+        .store
+        .claim_tasks(10, Duration::from_secs(30))
+        .await
+        .expect("claim");
+    assert_eq!(tasks.len(), 2);
+    for task in &tasks {
+        let done = if task.destination == "crm" {
+            app.store
+                .complete_synced(task, "crm-1", &attempt(task, "synced", 201))
+                .await
+        } else {
+            app.store
+                .complete_blocked(task, &attempt(task, "needs_action", 422), &missing_sku())
+                .await
+        };
+        assert!(done.expect("complete"), "lease held");
+    }
+    order_id(&order)
+}
+
+async fn requests_without_a_live_token_or_the_right_role_are_refused_in_json(app: TestApp) {
+    let (status, body) = call(&app, Method::GET, "/api/v1/exceptions", None, None).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(body["error"]["code"], "unauthenticated", "{body}");
+    let (status, body) = get(&app, "/api/v1/exceptions", "sdk_not-a-real-token").await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(body["error"]["code"], "unauthenticated", "{body}");
+
+    let manager = token(&app, "dashboards", &[Role::Manager]).await;
+    let (status, body) = get(&app, "/api/v1/exceptions", &manager).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["exceptions"], json!([]));
+    let put = json!({ "item_code": "ERP-1" });
+    let (status, body) = call(
+        &app,
+        Method::PUT,
+        "/api/v1/sku-mappings/ABC",
+        Some(&manager),
+        Some(put),
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert_eq!(body["error"]["code"], "forbidden");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("operator"),
+        "{body}"
+    );
+    assert_eq!(
+        app.count("SELECT COUNT(*) FROM sku_mappings").await,
+        0,
+        "nothing saved"
+    );
+
+    let steward = token(&app, "merges", &[Role::Steward]).await;
+    let (status, body) = get(&app, "/api/v1/orders/1", &steward).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("operator or manager"),
+        "{body}"
+    );
+}
+
+async fn a_sku_mapping_put_by_a_token_releases_the_blocked_order_and_is_audited(app: TestApp) {
+    let id = blocked_order(&app).await;
+    let ops = token(&app, "ci-bot", &[Role::Operator]).await;
+
+    let (status, body) = get(&app, "/api/v1/exceptions?code=missing_sku", &ops).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let list = body["exceptions"].as_array().expect("list");
+    assert_eq!(list.len(), 1, "{body}");
+    assert_eq!(list[0]["store_order_id"], id);
+    assert_eq!(
+        list[0]["fingerprint"],
+        format!("missing_sku:erp:{UNMAPPED}")
+    );
+    assert_eq!(list[0]["fields"], json!(["line_items[0].sku"]));
+    assert_eq!(body["next_before_id"], Value::Null);
+    let (_, groups) = get(&app, "/api/v1/exception-groups", &ops).await;
+    assert_eq!(groups["groups"][0]["open"], 1, "{groups}");
+
+    let path = format!("/api/v1/sku-mappings/{UNMAPPED}");
+    let (status, _) = get(&app, &path, &ops).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    for bad in ["", "ERP NEW", &"X".repeat(65)] {
+        let (status, body) = call(
+            &app,
+            Method::PUT,
+            &path,
+            Some(&ops),
+            Some(json!({ "item_code": bad })),
+        )
+        .await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{bad:?}: {body}");
+        assert_eq!(body["error"]["code"], "invalid");
+    }
+    let (status, body) = call(
+        &app,
+        Method::PUT,
+        &path,
+        Some(&ops),
+        Some(json!({ "wrong": 1 })),
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert_eq!(
+        app.count("SELECT COUNT(*) FROM sku_mappings").await,
+        0,
+        "bad input changes nothing"
+    );
+
+    let put = json!({ "item_code": "ERP-NEW-GIZMO" });
+    let (status, body) = call(&app, Method::PUT, &path, Some(&ops), Some(put)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["item_code"], "ERP-NEW-GIZMO");
+    assert_eq!(body["released_tasks"], 1);
+    assert_eq!(body["resolved_exceptions"], 1);
+    assert_eq!(
+        app.text(&format!(
+            "SELECT state FROM sync_tasks WHERE store_order_id = {id} AND destination = 'erp'"
+        ))
+        .await,
+        "pending",
+        "the ERP task is back in the queue"
+    );
+    let (_, body) = get(&app, "/api/v1/exceptions", &ops).await;
+    assert_eq!(body["exceptions"], json!([]), "nothing left open");
+    let (status, body) = get(&app, &path, &ops).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["updated_by"], "token:ci-bot");
+
+    let audit = app.audit_of("sku_mapping.saved").await;
+    let by_token = audit.first().expect("audited");
+    assert_eq!(by_token.actor_label, "token:ci-bot");
+    assert_eq!(by_token.actor_kind, "token");
+    assert_eq!(by_token.target, format!("sku:{UNMAPPED}"));
+}
+
+async fn an_order_shows_both_destinations_and_a_retry_queues_once_then_reports_applied(
+    app: TestApp,
+) {
+    let id = blocked_order(&app).await;
+    let ops = token(&app, "ci-bot", &[Role::Operator]).await;
+
+    let (status, order) = get(&app, &format!("/api/v1/orders/{id}"), &ops).await;
+    assert_eq!(status, StatusCode::OK, "{order}");
+    assert_eq!(order["version"], 1);
+    let dests = order["destinations"].as_array().expect("destinations");
+    assert_eq!(dests.len(), 2, "{order}");
+    assert_eq!(dests[0]["destination"], "crm");
+    assert_eq!(dests[0]["state"], "synced");
+    assert_eq!(dests[0]["external_id"], "crm-1");
+    assert_eq!(dests[0]["attempts"][0]["outcome"], "synced");
+    assert_eq!(dests[1]["destination"], "erp");
+    assert_eq!(dests[1]["state"], "blocked");
+    assert_eq!(dests[1]["attempts"][0]["status"], 422);
+    let (status, body) = get(&app, "/api/v1/orders/424242", &ops).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(body["error"]["code"], "not_found");
+
+    let (_, body) = get(&app, "/api/v1/exceptions", &ops).await;
+    let exception = body["exceptions"][0]["id"].as_i64().expect("exception id");
+    let retry = format!("/api/v1/exceptions/{exception}/retry");
+    let (status, body) = call(&app, Method::POST, &retry, Some(&ops), None).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["outcome"], "queued");
+
+    // The worker delivers it; a retry after that has nothing to do.
+    let tasks = app
+        .store
+        .claim_tasks(10, Duration::from_secs(30))
+        .await
+        .expect("claim");
+    assert_eq!(tasks.len(), 1);
+    assert!(
+        app.store
+            .complete_synced(&tasks[0], "erp-1", &attempt(&tasks[0], "synced", 200))
+            .await
+            .expect("sync")
+    );
+    let (status, body) = call(&app, Method::POST, &retry, Some(&ops), None).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["outcome"], "already_applied");
+    let retried = app.audit_of("exception.retried").await;
+    assert_eq!(retried.len(), 2);
+    assert!(retried.iter().all(|r| r.actor_label == "token:ci-bot"));
+
+    let (status, body) = call(
+        &app,
+        Method::POST,
+        "/api/v1/exceptions/999999/retry",
+        Some(&ops),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+    let wide = app
+        .count(
+            "INSERT INTO exceptions (task_id, store_order_id, destination, code, kind, fingerprint, message, action,
+                 fields, status, created_at, updated_at)
+             VALUES (NULL, NULL, 'crm', 'auth', 'needs_action', 'auth:crm', 'Rejected credentials', 'Renew them',
+                 '[]', 'open', '2024-10-01T12:00:00Z', '2024-10-01T12:00:00Z')
+             RETURNING id",
+        )
+        .await;
+    let (status, body) = call(
+        &app,
+        Method::POST,
+        &format!("/api/v1/exceptions/{wide}/retry"),
+        Some(&ops),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert_eq!(body["error"]["code"], "conflict");
+}
+
+async fn the_openapi_document_and_metrics_are_served_without_a_token(app: TestApp) {
+    let (status, doc) = call(&app, Method::GET, "/api/v1/openapi.json", None, None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(doc["openapi"], "3.1.0");
+    for path in [
+        "/orders/{store_order_id}",
+        "/exceptions",
+        "/exception-groups",
+        "/exceptions/{id}/retry",
+        "/sku-mappings/{sku}",
+    ] {
+        assert!(doc["paths"][path].is_object(), "{path} is documented");
+    }
+    assert!(doc["paths"]["/sku-mappings/{sku}"]["put"].is_object());
+
+    blocked_order(&app).await;
+    let res = reqwest::get(format!("{}/metrics", app.base))
+        .await
+        .expect("metrics");
+    assert_eq!(res.status(), StatusCode::OK);
+    assert!(
+        res.headers()["content-type"]
+            .to_str()
+            .unwrap_or("")
+            .starts_with("text/plain")
+    );
+    let text = res.text().await.expect("text");
+    for line in [
+        "syncdesk_queue_depth{destination=\"erp\",state=\"blocked\"} 1",
+        "syncdesk_queue_depth{destination=\"crm\",state=\"synced\"} 1",
+        "syncdesk_queue_depth{destination=\"crm\",state=\"pending\"} 0",
+        "syncdesk_exceptions_open{code=\"missing_sku\"} 1",
+        "syncdesk_attempts_total{destination=\"crm\",outcome=\"synced\"} 1",
+        "syncdesk_attempts_total{destination=\"erp\",outcome=\"needs_action\"} 1",
+        "syncdesk_sync_lag_seconds_bucket{le=\"+Inf\"} 1",
+        "syncdesk_sync_lag_seconds_count 1",
+        "syncdesk_webhooks_total{outcome=\"applied\"} 1",
+        "syncdesk_destination_paused{destination=\"erp\"} 0",
+    ] {
+        assert!(text.contains(line), "missing {line:?} in\n{text}");
+    }
+}
