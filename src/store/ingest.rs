@@ -170,18 +170,33 @@ macro_rules! link_customer {
                     None => None,
                 };
                 let email = if email_taken.is_some() { None } else { email };
-                sqlx::query_scalar(
+                // Two deliveries for one new customer can race here (PostgreSQL): the loser's
+                // insert does nothing (it waits for the winner's commit) and reads its row.
+                let inserted: Option<i64> = sqlx::query_scalar(
                     "INSERT INTO customers (store_customer_id, email, phone, first_name, last_name, created_at, updated_at)
-                     VALUES ($1, $2, $3, $4, $5, $6, $6) RETURNING id",
+                     VALUES ($1, $2, $3, $4, $5, $6, $6) ON CONFLICT DO NOTHING RETURNING id",
                 )
                 .bind(c.store_customer_id)
-                .bind(email)
+                .bind(email.clone())
                 .bind(phone)
                 .bind(c.first_name.as_deref())
                 .bind(c.last_name.as_deref())
                 .bind($now)
                 .fetch_optional(&mut *$tx)
-                .await?
+                .await?;
+                match inserted {
+                    Some(id) => Some(id),
+                    None => {
+                        sqlx::query_scalar(
+                            "SELECT id FROM customers WHERE store_customer_id = $1 OR (store_customer_id IS NULL AND email = $2)
+                             ORDER BY id LIMIT 1",
+                        )
+                        .bind(c.store_customer_id)
+                        .bind(email)
+                        .fetch_optional(&mut *$tx)
+                        .await?
+                    }
+                }
             }
         }
     }};

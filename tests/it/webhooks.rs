@@ -17,6 +17,40 @@ on_both_backends! {
     the_same_delivery_posted_concurrently_is_applied_once => the_same_delivery_posted_concurrently_is_applied_once_sqlite, the_same_delivery_posted_concurrently_is_applied_once_postgres;
     a_late_older_update_is_superseded_not_applied => a_late_older_update_is_superseded_not_applied_sqlite, a_late_older_update_is_superseded_not_applied_postgres;
     a_newer_state_re_arms_a_synced_task => a_newer_state_re_arms_a_synced_task_sqlite, a_newer_state_re_arms_a_synced_task_postgres;
+    orders_of_one_new_customer_posted_together_all_apply => orders_of_one_new_customer_posted_together_all_apply_sqlite, orders_of_one_new_customer_posted_together_all_apply_postgres;
+}
+
+/// Found by the benchmark: two deliveries creating the same new customer raced on PostgreSQL
+/// and one was refused (503).
+async fn orders_of_one_new_customer_posted_together_all_apply(app: TestApp) {
+    let mut racing = tokio::task::JoinSet::new();
+    for seed in 0..8u64 {
+        let mut order = OrderFactory::new(700 + seed).order();
+        order["customer"] = json!({"id": 424242, "email": "same.person@example.com", "first_name": "Sam", "last_name": "Same"});
+        order["email"] = json!("same.person@example.com");
+        let (post, base) = (Post::new("orders/create", &order), app.base.clone());
+        racing.spawn(async move { post.send_to(base).await });
+    }
+    while let Some(done) = racing.join_next().await {
+        let (status, body) = done.expect("request task");
+        assert_eq!(
+            (status, body["outcome"].as_str()),
+            (StatusCode::OK, Some("applied")),
+            "{body}"
+        );
+    }
+    assert_eq!(
+        app.count("SELECT COUNT(*) FROM customers WHERE store_customer_id = 424242")
+            .await,
+        1
+    );
+    assert_eq!(
+        app.count(
+            "SELECT COUNT(DISTINCT customer_id) FROM orders WHERE email = 'same.person@example.com'"
+        )
+        .await,
+        1
+    );
 }
 
 fn sign(body: &[u8], secret: &str) -> String {
