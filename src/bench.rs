@@ -39,6 +39,8 @@ pub struct BenchOptions {
     pub concurrency: usize,
     /// Workers.
     pub workers: usize,
+    /// Database connections of the SyncDesk under test (SQLite: at most 8).
+    pub connections: u32,
 }
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {
@@ -165,7 +167,7 @@ async fn lags(store: &Store) -> anyhow::Result<Vec<f64>> {
 /// Runs the benchmark and prints its report.
 pub async fn run(options: BenchOptions) -> anyhow::Result<()> {
     let (url, drop_after) = fresh_database(options.postgres.as_deref()).await?;
-    let store = Store::connect_with(&url, 16).await?;
+    let store = Store::connect_with(&url, options.connections).await?;
     store.migrate().await?;
 
     let crm = spawn_crm(CrmSimConfig::default()).await?;
@@ -295,9 +297,10 @@ pub async fn run(options: BenchOptions) -> anyhow::Result<()> {
     println!("SyncDesk end-to-end benchmark");
     println!("  durability      {}", durability(&store).await?);
     println!(
-        "  orders          {} ({} workers, {} webhooks in flight{})",
+        "  orders          {} ({} workers, {} database connections, {} webhooks in flight{})",
         options.orders,
         options.workers,
+        options.connections,
         options.concurrency,
         options
             .rate

@@ -162,6 +162,9 @@ struct BenchArgs {
     /// Workers.
     #[arg(long, default_value_t = 2)]
     workers: usize,
+    /// Database connections of the SyncDesk under test.
+    #[arg(long, default_value_t = 16)]
+    connections: u32,
 }
 
 #[derive(Debug, Args)]
@@ -327,6 +330,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 rate: args.rate,
                 concurrency: args.concurrency,
                 workers: args.workers,
+                connections: args.connections,
             })
             .await
         }

@@ -38,14 +38,18 @@ pub struct DestinationSettings {
 impl DestinationSettings {
     /// HTTP connectors for these settings.
     pub fn connect(&self) -> anyhow::Result<Destinations> {
-        let crm = HttpCrm::new(&ConnectorConfig::new(
-            self.crm_url.clone(),
-            ApiToken::new(self.crm_token.expose()),
-        ))?;
-        let erp = HttpErp::new(&ConnectorConfig::new(
-            self.erp_url.clone(),
-            ApiToken::new(self.erp_token.expose()),
-        ))?;
+        let config = |url: &url::Url, token: &Secret| {
+            let mut config = ConnectorConfig::new(url.clone(), ApiToken::new(token.expose()));
+            config.rate_limit =
+                self.requests_per_second
+                    .map(|per_second| crate::connectors::RateLimit {
+                        per_second,
+                        burst: (per_second * 2.0).clamp(1.0, 10_000.0) as u32,
+                    });
+            config
+        };
+        let crm = HttpCrm::new(&config(&self.crm_url, &self.crm_token))?;
+        let erp = HttpErp::new(&config(&self.erp_url, &self.erp_token))?;
         Ok(Destinations {
             crm: Arc::new(crm),
             erp: Arc::new(erp),

@@ -562,3 +562,54 @@ async fn several_workers_share_the_queue_without_duplicates(app: TestApp) {
         0
     );
 }
+
+/// Found by the benchmark: the per-destination request rate was ignored (every destination was
+/// held to the connector's default 50 requests/s). No limit means none; a limit is enforced.
+#[tokio::test]
+async fn the_destination_request_rate_setting_is_honoured() {
+    use syncdesk::connectors::{CrmContact, DeliveryError, TransientKind};
+    use syncdesk::engine::DestinationSettings;
+    use syncdesk::secret::Secret;
+
+    let crm = spawn_crm(CrmSimConfig::default())
+        .await
+        .expect("CRM simulator");
+    let erp = spawn_erp(ErpSimConfig::default())
+        .await
+        .expect("ERP simulator");
+    let settings = |rate: Option<f64>| DestinationSettings {
+        crm_url: crm.base_url().clone(),
+        crm_token: Secret::new(crm.token()),
+        erp_url: erp.base_url().clone(),
+        erp_token: Secret::new(erp.token()),
+        requests_per_second: rate,
+    };
+    let contact = |n: usize| -> CrmContact {
+        serde_json::from_value(json!({ "email": format!("rate{n}@example.com") })).expect("contact")
+    };
+
+    let unlimited = settings(None).connect().expect("connectors");
+    for n in 0..120 {
+        unlimited
+            .crm
+            .upsert_contact(&contact(n), &format!("u{n}"))
+            .await
+            .expect("no client-side limit");
+    }
+
+    // One request every 10 s, burst 1: the second request would wait longer than a worker may,
+    // so it is refused at once as rate limited instead of being sent.
+    let limited = settings(Some(0.1)).connect().expect("connectors");
+    limited
+        .crm
+        .upsert_contact(&contact(1000), "l0")
+        .await
+        .expect("first request");
+    match limited.crm.upsert_contact(&contact(1001), "l1").await {
+        Err(DeliveryError::Transient {
+            kind: TransientKind::RateLimited { .. },
+            ..
+        }) => {}
+        other => panic!("expected the client-side limit, got {other:?}"),
+    }
+}
