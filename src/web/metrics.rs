@@ -7,6 +7,9 @@ use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
+use std::sync::Arc;
+
+use super::webhooks::Refusals;
 use crate::store::{DESTINATIONS, LAG_BUCKETS_SECONDS, MetricCounts, Store};
 
 /// Every task state, so a queue that empties shows 0 rather than vanishing.
@@ -15,14 +18,17 @@ const TASK_STATES: [&str; 7] = [
 ];
 
 /// The metrics, or 503 when the database cannot be read.
-pub async fn metrics(State(store): State<Store>) -> Response {
+pub async fn metrics(
+    State(store): State<Store>,
+    State(refusals): State<Arc<Refusals>>,
+) -> Response {
     match store.metric_counts().await {
         Ok(counts) => (
             [(
                 header::CONTENT_TYPE,
                 "text/plain; version=0.0.4; charset=utf-8",
             )],
-            render(&counts),
+            render(&counts) + &render_refusals(&refusals),
         )
             .into_response(),
         Err(err) => {
@@ -30,6 +36,24 @@ pub async fn metrics(State(store): State<Store>) -> Response {
             (StatusCode::SERVICE_UNAVAILABLE, "metrics unavailable\n").into_response()
         }
     }
+}
+
+/// Webhooks this process refused before storing anything.
+fn render_refusals(refusals: &Refusals) -> String {
+    let mut out = String::new();
+    header_lines(
+        &mut out,
+        "syncdesk_webhooks_rejected_total",
+        "counter",
+        "Webhooks refused before storage by this process (bad signature, malformed, too large).",
+    );
+    for (reason, n) in refusals.counts() {
+        let _ = writeln!(
+            out,
+            "syncdesk_webhooks_rejected_total{{reason=\"{reason}\"}} {n}"
+        );
+    }
+    out
 }
 
 /// A label value, escaped as the exposition format asks.

@@ -70,6 +70,8 @@ pub struct AppState {
     pub settings: Arc<WebSettings>,
     /// Notified when ingest arms new work, so idle workers in this process start at once.
     pub wake: Arc<tokio::sync::Notify>,
+    /// Webhooks refused before storage, for the metrics.
+    pub refusals: Arc<webhooks::Refusals>,
 }
 
 impl AppState {
@@ -88,6 +90,7 @@ impl AppState {
             accounts,
             settings: Arc::new(settings),
             wake: Arc::default(),
+            refusals: Arc::default(),
         }
     }
 }

@@ -19,6 +19,34 @@ use crate::store::Delivery;
 /// The largest body accepted (Shopify's order payloads are well below this).
 pub const MAX_BODY_BYTES: usize = 2 * 1024 * 1024;
 
+/// Webhooks refused before anything was stored, by reason, counted by this process (they leave
+/// no row to count in the database).
+#[derive(Debug, Default)]
+pub struct Refusals {
+    /// Missing or wrong signature (401).
+    pub signature: std::sync::atomic::AtomicU64,
+    /// Not JSON, or a required header missing (400).
+    pub malformed: std::sync::atomic::AtomicU64,
+    /// Body over the limit (413).
+    pub too_large: std::sync::atomic::AtomicU64,
+}
+
+impl Refusals {
+    /// `(reason, count)` pairs for the metrics.
+    pub fn counts(&self) -> [(&'static str, u64); 3] {
+        use std::sync::atomic::Ordering::Relaxed;
+        [
+            ("signature", self.signature.load(Relaxed)),
+            ("malformed", self.malformed.load(Relaxed)),
+            ("too_large", self.too_large.load(Relaxed)),
+        ]
+    }
+}
+
+fn count(counter: &std::sync::atomic::AtomicU64) {
+    counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+}
+
 fn refuse(status: StatusCode, message: &str) -> Response {
     (status, Json(json!({ "error": message }))).into_response()
 }
@@ -46,7 +74,21 @@ pub fn signature_valid(secret: &[u8], body: &[u8], signature: &str) -> bool {
 }
 
 /// Receives one webhook delivery.
-pub async fn shopify(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+pub async fn shopify(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+) -> Response {
+    let refusals = &state.refusals;
+    let body = match body {
+        Ok(body) => body,
+        Err(rejection) => {
+            if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                count(&refusals.too_large);
+            }
+            return refuse(rejection.status(), &rejection.body_text());
+        }
+    };
     let Some(secret) = state.settings.shopify_webhook_secret.as_ref() else {
         return refuse(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -55,27 +97,32 @@ pub async fn shopify(State(state): State<AppState>, headers: HeaderMap, body: By
     };
     // Header names are case-insensitive (HeaderMap lower-cases them).
     let Some(signature) = header(&headers, "x-shopify-hmac-sha256") else {
+        count(&refusals.signature);
         return refuse(
             StatusCode::UNAUTHORIZED,
             "missing X-Shopify-Hmac-Sha256 signature",
         );
     };
     if !signature_valid(secret.expose().as_bytes(), &body, &signature) {
+        count(&refusals.signature);
         return refuse(
             StatusCode::UNAUTHORIZED,
             "the X-Shopify-Hmac-Sha256 signature does not match the body",
         );
     }
     let Some(topic) = header(&headers, "x-shopify-topic") else {
+        count(&refusals.malformed);
         return refuse(StatusCode::BAD_REQUEST, "missing X-Shopify-Topic header");
     };
     let Some(webhook_id) = header(&headers, "x-shopify-webhook-id") else {
+        count(&refusals.malformed);
         return refuse(
             StatusCode::BAD_REQUEST,
             "missing X-Shopify-Webhook-Id header",
         );
     };
     if let Err(err) = serde_json::from_slice::<serde::de::IgnoredAny>(&body) {
+        count(&refusals.malformed);
         return refuse(
             StatusCode::BAD_REQUEST,
             &format!("the body is not valid JSON: {err}"),
