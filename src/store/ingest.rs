@@ -224,6 +224,14 @@ fn apply_refund(order: &mut Order, refund: Refund) {
     order.refunds.push(refund);
 }
 
+/// Records a delivery; with `duplicate = FALSE` the partial unique indexes let only the first
+/// delivery of a webhook id / event id in (a later one returns no row).
+const INSERT_EVENT: &str = "
+INSERT INTO webhook_events (webhook_id, event_id, topic, shop_domain, api_version, triggered_at,
+    received_at, body, duplicate, outcome, note)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+ON CONFLICT DO NOTHING RETURNING id";
+
 impl Store {
     /// Records `delivery` and applies `payload` to the canonical order, atomically.
     pub async fn ingest(
@@ -237,28 +245,7 @@ impl Store {
             // The insert comes first: on SQLite it takes the write lock at once, so the reads
             // below never race another writer; the partial unique indexes make the first
             // delivery of a webhook id / event id win, also between concurrent requests.
-            let event_id: Option<i64> = sqlx::query_scalar(
-                "INSERT INTO webhook_events (webhook_id, event_id, topic, shop_domain, api_version, triggered_at,
-                     received_at, body, duplicate, outcome)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, FALSE, 'accepted')
-                 ON CONFLICT DO NOTHING RETURNING id",
-            )
-            .bind(&delivery.webhook_id)
-            .bind(delivery.event_id.as_deref())
-            .bind(&delivery.topic)
-            .bind(delivery.shop_domain.as_deref())
-            .bind(delivery.api_version.as_deref())
-            .bind(delivery.triggered_at)
-            .bind(now)
-            .bind(&delivery.body)
-            .fetch_optional(&mut *tx)
-            .await?;
-            let Some(event_id) = event_id else {
-                sqlx::query(
-                    "INSERT INTO webhook_events (webhook_id, event_id, topic, shop_domain, api_version, triggered_at,
-                         received_at, body, duplicate, outcome, note)
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, TRUE, 'duplicate', 'webhook or event id seen before')",
-                )
+            let event_id: Option<i64> = sqlx::query_scalar(INSERT_EVENT)
                 .bind(&delivery.webhook_id)
                 .bind(delivery.event_id.as_deref())
                 .bind(&delivery.topic)
@@ -267,8 +254,28 @@ impl Store {
                 .bind(delivery.triggered_at)
                 .bind(now)
                 .bind(&delivery.body)
-                .execute(&mut *tx)
+                .bind(false)
+                .bind("accepted")
+                .bind(None::<&str>)
+                .fetch_optional(&mut *tx)
                 .await?;
+            let Some(event_id) = event_id else {
+                // Kept too, for the duplicate rate and the order's timeline (the partial
+                // indexes only cover first deliveries, so this insert never conflicts).
+                sqlx::query_scalar::<_, i64>(INSERT_EVENT)
+                    .bind(&delivery.webhook_id)
+                    .bind(delivery.event_id.as_deref())
+                    .bind(&delivery.topic)
+                    .bind(delivery.shop_domain.as_deref())
+                    .bind(delivery.api_version.as_deref())
+                    .bind(delivery.triggered_at)
+                    .bind(now)
+                    .bind(&delivery.body)
+                    .bind(true)
+                    .bind("duplicate")
+                    .bind(Some("webhook or event id seen before"))
+                    .fetch_optional(&mut *tx)
+                    .await?;
                 tx.commit().await?;
                 return Ok(Outcome::Duplicate);
             };

@@ -56,18 +56,23 @@ struct IdOnly {
     id: String,
 }
 
-#[async_trait]
-impl CrmApi for HttpCrm {
-    async fn upsert_contact(&self, contact: &CrmContact, idem: &str) -> Result<Ack, DeliveryError> {
-        let segments = ["v1", "contacts", contact.email.as_str()];
+impl HttpCrm {
+    /// `PUT` an upsert and read back the record's id.
+    async fn put_record<B: serde::Serialize + Sync>(
+        &self,
+        operation: &'static str,
+        segments: &[&str],
+        body: &B,
+        idem: &str,
+    ) -> Result<Ack, DeliveryError> {
         let reply = self
             .http
             .send(
-                "upsert_contact",
+                operation,
                 Method::PUT,
-                &segments,
+                segments,
                 &[],
-                Some(contact),
+                Some(body),
                 Some(idem),
             )
             .await?;
@@ -81,29 +86,19 @@ impl CrmApi for HttpCrm {
             status: reply.status,
         })
     }
+}
+
+#[async_trait]
+impl CrmApi for HttpCrm {
+    async fn upsert_contact(&self, contact: &CrmContact, idem: &str) -> Result<Ack, DeliveryError> {
+        let segments = ["v1", "contacts", contact.email.as_str()];
+        self.put_record("upsert_contact", &segments, contact, idem)
+            .await
+    }
 
     async fn upsert_deal(&self, deal: &CrmDeal, idem: &str) -> Result<Ack, DeliveryError> {
         let segments = ["v1", "deals", deal.external_id.as_str()];
-        let reply = self
-            .http
-            .send(
-                "upsert_deal",
-                Method::PUT,
-                &segments,
-                &[],
-                Some(deal),
-                Some(idem),
-            )
-            .await?;
-        if !reply.is_success() {
-            return Err(self.http.error(reply));
-        }
-        let record: IdOnly = self.http.decode(&reply)?;
-        Ok(Ack {
-            external_id: record.id,
-            request_id: reply.request_id,
-            status: reply.status,
-        })
+        self.put_record("upsert_deal", &segments, deal, idem).await
     }
 
     async fn find_deal(&self, external_id: &str) -> Result<Option<CrmDealRecord>, DeliveryError> {
