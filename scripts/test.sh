@@ -27,18 +27,23 @@ say "browser tests"
 cargo leptos build
 work=$(mktemp -d)
 port=${E2E_PORT:-3100}
-export DATABASE_URL="sqlite:${work}/e2e.db"
+# The browser tests run against the demo without its traffic: a simulated CRM and ERP (so orders
+# really sync, and unmapped SKUs really become exceptions), on a fresh SQLite database.
+export SYNCDESK_DEMO_DB="${work}/e2e.db"
 export E2E_PASSWORD="e2e-$(head -c 12 /dev/urandom | base64 | tr -d '/+=')"
-export E2E_ADMIN_EMAIL=admin@e2e.test E2E_OPERATOR_EMAIL=operator@e2e.test
+export E2E_ADMIN_EMAIL=admin@e2e.test E2E_OPERATOR_EMAIL=operator@e2e.test E2E_MANAGER_EMAIL=manager@e2e.test
 export SHOPIFY_WEBHOOK_SECRET="e2e-$(head -c 12 /dev/urandom | base64 | tr -d '/+=')"
+LEPTOS_SITE_ROOT=target/site SYNCDESK_LISTEN="127.0.0.1:${port}" target/debug/syncdesk demo --no-traffic >"${work}/server.log" 2>&1 &
+server=$!
+trap 'kill $server 2>/dev/null || true; rm -rf "$work"' EXIT
+for _ in $(seq 1 150); do curl -fsS "http://127.0.0.1:${port}/healthz" >/dev/null 2>&1 && break; sleep 0.2; done
+export DATABASE_URL="sqlite:${SYNCDESK_DEMO_DB}"
 printf '%s\n' "$E2E_PASSWORD" | target/debug/syncdesk user add --email "$E2E_ADMIN_EMAIL" --name "Ada Admin" \
   --role admin --role operator --role steward --role manager >/dev/null
 printf '%s\n' "$E2E_PASSWORD" | target/debug/syncdesk user add --email "$E2E_OPERATOR_EMAIL" --name "Oli Operator" \
   --role operator >/dev/null
-LEPTOS_SITE_ROOT=target/site SYNCDESK_LISTEN="127.0.0.1:${port}" target/debug/syncdesk serve >"${work}/server.log" 2>&1 &
-server=$!
-trap 'kill $server 2>/dev/null || true; rm -rf "$work"' EXIT
-for _ in $(seq 1 100); do curl -fsS "http://127.0.0.1:${port}/healthz" >/dev/null 2>&1 && break; sleep 0.2; done
+printf '%s\n' "$E2E_PASSWORD" | target/debug/syncdesk user add --email "$E2E_MANAGER_EMAIL" --name "Max Manager" \
+  --role manager >/dev/null
 if ! (cd end2end && E2E_BASE_URL="http://127.0.0.1:${port}" npx playwright test); then
   echo "--- server log ---"; tail -n 50 "${work}/server.log"; exit 1
 fi

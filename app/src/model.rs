@@ -228,3 +228,184 @@ pub struct OrderView {
     /// Last change (UTC, `YYYY-MM-DD HH:MM:SS`).
     pub updated_at: String,
 }
+
+/// Which exceptions to show or act on, as the queue's filter bar and the API's query string
+/// give it. Empty fields do not filter.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExceptionQuery {
+    /// `open` (the default), `snoozed`, `resolved`, `skipped` or `all`.
+    #[serde(default)]
+    pub status: Option<String>,
+    /// Only this code.
+    #[serde(default)]
+    pub code: Option<String>,
+    /// Only `crm` or `erp`.
+    #[serde(default)]
+    pub destination: Option<String>,
+    /// Only this cause.
+    #[serde(default)]
+    pub fingerprint: Option<String>,
+    /// `me`, `none`, or a user id.
+    #[serde(default)]
+    pub assignee: Option<String>,
+    /// Only those waiting at least this many minutes.
+    #[serde(default)]
+    pub older_than_minutes: Option<i64>,
+    /// Order number, store order id, customer email or SKU.
+    #[serde(default)]
+    pub q: Option<String>,
+}
+
+/// What a triage request acts on.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum TriageTarget {
+    /// These exceptions (a selection, or one).
+    Ids {
+        /// Exception ids.
+        ids: Vec<i64>,
+    },
+    /// Every open exception with this cause.
+    Group {
+        /// The cause fingerprint.
+        fingerprint: String,
+    },
+    /// Everything the filter matches (not just the page shown).
+    Filter {
+        /// The filter.
+        query: ExceptionQuery,
+    },
+}
+
+/// A triage action.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "action", rename_all = "snake_case")]
+pub enum TriageRequest {
+    /// Send again now.
+    Retry,
+    /// Do not send these orders to that destination.
+    Skip {
+        /// Why (required).
+        reason: String,
+    },
+    /// Dealt with outside SyncDesk.
+    Resolve {
+        /// What was done (required).
+        note: String,
+    },
+    /// Assign to `me`, `none`, or a user id.
+    Assign {
+        /// `me`, `none`, or a user id.
+        assignee: String,
+    },
+    /// Hide for this many hours (1 to 2160).
+    Snooze {
+        /// Hours.
+        hours: i64,
+    },
+}
+
+/// What a triage action did, or in a dry run would do.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TriageOutcome {
+    /// Open or snoozed exceptions in scope.
+    pub matched: u64,
+    /// Tasks queued to run now.
+    pub queued: u64,
+    /// Already at the destination at the order's current version (their exceptions resolved).
+    pub already_applied: u64,
+    /// Being delivered right now (left alone).
+    pub in_flight: u64,
+    /// Destination-wide exceptions (rejected credentials) that this action cannot settle.
+    pub destination_wide: u64,
+    /// Exceptions closed, assigned or snoozed.
+    pub changed: u64,
+    /// Whether nothing was changed (a count before confirming).
+    pub dry_run: bool,
+    /// The outcome as a sentence.
+    pub summary: String,
+}
+
+/// One exception as the queue lists it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExceptionRow {
+    /// Exception id.
+    pub id: i64,
+    /// Store order id (none for a destination-wide cause).
+    pub store_order_id: Option<i64>,
+    /// "#1042".
+    pub order_name: Option<String>,
+    /// `crm` or `erp`.
+    pub destination: String,
+    /// Machine code.
+    pub code: String,
+    /// `needs_action`, `transient` or `exhausted`.
+    pub kind: String,
+    /// What happened.
+    pub message: String,
+    /// What to do about it.
+    pub action: String,
+    /// `open`, `snoozed`, `resolved`, `skipped`.
+    pub status: String,
+    /// Assigned to (name).
+    pub assignee: Option<String>,
+    /// How long it has waited, e.g. "3 min".
+    pub age: String,
+    /// How it was closed, when it was.
+    pub resolution: Option<String>,
+}
+
+/// A page of exceptions.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExceptionPage {
+    /// The rows.
+    pub rows: Vec<ExceptionRow>,
+    /// Pass as `before` for the next page; `None` on the last.
+    pub next_before: Option<i64>,
+}
+
+/// A person exceptions can be assigned to.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Assignable {
+    /// User id.
+    pub id: i64,
+    /// Name.
+    pub name: String,
+}
+
+/// A SKU orders wait on because it has no ERP item code.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UnmappedSkuView {
+    /// The store SKU.
+    pub sku: String,
+    /// Orders waiting on it.
+    pub orders: i64,
+    /// How long the oldest has waited, e.g. "3 min".
+    pub oldest_age: String,
+}
+
+/// A SKU's ERP item code.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SkuMappingView {
+    /// The store SKU.
+    pub sku: String,
+    /// The ERP item code.
+    pub item_code: String,
+    /// Last change (UTC, `YYYY-MM-DD HH:MM`).
+    pub updated_at: String,
+    /// Who made it.
+    pub updated_by: String,
+}
+
+/// What saving a mapping did.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MappingSaved {
+    /// The store SKU.
+    pub sku: String,
+    /// Its ERP item code now.
+    pub item_code: String,
+    /// Orders put back in the queue.
+    pub released: u64,
+    /// The outcome as a sentence.
+    pub summary: String,
+}

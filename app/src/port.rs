@@ -5,7 +5,11 @@
 use std::sync::Arc;
 
 use crate::error::AppError;
-use crate::model::{AuditPage, AuditQuery, ExceptionGroupView, OrderView, Role, UserRow, Viewer};
+use crate::model::{
+    Assignable, AuditPage, AuditQuery, ExceptionGroupView, ExceptionPage, ExceptionQuery,
+    MappingSaved, OrderView, Role, SkuMappingView, TriageOutcome, TriageRequest, TriageTarget,
+    UnmappedSkuView, UserRow, Viewer,
+};
 
 /// Everything the UI's server functions need from the server, already authorised where noted.
 #[async_trait::async_trait]
@@ -46,8 +50,48 @@ pub trait Port: Send + Sync {
     ) -> Result<UserRow, AppError>;
     /// A page of the audit log.
     async fn audit_log(&self, by: &Viewer, query: AuditQuery) -> Result<AuditPage, AppError>;
-    /// Open exceptions grouped by cause.
-    async fn exception_groups(&self, by: &Viewer) -> Result<Vec<ExceptionGroupView>, AppError>;
+    /// Exceptions matching `query` grouped by cause, biggest first (or oldest first).
+    async fn exception_groups(
+        &self,
+        by: &Viewer,
+        query: ExceptionQuery,
+        oldest_first: bool,
+    ) -> Result<Vec<ExceptionGroupView>, AppError>;
+    /// A page of exceptions matching `query`, newest first (or oldest first).
+    async fn exception_page(
+        &self,
+        by: &Viewer,
+        query: ExceptionQuery,
+        before: Option<i64>,
+        oldest_first: bool,
+    ) -> Result<ExceptionPage, AppError>;
+    /// How many exceptions match `query`.
+    async fn count_exceptions(&self, by: &Viewer, query: ExceptionQuery) -> Result<i64, AppError>;
+    /// Applies (or, with `dry_run`, counts) a triage action.
+    async fn triage(
+        &self,
+        by: &Viewer,
+        target: TriageTarget,
+        request: TriageRequest,
+        dry_run: bool,
+    ) -> Result<TriageOutcome, AppError>;
+    /// SKUs without an ERP item code, ranked by the orders they hold back.
+    async fn unmapped_skus(&self, by: &Viewer) -> Result<Vec<UnmappedSkuView>, AppError>;
+    /// Mappings whose SKU or item code starts with `search`.
+    async fn sku_mappings(
+        &self,
+        by: &Viewer,
+        search: Option<String>,
+    ) -> Result<Vec<SkuMappingView>, AppError>;
+    /// Maps a SKU and releases every order waiting on it.
+    async fn save_sku_mapping(
+        &self,
+        by: &Viewer,
+        sku: String,
+        item_code: String,
+    ) -> Result<MappingSaved, AppError>;
+    /// People exceptions can be assigned to (active operators).
+    async fn assignables(&self, by: &Viewer) -> Result<Vec<Assignable>, AppError>;
     /// The most recently changed orders.
     async fn recent_orders(&self, by: &Viewer) -> Result<Vec<OrderView>, AppError>;
 }

@@ -58,6 +58,9 @@ pub struct Destinations {
     pub erp: Arc<dyn ErpApi>,
 }
 
+/// How often a worker opens snoozed exceptions whose time has come.
+const SNOOZE_SWEEP: Duration = Duration::from_secs(15);
+
 /// How one delivery went.
 enum Delivery {
     Synced(Ack),
@@ -94,7 +97,15 @@ impl Worker {
     pub async fn run(self, mut stop: tokio::sync::watch::Receiver<bool>) {
         let permits = Arc::new(Semaphore::new(self.config.concurrency));
         let mut running = JoinSet::new();
+        let mut last_sweep = tokio::time::Instant::now();
         while !*stop.borrow() {
+            // Snoozed exceptions whose time has come are open again.
+            if last_sweep.elapsed() >= SNOOZE_SWEEP {
+                last_sweep = tokio::time::Instant::now();
+                if let Err(err) = self.store.wake_snoozed().await {
+                    tracing::error!(error = %err, "waking snoozed exceptions failed");
+                }
+            }
             // Claim only as many as can start now, so leases are not spent waiting.
             let free = permits.available_permits() as i64;
             let claimed = if free > 0 {

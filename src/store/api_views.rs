@@ -7,7 +7,8 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use sqlx::types::Json;
 
-use super::{Store, StoreError, on_pool};
+use super::triage::{ExceptionScope, bind_scope, scope_sql};
+use super::{Store, StoreError, is_postgres, on_pool};
 
 /// How many attempts per destination an order's detail shows (newest first).
 pub const ORDER_ATTEMPTS_SHOWN: i64 = 20;
@@ -77,19 +78,16 @@ pub struct AttemptView {
     pub request_id: Option<String>,
 }
 
-/// Which exceptions to list.
+/// Which exceptions to list, a page at a time.
 #[derive(Clone, Debug, Default)]
 pub struct ExceptionFilter {
-    /// Only this status (`None`: any).
-    pub status: Option<String>,
-    /// Only this code.
-    pub code: Option<String>,
-    /// Only this destination.
-    pub destination: Option<String>,
-    /// Only this cause.
-    pub fingerprint: Option<String>,
-    /// Only ids below this one (the previous page's `next_before_id`).
+    /// Which exceptions.
+    pub scope: ExceptionScope,
+    /// Only ids below this one (the previous page's `next_before_id`), or above it when
+    /// `oldest_first`.
     pub before_id: Option<i64>,
+    /// Oldest first (waiting longest) instead of newest first.
+    pub oldest_first: bool,
     /// At most this many.
     pub limit: i64,
 }
@@ -121,6 +119,18 @@ pub struct ExceptionView {
     pub status: String,
     /// When it was opened.
     pub created_at: DateTime<Utc>,
+    /// Who it is assigned to (user id).
+    pub assignee_id: Option<i64>,
+    /// Their name.
+    pub assignee: Option<String>,
+    /// Snoozed until.
+    pub snoozed_until: Option<DateTime<Utc>>,
+    /// When it was closed (resolved or skipped).
+    pub resolved_at: Option<DateTime<Utc>>,
+    /// Who or what closed it.
+    pub resolved_by: Option<String>,
+    /// How: the reason, the note, or what the engine did.
+    pub resolution: Option<String>,
 }
 
 /// The counts behind `/metrics`.
@@ -190,30 +200,45 @@ impl Store {
     ) -> Result<Vec<ExceptionView>, StoreError> {
         // `$n IS NULL OR …` keeps one statement for every combination of filters; sqlx sends
         // each parameter's type, so PostgreSQL accepts the untyped-looking NULL tests.
+        let binds = filter.scope.binds();
+        let (cursor, order) = if filter.oldest_first {
+            ("e.id > $9", "ASC")
+        } else {
+            ("e.id < $9", "DESC")
+        };
         let rows = on_pool!(&self.db, pool => {
-            sqlx::query_as::<_, ExceptionView>(
+            let sql = format!(
                 "SELECT e.id, e.store_order_id, o.name AS order_name, e.destination, e.code, e.kind, e.message,
-                        e.action, e.fields, e.fingerprint, e.status, e.created_at
+                        e.action, e.fields, e.fingerprint, e.status, e.created_at, e.assignee_id, u.display_name AS assignee,
+                        e.snoozed_until, e.resolved_at, e.resolved_by, e.resolution
                  FROM exceptions e
                  LEFT JOIN orders o ON o.store_order_id = e.store_order_id
-                 WHERE ($1 IS NULL OR e.status = $1)
-                   AND ($2 IS NULL OR e.code = $2)
-                   AND ($3 IS NULL OR e.destination = $3)
-                   AND ($4 IS NULL OR e.fingerprint = $4)
-                   AND ($5 IS NULL OR e.id < $5)
-                 ORDER BY e.id DESC
-                 LIMIT $6",
-            )
-            .bind(filter.status.as_deref())
-            .bind(filter.code.as_deref())
-            .bind(filter.destination.as_deref())
-            .bind(filter.fingerprint.as_deref())
-            .bind(filter.before_id)
-            .bind(filter.limit)
-            .fetch_all(pool)
-            .await
+                 LEFT JOIN users u ON u.id = e.assignee_id
+                 WHERE {} AND ($9 IS NULL OR {cursor})
+                 ORDER BY e.id {order}
+                 LIMIT $10",
+                scope_sql(is_postgres(pool))
+            );
+            bind_scope!(sqlx::query_as::<_, ExceptionView>(&sql), &binds)
+                .bind(filter.before_id)
+                .bind(filter.limit)
+                .fetch_all(pool)
+                .await
         })?;
         Ok(rows)
+    }
+
+    /// How many exceptions match `scope`.
+    pub async fn count_exceptions(&self, scope: &ExceptionScope) -> Result<i64, StoreError> {
+        let binds = scope.binds();
+        let n = on_pool!(&self.db, pool => {
+            let sql = format!(
+                "SELECT COUNT(*) FROM exceptions e LEFT JOIN orders o ON o.store_order_id = e.store_order_id WHERE {}",
+                scope_sql(is_postgres(pool))
+            );
+            bind_scope!(sqlx::query_scalar::<_, i64>(&sql), &binds).fetch_one(pool).await
+        })?;
+        Ok(n)
     }
 
     /// The counts `/metrics` reports, read in a handful of aggregate queries.

@@ -388,6 +388,19 @@ impl Store {
                 for destination in DESTINATIONS {
                     sqlx::query(ARM_TASK).bind(store_order_id).bind(destination).bind(version).bind(now).execute(&mut *tx).await?;
                 }
+                if let Payload::Order(order) = payload {
+                    // For finding orders (and their exceptions) by SKU.
+                    let mut skus: Vec<&str> = order.lines.iter().filter_map(|l| l.sku.as_ref().map(|s| s.as_str())).collect();
+                    skus.sort_unstable();
+                    skus.dedup();
+                    for sku in skus {
+                        sqlx::query("INSERT INTO order_skus (store_order_id, sku) VALUES ($1, $2) ON CONFLICT DO NOTHING")
+                            .bind(store_order_id)
+                            .bind(sku)
+                            .execute(&mut *tx)
+                            .await?;
+                    }
+                }
             }
             let store_order_id = match &outcome {
                 Outcome::Applied { store_order_id, .. } | Outcome::Superseded { store_order_id } => Some(*store_order_id),

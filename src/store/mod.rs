@@ -11,6 +11,7 @@ mod ingest;
 mod tasks;
 mod throttle;
 mod tokens;
+pub(crate) mod triage;
 mod users;
 mod views;
 
@@ -31,8 +32,9 @@ pub use ingest::{DESTINATIONS, Delivery, Outcome as IngestOutcome, Payload};
 pub use tasks::{AttemptRecord, ClaimedTask, NewException};
 pub use throttle::ThrottleState;
 pub use tokens::TokenRecord;
+pub use triage::{Assignee, ExceptionScope, TriageAction, TriageReport};
 pub use users::{NewUser, UserCredentials, UserRecord};
-pub use views::{ExceptionGroup, OrderRow};
+pub use views::{ExceptionGroup, OrderRow, UnmappedSku};
 
 /// Runs `$body` with `$pool` bound to whichever backend `$db` holds. The body is compiled once
 /// per backend, so the same SQL and binds are type-checked against both.
@@ -101,6 +103,9 @@ pub enum StoreError {
     /// A uniqueness rule was broken; the text says which, for a person.
     #[error("{0}")]
     Conflict(String),
+    /// The request cannot be carried out as given; the text says why, for a person.
+    #[error("{0}")]
+    Invalid(String),
     /// The row asked for does not exist.
     #[error("{0} not found")]
     NotFound(&'static str),

@@ -3,7 +3,8 @@
 
 use chrono::{DateTime, Utc};
 
-use super::{Store, StoreError, on_pool};
+use super::triage::{ExceptionScope, bind_scope, scope_sql};
+use super::{Store, StoreError, is_postgres, on_pool};
 
 /// Open exceptions sharing one cause.
 #[derive(Clone, Debug, sqlx::FromRow)]
@@ -50,24 +51,45 @@ pub struct OrderRow {
 }
 
 impl Store {
-    /// Open exceptions grouped by cause, biggest group first.
-    pub async fn exception_groups(&self, limit: i64) -> Result<Vec<ExceptionGroup>, StoreError> {
+    /// Exceptions in `scope` grouped by cause — biggest group first, or the one waiting longest
+    /// first with `oldest_first`. Without a status in the scope, the open and snoozed ones.
+    pub async fn exception_groups(
+        &self,
+        scope: &ExceptionScope,
+        oldest_first: bool,
+        limit: i64,
+    ) -> Result<Vec<ExceptionGroup>, StoreError> {
         // The newest message of each group stands for it (the sentences of one cause differ
         // only in the order they name).
+        let binds = scope.binds();
+        let order = if oldest_first {
+            "g.oldest, g.open DESC"
+        } else {
+            "g.open DESC, g.oldest"
+        };
+        let status = if scope.status.is_some() {
+            "TRUE"
+        } else {
+            "e.status IN ('open', 'snoozed')"
+        };
         let rows = on_pool!(&self.db, pool => {
-            sqlx::query_as::<_, ExceptionGroup>(
-                "SELECT g.fingerprint, g.code, g.kind, g.action, e.message, g.open, g.oldest, g.destinations
-                 FROM (SELECT fingerprint, MIN(code) AS code, MIN(kind) AS kind, MIN(action) AS action, COUNT(*) AS open,
-                              MIN(created_at) AS oldest, MAX(id) AS newest,
-                              MIN(destination) || CASE WHEN MIN(destination) <> MAX(destination) THEN ', ' || MAX(destination) ELSE '' END AS destinations
-                       FROM exceptions WHERE status IN ('open', 'snoozed') GROUP BY fingerprint) g
-                 JOIN exceptions e ON e.id = g.newest
-                 ORDER BY g.open DESC, g.oldest
-                 LIMIT $1",
-            )
-            .bind(limit)
-            .fetch_all(pool)
-            .await
+            let sql = format!(
+                "SELECT g.fingerprint, g.code, g.kind, g.action, x.message, g.open, g.oldest, g.destinations
+                 FROM (SELECT e.fingerprint, MIN(e.code) AS code, MIN(e.kind) AS kind, MIN(e.action) AS action, COUNT(*) AS open,
+                              MIN(e.created_at) AS oldest, MAX(e.id) AS newest,
+                              MIN(e.destination) || CASE WHEN MIN(e.destination) <> MAX(e.destination) THEN ', ' || MAX(e.destination) ELSE '' END AS destinations
+                       FROM exceptions e LEFT JOIN orders o ON o.store_order_id = e.store_order_id
+                       WHERE {status} AND {}
+                       GROUP BY e.fingerprint) g
+                 JOIN exceptions x ON x.id = g.newest
+                 ORDER BY {order}
+                 LIMIT $9",
+                scope_sql(is_postgres(pool))
+            );
+            bind_scope!(sqlx::query_as::<_, ExceptionGroup>(&sql), &binds)
+                .bind(limit)
+                .fetch_all(pool)
+                .await
         })?;
         Ok(rows)
     }
@@ -84,6 +106,59 @@ impl Store {
                  ORDER BY o.updated_at DESC
                  LIMIT $1",
             )
+            .bind(limit)
+            .fetch_all(pool)
+            .await
+        })?;
+        Ok(rows)
+    }
+}
+
+/// A SKU orders wait on because it has no ERP item code.
+#[derive(Clone, Debug, sqlx::FromRow)]
+pub struct UnmappedSku {
+    /// The store SKU.
+    pub sku: String,
+    /// Orders waiting on it (open or snoozed exceptions).
+    pub orders: i64,
+    /// Since when the oldest has waited.
+    pub oldest: DateTime<Utc>,
+}
+
+impl Store {
+    /// SKUs without an ERP item code, ranked by the number of orders they hold back.
+    pub async fn unmapped_skus(&self, limit: i64) -> Result<Vec<UnmappedSku>, StoreError> {
+        // "missing_sku:erp:" is 16 characters; the SKU follows it.
+        let rows = on_pool!(&self.db, pool => {
+            sqlx::query_as::<_, UnmappedSku>(
+                "SELECT substr(fingerprint, 17) AS sku, COUNT(*) AS orders, MIN(created_at) AS oldest
+                 FROM exceptions
+                 WHERE status IN ('open', 'snoozed') AND code = 'missing_sku_mapping' AND fingerprint LIKE 'missing!_sku:erp:%' ESCAPE '!'
+                 GROUP BY fingerprint
+                 ORDER BY orders DESC, oldest
+                 LIMIT $1",
+            )
+            .bind(limit)
+            .fetch_all(pool)
+            .await
+        })?;
+        Ok(rows)
+    }
+
+    /// Mappings whose SKU or item code starts with `search` (all without one), by SKU.
+    pub async fn sku_mappings(
+        &self,
+        search: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<super::SkuMapping>, StoreError> {
+        let rows = on_pool!(&self.db, pool => {
+            sqlx::query_as::<_, super::SkuMapping>(
+                "SELECT sku, item_code, updated_at, updated_by FROM sku_mappings
+                 WHERE $1 IS NULL OR substr(sku, 1, length($1)) = $1 OR substr(item_code, 1, length($1)) = $1
+                 ORDER BY sku
+                 LIMIT $2",
+            )
+            .bind(search)
             .bind(limit)
             .fetch_all(pool)
             .await

@@ -7,6 +7,7 @@ mod metrics;
 mod port;
 mod security;
 mod session;
+mod triage;
 mod webhooks;
 
 use std::net::SocketAddr;

@@ -1,20 +1,23 @@
 //! The server's implementation of the UI's [`Port`]: session and role checks, then one call
 //! into accounts or the store, with errors turned into sentences.
 
+use super::api::ItemCode;
 use app::error::AppError;
 use app::model::{
-    AuditPage, AuditQuery, AuditRow, ExceptionGroupView, OrderView, Role, UserRow, Viewer,
+    Assignable, AuditPage, AuditQuery, AuditRow, ExceptionGroupView, ExceptionPage, ExceptionQuery,
+    ExceptionRow, MappingSaved, OrderView, Role, SkuMappingView, TriageOutcome, TriageRequest,
+    TriageTarget, UnmappedSkuView, UserRow, Viewer,
 };
 use app::port::Port;
 use axum::http::request::Parts;
 use leptos::prelude::use_context;
 use tower_sessions::Session;
 
-use super::AppState;
 use super::session::{CurrentUser, SIGNED_IN_AT, USER_ID, client_address};
+use super::{AppState, triage};
 use crate::accounts::{AddUserError, SignInError};
 use crate::audit::{Actor, Change};
-use crate::store::{AuditFilter, StoreError, UserRecord};
+use crate::store::{AuditFilter, ExceptionFilter, StoreError, UserRecord};
 
 /// The port for one request.
 pub struct WebPort {
@@ -88,6 +91,7 @@ fn internal(context: &str, err: &dyn std::fmt::Display) -> AppError {
 fn store_error(err: StoreError) -> AppError {
     match err {
         StoreError::Conflict(message) => AppError::Conflict(message),
+        StoreError::Invalid(message) => AppError::Invalid(message),
         StoreError::NotFound(what) => AppError::NotFound(format!("That {what} does not exist.")),
         other => internal("storage failed", &other),
     }
@@ -280,12 +284,22 @@ impl Port for WebPort {
         Ok(AuditPage { rows, older_than })
     }
 
-    async fn exception_groups(&self, _by: &Viewer) -> Result<Vec<ExceptionGroupView>, AppError> {
+    async fn exception_groups(
+        &self,
+        by: &Viewer,
+        query: ExceptionQuery,
+        oldest_first: bool,
+    ) -> Result<Vec<ExceptionGroupView>, AppError> {
         let now = chrono::Utc::now();
+        let mut scope = triage::scope(&query, Some(by.user_id)).map_err(AppError::Invalid)?;
+        if query.status.as_deref().is_none_or(|s| s.trim().is_empty()) {
+            // Groups are of what still needs attention: open and snoozed.
+            scope.status = None;
+        }
         let groups = self
             .state
             .store
-            .exception_groups(200)
+            .exception_groups(&scope, oldest_first, 200)
             .await
             .map_err(store_error)?;
         Ok(groups
@@ -299,6 +313,172 @@ impl Port for WebPort {
                 open: g.open,
                 oldest_age: age(now - g.oldest),
                 destinations: g.destinations,
+            })
+            .collect())
+    }
+
+    async fn exception_page(
+        &self,
+        by: &Viewer,
+        query: ExceptionQuery,
+        before: Option<i64>,
+        oldest_first: bool,
+    ) -> Result<ExceptionPage, AppError> {
+        const PAGE: i64 = 50;
+        let now = chrono::Utc::now();
+        let scope = triage::scope(&query, Some(by.user_id)).map_err(AppError::Invalid)?;
+        let filter = ExceptionFilter {
+            scope,
+            before_id: before,
+            oldest_first,
+            limit: PAGE,
+        };
+        let rows = self
+            .state
+            .store
+            .exceptions(&filter)
+            .await
+            .map_err(store_error)?;
+        let next_before = (rows.len() as i64 == PAGE)
+            .then(|| rows.last().map(|r| r.id))
+            .flatten();
+        let rows = rows
+            .into_iter()
+            .map(|e| ExceptionRow {
+                id: e.id,
+                store_order_id: e.store_order_id,
+                order_name: e.order_name,
+                destination: e.destination,
+                code: e.code,
+                kind: e.kind,
+                message: e.message,
+                action: e.action,
+                status: e.status,
+                assignee: e.assignee,
+                age: age(now - e.created_at),
+                resolution: e.resolution,
+            })
+            .collect();
+        Ok(ExceptionPage { rows, next_before })
+    }
+
+    async fn count_exceptions(&self, by: &Viewer, query: ExceptionQuery) -> Result<i64, AppError> {
+        let scope = triage::scope(&query, Some(by.user_id)).map_err(AppError::Invalid)?;
+        self.state
+            .store
+            .count_exceptions(&scope)
+            .await
+            .map_err(store_error)
+    }
+
+    async fn triage(
+        &self,
+        by: &Viewer,
+        target: TriageTarget,
+        request: TriageRequest,
+        dry_run: bool,
+    ) -> Result<TriageOutcome, AppError> {
+        let me = Some(by.user_id);
+        let scope = triage::target_scope(&target, me).map_err(AppError::Invalid)?;
+        let action = triage::action(&request, me).map_err(AppError::Invalid)?;
+        let report = self
+            .state
+            .store
+            .triage(&scope, &action, dry_run, &actor(by))
+            .await
+            .map_err(store_error)?;
+        if !dry_run && report.queued > 0 {
+            self.state.wake.notify_waiters();
+        }
+        Ok(triage::outcome(&request, &report))
+    }
+
+    async fn unmapped_skus(&self, _by: &Viewer) -> Result<Vec<UnmappedSkuView>, AppError> {
+        let now = chrono::Utc::now();
+        let rows = self
+            .state
+            .store
+            .unmapped_skus(200)
+            .await
+            .map_err(store_error)?;
+        Ok(rows
+            .into_iter()
+            .map(|u| UnmappedSkuView {
+                sku: u.sku,
+                orders: u.orders,
+                oldest_age: age(now - u.oldest),
+            })
+            .collect())
+    }
+
+    async fn sku_mappings(
+        &self,
+        _by: &Viewer,
+        search: Option<String>,
+    ) -> Result<Vec<SkuMappingView>, AppError> {
+        let search = search
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty());
+        let rows = self
+            .state
+            .store
+            .sku_mappings(search.as_deref(), 500)
+            .await
+            .map_err(store_error)?;
+        Ok(rows
+            .into_iter()
+            .map(|m| SkuMappingView {
+                sku: m.sku,
+                item_code: m.item_code,
+                updated_at: m.updated_at.format("%Y-%m-%d %H:%M").to_string(),
+                updated_by: m.updated_by,
+            })
+            .collect())
+    }
+
+    async fn save_sku_mapping(
+        &self,
+        by: &Viewer,
+        sku: String,
+        item_code: String,
+    ) -> Result<MappingSaved, AppError> {
+        let sku = crate::domain::Sku::try_from(sku.trim().to_string())
+            .map_err(|e| AppError::Invalid(format!("That SKU cannot be used: {e}.")))?;
+        let code = ItemCode::parse(item_code.trim())
+            .map_err(|e| AppError::Invalid(e.replace("item_code", "The ERP item code")))?;
+        let (mapping, released) = self
+            .state
+            .store
+            .save_sku_mapping(sku.as_str(), code.as_str(), &actor(by))
+            .await
+            .map_err(store_error)?;
+        if released.tasks > 0 {
+            self.state.wake.notify_waiters();
+        }
+        let orders = match released.tasks {
+            0 => "no order was waiting on it".to_string(),
+            1 => "1 order released and on its way to the ERP".to_string(),
+            n => format!("{n} orders released and on their way to the ERP"),
+        };
+        Ok(MappingSaved {
+            summary: format!(
+                "SKU {} now maps to {}: {orders}.",
+                mapping.sku, mapping.item_code
+            ),
+            sku: mapping.sku,
+            item_code: mapping.item_code,
+            released: released.tasks,
+        })
+    }
+
+    async fn assignables(&self, _by: &Viewer) -> Result<Vec<Assignable>, AppError> {
+        let users = self.state.store.users().await.map_err(store_error)?;
+        Ok(users
+            .into_iter()
+            .filter(|u| u.active && u.roles.contains(&Role::Operator))
+            .map(|u| Assignable {
+                id: u.id,
+                name: u.display_name,
             })
             .collect())
     }

@@ -12,5 +12,6 @@ mod admin;
 mod api;
 mod auth;
 mod sync;
+mod triage;
 mod web;
 mod webhooks;

@@ -34,15 +34,15 @@ on_both_backends! {
 
 /// The simulated CRM and ERP, an ERP catalogue with `ERP-<sku>` for every catalogue SKU, and a
 /// worker with quick retries.
-struct Rig {
-    crm: SimHandle,
-    erp: SimHandle,
+pub struct Rig {
+    pub crm: SimHandle,
+    pub erp: SimHandle,
     destinations: Destinations,
 }
 
-const UNMAPPED: &str = "NEW-GIZMO";
+pub const UNMAPPED: &str = "NEW-GIZMO";
 
-async fn rig(app: &TestApp, timeout: Duration) -> Rig {
+pub async fn rig(app: &TestApp, timeout: Duration) -> Rig {
     let crm = spawn_crm(CrmSimConfig::default())
         .await
         .expect("CRM simulator");
@@ -85,7 +85,7 @@ async fn rig(app: &TestApp, timeout: Duration) -> Rig {
 }
 
 impl Rig {
-    fn worker(&self, store: &Store) -> Worker {
+    pub fn worker(&self, store: &Store) -> Worker {
         let config = WorkerConfig {
             lease: Duration::from_secs(30),
             retry: RetryPolicy {
@@ -106,7 +106,7 @@ impl Rig {
 }
 
 /// An order every destination accepts: known SKUs, a short street, a postal code.
-fn clean_order(seed: u64) -> Value {
+pub fn clean_order(seed: u64) -> Value {
     let mut order = OrderFactory::new(seed).order();
     for line in order["line_items"].as_array_mut().expect("lines") {
         line["sku"] = json!("TEE-BLK-M");
@@ -125,7 +125,7 @@ async fn count(app: &TestApp, sql: &str) -> i64 {
 }
 
 /// Works the queue until nothing is due or running (or `limit` passes).
-async fn drain(worker: &Worker, app: &TestApp, limit: Duration) {
+pub async fn drain(worker: &Worker, app: &TestApp, limit: Duration) {
     let started = Instant::now();
     while started.elapsed() < limit {
         let worked = worker.run_once().await.expect("worker batch");

@@ -1,21 +1,90 @@
 use leptos::prelude::*;
+use leptos::server_fn::codec::Json;
 
 use crate::error::AppError;
 #[cfg(feature = "ssr")]
 use crate::model::Role;
-use crate::model::{ExceptionGroupView, OrderView};
+use crate::model::{
+    Assignable, ExceptionGroupView, ExceptionPage, ExceptionQuery, MappingSaved, OrderView,
+    SkuMappingView, TriageOutcome, TriageRequest, TriageTarget, UnmappedSkuView,
+};
 
-/// Open exceptions grouped by cause (operators; managers read).
-#[server(prefix = "/rpc", endpoint = "exceptions/groups")]
-pub async fn exception_groups() -> Result<Vec<ExceptionGroupView>, AppError> {
+/// Who may read the exception queue.
+#[cfg(feature = "ssr")]
+const QUEUE_READERS: &[Role] = &[Role::Operator, Role::Manager];
+
+/// Exceptions matching `query` grouped by cause, biggest group first or (`by_age`) the one
+/// waiting longest first (operators; managers read).
+#[server(prefix = "/rpc", endpoint = "exceptions/groups", input = Json)]
+pub async fn exception_groups(
+    query: ExceptionQuery,
+    by_age: bool,
+) -> Result<Vec<ExceptionGroupView>, AppError> {
     use crate::port::{port, respond};
     respond(
         async {
             let port = port()?;
             let by = port
-                .authorize(&[Role::Operator, Role::Manager], "read the exception queue")
+                .authorize(QUEUE_READERS, "read the exception queue")
                 .await?;
-            port.exception_groups(&by).await
+            port.exception_groups(&by, query, by_age).await
+        }
+        .await,
+    )
+}
+
+/// A page of exceptions matching `query` (operators; managers read).
+#[server(prefix = "/rpc", endpoint = "exceptions/page", input = Json)]
+pub async fn list_exceptions(
+    query: ExceptionQuery,
+    before: Option<i64>,
+    oldest_first: bool,
+) -> Result<ExceptionPage, AppError> {
+    use crate::port::{port, respond};
+    respond(
+        async {
+            let port = port()?;
+            let by = port
+                .authorize(QUEUE_READERS, "read the exception queue")
+                .await?;
+            port.exception_page(&by, query, before, oldest_first).await
+        }
+        .await,
+    )
+}
+
+/// Retries, skips, resolves, assigns or snoozes exceptions; with `dry_run`, only counts what
+/// it would do (operators only).
+#[server(prefix = "/rpc", endpoint = "exceptions/triage", input = Json)]
+pub async fn triage(
+    target: TriageTarget,
+    request: TriageRequest,
+    dry_run: bool,
+) -> Result<TriageOutcome, AppError> {
+    use crate::port::{port, respond};
+    respond(
+        async {
+            let port = port()?;
+            let by = port
+                .authorize(&[Role::Operator], "act on exceptions")
+                .await?;
+            port.triage(&by, target, request, dry_run).await
+        }
+        .await,
+    )
+}
+
+/// People exceptions can be assigned to (operators).
+#[server(prefix = "/rpc", endpoint = "exceptions/assignables")]
+pub async fn assignables() -> Result<Vec<Assignable>, AppError> {
+    use crate::port::{port, respond};
+    respond(
+        async {
+            let port = port()?;
+            let by = port
+                .authorize(&[Role::Operator], "assign exceptions")
+                .await?;
+            port.assignables(&by).await
         }
         .await,
     )
@@ -32,6 +101,56 @@ pub async fn recent_orders() -> Result<Vec<OrderView>, AppError> {
                 .authorize(&[Role::Operator, Role::Manager], "read orders")
                 .await?;
             port.recent_orders(&by).await
+        }
+        .await,
+    )
+}
+
+/// SKUs without an ERP item code, ranked by the orders they hold back (operators).
+#[server(prefix = "/rpc", endpoint = "sku/unmapped")]
+pub async fn unmapped_skus() -> Result<Vec<UnmappedSkuView>, AppError> {
+    use crate::port::{port, respond};
+    respond(
+        async {
+            let port = port()?;
+            let by = port
+                .authorize(&[Role::Operator], "read SKU mappings")
+                .await?;
+            port.unmapped_skus(&by).await
+        }
+        .await,
+    )
+}
+
+/// Mappings whose SKU or item code starts with `q` (operators).
+#[server(prefix = "/rpc", endpoint = "sku/list")]
+pub async fn list_sku_mappings(
+    #[server(default)] q: Option<String>,
+) -> Result<Vec<SkuMappingView>, AppError> {
+    use crate::port::{port, respond};
+    respond(
+        async {
+            let port = port()?;
+            let by = port
+                .authorize(&[Role::Operator], "read SKU mappings")
+                .await?;
+            port.sku_mappings(&by, q).await
+        }
+        .await,
+    )
+}
+
+/// Maps a SKU to an ERP item code; every order waiting on it is released (operators).
+#[server(prefix = "/rpc", endpoint = "sku/save")]
+pub async fn save_sku_mapping(sku: String, item_code: String) -> Result<MappingSaved, AppError> {
+    use crate::port::{port, respond};
+    respond(
+        async {
+            let port = port()?;
+            let by = port
+                .authorize(&[Role::Operator], "change SKU mappings")
+                .await?;
+            port.save_sku_mapping(&by, sku, item_code).await
         }
         .await,
     )

@@ -2,7 +2,7 @@ use leptos::prelude::*;
 use leptos_router::hooks::use_query_map;
 
 use crate::api::list_audit;
-use crate::components::{Guard, PageHeader};
+use crate::components::{Guard, PageHeader, encode};
 use crate::model::{AuditQuery, Role};
 
 /// The audit log: every change anyone made, newest first (admin).
@@ -83,17 +83,4 @@ fn AuditLog() -> impl IntoView {
             </Transition>
         </section>
     }
-}
-
-/// Minimal query-string escaping for the paging link.
-fn encode(value: &str) -> String {
-    value
-        .bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' | b'@' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }

@@ -7,6 +7,7 @@ mod home;
 mod login;
 mod not_found;
 mod orders;
+mod sku_mappings;
 mod upcoming;
 
 pub use admin::AdminPage;
@@ -16,4 +17,5 @@ pub use home::HomePage;
 pub use login::LoginPage;
 pub use not_found::NotFound;
 pub use orders::OrdersPage;
-pub use upcoming::{DashboardPage, MergesPage, SkuMappingsPage};
+pub use sku_mappings::SkuMappingsPage;
+pub use upcoming::{DashboardPage, MergesPage};

@@ -16,17 +16,6 @@ fn NotYet(what: &'static str) -> impl IntoView {
     }
 }
 
-/// Store SKU to ERP item code mappings.
-#[component]
-pub fn SkuMappingsPage() -> impl IntoView {
-    view! {
-        <Guard roles=&[Role::Operator]>
-            <PageHeader title="SKU mappings" lead="Which ERP item code each store SKU becomes."/>
-            <NotYet what="The SKU mapping screen is not built yet. The engine already uses the mappings and holds back every order with an unmapped SKU (see Exceptions)."/>
-        </Guard>
-    }
-}
-
 /// Proposed customer merges.
 #[component]
 pub fn MergesPage() -> impl IntoView {

@@ -1,14 +1,16 @@
 //! `GET /api/v1/exceptions`, `GET /api/v1/exception-groups` and
 //! `POST /api/v1/exceptions/{id}/retry`.
 
+use app::model::{ExceptionQuery, TriageRequest, TriageTarget};
 use axum::Json;
-use axum::extract::rejection::{PathRejection, QueryRejection};
+use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::{ApiCaller, ApiError, READERS, WRITERS, invalid};
-use crate::store::{ExceptionFilter, ExceptionView, RetryOutcome, Store};
+use crate::store::{ExceptionFilter, ExceptionScope, ExceptionView, RetryOutcome, Store};
+use crate::web::triage;
 
 /// A page holds this many exceptions unless `limit` says otherwise.
 const DEFAULT_LIMIT: i64 = 50;
@@ -17,7 +19,7 @@ const MAX_LIMIT: i64 = 200;
 /// Groups listed at most.
 const GROUPS_LIMIT: i64 = 500;
 
-/// The list's query string.
+/// The list's and the groups' query string.
 #[derive(Debug, Default, Deserialize)]
 pub struct ListQuery {
     /// `open` (the default), `snoozed`, `resolved`, `skipped` or `all`.
@@ -28,49 +30,60 @@ pub struct ListQuery {
     destination: Option<String>,
     /// Only this cause.
     fingerprint: Option<String>,
+    /// `none` or a user id.
+    assignee: Option<String>,
+    /// Only those waiting at least this many minutes.
+    older_than_minutes: Option<i64>,
+    /// Order number, store order id, customer email or SKU.
+    q: Option<String>,
+    /// `newest` (the default) or `oldest`; for groups, `size` (the default) or `age`.
+    sort: Option<String>,
     /// Page size (1–200).
     limit: Option<i64>,
     /// The previous page's `next_before_id`.
     before_id: Option<i64>,
 }
 
-/// An empty query value means "no filter", as HTML forms and shell scripts send it.
-fn given(value: Option<String>) -> Option<String> {
-    value
-        .map(|v| v.trim().to_string())
-        .filter(|v| !v.is_empty())
-}
-
 impl ListQuery {
-    fn into_filter(self) -> Result<ExceptionFilter, ApiError> {
-        let status = match given(self.status).as_deref() {
-            None | Some("open") => Some("open".to_string()),
-            Some("all") => None,
-            Some(s @ ("snoozed" | "resolved" | "skipped")) => Some(s.to_string()),
-            Some(other) => {
-                return Err(ApiError::Invalid(format!(
-                    "status must be open, snoozed, resolved, skipped or all (got {other:?})."
-                )));
-            }
+    fn scope(&self) -> Result<ExceptionScope, ApiError> {
+        let query = ExceptionQuery {
+            status: self.status.clone(),
+            code: self.code.clone(),
+            destination: self.destination.clone(),
+            fingerprint: self.fingerprint.clone(),
+            assignee: self.assignee.clone(),
+            older_than_minutes: self.older_than_minutes,
+            q: self.q.clone(),
         };
+        triage::scope(&query, None).map_err(ApiError::Invalid)
+    }
+
+    fn into_filter(self) -> Result<ExceptionFilter, ApiError> {
         let limit = self.limit.unwrap_or(DEFAULT_LIMIT);
         if !(1..=MAX_LIMIT).contains(&limit) {
             return Err(ApiError::Invalid(format!(
                 "limit must be between 1 and {MAX_LIMIT}."
             )));
         }
+        let oldest_first = match self.sort.as_deref().map(str::trim) {
+            None | Some("") | Some("newest") => false,
+            Some("oldest") => true,
+            Some(other) => {
+                return Err(ApiError::Invalid(format!(
+                    "sort must be newest or oldest (got {other:?})."
+                )));
+            }
+        };
         Ok(ExceptionFilter {
-            status,
-            code: given(self.code),
-            destination: given(self.destination),
-            fingerprint: given(self.fingerprint),
+            scope: self.scope()?,
             before_id: self.before_id,
+            oldest_first,
             limit,
         })
     }
 }
 
-/// Exceptions, newest first, a page at a time.
+/// Exceptions, newest (or oldest) first, a page at a time.
 pub async fn list(
     State(store): State<Store>,
     caller: ApiCaller,
@@ -93,9 +106,27 @@ pub async fn list(
 pub async fn groups(
     State(store): State<Store>,
     caller: ApiCaller,
+    query: Result<Query<ListQuery>, QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
     caller.require(READERS)?;
-    let groups = store.exception_groups(GROUPS_LIMIT).await?;
+    let Query(query) = query.map_err(invalid)?;
+    let oldest_first = match query.sort.as_deref().map(str::trim) {
+        None | Some("") | Some("size") => false,
+        Some("age") => true,
+        Some(other) => {
+            return Err(ApiError::Invalid(format!(
+                "sort must be size or age (got {other:?})."
+            )));
+        }
+    };
+    let mut scope = query.scope()?;
+    if query.status.is_none() {
+        // Groups are of what still needs attention: open and snoozed.
+        scope.status = None;
+    }
+    let groups = store
+        .exception_groups(&scope, oldest_first, GROUPS_LIMIT)
+        .await?;
     let groups: Vec<Value> = groups
         .into_iter()
         .map(|g| {
@@ -128,4 +159,34 @@ pub async fn retry(
         RetryOutcome::InFlight => "in_flight",
     };
     Ok(Json(json!({ "outcome": outcome })))
+}
+
+/// A triage action on one exception, a selection, a group or a filter.
+#[derive(Debug, Deserialize)]
+pub struct ActionBody {
+    /// What to do (`"action": "retry" | "skip" | "resolve" | "assign" | "snooze"`, with
+    /// `reason`, `note`, `assignee` or `hours`).
+    #[serde(flatten)]
+    request: TriageRequest,
+    /// What to do it to.
+    target: TriageTarget,
+    /// Count only; change nothing.
+    #[serde(default)]
+    dry_run: bool,
+}
+
+/// `POST /api/v1/exceptions/actions`.
+pub async fn act(
+    State(store): State<Store>,
+    caller: ApiCaller,
+    body: Result<Json<ActionBody>, JsonRejection>,
+) -> Result<Json<Value>, ApiError> {
+    caller.require(WRITERS)?;
+    let Json(body) = body.map_err(invalid)?;
+    let scope = triage::target_scope(&body.target, None).map_err(ApiError::Invalid)?;
+    let action = triage::action(&body.request, None).map_err(ApiError::Invalid)?;
+    let report = store
+        .triage(&scope, &action, body.dry_run, &caller.actor())
+        .await?;
+    Ok(Json(json!(triage::outcome(&body.request, &report))))
 }

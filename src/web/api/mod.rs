@@ -8,6 +8,8 @@ mod openapi;
 mod orders;
 mod sku_mappings;
 
+pub(super) use sku_mappings::ItemCode;
+
 use app::model::Role;
 use axum::extract::{FromRef, FromRequestParts};
 use axum::http::request::Parts;
@@ -34,6 +36,7 @@ pub fn router() -> Router<AppState> {
         .route("/exceptions", get(exceptions::list))
         .route("/exception-groups", get(exceptions::groups))
         .route("/exceptions/{id}/retry", post(exceptions::retry))
+        .route("/exceptions/actions", post(exceptions::act))
         .route(
             "/sku-mappings/{sku}",
             get(sku_mappings::show).put(sku_mappings::save),
@@ -104,6 +107,7 @@ impl From<StoreError> for ApiError {
         match err {
             StoreError::NotFound(what) => ApiError::NotFound(format!("No such {what}.")),
             StoreError::Conflict(message) => ApiError::Conflict(message),
+            StoreError::Invalid(message) => ApiError::Invalid(message),
             other => ApiError::Internal(other),
         }
     }

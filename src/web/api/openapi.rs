@@ -53,7 +53,11 @@ fn schemas() -> Value {
             "id": { "type": "integer" }, "store_order_id": { "type": ["integer", "null"] }, "order_name": opt_text,
             "destination": text, "code": text, "kind": { "type": "string", "enum": ["needs_action", "transient", "exhausted"] },
             "message": text, "action": text, "fields": {}, "fingerprint": text,
-            "status": { "type": "string", "enum": ["open", "snoozed", "resolved", "skipped"] }, "created_at": time } },
+            "status": { "type": "string", "enum": ["open", "snoozed", "resolved", "skipped"] }, "created_at": time,
+            "assignee_id": { "type": ["integer", "null"] }, "assignee": opt_text,
+            "snoozed_until": { "type": ["string", "null"], "format": "date-time" },
+            "resolved_at": { "type": ["string", "null"], "format": "date-time" }, "resolved_by": opt_text,
+            "resolution": opt_text } },
         "ExceptionPage": { "type": "object", "properties": {
             "exceptions": { "type": "array", "items": { "$ref": "#/components/schemas/Exception" } },
             "next_before_id": { "type": ["integer", "null"] } } },
@@ -65,6 +69,39 @@ fn schemas() -> Value {
             "released_tasks": { "type": "integer", "description": "PUT only." },
             "resolved_exceptions": { "type": "integer", "description": "PUT only." } } }
     })
+}
+
+/// `POST /exceptions/actions` (its own function: one `json!` for the whole document would pass
+/// the macro recursion limit).
+fn actions_path(write_note: &str) -> Value {
+    let unauth = error_response("No token, or an unknown or revoked one.");
+    let forbidden = error_response("The token lacks the role this needs.");
+    json!({ "post": {
+                "summary": "Retry, skip, resolve, assign or snooze exceptions: some, a cause group, or all a filter matches.",
+                "description": format!("{write_note} Only open and snoozed exceptions are acted on. With `dry_run` nothing changes: the answer counts what would."),
+                "requestBody": { "required": true, "content": { "application/json": { "schema": {
+                    "type": "object", "required": ["action", "target"], "properties": {
+                        "action": { "type": "string", "enum": ["retry", "skip", "resolve", "assign", "snooze"] },
+                        "reason": { "type": "string", "maxLength": 500, "description": "skip: why (required)." },
+                        "note": { "type": "string", "maxLength": 500, "description": "resolve: what was done outside SyncDesk (required)." },
+                        "assignee": { "type": "string", "description": "assign: `none` or a user id." },
+                        "hours": { "type": "integer", "minimum": 1, "maximum": 2160, "description": "snooze: for how long." },
+                        "target": { "oneOf": [
+                            { "type": "object", "required": ["kind", "ids"], "properties": { "kind": { "const": "ids" }, "ids": { "type": "array", "items": { "type": "integer" }, "maxItems": 1000 } } },
+                            { "type": "object", "required": ["kind", "fingerprint"], "properties": { "kind": { "const": "group" }, "fingerprint": text_schema() } },
+                            { "type": "object", "required": ["kind", "query"], "properties": { "kind": { "const": "filter" }, "query": { "type": "object",
+                                "description": "The list's filters: status, code, destination, fingerprint, assignee, older_than_minutes, q." } } } ] },
+                        "dry_run": { "type": "boolean", "default": false } } } } } },
+                "responses": { "200": ok("What was done (or would be).", json!({ "type": "object", "properties": {
+                                   "matched": { "type": "integer" }, "queued": { "type": "integer" }, "already_applied": { "type": "integer" },
+                                   "in_flight": { "type": "integer" }, "destination_wide": { "type": "integer" }, "changed": { "type": "integer" },
+                                   "dry_run": { "type": "boolean" }, "summary": text_schema() } })),
+                               "401": unauth, "403": forbidden, "409": error_response("Nobody to assign to."),
+                               "422": error_response("A missing reason or note, a bad target or filter.") } } })
+}
+
+fn text_schema() -> Value {
+    json!({ "type": "string" })
 }
 
 /// The OpenAPI document.
@@ -95,6 +132,10 @@ pub fn spec() -> Value {
                     query_param("code", json!({ "type": "string" }), "Only this code."),
                     query_param("destination", json!({ "type": "string" }), "Only this destination."),
                     query_param("fingerprint", json!({ "type": "string" }), "Only this cause."),
+                    query_param("assignee", json!({ "type": "string" }), "`none`, or a user id."),
+                    query_param("older_than_minutes", json!({ "type": "integer", "minimum": 0 }), "Only those waiting at least this long."),
+                    query_param("q", json!({ "type": "string", "maxLength": 200 }), "Order number, store order id, customer email or SKU."),
+                    query_param("sort", json!({ "type": "string", "enum": ["newest", "oldest"], "default": "newest" }), "Newest or oldest first."),
                     query_param("limit", json!({ "type": "integer", "minimum": 1, "maximum": 200, "default": 50 }), "Page size."),
                     query_param("before_id", json!({ "type": "integer" }), "The previous page's `next_before_id`.")
                 ],
@@ -103,6 +144,15 @@ pub fn spec() -> Value {
             "/exception-groups": { "get": {
                 "summary": "Open exceptions grouped by cause, biggest group first.",
                 "description": read_note,
+                "parameters": [
+                    query_param("status", json!({ "type": "string", "enum": ["open", "snoozed", "resolved", "skipped", "all"] }), "Which status (default: open and snoozed)."),
+                    query_param("code", json!({ "type": "string" }), "Only this code."),
+                    query_param("destination", json!({ "type": "string" }), "Only this destination."),
+                    query_param("assignee", json!({ "type": "string" }), "`none`, or a user id."),
+                    query_param("older_than_minutes", json!({ "type": "integer", "minimum": 0 }), "Only those waiting at least this long."),
+                    query_param("q", json!({ "type": "string" }), "Order number, store order id, customer email or SKU."),
+                    query_param("sort", json!({ "type": "string", "enum": ["size", "age"], "default": "size" }), "Biggest or oldest group first.")
+                ],
                 "responses": { "200": ok("The groups.", json!({ "type": "object", "properties": {
                                    "groups": { "type": "array", "items": schema("ExceptionGroup") } } })),
                                "401": unauth, "403": forbidden } } },
@@ -114,6 +164,7 @@ pub fn spec() -> Value {
                                    "outcome": { "type": "string", "enum": ["queued", "already_applied", "in_flight"] } } })),
                                "401": unauth, "403": forbidden, "404": error_response("No such exception."),
                                "409": error_response("The exception concerns a whole destination.") } } },
+            "/exceptions/actions": actions_path(write_note),
             "/sku-mappings/{sku}": {
                 "get": {
                     "summary": "A SKU's ERP item code.",

@@ -1,0 +1,110 @@
+import { test, expect, signIn, operatorEmail, managerEmail, shopifyOrder, postOrder } from './fixtures';
+
+// The server runs `syncdesk demo --no-traffic`: a simulated CRM and ERP, no store traffic. An
+// order with a SKU nobody mapped becomes an ERP exception, grouped by that SKU.
+
+function unmappedOrders(count: number) {
+  const sku = `NEW-E2E-${Math.floor(Math.random() * 1e6)}`;
+  const base = Date.now();
+  const orders = Array.from({ length: count }, (_, i) => {
+    const name = `#${7000 + Math.floor(Math.random() * 2000)}`;
+    return shopifyOrder(base + i, name, sku);
+  });
+  return { sku, orders };
+}
+
+test('new exceptions appear by themselves, and an operator retries a whole group after counting it', async ({ page, request }) => {
+  await signIn(page, operatorEmail);
+  await page.getByRole('navigation', { name: 'Main' }).getByRole('link', { name: 'Exceptions', exact: true }).click();
+  await expect(page.getByRole('heading', { name: 'By cause' })).toBeVisible();
+
+  // Orders arrive while the page is open: their group shows up without a reload.
+  const { sku, orders } = unmappedOrders(2);
+  for (const order of orders) await postOrder(request, order);
+  const group = page.getByRole('row').filter({ hasText: sku });
+  await expect(group).toBeVisible({ timeout: 20_000 });
+  await expect(group).toContainText('2');
+  await expect(group.getByRole('link', { name: 'Map SKU' })).toBeVisible();
+
+  // Retry the group: counted first, then confirmed.
+  await group.getByRole('button', { name: 'Retry all' }).click();
+  const dialog = page.getByRole('alertdialog');
+  await expect(dialog).toContainText('2 orders will be sent again now.');
+  await dialog.getByRole('button', { name: 'Retry now' }).click();
+  await expect(page.getByRole('status')).toContainText('2 orders queued to be sent again now.');
+  await expect(dialog).toHaveCount(0);
+
+  // Still unmapped, so they wait again — one exception per order, not more.
+  await expect(group).toContainText('2');
+
+  // Expand the group to its orders, and skip one of them with a reason.
+  await group.getByRole('link', { name: 'Show 2 orders' }).click();
+  await expect(page.getByRole('heading', { name: new RegExp(`Orders waiting on .*${sku}`) })).toBeVisible();
+  const first = orders[0].name;
+  const row = page.getByRole('row').filter({ hasText: first });
+  await row.getByRole('checkbox').check();
+  await expect(page.getByText('1 selected')).toBeVisible();
+  await page.getByRole('group', { name: /Act on the selection/ }).getByRole('button', { name: 'Skip…' }).click();
+  await expect(page.getByRole('alertdialog')).toContainText('1 order will be skipped.');
+  await expect(page.getByRole('button', { name: 'Skip now' })).toBeDisabled();
+  await page.getByLabel(/Why skip them/).fill('Test order placed by the e2e suite');
+  await page.getByRole('button', { name: 'Skip now' }).click();
+  await expect(page.getByRole('status')).toContainText('1 order skipped.');
+  await expect(page.getByRole('row').filter({ hasText: first })).toHaveCount(0);
+
+  // The skipped one is still found under "Skipped", with the reason.
+  await page.getByLabel('Search').fill(first);
+  await page.getByLabel('Status').selectOption('skipped');
+  await page.getByRole('button', { name: 'Filter' }).click();
+  await expect(page.getByRole('row').filter({ hasText: first })).toContainText('Test order placed by the e2e suite');
+});
+
+test('a manager sees the queue without action buttons, and the server refuses the action', async ({ page, request }) => {
+  const { sku, orders } = unmappedOrders(1);
+  await postOrder(request, orders[0]);
+  await signIn(page, managerEmail);
+  await page.goto('/exceptions');
+  const group = page.getByRole('row').filter({ hasText: sku });
+  await expect(group).toBeVisible({ timeout: 20_000 });
+  await expect(group.getByRole('button', { name: 'Retry all' })).toHaveCount(0);
+  await expect(page.getByRole('group', { name: /Act on the selection/ })).toHaveCount(0);
+
+  // Calling the server function directly, with the manager's session, is refused.
+  const res = await page.request.post('/rpc/exceptions/triage', {
+    data: { target: { kind: 'group', fingerprint: `missing_sku:erp:${sku}` }, request: { action: 'retry' }, dry_run: false },
+    headers: { Origin: new URL(page.url()).origin },
+  });
+  expect(res.status()).toBe(403);
+});
+
+test('mapping a SKU releases its orders: they sync to the ERP and their exceptions resolve', async ({ page, request }) => {
+  const { sku, orders } = unmappedOrders(2);
+  for (const order of orders) await postOrder(request, order);
+  await signIn(page, operatorEmail);
+  await page.goto('/exceptions');
+  const group = page.getByRole('row').filter({ hasText: sku });
+  await expect(group).toBeVisible({ timeout: 20_000 });
+
+  // The group's fix leads to the SKU, ranked among those waiting.
+  await group.getByRole('link', { name: 'Map SKU' }).click();
+  await expect(page.getByRole('heading', { name: 'Waiting for a mapping' })).toBeVisible();
+  const line = page.getByRole('row').filter({ hasText: sku });
+  await expect(line).toContainText('2');
+  await line.getByLabel(`ERP item code for ${sku}`).fill('ERP-TEE-BLK-M');
+  await line.getByRole('button', { name: 'Map and release' }).click();
+  await expect(page.getByRole('status')).toContainText(`SKU ${sku} now maps to ERP-TEE-BLK-M: 2 orders released`);
+  await expect(page.getByRole('row').filter({ hasText: sku }).getByRole('button', { name: 'Map and release' })).toHaveCount(0);
+  await expect(page.getByRole('row').filter({ hasText: 'ERP-TEE-BLK-M' }).filter({ hasText: sku })).toBeVisible();
+
+  // The orders reach the ERP, and the queue no longer holds the group.
+  await page.getByRole('navigation', { name: 'Main' }).getByRole('link', { name: 'Orders', exact: true }).click();
+  for (const order of orders) {
+    const row = page.getByRole('row').filter({ hasText: order.name });
+    await expect(async () => {
+      await page.reload();
+      await expect(row.locator('td').nth(4)).toHaveText('synced', { timeout: 1_000 });
+    }).toPass({ timeout: 20_000 });
+  }
+  await page.goto(`/exceptions?status=resolved&q=${sku}`);
+  await expect(page.getByRole('row').filter({ hasText: orders[0].name })).toContainText(`mapped to ERP item ERP-TEE-BLK-M`);
+});

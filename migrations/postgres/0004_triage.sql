@@ -1,0 +1,20 @@
+-- Triage: finding exceptions and orders by SKU, by assignee, and paging the open queue fast.
+
+-- The SKUs each order contains (as ever seen: an edit that removes a line leaves its SKU here,
+-- so a search still finds the order it was once on).
+CREATE TABLE order_skus (
+    store_order_id BIGINT NOT NULL REFERENCES orders (store_order_id),
+    sku            TEXT NOT NULL,
+    PRIMARY KEY (store_order_id, sku)
+);
+CREATE INDEX order_skus_sku ON order_skus (sku, store_order_id);
+INSERT INTO order_skus (store_order_id, sku)
+SELECT o.store_order_id, l ->> 'sku'
+FROM orders o, jsonb_array_elements(o.data -> 'lines') l
+WHERE l ->> 'sku' IS NOT NULL
+ON CONFLICT DO NOTHING;
+
+CREATE INDEX exceptions_by_status ON exceptions (status, id);
+CREATE INDEX exceptions_by_assignee ON exceptions (assignee_id, status);
+CREATE INDEX exceptions_by_order ON exceptions (store_order_id, id);
+CREATE INDEX exceptions_snoozed ON exceptions (snoozed_until) WHERE status = 'snoozed';

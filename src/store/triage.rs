@@ -1,0 +1,492 @@
+//! Triage: what people (and tokens) do to exceptions — retry, skip with a reason, resolve with a
+//! note, assign, snooze — on one exception, a selection, a whole cause group or everything a
+//! filter matches. Each operation is one set-based transaction: the scope is a `WHERE` clause
+//! evaluated inside the statements themselves (never a page of ids read earlier), so "retry the
+//! group" means the whole group at the moment of the click, and two people clicking at once
+//! cannot queue a task twice. A dry run counts what the operation would do and changes nothing.
+//! Every operation that changes something writes one audit entry in the same transaction.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use serde_json::json;
+
+use super::audit::insert_audit;
+use super::{Store, StoreError, is_postgres, on_pool};
+use crate::audit::{Actor, Change};
+
+/// Which exceptions an operation or a list concerns. Every field narrows; an empty scope is
+/// every exception.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ExceptionScope {
+    /// Only these exception ids (a selection).
+    pub ids: Option<Vec<i64>>,
+    /// Only this cause.
+    pub fingerprint: Option<String>,
+    /// Only this code.
+    pub code: Option<String>,
+    /// Only this destination.
+    pub destination: Option<String>,
+    /// Only this status (`open`, `snoozed`, `resolved`, `skipped`); `None`: any.
+    pub status: Option<String>,
+    /// Only those assigned to this user, or [`Assignee::Nobody`].
+    pub assignee: Option<Assignee>,
+    /// Only those opened before this instant (older than an age).
+    pub created_before: Option<DateTime<Utc>>,
+    /// Order number (`#1042` or `1042`), store order id, customer email, or SKU.
+    pub search: Option<String>,
+}
+
+/// An assignee filter.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Assignee {
+    /// Nobody is assigned.
+    Nobody,
+    /// This user.
+    User(i64),
+}
+
+/// What to do to the exceptions in scope. Only open and snoozed exceptions are acted on.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TriageAction {
+    /// Put their tasks back in the queue now (attempts reset). A task already synced at the
+    /// order's current version is reported as already applied and its exception resolves.
+    Retry,
+    /// Do not deliver this order to the destination: the task is skipped (and stays skipped
+    /// through later changes, until someone retries it) and the exception closes as skipped,
+    /// with the reason.
+    Skip {
+        /// Why, for the timeline and the audit log.
+        reason: String,
+    },
+    /// The cause was dealt with outside SyncDesk (e.g. the document was keyed in by hand): the
+    /// task counts as synced at the current version, recorded as a manual attempt, and the
+    /// exception resolves with the note. Later changes sync as usual.
+    Resolve {
+        /// What was done, for the timeline and the audit log.
+        note: String,
+    },
+    /// Assign to a person, or to nobody.
+    Assign {
+        /// The user, or `None` to unassign.
+        user_id: Option<i64>,
+    },
+    /// Hide until `until`; then it is open again.
+    Snooze {
+        /// When it comes back.
+        until: DateTime<Utc>,
+    },
+}
+
+impl TriageAction {
+    fn audit_action(&self) -> &'static str {
+        match self {
+            TriageAction::Retry => "exceptions.retried",
+            TriageAction::Skip { .. } => "exceptions.skipped",
+            TriageAction::Resolve { .. } => "exceptions.resolved",
+            TriageAction::Assign { .. } => "exceptions.assigned",
+            TriageAction::Snooze { .. } => "exceptions.snoozed",
+        }
+    }
+}
+
+/// What an operation did (or, in a dry run, would do).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct TriageReport {
+    /// Open or snoozed exceptions in scope.
+    pub matched: u64,
+    /// Tasks queued to run now (retry).
+    pub queued: u64,
+    /// Exceptions whose order is already at the destination at its current version (retry);
+    /// they resolve.
+    pub already_applied: u64,
+    /// Tasks a worker is delivering right now; left alone.
+    pub in_flight: u64,
+    /// Exceptions for a whole destination (rejected credentials): only renewing the
+    /// credentials resumes it, so retry, skip and resolve leave them.
+    pub destination_wide: u64,
+    /// Exceptions changed (closed as skipped or resolved, assigned, snoozed).
+    pub changed: u64,
+    /// Whether this was a dry run.
+    pub dry_run: bool,
+}
+
+/// Task states a person may put back in the queue or settle by hand.
+const IDLE_STATES: &str = "('pending', 'retrying', 'blocked', 'dead', 'skipped')";
+
+/// Binds the scope's eight parameters (`$1`–`$8`, in [`scope_sql`]'s order) to `$query`.
+macro_rules! bind_scope {
+    ($query:expr, $binds:expr) => {{
+        let b: &$crate::store::triage::ScopeBinds = $binds;
+        $query
+            .bind(b.ids.as_deref())
+            .bind(b.fingerprint.as_deref())
+            .bind(b.code.as_deref())
+            .bind(b.destination.as_deref())
+            .bind(b.status.as_deref())
+            .bind(b.assignee)
+            .bind(b.created_before)
+            .bind(b.search.as_deref())
+    }};
+}
+pub(crate) use bind_scope;
+
+/// A scope as statement parameters.
+pub(crate) struct ScopeBinds {
+    pub(crate) ids: Option<String>,
+    pub(crate) fingerprint: Option<String>,
+    pub(crate) code: Option<String>,
+    pub(crate) destination: Option<String>,
+    pub(crate) status: Option<String>,
+    /// 0 means "nobody".
+    pub(crate) assignee: Option<i64>,
+    pub(crate) created_before: Option<DateTime<Utc>>,
+    pub(crate) search: Option<String>,
+}
+
+impl ExceptionScope {
+    pub(crate) fn binds(&self) -> ScopeBinds {
+        ScopeBinds {
+            ids: self
+                .ids
+                .as_ref()
+                .map(|ids| serde_json::to_string(ids).unwrap_or_else(|_| "[]".to_string())),
+            fingerprint: self.fingerprint.clone(),
+            code: self.code.clone(),
+            destination: self.destination.clone(),
+            status: self.status.clone(),
+            assignee: self.assignee.map(|a| match a {
+                Assignee::Nobody => 0,
+                Assignee::User(id) => id,
+            }),
+            created_before: self.created_before,
+            search: self.search.as_deref().map(normalise_search),
+        }
+    }
+
+    /// A short description for the audit log, without personal data (an email searched for
+    /// is recorded as such, not spelled out).
+    fn describe(&self) -> serde_json::Value {
+        let search = self.search.as_deref().map(|s| {
+            if s.contains('@') {
+                "(an email address)".to_string()
+            } else {
+                s.to_string()
+            }
+        });
+        let ids = self.ids.as_ref().map(|ids| {
+            if ids.len() > 100 {
+                json!({ "count": ids.len() })
+            } else {
+                json!(ids)
+            }
+        });
+        json!({
+            "ids": ids,
+            "fingerprint": self.fingerprint,
+            "code": self.code,
+            "destination": self.destination,
+            "status": self.status,
+            "assignee": self.assignee.map(|a| match a {
+                Assignee::Nobody => json!("nobody"),
+                Assignee::User(id) => json!(id),
+            }),
+            "created_before": self.created_before,
+            "search": search,
+        })
+    }
+
+    /// The audit target: the one exception, the group, or "a filter".
+    fn target(&self) -> String {
+        match (&self.ids, &self.fingerprint) {
+            (Some(ids), _) if ids.len() == 1 => format!("exception:{}", ids[0]),
+            (Some(_), _) => "exceptions:selection".to_string(),
+            (None, Some(fp)) => format!("group:{fp}"),
+            (None, None) => "exceptions:filter".to_string(),
+        }
+    }
+}
+
+/// Search text as matched: trimmed; an email lowercased as the store's are.
+fn normalise_search(s: &str) -> String {
+    let s = s.trim();
+    if s.contains('@') {
+        s.to_lowercase()
+    } else {
+        s.to_string()
+    }
+}
+
+/// The scope's `WHERE` condition over `exceptions e LEFT JOIN orders o`, with parameters
+/// `$1`–`$8` (see [`bind_scope!`]). Only the id list is written per dialect: SQLite reads the
+/// JSON array with `json_each`, PostgreSQL with `jsonb_array_elements_text`.
+pub(crate) fn scope_sql(postgres: bool) -> String {
+    let ids = if postgres {
+        "e.id IN (SELECT CAST(value AS BIGINT) FROM jsonb_array_elements_text(CAST($1 AS JSONB)))"
+    } else {
+        "e.id IN (SELECT value FROM json_each($1))"
+    };
+    format!(
+        "($1 IS NULL OR {ids})
+         AND ($2 IS NULL OR e.fingerprint = $2)
+         AND ($3 IS NULL OR e.code = $3)
+         AND ($4 IS NULL OR e.destination = $4)
+         AND ($5 IS NULL OR e.status = $5)
+         AND ($6 IS NULL OR ($6 = 0 AND e.assignee_id IS NULL) OR e.assignee_id = $6)
+         AND ($7 IS NULL OR e.created_at < $7)
+         AND ($8 IS NULL OR o.name = $8 OR o.name = '#' || $8 OR o.email = $8
+              OR CAST(e.store_order_id AS TEXT) = $8 OR e.fingerprint = 'missing_sku:erp:' || $8
+              OR e.store_order_id IN (SELECT store_order_id FROM order_skus WHERE sku = $8))"
+    )
+}
+
+/// The ids of the actionable (open or snoozed) exceptions in scope, as a sub-select.
+fn actionable(postgres: bool) -> String {
+    format!(
+        "SELECT e.id FROM exceptions e LEFT JOIN orders o ON o.store_order_id = e.store_order_id
+         WHERE e.status IN ('open', 'snoozed') AND {}",
+        scope_sql(postgres)
+    )
+}
+
+impl Store {
+    /// Applies `action` to every open or snoozed exception in `scope` (or, with `dry_run`,
+    /// counts what it would do), in one transaction, audited once.
+    pub async fn triage(
+        &self,
+        scope: &ExceptionScope,
+        action: &TriageAction,
+        dry_run: bool,
+        by: &Actor,
+    ) -> Result<TriageReport, StoreError> {
+        // A dry run only counts, so the reason may still be unwritten.
+        if !dry_run {
+            validate(action)?;
+        }
+        let now = Utc::now();
+        let binds = scope.binds();
+        on_pool!(&self.db, pool => {
+            let pg = is_postgres(pool);
+            let scoped = actionable(pg);
+            // SQLite: take the write lock first, so the counts and the changes see one state.
+            let mut tx = if pg { pool.begin().await? } else { pool.begin_with("BEGIN IMMEDIATE").await? };
+            if let TriageAction::Assign { user_id: Some(user) } = action {
+                let active: Option<bool> = sqlx::query_scalar("SELECT active FROM users WHERE id = $1")
+                    .bind(user)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                if active != Some(true) {
+                    return Err(StoreError::Conflict("That person has no active account to assign to.".into()));
+                }
+            }
+            // What the scope holds, by what can be done with it.
+            let count_sql = format!(
+                "SELECT COUNT(*),
+                        COUNT(CASE WHEN x.task_id IS NULL THEN 1 END),
+                        COUNT(CASE WHEN t.synced_version >= t.target_version THEN 1 END),
+                        COUNT(CASE WHEN t.state = 'running' AND NOT (COALESCE(t.synced_version, -1) >= t.target_version) THEN 1 END)
+                 FROM exceptions x LEFT JOIN sync_tasks t ON t.id = x.task_id
+                 WHERE x.id IN ({scoped})"
+            );
+            let (matched, destination_wide, applied, running): (i64, i64, i64, i64) =
+                bind_scope!(sqlx::query_as(&count_sql), &binds).fetch_one(&mut *tx).await?;
+            let task_ops = matches!(action, TriageAction::Retry | TriageAction::Skip { .. } | TriageAction::Resolve { .. });
+            let mut report = TriageReport {
+                matched: matched as u64,
+                dry_run,
+                ..TriageReport::default()
+            };
+            if task_ops {
+                report.destination_wide = destination_wide as u64;
+                report.in_flight = running as u64;
+            }
+            // Tasks idle and behind the order's current version: what retry queues, skip skips
+            // and resolve settles.
+            let idle_tasks = format!(
+                "SELECT x.task_id FROM exceptions x WHERE x.id IN ({scoped}) AND x.task_id IS NOT NULL"
+            );
+            let behind = format!(
+                "id IN ({idle_tasks}) AND state IN {IDLE_STATES} AND NOT (COALESCE(synced_version, -1) >= target_version)"
+            );
+            match action {
+                TriageAction::Retry => {
+                    report.already_applied = applied as u64;
+                    if dry_run {
+                        let sql1 = format!("SELECT COUNT(*) FROM sync_tasks WHERE {behind}");
+                        let n: i64 = bind_scope!(sqlx::query_scalar(&sql1), &binds)
+                            .fetch_one(&mut *tx).await?;
+                        report.queued = n as u64;
+                    } else {
+                        // Already applied: nothing to send; the exception was stale.
+                        let sql2 = format!(
+                            "UPDATE exceptions SET status = 'resolved', resolved_at = $9, resolved_by = $10,
+                                 resolution = 'Already applied at the destination', updated_at = $9
+                             WHERE id IN ({scoped}) AND task_id IN (SELECT id FROM sync_tasks WHERE synced_version >= target_version)"
+                        );
+                        let resolved = bind_scope!(sqlx::query(&sql2), &binds)
+                        .bind(now).bind(by.label())
+                        .execute(&mut *tx).await?.rows_affected();
+                        report.already_applied = resolved;
+                        let sql3 = format!(
+                            "UPDATE sync_tasks SET state = 'pending', attempt = 0, scheduled_at = $9, blocked_on = NULL, updated_at = $9
+                             WHERE {behind}"
+                        );
+                        let queued = bind_scope!(sqlx::query(&sql3), &binds)
+                        .bind(now)
+                        .execute(&mut *tx).await?.rows_affected();
+                        report.queued = queued;
+                        // A retried exception stays visible (open) until its delivery settles it.
+                        let sql4 = format!(
+                            "UPDATE exceptions SET status = 'open', snoozed_until = NULL, updated_at = $9
+                             WHERE id IN ({scoped}) AND status = 'snoozed'"
+                        );
+                        bind_scope!(sqlx::query(&sql4), &binds)
+                        .bind(now)
+                        .execute(&mut *tx).await?;
+                    }
+                }
+                TriageAction::Skip { reason } | TriageAction::Resolve { note: reason } => {
+                    let skip = matches!(action, TriageAction::Skip { .. });
+                    let closable = format!(
+                        "id IN ({scoped}) AND task_id IS NOT NULL
+                         AND task_id NOT IN (SELECT id FROM sync_tasks WHERE state = 'running')"
+                    );
+                    if dry_run {
+                        let sql5 = format!("SELECT COUNT(*) FROM exceptions WHERE {closable}");
+                        let n: i64 = bind_scope!(sqlx::query_scalar(&sql5), &binds)
+                            .fetch_one(&mut *tx).await?;
+                        report.changed = n as u64;
+                    } else {
+                        if skip {
+                            let sql6 = format!(
+                                "UPDATE sync_tasks SET state = 'skipped', blocked_on = NULL, last_error = $9, updated_at = $10
+                                 WHERE {behind}"
+                            );
+                            bind_scope!(sqlx::query(&sql6), &binds)
+                            .bind(format!("Skipped by {}: {reason}", by.label()))
+                            .bind(now)
+                            .execute(&mut *tx).await?;
+                        } else {
+                            // Settled by hand: record a manual attempt, then mark the version synced.
+                            let sql7 = format!(
+                                "INSERT INTO sync_attempts (task_id, store_order_id, destination, version, attempt, started_at,
+                                     duration_ms, outcome, message)
+                                 SELECT id, store_order_id, destination, target_version, attempt, $9, 0, 'manual', $10
+                                 FROM sync_tasks WHERE {behind}"
+                            );
+                            bind_scope!(sqlx::query(&sql7), &binds)
+                            .bind(now)
+                            .bind(format!("Resolved by {}: {reason}", by.label()))
+                            .execute(&mut *tx).await?;
+                            let sql8 = format!(
+                                "UPDATE sync_tasks SET state = 'synced', synced_version = target_version, blocked_on = NULL,
+                                     last_error = NULL, attempt = 0, updated_at = $9
+                                 WHERE {behind}"
+                            );
+                            bind_scope!(sqlx::query(&sql8), &binds)
+                            .bind(now)
+                            .execute(&mut *tx).await?;
+                        }
+                        let status = if skip { "skipped" } else { "resolved" };
+                        let sql9 = format!(
+                            "UPDATE exceptions SET status = $9, resolved_at = $10, resolved_by = $11, resolution = $12,
+                                 snoozed_until = NULL, updated_at = $10
+                             WHERE {closable}"
+                        );
+                        let changed = bind_scope!(sqlx::query(&sql9), &binds)
+                        .bind(status)
+                        .bind(now)
+                        .bind(by.label())
+                        .bind(reason.trim())
+                        .execute(&mut *tx).await?.rows_affected();
+                        report.changed = changed;
+                    }
+                }
+                TriageAction::Assign { user_id } => {
+                    if dry_run {
+                        report.changed = report.matched;
+                    } else {
+                        let sql10 = format!(
+                            "UPDATE exceptions SET assignee_id = $9, updated_at = $10 WHERE id IN ({scoped})"
+                        );
+                        report.changed = bind_scope!(sqlx::query(&sql10), &binds)
+                        .bind(user_id)
+                        .bind(now)
+                        .execute(&mut *tx).await?.rows_affected();
+                    }
+                }
+                TriageAction::Snooze { until } => {
+                    if dry_run {
+                        report.changed = report.matched;
+                    } else {
+                        let sql11 = format!(
+                            "UPDATE exceptions SET status = 'snoozed', snoozed_until = $9, updated_at = $10 WHERE id IN ({scoped})"
+                        );
+                        report.changed = bind_scope!(sqlx::query(&sql11), &binds)
+                        .bind(until)
+                        .bind(now)
+                        .execute(&mut *tx).await?.rows_affected();
+                    }
+                }
+            }
+            if dry_run {
+                tx.rollback().await?;
+                return Ok(report);
+            }
+            let mut details = json!({ "scope": scope.describe(), "result": &report });
+            match action {
+                TriageAction::Skip { reason } => details["reason"] = json!(reason.trim()),
+                TriageAction::Resolve { note } => details["note"] = json!(note.trim()),
+                TriageAction::Assign { user_id } => details["assignee"] = json!(user_id),
+                TriageAction::Snooze { until } => details["until"] = json!(until),
+                TriageAction::Retry => {}
+            }
+            let change = Change::new(by, action.audit_action(), scope.target()).after(details);
+            insert_audit!(&mut *tx, &change)?;
+            tx.commit().await?;
+            Ok::<TriageReport, StoreError>(report)
+        })
+    }
+
+    /// Opens again every snoozed exception whose time has come. Returns how many.
+    pub async fn wake_snoozed(&self) -> Result<u64, StoreError> {
+        let now = Utc::now();
+        let n = on_pool!(&self.db, pool => {
+            sqlx::query(
+                "UPDATE exceptions SET status = 'open', snoozed_until = NULL, updated_at = $1
+                 WHERE status = 'snoozed' AND snoozed_until <= $1",
+            )
+            .bind(now)
+            .execute(pool)
+            .await
+            .map(|done| done.rows_affected())
+        })?;
+        Ok(n)
+    }
+}
+
+/// Refuses actions that would lose information: a skip without a reason, a resolution without
+/// a note, a snooze into the past.
+fn validate(action: &TriageAction) -> Result<(), StoreError> {
+    match action {
+        TriageAction::Skip { reason } if reason.trim().is_empty() => Err(StoreError::Invalid(
+            "Say why these orders are skipped; the reason is kept on each order's timeline.".into(),
+        )),
+        TriageAction::Resolve { note } if note.trim().is_empty() => Err(StoreError::Invalid(
+            "Say what was done; the note is kept on each order's timeline.".into(),
+        )),
+        TriageAction::Skip { reason } | TriageAction::Resolve { note: reason }
+            if reason.chars().count() > 500 =>
+        {
+            Err(StoreError::Invalid(
+                "Keep the reason under 500 characters.".into(),
+            ))
+        }
+        TriageAction::Snooze { until } if *until <= Utc::now() => Err(StoreError::Invalid(
+            "Snooze until a time in the future.".into(),
+        )),
+        TriageAction::Snooze { until } if *until > Utc::now() + chrono::TimeDelta::days(90) => {
+            Err(StoreError::Invalid("Snooze for at most 90 days.".into()))
+        }
+        _ => Ok(()),
+    }
+}

@@ -1,0 +1,671 @@
+//! Triage: retry, skip, resolve, assign and snooze on one exception, a selection, a cause group
+//! or a filter — through the engine, the JSON API and the UI's server function — with dry-run
+//! counts, role checks and the audit log, against the simulated ERP over HTTP.
+
+use std::time::Duration;
+
+use app::model::Role;
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use syncdesk::audit::Actor;
+use syncdesk::simulate::ledger::DocumentKind;
+use syncdesk::store::{Assignee, ExceptionScope, TriageAction};
+
+use crate::harness::TestApp;
+use crate::sync::{UNMAPPED, clean_order, drain, rig};
+use crate::webhooks::{Post, later, order_id};
+
+on_both_backends! {
+    retrying_a_group_counts_first_then_queues_every_order_once => retrying_a_group_counts_first_then_queues_every_order_once_sqlite, retrying_a_group_counts_first_then_queues_every_order_once_postgres;
+    skip_needs_a_reason_and_keeps_the_order_skipped_through_later_changes => skip_needs_a_reason_and_keeps_the_order_skipped_through_later_changes_sqlite, skip_needs_a_reason_and_keeps_the_order_skipped_through_later_changes_postgres;
+    resolve_records_a_manual_attempt_and_retry_of_an_applied_order_says_so => resolve_records_a_manual_attempt_and_retry_of_an_applied_order_says_so_sqlite, resolve_records_a_manual_attempt_and_retry_of_an_applied_order_says_so_postgres;
+    filters_find_exceptions_by_order_email_sku_and_assignee => filters_find_exceptions_by_order_email_sku_and_assignee_sqlite, filters_find_exceptions_by_order_email_sku_and_assignee_postgres;
+    snoozed_exceptions_come_back_when_their_time_comes => snoozed_exceptions_come_back_when_their_time_comes_sqlite, snoozed_exceptions_come_back_when_their_time_comes_postgres;
+    triage_through_the_api_and_the_server_function_checks_roles_and_audits => triage_through_the_api_and_the_server_function_checks_roles_and_audits_sqlite, triage_through_the_api_and_the_server_function_checks_roles_and_audits_postgres;
+}
+
+const FINGERPRINT: &str = "missing_sku:erp:NEW-GIZMO";
+
+/// Posts `n` orders with the unmapped SKU (seeds from `seed`), works the queue, and returns
+/// their store ids: each order's ERP task is then blocked with one open exception.
+async fn blocked_orders(
+    app: &TestApp,
+    worker: &syncdesk::engine::worker::Worker,
+    seed: u64,
+    n: u64,
+) -> Vec<i64> {
+    let mut ids = Vec::new();
+    for s in seed..seed + n {
+        let mut order = clean_order(s);
+        order["line_items"][0]["sku"] = json!(UNMAPPED);
+        order["name"] = json!(format!("#{}", 5000 + s));
+        order["order_number"] = json!(5000 + s);
+        ids.push(order_id(&order));
+        Post::new("orders/create", &order).send(app).await;
+    }
+    drain(worker, app, Duration::from_secs(10)).await;
+    assert_eq!(
+        app.count(&format!(
+            "SELECT COUNT(*) FROM exceptions WHERE status = 'open' AND fingerprint = '{FINGERPRINT}'"
+        ))
+        .await,
+        n as i64
+    );
+    ids
+}
+
+fn group() -> ExceptionScope {
+    ExceptionScope {
+        fingerprint: Some(FINGERPRINT.into()),
+        ..ExceptionScope::default()
+    }
+}
+
+async fn retrying_a_group_counts_first_then_queues_every_order_once(app: TestApp) {
+    let rig = rig(&app, Duration::from_secs(5)).await;
+    let worker = rig.worker(&app.store);
+    let ids = blocked_orders(&app, &worker, 300, 3).await;
+    let operator = app
+        .add_user("olga@example.com", "Olga", &[Role::Operator])
+        .await;
+    let by = Actor::User {
+        id: operator.id,
+        email: operator.email.clone(),
+    };
+
+    // The dry run counts and changes nothing.
+    let preview = app
+        .store
+        .triage(&group(), &TriageAction::Retry, true, &by)
+        .await
+        .expect("dry run");
+    assert_eq!(
+        (preview.matched, preview.queued, preview.dry_run),
+        (3, 3, true)
+    );
+    assert_eq!(
+        app.count(
+            "SELECT COUNT(*) FROM sync_tasks WHERE destination = 'erp' AND state = 'blocked'"
+        )
+        .await,
+        3,
+        "a dry run changes nothing"
+    );
+    assert!(app.audit_of("exceptions.retried").await.is_empty());
+
+    // Two people retry the group at once: every task is queued, each order is delivered once.
+    let scope = group();
+    let (a, b) = tokio::join!(
+        app.store.triage(&scope, &TriageAction::Retry, false, &by),
+        app.store.triage(&scope, &TriageAction::Retry, false, &by),
+    );
+    let (a, b) = (a.expect("retry a"), b.expect("retry b"));
+    assert_eq!(a.matched, 3);
+    assert_eq!(b.matched, 3);
+    assert_eq!(
+        app.count("SELECT COUNT(*) FROM sync_tasks WHERE destination = 'erp' AND state = 'pending' AND attempt = 0")
+            .await,
+        3
+    );
+    assert_eq!(app.audit_of("exceptions.retried").await.len(), 2);
+
+    // Still unmapped: the retry blocks again, and the exceptions stay one per order.
+    drain(&worker, &app, Duration::from_secs(10)).await;
+    assert_eq!(
+        app.count(&format!(
+            "SELECT COUNT(*) FROM exceptions WHERE fingerprint = '{FINGERPRINT}'"
+        ))
+        .await,
+        3,
+        "a retry that fails again refreshes the exception rather than adding one"
+    );
+
+    // Mapped (through the engine's release), then retried: nothing is sent twice.
+    app.store
+        .save_sku_mapping(UNMAPPED, &format!("ERP-{UNMAPPED}"), &by)
+        .await
+        .expect("map");
+    drain(&worker, &app, Duration::from_secs(10)).await;
+    let again = app
+        .store
+        .triage(&group(), &TriageAction::Retry, false, &by)
+        .await
+        .expect("retry after the fix");
+    assert_eq!(again.matched, 0, "the mapping resolved the group");
+    let ledger = rig.erp.ledger().check();
+    for id in &ids {
+        assert_eq!(ledger.count(DocumentKind::SalesOrder, &id.to_string()), 1);
+    }
+}
+
+async fn skip_needs_a_reason_and_keeps_the_order_skipped_through_later_changes(app: TestApp) {
+    let rig = rig(&app, Duration::from_secs(5)).await;
+    let worker = rig.worker(&app.store);
+    let ids = blocked_orders(&app, &worker, 320, 2).await;
+    let one = app
+        .count(&format!(
+            "SELECT id FROM exceptions WHERE store_order_id = {} AND status = 'open'",
+            ids[0]
+        ))
+        .await;
+    let scope = ExceptionScope {
+        ids: Some(vec![one]),
+        ..ExceptionScope::default()
+    };
+
+    let refused = app
+        .store
+        .triage(
+            &scope,
+            &TriageAction::Skip {
+                reason: "  ".into(),
+            },
+            false,
+            &Actor::System,
+        )
+        .await;
+    assert!(
+        matches!(&refused, Err(syncdesk::store::StoreError::Invalid(m)) if m.contains("why")),
+        "{refused:?}"
+    );
+
+    let done = app
+        .store
+        .triage(
+            &scope,
+            &TriageAction::Skip {
+                reason: "Test order placed by the shop owner".into(),
+            },
+            false,
+            &Actor::System,
+        )
+        .await
+        .expect("skip");
+    assert_eq!((done.matched, done.changed), (1, 1));
+    assert_eq!(
+        app.text(&format!(
+            "SELECT state FROM sync_tasks WHERE store_order_id = {} AND destination = 'erp'",
+            ids[0]
+        ))
+        .await,
+        "skipped"
+    );
+    assert_eq!(
+        app.text(&format!(
+            "SELECT status || ': ' || resolution FROM exceptions WHERE id = {one}"
+        ))
+        .await,
+        "skipped: Test order placed by the shop owner"
+    );
+    // The other order of the group is untouched.
+    assert_eq!(
+        app.count(&format!(
+            "SELECT COUNT(*) FROM exceptions WHERE status = 'open' AND store_order_id = {}",
+            ids[1]
+        ))
+        .await,
+        1
+    );
+
+    // The store changes the skipped order: it stays skipped at the ERP; the CRM still follows.
+    let mut order = clean_order(320);
+    order["line_items"][0]["sku"] = json!(UNMAPPED);
+    order["name"] = json!("#5320");
+    order["order_number"] = json!(5320);
+    let changed = later(&order, 5);
+    Post::new("orders/updated", &changed).send(&app).await;
+    drain(&worker, &app, Duration::from_secs(10)).await;
+    assert_eq!(
+        app.text(&format!(
+            "SELECT state FROM sync_tasks WHERE store_order_id = {} AND destination = 'erp'",
+            ids[0]
+        ))
+        .await,
+        "skipped"
+    );
+    assert_eq!(
+        app.count(&format!(
+            "SELECT COUNT(*) FROM exceptions WHERE status = 'open' AND store_order_id = {}",
+            ids[0]
+        ))
+        .await,
+        0,
+        "no new exception for a skipped order"
+    );
+    assert_eq!(
+        rig.erp
+            .ledger()
+            .check()
+            .count(DocumentKind::SalesOrder, &ids[0].to_string()),
+        0
+    );
+    let audit = app.audit_of("exceptions.skipped").await;
+    assert_eq!(audit.len(), 1);
+    let after = audit[0].after.as_ref().expect("details").0.clone();
+    assert_eq!(after["reason"], "Test order placed by the shop owner");
+    assert_eq!(audit[0].target, format!("exception:{one}"));
+}
+
+async fn resolve_records_a_manual_attempt_and_retry_of_an_applied_order_says_so(app: TestApp) {
+    let rig = rig(&app, Duration::from_secs(5)).await;
+    let worker = rig.worker(&app.store);
+    let ids = blocked_orders(&app, &worker, 340, 2).await;
+
+    // Resolve by hand: the ERP document was keyed in directly.
+    let first = ExceptionScope {
+        search: Some(ids[0].to_string()),
+        ..ExceptionScope::default()
+    };
+    let done = app
+        .store
+        .triage(
+            &first,
+            &TriageAction::Resolve {
+                note: "Keyed into the ERP by hand as SO-7781".into(),
+            },
+            false,
+            &Actor::System,
+        )
+        .await
+        .expect("resolve");
+    assert_eq!((done.matched, done.changed), (1, 1));
+    assert_eq!(
+        app.text(&format!(
+            "SELECT state || ' ' || CAST(synced_version AS TEXT) FROM sync_tasks WHERE store_order_id = {} AND destination = 'erp'",
+            ids[0]
+        ))
+        .await,
+        "synced 1"
+    );
+    assert_eq!(
+        app.text(&format!(
+            "SELECT outcome || ': ' || message FROM sync_attempts WHERE store_order_id = {} AND destination = 'erp' ORDER BY id DESC LIMIT 1",
+            ids[0]
+        ))
+        .await,
+        "manual: Resolved by system: Keyed into the ERP by hand as SO-7781"
+    );
+
+    // The second order reached the ERP some other way while its exception stayed open: a
+    // retry says "already applied", closes the exception and sends nothing.
+    sqlx_exec(
+        &app,
+        &format!(
+            "UPDATE sync_tasks SET state = 'synced', synced_version = target_version WHERE store_order_id = {} AND destination = 'erp'",
+            ids[1]
+        ),
+    )
+    .await;
+    let second = ExceptionScope {
+        search: Some(ids[1].to_string()),
+        ..ExceptionScope::default()
+    };
+    let retried = app
+        .store
+        .triage(&second, &TriageAction::Retry, false, &Actor::System)
+        .await
+        .expect("retry");
+    assert_eq!(
+        (retried.matched, retried.already_applied, retried.queued),
+        (1, 1, 0)
+    );
+    assert_eq!(
+        app.text(&format!(
+            "SELECT resolution FROM exceptions WHERE store_order_id = {}",
+            ids[1]
+        ))
+        .await,
+        "Already applied at the destination"
+    );
+    drain(&worker, &app, Duration::from_secs(5)).await;
+    assert_eq!(
+        rig.erp
+            .ledger()
+            .check()
+            .count(DocumentKind::SalesOrder, &ids[1].to_string()),
+        0
+    );
+}
+
+async fn filters_find_exceptions_by_order_email_sku_and_assignee(app: TestApp) {
+    let rig = rig(&app, Duration::from_secs(5)).await;
+    let worker = rig.worker(&app.store);
+    let ids = blocked_orders(&app, &worker, 360, 3).await;
+    let name = app
+        .text(&format!(
+            "SELECT name FROM orders WHERE store_order_id = {}",
+            ids[0]
+        ))
+        .await;
+    let email = app
+        .text(&format!(
+            "SELECT email FROM orders WHERE store_order_id = {}",
+            ids[0]
+        ))
+        .await;
+    let count = |scope: ExceptionScope| {
+        let store = app.store.clone();
+        async move { store.count_exceptions(&scope).await.expect("count") }
+    };
+    let search = |q: &str| ExceptionScope {
+        search: Some(q.to_string()),
+        status: Some("open".into()),
+        ..ExceptionScope::default()
+    };
+    assert_eq!(count(search(&name)).await, 1, "by order number {name}");
+    assert_eq!(
+        count(search(name.trim_start_matches('#'))).await,
+        1,
+        "by number without #"
+    );
+    assert_eq!(
+        count(search(&email.to_uppercase())).await,
+        1,
+        "by email, any case"
+    );
+    assert_eq!(count(search(UNMAPPED)).await, 3, "by SKU");
+    assert_eq!(count(search("NO-SUCH-THING")).await, 0);
+    assert_eq!(
+        count(ExceptionScope {
+            destination: Some("crm".into()),
+            ..ExceptionScope::default()
+        })
+        .await,
+        0
+    );
+
+    // Assign two to a person, then filter by assignee.
+    let ana = app
+        .add_user("ana@example.com", "Ana", &[Role::Operator])
+        .await;
+    let two = ExceptionScope {
+        ids: Some(vec![
+            app.count(&format!(
+                "SELECT id FROM exceptions WHERE store_order_id = {}",
+                ids[0]
+            ))
+            .await,
+            app.count(&format!(
+                "SELECT id FROM exceptions WHERE store_order_id = {}",
+                ids[1]
+            ))
+            .await,
+        ]),
+        ..ExceptionScope::default()
+    };
+    let assigned = app
+        .store
+        .triage(
+            &two,
+            &TriageAction::Assign {
+                user_id: Some(ana.id),
+            },
+            false,
+            &Actor::System,
+        )
+        .await
+        .expect("assign");
+    assert_eq!(assigned.changed, 2);
+    assert_eq!(
+        count(ExceptionScope {
+            assignee: Some(Assignee::User(ana.id)),
+            ..ExceptionScope::default()
+        })
+        .await,
+        2
+    );
+    assert_eq!(
+        count(ExceptionScope {
+            assignee: Some(Assignee::Nobody),
+            ..ExceptionScope::default()
+        })
+        .await,
+        1
+    );
+    // Nobody can be assigned to a deactivated account.
+    let gone = app
+        .add_user("gone@example.com", "Gone", &[Role::Operator])
+        .await;
+    app.store
+        .set_user_active(gone.id, false, &Actor::System)
+        .await
+        .expect("deactivate");
+    let refused = app
+        .store
+        .triage(
+            &two,
+            &TriageAction::Assign {
+                user_id: Some(gone.id),
+            },
+            false,
+            &Actor::System,
+        )
+        .await;
+    assert!(
+        matches!(refused, Err(syncdesk::store::StoreError::Conflict(_))),
+        "{refused:?}"
+    );
+    // Audit entries name no customer: a search by email is recorded as such.
+    app.store
+        .triage(
+            &search(&email),
+            &TriageAction::Assign { user_id: None },
+            false,
+            &Actor::System,
+        )
+        .await
+        .expect("unassign");
+    let audit = app.audit_of("exceptions.assigned").await;
+    let text = serde_json::to_string(
+        &audit
+            .iter()
+            .map(|a| a.after.as_ref().map(|j| j.0.clone()))
+            .collect::<Vec<_>>(),
+    )
+    .unwrap();
+    assert!(
+        !text.contains(&email),
+        "no customer email in the audit log: {text}"
+    );
+}
+
+async fn snoozed_exceptions_come_back_when_their_time_comes(app: TestApp) {
+    let rig = rig(&app, Duration::from_secs(5)).await;
+    let worker = rig.worker(&app.store);
+    blocked_orders(&app, &worker, 380, 2).await;
+    let past = app
+        .store
+        .triage(
+            &group(),
+            &TriageAction::Snooze {
+                until: chrono::Utc::now() - chrono::TimeDelta::minutes(1),
+            },
+            false,
+            &Actor::System,
+        )
+        .await;
+    assert!(matches!(past, Err(syncdesk::store::StoreError::Invalid(_))));
+    let snoozed = app
+        .store
+        .triage(
+            &group(),
+            &TriageAction::Snooze {
+                until: chrono::Utc::now() + chrono::TimeDelta::hours(1),
+            },
+            false,
+            &Actor::System,
+        )
+        .await
+        .expect("snooze");
+    assert_eq!(snoozed.changed, 2);
+    assert_eq!(
+        app.count("SELECT COUNT(*) FROM exceptions WHERE status = 'snoozed'")
+            .await,
+        2
+    );
+    assert_eq!(app.store.wake_snoozed().await.expect("sweep"), 0, "not yet");
+    // Time passes.
+    sqlx_exec(
+        &app,
+        "UPDATE exceptions SET snoozed_until = created_at WHERE status = 'snoozed'",
+    )
+    .await;
+    assert_eq!(app.store.wake_snoozed().await.expect("sweep"), 2);
+    assert_eq!(
+        app.count("SELECT COUNT(*) FROM exceptions WHERE status = 'open'")
+            .await,
+        2
+    );
+}
+
+async fn triage_through_the_api_and_the_server_function_checks_roles_and_audits(app: TestApp) {
+    let rig = rig(&app, Duration::from_secs(5)).await;
+    let worker = rig.worker(&app.store);
+    blocked_orders(&app, &worker, 400, 2).await;
+
+    // API: a manager's token may read, not act.
+    let (secret, hash) = syncdesk::accounts::new_token();
+    app.store
+        .create_token("ops-bot", &hash, &[Role::Operator], &Actor::System)
+        .await
+        .expect("token");
+    let (viewer, viewer_hash) = syncdesk::accounts::new_token();
+    app.store
+        .create_token("dashboards", &viewer_hash, &[Role::Manager], &Actor::System)
+        .await
+        .expect("token");
+    let http = reqwest::Client::new();
+    let body = json!({
+        "action": "retry",
+        "target": { "kind": "group", "fingerprint": FINGERPRINT },
+        "dry_run": true
+    });
+    let res = http
+        .post(format!("{}/api/v1/exceptions/actions", app.base))
+        .bearer_auth(&viewer)
+        .json(&body)
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(res.status(), StatusCode::FORBIDDEN);
+    let res = http
+        .post(format!("{}/api/v1/exceptions/actions", app.base))
+        .bearer_auth(&secret)
+        .json(&body)
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(res.status(), StatusCode::OK);
+    let preview: Value = res.json().await.expect("json");
+    assert_eq!(preview["matched"], 2);
+    assert_eq!(preview["dry_run"], true);
+    assert_eq!(preview["summary"], "2 orders will be sent again now.");
+    // Bad input: a clear message, nothing changed.
+    let res = http
+        .post(format!("{}/api/v1/exceptions/actions", app.base))
+        .bearer_auth(&secret)
+        .json(&json!({ "action": "skip", "reason": "", "target": { "kind": "group", "fingerprint": FINGERPRINT } }))
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(res.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let err: Value = res.json().await.expect("json");
+    assert!(
+        err["error"]["message"].as_str().unwrap().contains("why"),
+        "{err}"
+    );
+    let res = http
+        .post(format!("{}/api/v1/exceptions/actions", app.base))
+        .bearer_auth(&secret)
+        .json(&json!({ "action": "skip", "reason": "Duplicate test orders", "target": { "kind": "group", "fingerprint": FINGERPRINT } }))
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(res.status(), StatusCode::OK);
+    let done: Value = res.json().await.expect("json");
+    assert_eq!(done["summary"], "2 orders skipped.");
+    let audit = app.audit_of("exceptions.skipped").await;
+    assert_eq!(audit.len(), 1);
+    assert_eq!(audit[0].actor_label, "token:ops-bot");
+    assert_eq!(audit[0].target, format!("group:{FINGERPRINT}"));
+
+    // The list and the groups with filters.
+    let res = http
+        .get(format!(
+            "{}/api/v1/exceptions?status=skipped&q={UNMAPPED}",
+            app.base
+        ))
+        .bearer_auth(&viewer)
+        .send()
+        .await
+        .expect("get");
+    let list: Value = res.json().await.expect("json");
+    assert_eq!(list["exceptions"].as_array().expect("rows").len(), 2);
+    assert_eq!(list["exceptions"][0]["resolution"], "Duplicate test orders");
+    let res = http
+        .get(format!(
+            "{}/api/v1/exceptions?older_than_minutes=-3",
+            app.base
+        ))
+        .bearer_auth(&viewer)
+        .send()
+        .await
+        .expect("get");
+    assert_eq!(res.status(), StatusCode::UNPROCESSABLE_ENTITY);
+
+    // The UI's server function: a manager is refused (and it is audited); an operator acts.
+    blocked_orders_more(&app, &worker).await;
+    app.add_user("mona@example.com", "Mona", &[Role::Manager])
+        .await;
+    app.add_user("otto@example.com", "Otto", &[Role::Operator])
+        .await;
+    let manager = app.signed_in("mona@example.com").await;
+    let call = json!({
+        "target": { "kind": "group", "fingerprint": FINGERPRINT },
+        "request": { "action": "retry" },
+        "dry_run": false
+    });
+    let refused = manager.rpc_json("/rpc/exceptions/triage", &call).await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN);
+    assert!(
+        app.audit_of("access.denied")
+            .await
+            .iter()
+            .any(|a| a.target == "act on exceptions")
+    );
+    let operator = app.signed_in("otto@example.com").await;
+    let ok = operator.rpc_json("/rpc/exceptions/triage", &call).await;
+    assert_eq!(ok.status, StatusCode::OK, "{:?}", ok.body);
+    let outcome: app::model::TriageOutcome = ok.json();
+    assert_eq!((outcome.matched, outcome.queued), (1, 1));
+    let page = operator
+        .rpc_json(
+            "/rpc/exceptions/page",
+            &json!({ "query": { "q": UNMAPPED, "status": "all" }, "before": null, "oldest_first": true }),
+        )
+        .await;
+    assert_eq!(page.status, StatusCode::OK);
+    let page: app::model::ExceptionPage = page.json();
+    assert_eq!(page.rows.len(), 3);
+    assert_eq!(page.rows[0].status, "skipped", "oldest first");
+}
+
+/// One more blocked order (seed 410) on top of the skipped ones.
+async fn blocked_orders_more(app: &TestApp, worker: &syncdesk::engine::worker::Worker) {
+    let mut order = clean_order(410);
+    order["line_items"][0]["sku"] = json!(UNMAPPED);
+    Post::new("orders/create", &order).send(app).await;
+    drain(worker, app, Duration::from_secs(10)).await;
+}
+
+/// Runs one statement on the test database (to stage a state the engine reaches rarely).
+async fn sqlx_exec(app: &TestApp, sql: &str) {
+    match app.store.db() {
+        syncdesk::store::Db::Sqlite(pool) => {
+            sqlx::query(sql).execute(pool).await.expect("statement");
+        }
+        syncdesk::store::Db::Postgres(pool) => {
+            sqlx::query(sql).execute(pool).await.expect("statement");
+        }
+    }
+}
