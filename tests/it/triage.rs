@@ -22,6 +22,7 @@ on_both_backends! {
     filters_find_exceptions_by_order_email_sku_and_assignee => filters_find_exceptions_by_order_email_sku_and_assignee_sqlite, filters_find_exceptions_by_order_email_sku_and_assignee_postgres;
     snoozed_exceptions_come_back_when_their_time_comes => snoozed_exceptions_come_back_when_their_time_comes_sqlite, snoozed_exceptions_come_back_when_their_time_comes_postgres;
     triage_through_the_api_and_the_server_function_checks_roles_and_audits => triage_through_the_api_and_the_server_function_checks_roles_and_audits_sqlite, triage_through_the_api_and_the_server_function_checks_roles_and_audits_postgres;
+    the_sku_screen_ranks_unmapped_skus_and_mapping_one_releases_its_orders => the_sku_screen_ranks_unmapped_skus_and_mapping_one_releases_its_orders_sqlite, the_sku_screen_ranks_unmapped_skus_and_mapping_one_releases_its_orders_postgres;
 }
 
 const FINGERPRINT: &str = "missing_sku:erp:NEW-GIZMO";
@@ -668,4 +669,81 @@ async fn sqlx_exec(app: &TestApp, sql: &str) {
             sqlx::query(sql).execute(pool).await.expect("statement");
         }
     }
+}
+
+async fn the_sku_screen_ranks_unmapped_skus_and_mapping_one_releases_its_orders(app: TestApp) {
+    let rig = rig(&app, Duration::from_secs(5)).await;
+    let worker = rig.worker(&app.store);
+    let ids = blocked_orders(&app, &worker, 420, 2).await;
+    app.add_user("otto@example.com", "Otto", &[Role::Operator])
+        .await;
+    app.add_user("mona@example.com", "Mona", &[Role::Manager])
+        .await;
+    let operator = app.signed_in("otto@example.com").await;
+
+    let unmapped = operator.rpc("/rpc/sku/unmapped", &[]).await;
+    assert_eq!(unmapped.status, StatusCode::OK);
+    let unmapped: Vec<app::model::UnmappedSkuView> = unmapped.json();
+    assert_eq!(unmapped.len(), 1);
+    assert_eq!(
+        (unmapped[0].sku.as_str(), unmapped[0].orders),
+        (UNMAPPED, 2)
+    );
+
+    // A manager may not change mappings; the refusal is audited.
+    let manager = app.signed_in("mona@example.com").await;
+    let refused = manager
+        .rpc(
+            "/rpc/sku/save",
+            &[("sku", UNMAPPED), ("item_code", "ERP-NEW-GIZMO")],
+        )
+        .await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN);
+
+    // A bad item code is refused with the reason, and nothing changes.
+    let bad = operator
+        .rpc(
+            "/rpc/sku/save",
+            &[("sku", UNMAPPED), ("item_code", "ERP NEW")],
+        )
+        .await;
+    assert_eq!(bad.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(
+        bad.error().to_string().contains("whitespace"),
+        "{:?}",
+        bad.body
+    );
+    assert_eq!(
+        app.count("SELECT COUNT(*) FROM sku_mappings WHERE sku = 'NEW-GIZMO'")
+            .await,
+        0
+    );
+
+    let saved = operator
+        .rpc(
+            "/rpc/sku/save",
+            &[("sku", UNMAPPED), ("item_code", "ERP-NEW-GIZMO")],
+        )
+        .await;
+    assert_eq!(saved.status, StatusCode::OK, "{:?}", saved.body);
+    let saved: app::model::MappingSaved = saved.json();
+    assert_eq!(saved.released, 2);
+    assert_eq!(
+        saved.summary,
+        "SKU NEW-GIZMO now maps to ERP-NEW-GIZMO: 2 orders released and on their way to the ERP."
+    );
+    drain(&worker, &app, Duration::from_secs(10)).await;
+    let ledger = rig.erp.ledger().check();
+    for id in &ids {
+        assert_eq!(ledger.count(DocumentKind::SalesOrder, &id.to_string()), 1);
+    }
+    let unmapped: Vec<app::model::UnmappedSkuView> =
+        operator.rpc("/rpc/sku/unmapped", &[]).await.json();
+    assert!(unmapped.is_empty());
+    let listed: Vec<app::model::SkuMappingView> =
+        operator.rpc("/rpc/sku/list", &[("q", "NEW-")]).await.json();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].updated_by, "otto@example.com");
+    let audit = app.audit_of("sku_mapping.saved").await;
+    assert_eq!(audit[0].actor_label, "otto@example.com");
 }
