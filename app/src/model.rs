@@ -409,3 +409,60 @@ pub struct MappingSaved {
     /// The outcome as a sentence.
     pub summary: String,
 }
+
+/// One order's page: its state at each destination, what each gets, and its history.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrderPage {
+    /// Store order id.
+    pub store_order_id: i64,
+    /// "#1042".
+    pub name: String,
+    /// Where the order is in its life.
+    pub lifecycle: String,
+    /// "USD 120.50".
+    pub total: String,
+    /// Our version (states applied).
+    pub version: i64,
+    /// When the store last changed it (UTC).
+    pub store_updated_at: String,
+    /// Each destination.
+    pub destinations: Vec<OrderDestination>,
+    /// Everything that happened, newest first.
+    pub timeline: Vec<TimelineEntry>,
+}
+
+/// The order at one destination.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrderDestination {
+    /// `crm` or `erp`.
+    pub destination: String,
+    /// Task state (synced, pending, retrying, running, blocked, dead, skipped).
+    pub state: String,
+    /// The version it should reach.
+    pub target_version: i64,
+    /// The version it has acknowledged.
+    pub synced_version: Option<i64>,
+    /// The destination's id for the order (CRM deal / ERP document number).
+    pub external_id: Option<String>,
+    /// The payload for the current state, pretty JSON, when it maps.
+    pub payload: Option<String>,
+    /// What stops it being sent.
+    pub problems: Vec<String>,
+}
+
+/// One line of an order's history.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TimelineEntry {
+    /// When (UTC, `YYYY-MM-DD HH:MM:SS`), for sorting and reading.
+    pub at: String,
+    /// `store`, `crm`, `erp`.
+    pub source: String,
+    /// webhook, attempt, exception.
+    pub kind: String,
+    /// A short label: the topic, the attempt's outcome, the exception's status.
+    pub label: String,
+    /// `ok`, `warn`, `bad` or `muted`: how it reads at a glance.
+    pub tone: String,
+    /// The details in a sentence.
+    pub detail: String,
+}

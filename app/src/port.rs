@@ -7,8 +7,8 @@ use std::sync::Arc;
 use crate::error::AppError;
 use crate::model::{
     Assignable, AuditPage, AuditQuery, ExceptionGroupView, ExceptionPage, ExceptionQuery,
-    MappingSaved, OrderView, Role, SkuMappingView, TriageOutcome, TriageRequest, TriageTarget,
-    UnmappedSkuView, UserRow, Viewer,
+    MappingSaved, OrderPage, OrderView, Role, SkuMappingView, TriageOutcome, TriageRequest,
+    TriageTarget, UnmappedSkuView, UserRow, Viewer,
 };
 
 /// Everything the UI's server functions need from the server, already authorised where noted.
@@ -92,8 +92,21 @@ pub trait Port: Send + Sync {
     ) -> Result<MappingSaved, AppError>;
     /// People exceptions can be assigned to (active operators).
     async fn assignables(&self, by: &Viewer) -> Result<Vec<Assignable>, AppError>;
-    /// The most recently changed orders.
-    async fn recent_orders(&self, by: &Viewer) -> Result<Vec<OrderView>, AppError>;
+    /// The most recently changed orders, or those matching `search`.
+    async fn recent_orders(
+        &self,
+        by: &Viewer,
+        search: Option<String>,
+    ) -> Result<Vec<OrderView>, AppError>;
+    /// One order's page.
+    async fn order_page(&self, by: &Viewer, store_order_id: i64) -> Result<OrderPage, AppError>;
+    /// Sends the order to `destination` again now; the outcome as a sentence.
+    async fn retry_order(
+        &self,
+        by: &Viewer,
+        store_order_id: i64,
+        destination: String,
+    ) -> Result<String, AppError>;
 }
 
 /// The port provided for this request.

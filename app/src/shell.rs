@@ -10,7 +10,7 @@ use crate::components::SessionCtx;
 use crate::model::SECTIONS;
 use crate::pages::{
     AdminPage, AuditPage, DashboardPage, ExceptionsPage, HomePage, LoginPage, MergesPage, NotFound,
-    OrdersPage, SkuMappingsPage,
+    OrderDetailPage, OrdersPage, SkuMappingsPage,
 };
 
 /// The whole HTML document, rendered on the server.
@@ -68,6 +68,7 @@ pub fn App() -> impl IntoView {
                     <Route path=path!("") view=HomePage/>
                     <Route path=path!("exceptions") view=ExceptionsPage/>
                     <Route path=path!("orders") view=OrdersPage/>
+                    <Route path=path!("orders/:id") view=OrderDetailPage/>
                     <Route path=path!("sku-mappings") view=SkuMappingsPage/>
                     <Route path=path!("merges") view=MergesPage/>
                     <Route path=path!("dashboard") view=DashboardPage/>

@@ -1,5 +1,5 @@
 import { createHmac, randomUUID } from 'node:crypto';
-import { test, expect, signIn, operatorEmail, shopifyOrder } from './fixtures';
+import { test, expect, signIn, operatorEmail, shopifyOrder, postOrder } from './fixtures';
 
 const secret = process.env.SHOPIFY_WEBHOOK_SECRET ?? '';
 
@@ -34,3 +34,36 @@ test('a signed store webhook shows up as an order an operator can find', async (
   await page.getByRole('navigation', { name: 'Main' }).getByRole('link', { name: 'Exceptions', exact: true }).click();
   await expect(page.getByRole('heading', { name: 'By cause' })).toBeVisible();
 });
+
+test('an operator finds an order by its number and reads its timeline across systems', async ({ page, request }) => {
+  const number = 6000 + Math.floor(Math.random() * 999);
+  const order = shopifyOrder(Date.now(), `#${number}`);
+  await postOrder(request, order);
+  await signIn(page, operatorEmail);
+  await page.goto('/orders');
+  await page.getByLabel('Find an order').fill(String(number));
+  await page.getByRole('button', { name: 'Find' }).click();
+  await page.getByRole('link', { name: `#${number}` }).click();
+  await expect(page.getByRole('heading', { name: `Order #${number}` })).toBeVisible();
+
+  // The store's webhook, then the CRM's and the ERP's deliveries, each in the timeline.
+  const timeline = page.getByRole('table').filter({ hasText: 'When (UTC)' });
+  await expect(timeline.getByRole('row').filter({ hasText: 'orders/create' })).toContainText('applied');
+  await expect(async () => {
+    await page.reload();
+    await expect(timeline.getByRole('row').filter({ hasText: 'ERP' }).filter({ hasText: 'synced' })).toHaveCount(1, { timeout: 1_000 });
+  }).toPass({ timeout: 20_000 });
+  const erp = page.getByRole('region', { name: 'ERP' });
+  await expect(erp).toContainText('synced');
+  await erp.getByText('ERP: payload for the current state').click();
+  await expect(erp.locator('pre')).toContainText('TEE-BLK-M');
+
+  // Sending a synced order again says so, and sends nothing.
+  await hydratedClick(page, erp.getByRole('button', { name: 'Send to the ERP again' }));
+  await expect(page.getByRole('status')).toContainText('Already applied');
+});
+
+async function hydratedClick(page: import('@playwright/test').Page, target: import('@playwright/test').Locator) {
+  await expect(page.locator('body[data-hydrated="true"]')).toHaveCount(1);
+  await target.click();
+}

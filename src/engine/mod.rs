@@ -15,6 +15,7 @@ use worker::{Destinations, Worker, WorkerConfig};
 pub mod exception;
 pub mod ingest;
 pub mod map;
+pub mod preview;
 pub mod retry;
 pub mod validate;
 pub mod worker;

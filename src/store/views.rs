@@ -94,8 +94,22 @@ impl Store {
         Ok(rows)
     }
 
-    /// The most recently changed orders with each destination's state.
-    pub async fn recent_orders(&self, limit: i64) -> Result<Vec<OrderRow>, StoreError> {
+    /// The most recently changed orders with each destination's state; with `search`, only
+    /// those matching it: order number (with or without `#`), store order id, customer email
+    /// (any case) or a SKU on the order.
+    pub async fn recent_orders(
+        &self,
+        search: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<OrderRow>, StoreError> {
+        let search = search.map(|s| {
+            let s = s.trim();
+            if s.contains('@') {
+                s.to_lowercase()
+            } else {
+                s.to_string()
+            }
+        });
         let rows = on_pool!(&self.db, pool => {
             sqlx::query_as::<_, OrderRow>(
                 "SELECT o.store_order_id, o.name, o.lifecycle, o.currency, o.total, o.version, o.updated_at,
@@ -103,9 +117,13 @@ impl Store {
                  FROM orders o
                  LEFT JOIN sync_tasks c ON c.store_order_id = o.store_order_id AND c.destination = 'crm'
                  LEFT JOIN sync_tasks e ON e.store_order_id = o.store_order_id AND e.destination = 'erp'
+                 WHERE $1 IS NULL OR o.name = $1 OR o.name = '#' || $1 OR o.email = $1
+                    OR CAST(o.store_order_id AS TEXT) = $1
+                    OR o.store_order_id IN (SELECT store_order_id FROM order_skus WHERE sku = $1)
                  ORDER BY o.updated_at DESC
-                 LIMIT $1",
+                 LIMIT $2",
             )
+            .bind(search.as_deref())
             .bind(limit)
             .fetch_all(pool)
             .await

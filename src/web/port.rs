@@ -5,8 +5,8 @@ use super::api::ItemCode;
 use app::error::AppError;
 use app::model::{
     Assignable, AuditPage, AuditQuery, AuditRow, ExceptionGroupView, ExceptionPage, ExceptionQuery,
-    ExceptionRow, MappingSaved, OrderView, Role, SkuMappingView, TriageOutcome, TriageRequest,
-    TriageTarget, UnmappedSkuView, UserRow, Viewer,
+    ExceptionRow, MappingSaved, OrderDestination, OrderPage, OrderView, Role, SkuMappingView,
+    TimelineEntry, TriageOutcome, TriageRequest, TriageTarget, UnmappedSkuView, UserRow, Viewer,
 };
 use app::port::Port;
 use axum::http::request::Parts;
@@ -17,7 +17,7 @@ use super::session::{CurrentUser, SIGNED_IN_AT, USER_ID, client_address};
 use super::{AppState, triage};
 use crate::accounts::{AddUserError, SignInError};
 use crate::audit::{Actor, Change};
-use crate::store::{AuditFilter, ExceptionFilter, StoreError, UserRecord};
+use crate::store::{AuditFilter, ExceptionFilter, RetryOutcome, StoreError, Timeline, UserRecord};
 
 /// The port for one request.
 pub struct WebPort {
@@ -483,11 +483,18 @@ impl Port for WebPort {
             .collect())
     }
 
-    async fn recent_orders(&self, _by: &Viewer) -> Result<Vec<OrderView>, AppError> {
+    async fn recent_orders(
+        &self,
+        _by: &Viewer,
+        search: Option<String>,
+    ) -> Result<Vec<OrderView>, AppError> {
+        let search = search
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty());
         let orders = self
             .state
             .store
-            .recent_orders(100)
+            .recent_orders(search.as_deref(), 100)
             .await
             .map_err(store_error)?;
         Ok(orders
@@ -503,6 +510,92 @@ impl Port for WebPort {
             })
             .collect())
     }
+
+    async fn order_page(&self, _by: &Viewer, store_order_id: i64) -> Result<OrderPage, AppError> {
+        let store = &self.state.store;
+        let detail = store
+            .order_detail(store_order_id)
+            .await
+            .map_err(store_error)?
+            .ok_or_else(|| {
+                AppError::NotFound("No order with that id has reached SyncDesk.".into())
+            })?;
+        let (order, _) = store
+            .order_snapshot(store_order_id)
+            .await
+            .map_err(store_error)?
+            .ok_or_else(|| {
+                AppError::NotFound("No order with that id has reached SyncDesk.".into())
+            })?;
+        let previews = crate::engine::preview::payloads(store, &order)
+            .await
+            .map_err(store_error)?;
+        let timeline = store
+            .order_timeline(store_order_id)
+            .await
+            .map_err(store_error)?;
+        let destinations = detail
+            .destinations
+            .iter()
+            .map(|d| {
+                let preview = previews.iter().find(|p| p.destination == d.destination);
+                OrderDestination {
+                    destination: d.destination.clone(),
+                    state: d.state.clone(),
+                    target_version: d.target_version,
+                    synced_version: d.synced_version,
+                    external_id: d.external_id.clone(),
+                    payload: preview
+                        .and_then(|p| p.payload.as_ref())
+                        .and_then(|v| serde_json::to_string_pretty(v).ok()),
+                    problems: preview.map(|p| p.problems.clone()).unwrap_or_default(),
+                }
+            })
+            .collect();
+        Ok(OrderPage {
+            store_order_id,
+            name: detail.name,
+            lifecycle: detail.lifecycle.replace('_', " "),
+            total: format!("{} {}", detail.currency, detail.total),
+            version: detail.version,
+            store_updated_at: detail
+                .store_updated_at
+                .format("%Y-%m-%d %H:%M:%S")
+                .to_string(),
+            destinations,
+            timeline: timeline_entries(timeline),
+        })
+    }
+
+    async fn retry_order(
+        &self,
+        by: &Viewer,
+        store_order_id: i64,
+        destination: String,
+    ) -> Result<String, AppError> {
+        if destination != "crm" && destination != "erp" {
+            return Err(AppError::Invalid("The destination is crm or erp.".into()));
+        }
+        let outcome = self
+            .state
+            .store
+            .retry_order(store_order_id, &destination, &actor(by))
+            .await
+            .map_err(store_error)?;
+        let place = destination.to_uppercase();
+        Ok(match outcome {
+            RetryOutcome::Queued => {
+                self.state.wake.notify_waiters();
+                format!("Queued: the order goes to the {place} again now.")
+            }
+            RetryOutcome::AlreadyApplied => format!(
+                "Already applied: the {place} has this order's current state, so nothing was sent."
+            ),
+            RetryOutcome::InFlight => {
+                format!("In flight: the order is being delivered to the {place} right now.")
+            }
+        })
+    }
 }
 
 /// "45 s", "12 min", "3 h", "2 d".
@@ -514,4 +607,96 @@ fn age(elapsed: chrono::TimeDelta) -> String {
         3600..86400 => format!("{} h", secs / 3600),
         _ => format!("{} d", secs / 86400),
     }
+}
+
+/// The order's history as one list, newest first.
+fn timeline_entries(timeline: Timeline) -> Vec<TimelineEntry> {
+    let time = |t: chrono::DateTime<chrono::Utc>| t.format("%Y-%m-%d %H:%M:%S%.3f").to_string();
+    let mut entries: Vec<(chrono::DateTime<chrono::Utc>, TimelineEntry)> = Vec::new();
+    for e in timeline.events {
+        let tone = match e.outcome.as_str() {
+            "applied" | "accepted" => "ok",
+            "duplicate" | "superseded" => "muted",
+            _ => "warn",
+        };
+        let detail = match (&e.note, e.order_updated_at) {
+            (Some(note), _) => format!("{}: {note}", e.outcome),
+            (None, Some(at)) => format!("{} (store state of {})", e.outcome, time(at)),
+            (None, None) => e.outcome.clone(),
+        };
+        entries.push((
+            e.received_at,
+            TimelineEntry {
+                at: time(e.received_at),
+                source: "store".into(),
+                kind: "webhook".into(),
+                label: e.topic,
+                tone: tone.into(),
+                detail,
+            },
+        ));
+    }
+    for a in timeline.attempts {
+        let tone = match a.outcome.as_str() {
+            "synced" | "manual" => "ok",
+            "transient" | "fenced" => "warn",
+            _ => "bad",
+        };
+        let mut detail = format!(
+            "version {}, attempt {}, {} ms",
+            a.version, a.attempt, a.duration_ms
+        );
+        if let Some(status) = a.status {
+            detail.push_str(&format!(", HTTP {status}"));
+        }
+        if let Some(message) = &a.message {
+            detail.push_str(&format!(" — {message}"));
+        }
+        if let Some(id) = &a.request_id {
+            detail.push_str(&format!(" (request {id})"));
+        }
+        entries.push((
+            a.started_at,
+            TimelineEntry {
+                at: time(a.started_at),
+                source: a.destination,
+                kind: "attempt".into(),
+                label: a.outcome.replace('_', " "),
+                tone: tone.into(),
+                detail,
+            },
+        ));
+    }
+    for x in timeline.exceptions {
+        entries.push((
+            x.created_at,
+            TimelineEntry {
+                at: time(x.created_at),
+                source: x.destination.clone(),
+                kind: "exception".into(),
+                label: "exception opened".into(),
+                tone: "bad".into(),
+                detail: x.message.clone(),
+            },
+        ));
+        if let Some(at) = x.resolved_at {
+            entries.push((
+                at,
+                TimelineEntry {
+                    at: time(at),
+                    source: x.destination,
+                    kind: "exception".into(),
+                    label: format!("exception {}", x.status),
+                    tone: "muted".into(),
+                    detail: format!(
+                        "{} — by {}",
+                        x.resolution.unwrap_or_default(),
+                        x.resolved_by.unwrap_or_default()
+                    ),
+                },
+            ));
+        }
+    }
+    entries.sort_by(|a, b| b.0.cmp(&a.0));
+    entries.into_iter().map(|(_, e)| e).collect()
 }

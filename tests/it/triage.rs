@@ -23,6 +23,7 @@ on_both_backends! {
     snoozed_exceptions_come_back_when_their_time_comes => snoozed_exceptions_come_back_when_their_time_comes_sqlite, snoozed_exceptions_come_back_when_their_time_comes_postgres;
     triage_through_the_api_and_the_server_function_checks_roles_and_audits => triage_through_the_api_and_the_server_function_checks_roles_and_audits_sqlite, triage_through_the_api_and_the_server_function_checks_roles_and_audits_postgres;
     the_sku_screen_ranks_unmapped_skus_and_mapping_one_releases_its_orders => the_sku_screen_ranks_unmapped_skus_and_mapping_one_releases_its_orders_sqlite, the_sku_screen_ranks_unmapped_skus_and_mapping_one_releases_its_orders_postgres;
+    an_order_page_shows_the_timeline_and_payloads_and_an_operator_sends_it_again => an_order_page_shows_the_timeline_and_payloads_and_an_operator_sends_it_again_sqlite, an_order_page_shows_the_timeline_and_payloads_and_an_operator_sends_it_again_postgres;
 }
 
 const FINGERPRINT: &str = "missing_sku:erp:NEW-GIZMO";
@@ -746,4 +747,130 @@ async fn the_sku_screen_ranks_unmapped_skus_and_mapping_one_releases_its_orders(
     assert_eq!(listed[0].updated_by, "otto@example.com");
     let audit = app.audit_of("sku_mapping.saved").await;
     assert_eq!(audit[0].actor_label, "otto@example.com");
+}
+
+async fn an_order_page_shows_the_timeline_and_payloads_and_an_operator_sends_it_again(
+    app: TestApp,
+) {
+    let rig = rig(&app, Duration::from_secs(5)).await;
+    let worker = rig.worker(&app.store);
+    let ids = blocked_orders(&app, &worker, 440, 1).await;
+    let id = ids[0];
+    // A duplicate delivery of the same state shows in the timeline too.
+    let mut order = clean_order(440);
+    order["line_items"][0]["sku"] = json!(UNMAPPED);
+    order["name"] = json!("#5440");
+    order["order_number"] = json!(5440);
+    Post::new("orders/updated", &order).send(&app).await;
+    app.add_user("otto@example.com", "Otto", &[Role::Operator])
+        .await;
+    app.add_user("mona@example.com", "Mona", &[Role::Manager])
+        .await;
+    let operator = app.signed_in("otto@example.com").await;
+
+    let found: Vec<app::model::OrderView> = operator
+        .rpc("/rpc/orders/recent", &[("q", "5440")])
+        .await
+        .json();
+    assert_eq!(found.len(), 1, "found by its number without #");
+    assert_eq!(found[0].store_order_id, id);
+    let found: Vec<app::model::OrderView> = operator
+        .rpc("/rpc/orders/recent", &[("q", UNMAPPED)])
+        .await
+        .json();
+    assert_eq!(found.len(), 1, "found by SKU");
+
+    let page = operator
+        .rpc("/rpc/orders/detail", &[("store_order_id", &id.to_string())])
+        .await;
+    assert_eq!(page.status, StatusCode::OK, "{:?}", page.body);
+    let page: app::model::OrderPage = page.json();
+    assert_eq!(page.name, "#5440");
+    let erp = page
+        .destinations
+        .iter()
+        .find(|d| d.destination == "erp")
+        .expect("erp");
+    assert_eq!(erp.state, "blocked");
+    assert!(erp.payload.is_none(), "an unmapped SKU has no ERP payload");
+    assert!(
+        erp.problems.iter().any(|p| p.contains(UNMAPPED)),
+        "{:?}",
+        erp.problems
+    );
+    let crm = page
+        .destinations
+        .iter()
+        .find(|d| d.destination == "crm")
+        .expect("crm");
+    assert_eq!(crm.state, "synced");
+    assert!(crm.external_id.is_some());
+    assert!(
+        crm.payload
+            .as_deref()
+            .is_some_and(|p| p.contains("\"deal\""))
+    );
+    let kinds: Vec<(&str, &str)> = page
+        .timeline
+        .iter()
+        .map(|e| (e.kind.as_str(), e.label.as_str()))
+        .collect();
+    assert!(kinds.contains(&("webhook", "orders/create")), "{kinds:?}");
+    assert!(
+        page.timeline
+            .iter()
+            .any(|e| e.kind == "webhook" && e.detail.starts_with("duplicate")),
+        "{kinds:?}"
+    );
+    assert!(kinds.contains(&("attempt", "synced")), "{kinds:?}");
+    assert!(kinds.contains(&("attempt", "needs action")), "{kinds:?}");
+    assert!(
+        kinds.contains(&("exception", "exception opened")),
+        "{kinds:?}"
+    );
+    assert!(
+        page.timeline.windows(2).all(|w| w[0].at >= w[1].at),
+        "newest first"
+    );
+
+    // Sending again: the ERP is retried; the CRM already has this state.
+    let erp_retry = operator
+        .rpc(
+            "/rpc/orders/retry",
+            &[("store_order_id", &id.to_string()), ("destination", "erp")],
+        )
+        .await;
+    assert_eq!(erp_retry.status, StatusCode::OK);
+    assert!(erp_retry.json::<String>().starts_with("Queued"));
+    let crm_retry = operator
+        .rpc(
+            "/rpc/orders/retry",
+            &[("store_order_id", &id.to_string()), ("destination", "crm")],
+        )
+        .await;
+    assert!(crm_retry.json::<String>().starts_with("Already applied"));
+    assert_eq!(app.audit_of("order.retried").await.len(), 2);
+    // A manager reads the page but may not retry.
+    let manager = app.signed_in("mona@example.com").await;
+    assert_eq!(
+        manager
+            .rpc("/rpc/orders/detail", &[("store_order_id", &id.to_string())])
+            .await
+            .status,
+        StatusCode::OK
+    );
+    assert_eq!(
+        manager
+            .rpc(
+                "/rpc/orders/retry",
+                &[("store_order_id", &id.to_string()), ("destination", "erp")]
+            )
+            .await
+            .status,
+        StatusCode::FORBIDDEN
+    );
+    let missing = operator
+        .rpc("/rpc/orders/detail", &[("store_order_id", "999")])
+        .await;
+    assert_eq!(missing.status, StatusCode::NOT_FOUND);
 }

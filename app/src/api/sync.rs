@@ -5,8 +5,8 @@ use crate::error::AppError;
 #[cfg(feature = "ssr")]
 use crate::model::Role;
 use crate::model::{
-    Assignable, ExceptionGroupView, ExceptionPage, ExceptionQuery, MappingSaved, OrderView,
-    SkuMappingView, TriageOutcome, TriageRequest, TriageTarget, UnmappedSkuView,
+    Assignable, ExceptionGroupView, ExceptionPage, ExceptionQuery, MappingSaved, OrderPage,
+    OrderView, SkuMappingView, TriageOutcome, TriageRequest, TriageTarget, UnmappedSkuView,
 };
 
 /// Who may read the exception queue.
@@ -90,9 +90,12 @@ pub async fn assignables() -> Result<Vec<Assignable>, AppError> {
     )
 }
 
-/// The most recently changed orders with each destination's state (operators, managers).
+/// The most recently changed orders with each destination's state, or those matching `q`
+/// (order number, email, SKU) (operators, managers).
 #[server(prefix = "/rpc", endpoint = "orders/recent")]
-pub async fn recent_orders() -> Result<Vec<OrderView>, AppError> {
+pub async fn recent_orders(
+    #[server(default)] q: Option<String>,
+) -> Result<Vec<OrderView>, AppError> {
     use crate::port::{port, respond};
     respond(
         async {
@@ -100,7 +103,38 @@ pub async fn recent_orders() -> Result<Vec<OrderView>, AppError> {
             let by = port
                 .authorize(&[Role::Operator, Role::Manager], "read orders")
                 .await?;
-            port.recent_orders(&by).await
+            port.recent_orders(&by, q).await
+        }
+        .await,
+    )
+}
+
+/// One order: its state and payload at each destination, and its history (operators,
+/// managers).
+#[server(prefix = "/rpc", endpoint = "orders/detail")]
+pub async fn order_detail(store_order_id: i64) -> Result<OrderPage, AppError> {
+    use crate::port::{port, respond};
+    respond(
+        async {
+            let port = port()?;
+            let by = port
+                .authorize(&[Role::Operator, Role::Manager], "read orders")
+                .await?;
+            port.order_page(&by, store_order_id).await
+        }
+        .await,
+    )
+}
+
+/// Sends the order to one destination again now (operators).
+#[server(prefix = "/rpc", endpoint = "orders/retry")]
+pub async fn retry_order(store_order_id: i64, destination: String) -> Result<String, AppError> {
+    use crate::port::{port, respond};
+    respond(
+        async {
+            let port = port()?;
+            let by = port.authorize(&[Role::Operator], "retry orders").await?;
+            port.retry_order(&by, store_order_id, destination).await
         }
         .await,
     )

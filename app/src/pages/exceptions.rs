@@ -165,7 +165,7 @@ fn Queue() -> impl IntoView {
                         }
                         let (query, _, oldest) = parsed.get_untracked();
                         view! {
-                            <table class="table groups">
+                            <table class="table groups" aria-labelledby="groups-title">
                                 <thead>
                                     <tr>
                                         <th scope="col">"Cause"</th>
@@ -513,7 +513,7 @@ fn List(
                         !ids.is_empty() && ids.iter().all(|id| s.contains(id))
                     };
                     view! {
-                        <table class="table exceptions">
+                        <table class="table exceptions" aria-labelledby="list-title">
                             <thead>
                                 <tr>
                                     {move || can_act.get().then(|| {
@@ -558,9 +558,11 @@ fn ExceptionLine(
 ) -> impl IntoView {
     let id = row.id;
     let open = row.status == "open" || row.status == "snoozed";
-    let order = match row.order_name.clone() {
-        Some(name) => view! { <strong>{name}</strong> }.into_any(),
-        None => view! { <span class="muted">"whole destination"</span> }.into_any(),
+    let order = match (row.store_order_id, row.order_name.clone()) {
+        (Some(sid), Some(name)) => {
+            view! { <a href=format!("/orders/{sid}")><strong>{name}</strong></a> }.into_any()
+        }
+        _ => view! { <span class="muted">"whole destination"</span> }.into_any(),
     };
     let label = row
         .order_name

@@ -16,6 +16,6 @@ pub use exceptions::ExceptionsPage;
 pub use home::HomePage;
 pub use login::LoginPage;
 pub use not_found::NotFound;
-pub use orders::OrdersPage;
+pub use orders::{OrderDetailPage, OrdersPage};
 pub use sku_mappings::SkuMappingsPage;
 pub use upcoming::{DashboardPage, MergesPage};

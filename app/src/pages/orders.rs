@@ -1,22 +1,43 @@
-use leptos::prelude::*;
+//! Orders: the latest (or those matching a search) with each destination's state, and one
+//! order's page — its state and payload at each destination, and its history across systems.
 
-use crate::api::recent_orders;
-use crate::components::{Guard, PageHeader};
-use crate::model::Role;
+use leptos::prelude::*;
+use leptos_router::hooks::{use_params_map, use_query_map};
+
+use crate::api::{RetryOrder, order_detail, recent_orders};
+use crate::components::{Guard, PageHeader, SessionCtx};
+use crate::model::{OrderDestination, Role};
 
 /// Orders and their state at each destination (operators, managers).
 #[component]
 pub fn OrdersPage() -> impl IntoView {
-    let orders = Resource::new(|| (), |_| recent_orders());
+    let params = use_query_map();
+    let search = move || params.read().get("q").filter(|s| !s.trim().is_empty());
+    let orders = Resource::new(search, recent_orders);
     view! {
         <Guard roles=&[Role::Operator, Role::Manager]>
             <PageHeader title="Orders" lead="The most recently changed orders from the store, with their state in the CRM and the ERP."/>
             <section class="panel">
+                <form method="get" action="/orders" class="filters" aria-label="Find orders">
+                    <div class="field">
+                        <label for="o-q">"Find an order"</label>
+                        <input id="o-q" name="q" type="search" placeholder="Order #, email or SKU" prop:value=move || search().unwrap_or_default()/>
+                    </div>
+                    <div class="field actions">
+                        <button type="submit" class="button">"Find"</button>
+                        <a class="button subtle" href="/orders">"Clear"</a>
+                    </div>
+                </form>
                 <Transition fallback=|| view! { <p class="muted">"Loading…"</p> }>
                     {move || Suspend::new(async move {
                         orders.await.map(|orders| {
                             if orders.is_empty() {
-                                return view! { <p class="muted">"No orders yet. They appear as soon as the store sends its first webhook."</p> }.into_any();
+                                let text = if search().is_some() {
+                                    "No order matches. Search by the order number (#1042), the customer's email, or a SKU on the order."
+                                } else {
+                                    "No orders yet. They appear as soon as the store sends its first webhook."
+                                };
+                                return view! { <p class="muted">{text}</p> }.into_any();
                             }
                             view! {
                                 <table class="table">
@@ -33,7 +54,7 @@ pub fn OrdersPage() -> impl IntoView {
                                     <tbody>
                                         {orders.into_iter().map(|o| view! {
                                             <tr>
-                                                <td><strong>{o.name}</strong></td>
+                                                <td><a href=format!("/orders/{}", o.store_order_id)><strong>{o.name}</strong></a></td>
                                                 <td>{o.lifecycle}</td>
                                                 <td class="num nowrap">{o.total}</td>
                                                 <td><State state=o.crm/></td>
@@ -66,4 +87,131 @@ fn State(state: String) -> impl IntoView {
         _ => ("—", "badge badge-muted"),
     };
     view! { <span class=class>{label}</span> }
+}
+
+/// One order (operators act; managers read).
+#[component]
+pub fn OrderDetailPage() -> impl IntoView {
+    let params = use_params_map();
+    let id = move || params.read().get("id").and_then(|v| v.parse::<i64>().ok());
+    let retry = ServerAction::<RetryOrder>::new();
+    let order = Resource::new(
+        move || (id(), retry.version().get()),
+        |(id, _)| async move {
+            match id {
+                Some(id) => order_detail(id).await.map(Some),
+                None => Ok(None),
+            }
+        },
+    );
+    let session = expect_context::<SessionCtx>();
+    let can_act = Signal::derive(move || {
+        session
+            .viewer
+            .get()
+            .and_then(|v| v.ok().flatten())
+            .is_some_and(|v| v.has_any(&[Role::Operator]))
+    });
+    let outcome = move || {
+        retry.value().get().map(|r| match r {
+            Ok(sentence) => view! { <p class="success" role="status">{sentence}</p> }.into_any(),
+            Err(err) => view! { <p class="alert" role="alert">{err.to_string()}</p> }.into_any(),
+        })
+    };
+    view! {
+        <Guard roles=&[Role::Operator, Role::Manager]>
+            <p class="crumbs"><a href="/orders">"← Orders"</a></p>
+            <Transition fallback=|| view! { <p class="muted">"Loading…"</p> }>
+                {move || Suspend::new(async move {
+                    match order.await {
+                        Ok(Some(o)) => view! {
+                            <leptos_meta::Title text=format!("Order {}", o.name)/>
+                            <header class="page-header">
+                                <h1>{format!("Order {}", o.name)}</h1>
+                                <p class="lead">{format!("{} · {} · version {} · store state of {} UTC · store id {}", o.lifecycle, o.total, o.version, o.store_updated_at, o.store_order_id)}</p>
+                            </header>
+                            {outcome}
+                            <div class="destinations">
+                                {o.destinations.into_iter().map(|d| view! { <DestinationCard d id=o.store_order_id retry can_act/> }).collect_view()}
+                            </div>
+                            <section class="panel" aria-labelledby="timeline-title">
+                                <h2 id="timeline-title">"Timeline"</h2>
+                                <table class="table timeline" aria-labelledby="timeline-title">
+                                    <thead>
+                                        <tr>
+                                            <th scope="col">"When (UTC)"</th>
+                                            <th scope="col">"Where"</th>
+                                            <th scope="col">"What"</th>
+                                            <th scope="col">"Details"</th>
+                                        </tr>
+                                    </thead>
+                                    <tbody>
+                                        {o.timeline.into_iter().map(|e| {
+                                            let class = format!("badge badge-{}", e.tone);
+                                            view! {
+                                                <tr>
+                                                    <td class="nowrap">{e.at}</td>
+                                                    <td class="upper">{e.source}</td>
+                                                    <td class="nowrap"><span class=class>{e.label}</span></td>
+                                                    <td class="detail">{e.detail}</td>
+                                                </tr>
+                                            }
+                                        }).collect_view()}
+                                    </tbody>
+                                </table>
+                            </section>
+                        }
+                        .into_any(),
+                        Ok(None) | Err(crate::error::AppError::NotFound(_)) => view! {
+                            <section class="panel"><h1>"No such order"</h1><p>"No order with that id has reached SyncDesk. Find orders by number, email or SKU on the Orders page."</p></section>
+                        }
+                        .into_any(),
+                        Err(err) => view! { <p class="alert" role="alert">{err.to_string()}</p> }.into_any(),
+                    }
+                })}
+            </Transition>
+        </Guard>
+    }
+}
+
+#[component]
+fn DestinationCard(
+    d: OrderDestination,
+    id: i64,
+    retry: ServerAction<RetryOrder>,
+    can_act: Signal<bool>,
+) -> impl IntoView {
+    let name = if d.destination == "crm" { "CRM" } else { "ERP" };
+    let label = format!("{name}: payload for the current state");
+    let dest = d.destination.clone();
+    let synced = d
+        .synced_version
+        .map(|v| v.to_string())
+        .unwrap_or_else(|| "none".into());
+    view! {
+        <section class="panel destination" aria-label=name>
+            <h2>{name} " " <State state=d.state.clone()/></h2>
+            <dl class="facts">
+                <dt>"Version synced / wanted"</dt><dd>{format!("{synced} / {}", d.target_version)}</dd>
+                <dt>{if d.destination == "crm" { "CRM deal id" } else { "ERP document" }}</dt>
+                <dd>{d.external_id.clone().unwrap_or_else(|| "not created yet".into())}</dd>
+            </dl>
+            {(!d.problems.is_empty()).then(|| view! {
+                <ul class="problems">{d.problems.iter().map(|p| view! { <li>{p.clone()}</li> }).collect_view()}</ul>
+            })}
+            {d.payload.clone().map(|p| view! {
+                <details><summary>{label.clone()}</summary><pre class="payload">{p}</pre></details>
+            })}
+            {move || can_act.get().then(|| {
+                let dest = dest.clone();
+                view! {
+                    <ActionForm action=retry attr:class="inline">
+                        <input type="hidden" name="store_order_id" value=id/>
+                        <input type="hidden" name="destination" value=dest/>
+                        <button type="submit" class="button small">{format!("Send to the {name} again")}</button>
+                    </ActionForm>
+                }
+            })}
+        </section>
+    }
 }

@@ -48,7 +48,7 @@ fn Mappings() -> impl IntoView {
                         }
                         let focus = focus();
                         view! {
-                            <table class="table">
+                            <table class="table" aria-labelledby="unmapped-title">
                                 <thead>
                                     <tr>
                                         <th scope="col">"SKU"</th>
@@ -96,7 +96,7 @@ fn Mappings() -> impl IntoView {
                             return view! { <p class="muted">"No mapping matches."</p> }.into_any();
                         }
                         view! {
-                            <table class="table">
+                            <table class="table" aria-labelledby="mappings-title">
                                 <thead>
                                     <tr>
                                         <th scope="col">"SKU"</th>
