@@ -14,7 +14,7 @@ use sha2::Sha256;
 
 use super::AppState;
 use crate::engine::ingest;
-use crate::store::Delivery;
+use crate::store::{Delivery, IngestOutcome};
 
 /// The largest body accepted (Shopify's order payloads are well below this).
 pub const MAX_BODY_BYTES: usize = 2 * 1024 * 1024;
@@ -141,6 +141,10 @@ pub async fn shopify(
     };
     match ingest::accept(&state.store, delivery).await {
         Ok(outcome) => {
+            if matches!(outcome, IngestOutcome::Applied { .. }) {
+                // Idle workers in this process start on it now rather than at their next poll.
+                state.wake.notify_waiters();
+            }
             (StatusCode::OK, Json(json!({ "outcome": outcome.as_str() }))).into_response()
         }
         Err(err) => {

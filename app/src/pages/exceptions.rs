@@ -400,7 +400,7 @@ fn GroupLine(
             <td class="num"><strong>{g.open}</strong></td>
             <td class="nowrap">{g.oldest_age}</td>
             <td class="upper">{g.destinations}</td>
-            <td class="group-actions">
+            <td class="group-actions"><div class="buttons">
                 {map_sku.map(|href| view! { <a class="button small primary" href=href>"Map SKU"</a> })}
                 <a class="button small" href=show>{if g.open == 1 { "Show order".to_string() } else { format!("Show {} orders", g.open) }}</a>
                 {move || (can_act.get() && !auth).then(|| {
@@ -411,7 +411,7 @@ fn GroupLine(
                     }
                 })}
                 {auth.then(|| view! { <span class="muted small">"An admin renews the credentials; the destination then resumes by itself."</span> })}
-            </td>
+            </div></td>
         </tr>
     }
 }
