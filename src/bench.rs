@@ -4,6 +4,8 @@
 //! sync lag P50/P95/P99, webhook ack P50/P99, peak memory, the durability settings in force, and
 //! the ledgers' verdict (lost, duplicated).
 
+pub mod queue;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 

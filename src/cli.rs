@@ -165,6 +165,16 @@ struct BenchArgs {
     /// Database connections of the SyncDesk under test.
     #[arg(long, default_value_t = 16)]
     connections: u32,
+    /// Time the operators' screens instead: seed --orders orders with --exceptions open
+    /// exceptions, then time the queue, group, list and search calls.
+    #[arg(long, default_value_t = false)]
+    queue: bool,
+    /// With --queue: open exceptions to seed.
+    #[arg(long, default_value_t = 100_000)]
+    exceptions: i64,
+    /// With --queue: timed runs of each call.
+    #[arg(long, default_value_t = 50)]
+    samples: usize,
 }
 
 #[derive(Debug, Args)]
@@ -322,6 +332,15 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             shutdown_signal().await;
             workers.shutdown().await;
             Ok(())
+        }
+        Command::Bench(args) if args.queue => {
+            crate::bench::queue::run(crate::bench::queue::QueueBenchOptions {
+                postgres: args.postgres,
+                orders: args.orders as i64,
+                exceptions: args.exceptions.min(args.orders as i64),
+                samples: args.samples.max(1),
+            })
+            .await
         }
         Command::Bench(args) => {
             crate::bench::run(crate::bench::BenchOptions {

@@ -17,3 +17,10 @@ CREATE INDEX exceptions_by_status ON exceptions (status, id);
 CREATE INDEX exceptions_by_assignee ON exceptions (assignee_id, status);
 CREATE INDEX exceptions_by_order ON exceptions (store_order_id, id);
 CREATE INDEX exceptions_snoozed ON exceptions (snoozed_until) WHERE status = 'snoozed';
+
+-- The orders list (newest change first) and finding an order by number.
+CREATE INDEX orders_updated ON orders (updated_at);
+-- Exceptions by cause without a status (search by SKU), and the queue's groups read from the
+-- index alone (count, oldest, destinations, code, kind and action of each cause).
+CREATE INDEX exceptions_by_fingerprint ON exceptions (fingerprint, id);
+CREATE INDEX exceptions_groups ON exceptions (status, fingerprint, created_at, destination, code, kind, action, id);

@@ -216,14 +216,38 @@ fn normalise_search(s: &str) -> String {
     }
 }
 
-/// The scope's `WHERE` condition over `exceptions e LEFT JOIN orders o`, with parameters
-/// `$1`–`$8` (see [`bind_scope!`]). Only the id list is written per dialect: SQLite reads the
-/// JSON array with `json_each`, PostgreSQL with `jsonb_array_elements_text`.
-pub(crate) fn scope_sql(postgres: bool) -> String {
+/// The scope's `WHERE` condition over `exceptions e`, with parameters `$1`–`$8` (see
+/// [`bind_scope!`]). Only the id list is written per dialect: SQLite reads the JSON array with
+/// `json_each`, PostgreSQL with `jsonb_array_elements_text`. Without a search, the orders table
+/// is not consulted at all (`$8` is then bound NULL).
+pub(crate) fn scope_sql(postgres: bool, search: bool) -> String {
     let ids = if postgres {
         "e.id IN (SELECT CAST(value AS BIGINT) FROM jsonb_array_elements_text(CAST($1 AS JSONB)))"
     } else {
         "e.id IN (SELECT value FROM json_each($1))"
+    };
+    // Each way of naming an order is an index lookup; an OR across the joined columns would
+    // read every exception and its order.
+    // The store order id, when the search is a number: PostgreSQL would fail to cast other
+    // text, so the digits are picked out first (NULL otherwise).
+    let store_id = if postgres {
+        "CAST(substring($8 from '^[0-9]{1,18}$') AS BIGINT)"
+    } else {
+        "CAST($8 AS INTEGER)"
+    };
+    let search = if search {
+        &format!(
+            "e.id IN (
+              SELECT x.id FROM exceptions x WHERE x.store_order_id IN (
+                  SELECT store_order_id FROM orders WHERE name = $8
+                  UNION SELECT store_order_id FROM orders WHERE name = '#' || $8
+                  UNION SELECT store_order_id FROM orders WHERE email = $8
+                  UNION SELECT store_order_id FROM orders WHERE store_order_id = {store_id}
+                  UNION SELECT store_order_id FROM order_skus WHERE sku = $8)
+              UNION SELECT x.id FROM exceptions x WHERE x.fingerprint = 'missing_sku:erp:' || $8)"
+        )
+    } else {
+        "$8 IS NULL"
     };
     format!(
         "($1 IS NULL OR {ids})
@@ -233,18 +257,15 @@ pub(crate) fn scope_sql(postgres: bool) -> String {
          AND ($5 IS NULL OR e.status = $5)
          AND ($6 IS NULL OR ($6 = 0 AND e.assignee_id IS NULL) OR e.assignee_id = $6)
          AND ($7 IS NULL OR e.created_at < $7)
-         AND ($8 IS NULL OR o.name = $8 OR o.name = '#' || $8 OR o.email = $8
-              OR CAST(e.store_order_id AS TEXT) = $8 OR e.fingerprint = 'missing_sku:erp:' || $8
-              OR e.store_order_id IN (SELECT store_order_id FROM order_skus WHERE sku = $8))"
+         AND {search}"
     )
 }
 
 /// The ids of the actionable (open or snoozed) exceptions in scope, as a sub-select.
-fn actionable(postgres: bool) -> String {
+fn actionable(postgres: bool, search: bool) -> String {
     format!(
-        "SELECT e.id FROM exceptions e LEFT JOIN orders o ON o.store_order_id = e.store_order_id
-         WHERE e.status IN ('open', 'snoozed') AND {}",
-        scope_sql(postgres)
+        "SELECT e.id FROM exceptions e WHERE e.status IN ('open', 'snoozed') AND {}",
+        scope_sql(postgres, search)
     )
 }
 
@@ -266,7 +287,7 @@ impl Store {
         let binds = scope.binds();
         on_pool!(&self.db, pool => {
             let pg = is_postgres(pool);
-            let scoped = actionable(pg);
+            let scoped = actionable(pg, scope.search.is_some());
             // SQLite: take the write lock first, so the counts and the changes see one state.
             let mut tx = if pg { pool.begin().await? } else { pool.begin_with("BEGIN IMMEDIATE").await? };
             if let TriageAction::Assign { user_id: Some(user) } = action {

@@ -62,6 +62,7 @@ impl Store {
         // The newest message of each group stands for it (the sentences of one cause differ
         // only in the order they name).
         let binds = scope.binds();
+        let search = scope.search.is_some();
         let order = if oldest_first {
             "g.oldest, g.open DESC"
         } else {
@@ -78,13 +79,13 @@ impl Store {
                  FROM (SELECT e.fingerprint, MIN(e.code) AS code, MIN(e.kind) AS kind, MIN(e.action) AS action, COUNT(*) AS open,
                               MIN(e.created_at) AS oldest, MAX(e.id) AS newest,
                               MIN(e.destination) || CASE WHEN MIN(e.destination) <> MAX(e.destination) THEN ', ' || MAX(e.destination) ELSE '' END AS destinations
-                       FROM exceptions e LEFT JOIN orders o ON o.store_order_id = e.store_order_id
+                       FROM exceptions e
                        WHERE {status} AND {}
                        GROUP BY e.fingerprint) g
                  JOIN exceptions x ON x.id = g.newest
                  ORDER BY {order}
                  LIMIT $9",
-                scope_sql(is_postgres(pool))
+                scope_sql(is_postgres(pool), search)
             );
             bind_scope!(sqlx::query_as::<_, ExceptionGroup>(&sql), &binds)
                 .bind(limit)
@@ -110,23 +111,37 @@ impl Store {
                 s.to_string()
             }
         });
+        // Without a search: the newest changes, read backwards along `orders_updated`. With
+        // one: each way of naming an order is an index lookup, and the union of their hits is
+        // what is listed (an OR across columns would read every order).
+        let store_id: Option<i64> = search.as_deref().and_then(|s| s.parse().ok());
+        let filter = if search.is_some() {
+            "WHERE o.store_order_id IN (
+                 SELECT store_order_id FROM orders WHERE name = $1
+                 UNION SELECT store_order_id FROM orders WHERE name = '#' || $1
+                 UNION SELECT store_order_id FROM orders WHERE email = $1
+                 UNION SELECT store_order_id FROM orders WHERE store_order_id = $3
+                 UNION SELECT store_order_id FROM order_skus WHERE sku = $1)"
+        } else {
+            "WHERE $1 IS NULL AND $3 IS NULL"
+        };
+        let sql = format!(
+            "SELECT o.store_order_id, o.name, o.lifecycle, o.currency, o.total, o.version, o.updated_at,
+                    c.state AS crm_state, e.state AS erp_state
+             FROM orders o
+             LEFT JOIN sync_tasks c ON c.store_order_id = o.store_order_id AND c.destination = 'crm'
+             LEFT JOIN sync_tasks e ON e.store_order_id = o.store_order_id AND e.destination = 'erp'
+             {filter}
+             ORDER BY o.updated_at DESC
+             LIMIT $2"
+        );
         let rows = on_pool!(&self.db, pool => {
-            sqlx::query_as::<_, OrderRow>(
-                "SELECT o.store_order_id, o.name, o.lifecycle, o.currency, o.total, o.version, o.updated_at,
-                        c.state AS crm_state, e.state AS erp_state
-                 FROM orders o
-                 LEFT JOIN sync_tasks c ON c.store_order_id = o.store_order_id AND c.destination = 'crm'
-                 LEFT JOIN sync_tasks e ON e.store_order_id = o.store_order_id AND e.destination = 'erp'
-                 WHERE $1 IS NULL OR o.name = $1 OR o.name = '#' || $1 OR o.email = $1
-                    OR CAST(o.store_order_id AS TEXT) = $1
-                    OR o.store_order_id IN (SELECT store_order_id FROM order_skus WHERE sku = $1)
-                 ORDER BY o.updated_at DESC
-                 LIMIT $2",
-            )
-            .bind(search.as_deref())
-            .bind(limit)
-            .fetch_all(pool)
-            .await
+            sqlx::query_as::<_, OrderRow>(&sql)
+                .bind(search.as_deref())
+                .bind(limit)
+                .bind(store_id)
+                .fetch_all(pool)
+                .await
         })?;
         Ok(rows)
     }

@@ -1,0 +1,229 @@
+//! `syncdesk bench --queue`: the operators' screens at scale. A fresh database is filled, inside
+//! the database itself, with `orders` orders (two sync tasks each, one SKU each) of which
+//! `exceptions` have an open ERP exception spread over causes the way real queues look (a few
+//! big SKU groups, a long tail); then the store calls behind each screen are timed, each many
+//! times, and their P50/P95 printed: the grouped queue, the first page of the list, a group
+//! expanded, the orders list, an order found by number, by email and by SKU, and a bulk retry's
+//! dry-run count.
+
+use std::time::Instant;
+
+use super::{fresh_database, percentile};
+use crate::audit::Actor;
+use crate::store::{Db, ExceptionFilter, ExceptionScope, Store, TriageAction};
+
+/// What to seed and how often to time each call.
+#[derive(Clone, Debug)]
+pub struct QueueBenchOptions {
+    /// A PostgreSQL server URL, or `None` for SQLite.
+    pub postgres: Option<String>,
+    /// Orders in the database.
+    pub orders: i64,
+    /// Open exceptions among them.
+    pub exceptions: i64,
+    /// Timed runs of each call.
+    pub samples: usize,
+}
+
+/// Causes: 20 SKUs share half the exceptions; the rest spread over 2,000 SKUs and 3 other codes.
+fn seed_sql(postgres: bool, orders: i64, exceptions: i64) -> Vec<String> {
+    let series = if postgres {
+        format!("SELECT i FROM generate_series(1, {orders}) AS g(i)")
+    } else {
+        format!(
+            "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < {orders}) SELECT i FROM n"
+        )
+    };
+    // The i-th order changed (orders - i) seconds ago.
+    let at = |expr: &str| {
+        if postgres {
+            format!("(TIMESTAMPTZ '2026-11-01 00:00:00+00' + ({expr}) * INTERVAL '1 second')")
+        } else {
+            format!(
+                "strftime('%Y-%m-%dT%H:%M:%S+00:00', '2026-11-01', '+' || ({expr}) || ' seconds')"
+            )
+        }
+    };
+    let (data, fields) = if postgres {
+        ("'{}'::jsonb", "'[]'::jsonb")
+    } else {
+        ("'{}'", "'[]'")
+    };
+    let t = at("i");
+    let sku = "CASE WHEN i % 2 = 0 THEN 'HOT-' || (i % 20) ELSE 'SKU-' || (i % 2000) END";
+    vec![
+        format!(
+            "INSERT INTO orders (store_order_id, name, store_updated_at, version, email, lifecycle, currency, total, data, first_seen_at, updated_at)
+             SELECT i, '#' || (100000 + i), {t}, 1, 'customer' || (i % 250000) || '@example.com', 'paid', 'USD', '54.00', {data}, {t}, {t}
+             FROM ({series}) s"
+        ),
+        format!(
+            "INSERT INTO order_skus (store_order_id, sku) SELECT i, {sku} FROM ({series}) s"
+        ),
+        format!(
+            "INSERT INTO sync_tasks (store_order_id, destination, state, target_version, synced_version, attempt, scheduled_at, armed_at, updated_at)
+             SELECT i, 'crm', 'synced', 1, 1, 0, {t}, {t}, {t} FROM ({series}) s"
+        ),
+        format!(
+            "INSERT INTO sync_tasks (store_order_id, destination, state, target_version, synced_version, attempt, scheduled_at, armed_at, blocked_on, updated_at)
+             SELECT i, 'erp', CASE WHEN i <= {exceptions} THEN 'blocked' ELSE 'synced' END, 1,
+                    CASE WHEN i <= {exceptions} THEN NULL ELSE 1 END, 0, {t}, {t},
+                    CASE WHEN i <= {exceptions} THEN 'missing_sku:erp:' || {sku} END, {t}
+             FROM ({series}) s"
+        ),
+        format!(
+            "INSERT INTO exceptions (task_id, store_order_id, destination, code, kind, fingerprint, message, action, fields, status, created_at, updated_at)
+             SELECT t.id, t.store_order_id, 'erp', 'missing_sku_mapping', 'needs_action', t.blocked_on,
+                    'SKU ' || substr(t.blocked_on, 17) || ' has no ERP item code, so order #' || (100000 + t.store_order_id) || ' can''t be created in the ERP.',
+                    'Map SKU', {fields}, 'open', t.updated_at, t.updated_at
+             FROM sync_tasks t WHERE t.destination = 'erp' AND t.state = 'blocked'"
+        ),
+    ]
+}
+
+async fn execute(store: &Store, sql: &str) -> anyhow::Result<()> {
+    match store.db() {
+        Db::Sqlite(pool) => {
+            sqlx::query(sql).execute(pool).await?;
+        }
+        Db::Postgres(pool) => {
+            sqlx::query(sql).execute(pool).await?;
+        }
+    }
+    Ok(())
+}
+
+/// Times `call` `samples` times; P50 and P95 in milliseconds.
+async fn time<F, Fut, T>(samples: usize, mut call: F) -> anyhow::Result<(f64, f64)>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, crate::store::StoreError>>,
+{
+    // One untimed run warms the caches, as a screen in use has them warm.
+    call().await?;
+    let mut took = Vec::with_capacity(samples);
+    for _ in 0..samples {
+        let started = Instant::now();
+        call().await?;
+        took.push(started.elapsed().as_secs_f64() * 1000.0);
+    }
+    took.sort_by(f64::total_cmp);
+    Ok((percentile(&took, 50.0), percentile(&took, 95.0)))
+}
+
+/// Seeds, times, prints.
+pub async fn run(options: QueueBenchOptions) -> anyhow::Result<()> {
+    let (url, drop_after) = fresh_database(options.postgres.as_deref()).await?;
+    let store = Store::connect_with(&url, 4).await?;
+    store.migrate().await?;
+    let postgres = matches!(store.db(), Db::Postgres(_));
+    println!(
+        "Seeding {} orders and {} open exceptions on {} …",
+        options.orders,
+        options.exceptions,
+        if postgres { "PostgreSQL" } else { "SQLite" }
+    );
+    let seeding = Instant::now();
+    for sql in seed_sql(postgres, options.orders, options.exceptions) {
+        execute(&store, &sql).await?;
+    }
+    execute(&store, "ANALYZE").await?;
+    println!("  seeded in {:.1} s", seeding.elapsed().as_secs_f64());
+
+    let open = ExceptionScope {
+        status: Some("open".into()),
+        ..ExceptionScope::default()
+    };
+    let page = |scope: ExceptionScope| ExceptionFilter {
+        scope,
+        before_id: None,
+        oldest_first: false,
+        limit: 50,
+    };
+    let group = ExceptionScope {
+        fingerprint: Some("missing_sku:erp:HOT-4".into()),
+        status: Some("open".into()),
+        ..ExceptionScope::default()
+    };
+    let by_number = ExceptionScope {
+        search: Some(format!("#{}", 100000 + options.exceptions / 2)),
+        status: Some("open".into()),
+        ..ExceptionScope::default()
+    };
+    let n = options.samples;
+    let mut rows: Vec<(&str, (f64, f64))> = Vec::new();
+    let all_open = ExceptionScope::default();
+    rows.push((
+        "queue: groups by cause",
+        time(n, || store.exception_groups(&all_open, false, 200)).await?,
+    ));
+    rows.push(("queue: first page of the list", {
+        let first = page(open.clone());
+        time(n, || store.exceptions(&first)).await?
+    }));
+    rows.push(("queue: a deep page of the list", {
+        let deep = ExceptionFilter {
+            before_id: Some(options.exceptions * 3 / 4),
+            ..page(open.clone())
+        };
+        time(n, || store.exceptions(&deep)).await?
+    }));
+    rows.push(("queue: a group expanded", {
+        let expanded = page(group.clone());
+        time(n, || store.exceptions(&expanded)).await?
+    }));
+    rows.push(("queue: search by order number", {
+        let found = page(by_number.clone());
+        time(n, || store.exceptions(&found)).await?
+    }));
+    rows.push((
+        "queue: bulk retry dry run (group)",
+        time(n, || {
+            store.triage(&group, &TriageAction::Retry, true, &Actor::System)
+        })
+        .await?,
+    ));
+    rows.push((
+        "orders: latest 100",
+        time(n, || store.recent_orders(None, 100)).await?,
+    ));
+    let number = format!("#{}", 100000 + options.orders / 3);
+    rows.push((
+        "orders: find by number",
+        time(n, || store.recent_orders(Some(&number), 100)).await?,
+    ));
+    let email = "customer1234@example.com".to_string();
+    rows.push((
+        "orders: find by email",
+        time(n, || store.recent_orders(Some(&email), 100)).await?,
+    ));
+    rows.push((
+        "orders: find by SKU (≈ 500 orders)",
+        time(n, || store.recent_orders(Some("SKU-7"), 100)).await?,
+    ));
+
+    println!(
+        "\n{} orders, {} open exceptions, {n} timed runs each (server time of the store call):",
+        options.orders, options.exceptions
+    );
+    println!("  {:<38} {:>9} {:>9}", "call", "P50 ms", "P95 ms");
+    for (name, (p50, p95)) in &rows {
+        println!("  {name:<38} {p50:>9.2} {p95:>9.2}");
+    }
+    let worst = rows.iter().map(|(_, (_, p95))| *p95).fold(0.0, f64::max);
+    println!(
+        "  target P95 < 50 ms: {}",
+        if worst < 50.0 { "met" } else { "NOT met" }
+    );
+
+    store.close().await;
+    if let Some((admin, name)) = drop_after {
+        let admin_store = Store::connect_with(&admin, 1).await?;
+        if let Db::Postgres(pool) = admin_store.db() {
+            sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                .execute(pool)
+                .await?;
+        }
+    }
+    Ok(())
+}
