@@ -217,7 +217,7 @@ impl Store {
                  WHERE {} AND ($9 IS NULL OR {cursor})
                  ORDER BY e.id {order}
                  LIMIT $10",
-                scope_sql(is_postgres(pool), filter.scope.search.is_some())
+                scope_sql(is_postgres(pool), &filter.scope)
             );
             bind_scope!(sqlx::query_as::<_, ExceptionView>(&sql), &binds)
                 .bind(filter.before_id)
@@ -231,11 +231,10 @@ impl Store {
     /// How many exceptions match `scope`.
     pub async fn count_exceptions(&self, scope: &ExceptionScope) -> Result<i64, StoreError> {
         let binds = scope.binds();
-        let search = scope.search.is_some();
         let n = on_pool!(&self.db, pool => {
             let sql = format!(
                 "SELECT COUNT(*) FROM exceptions e WHERE {}",
-                scope_sql(is_postgres(pool), search)
+                scope_sql(is_postgres(pool), scope)
             );
             bind_scope!(sqlx::query_scalar::<_, i64>(&sql), &binds).fetch_one(pool).await
         })?;

@@ -217,17 +217,28 @@ fn normalise_search(s: &str) -> String {
 }
 
 /// The scope's `WHERE` condition over `exceptions e`, with parameters `$1`–`$8` (see
-/// [`bind_scope!`]). Only the id list is written per dialect: SQLite reads the JSON array with
-/// `json_each`, PostgreSQL with `jsonb_array_elements_text`. Without a search, the orders table
-/// is not consulted at all (`$8` is then bound NULL).
-pub(crate) fn scope_sql(postgres: bool, search: bool) -> String {
+/// [`bind_scope!`]). A field the scope leaves open is written as `$n IS NULL` (its parameter is
+/// bound NULL), so the planner sees only plain conditions on the fields that are set and can use
+/// their indexes; `$n IS NULL OR column = $n` would hide them. Only the id list and the numeric
+/// search are written per dialect: SQLite reads the JSON array with `json_each`, PostgreSQL with
+/// `jsonb_array_elements_text`.
+pub(crate) fn scope_sql(postgres: bool, scope: &ExceptionScope) -> String {
+    let given = |set: bool, condition: &str, n: u8| {
+        if set {
+            condition.to_string()
+        } else {
+            format!("${n} IS NULL")
+        }
+    };
     let ids = if postgres {
         "e.id IN (SELECT CAST(value AS BIGINT) FROM jsonb_array_elements_text(CAST($1 AS JSONB)))"
     } else {
         "e.id IN (SELECT value FROM json_each($1))"
     };
-    // Each way of naming an order is an index lookup; an OR across the joined columns would
-    // read every exception and its order.
+    let assignee = match scope.assignee {
+        Some(Assignee::Nobody) => "($6 = 0 AND e.assignee_id IS NULL)",
+        _ => "e.assignee_id = $6",
+    };
     // The store order id, when the search is a number: PostgreSQL would fail to cast other
     // text, so the digits are picked out first (NULL otherwise).
     let store_id = if postgres {
@@ -235,9 +246,10 @@ pub(crate) fn scope_sql(postgres: bool, search: bool) -> String {
     } else {
         "CAST($8 AS INTEGER)"
     };
-    let search = if search {
-        &format!(
-            "e.id IN (
+    // Each way of naming an order is an index lookup; an OR across joined columns would read
+    // every exception and its order.
+    let search = format!(
+        "e.id IN (
               SELECT x.id FROM exceptions x WHERE x.store_order_id IN (
                   SELECT store_order_id FROM orders WHERE name = $8
                   UNION SELECT store_order_id FROM orders WHERE name = '#' || $8
@@ -245,27 +257,25 @@ pub(crate) fn scope_sql(postgres: bool, search: bool) -> String {
                   UNION SELECT store_order_id FROM orders WHERE store_order_id = {store_id}
                   UNION SELECT store_order_id FROM order_skus WHERE sku = $8)
               UNION SELECT x.id FROM exceptions x WHERE x.fingerprint = 'missing_sku:erp:' || $8)"
-        )
-    } else {
-        "$8 IS NULL"
-    };
-    format!(
-        "($1 IS NULL OR {ids})
-         AND ($2 IS NULL OR e.fingerprint = $2)
-         AND ($3 IS NULL OR e.code = $3)
-         AND ($4 IS NULL OR e.destination = $4)
-         AND ($5 IS NULL OR e.status = $5)
-         AND ($6 IS NULL OR ($6 = 0 AND e.assignee_id IS NULL) OR e.assignee_id = $6)
-         AND ($7 IS NULL OR e.created_at < $7)
-         AND {search}"
-    )
+    );
+    [
+        given(scope.ids.is_some(), ids, 1),
+        given(scope.fingerprint.is_some(), "e.fingerprint = $2", 2),
+        given(scope.code.is_some(), "e.code = $3", 3),
+        given(scope.destination.is_some(), "e.destination = $4", 4),
+        given(scope.status.is_some(), "e.status = $5", 5),
+        given(scope.assignee.is_some(), assignee, 6),
+        given(scope.created_before.is_some(), "e.created_at < $7", 7),
+        given(scope.search.is_some(), &search, 8),
+    ]
+    .join(" AND ")
 }
 
 /// The ids of the actionable (open or snoozed) exceptions in scope, as a sub-select.
-fn actionable(postgres: bool, search: bool) -> String {
+fn actionable(postgres: bool, scope: &ExceptionScope) -> String {
     format!(
         "SELECT e.id FROM exceptions e WHERE e.status IN ('open', 'snoozed') AND {}",
-        scope_sql(postgres, search)
+        scope_sql(postgres, scope)
     )
 }
 
@@ -287,7 +297,7 @@ impl Store {
         let binds = scope.binds();
         on_pool!(&self.db, pool => {
             let pg = is_postgres(pool);
-            let scoped = actionable(pg, scope.search.is_some());
+            let scoped = actionable(pg, scope);
             // SQLite: take the write lock first, so the counts and the changes see one state.
             let mut tx = if pg { pool.begin().await? } else { pool.begin_with("BEGIN IMMEDIATE").await? };
             if let TriageAction::Assign { user_id: Some(user) } = action {
