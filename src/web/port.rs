@@ -697,6 +697,6 @@ fn timeline_entries(timeline: Timeline) -> Vec<TimelineEntry> {
             ));
         }
     }
-    entries.sort_by(|a, b| b.0.cmp(&a.0));
+    entries.sort_by_key(|e| std::cmp::Reverse(e.0));
     entries.into_iter().map(|(_, e)| e).collect()
 }
