@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use crate::error::AppError;
 use crate::model::{
-    Assignable, AuditPage, AuditQuery, ExceptionGroupView, ExceptionPage, ExceptionQuery,
+    Assignable, AuditPage, AuditQuery, AuditRow, ExceptionGroupView, ExceptionPage, ExceptionQuery,
     MappingSaved, OrderPage, OrderView, Role, SkuMappingView, TriageOutcome, TriageRequest,
     TriageTarget, UnmappedSkuView, UserRow, Viewer,
 };
@@ -90,6 +90,10 @@ pub trait Port: Send + Sync {
         sku: String,
         item_code: String,
     ) -> Result<MappingSaved, AppError>;
+    /// Deletes a mapping (refused while open orders need it); the outcome as a sentence.
+    async fn delete_sku_mapping(&self, by: &Viewer, sku: String) -> Result<String, AppError>;
+    /// The latest changes to SKU mappings, newest first.
+    async fn sku_history(&self, by: &Viewer) -> Result<Vec<AuditRow>, AppError>;
     /// People exceptions can be assigned to (active operators).
     async fn assignables(&self, by: &Viewer) -> Result<Vec<Assignable>, AppError>;
     /// The most recently changed orders, or those matching `search`.

@@ -95,7 +95,12 @@ test('mapping a SKU releases its orders: they sync to the ERP and their exceptio
   await line.getByRole('button', { name: 'Map and release' }).click();
   await expect(page.getByRole('status')).toContainText(`SKU ${sku} now maps to ERP-TEE-BLK-M: 2 orders released`);
   await expect(line).toHaveCount(0);
-  await expect(page.getByRole('table', { name: 'Mappings', exact: true }).getByRole('row').filter({ hasText: sku })).toContainText('ERP-TEE-BLK-M');
+  const mapping = page.getByRole('table', { name: 'Mappings', exact: true }).getByRole('row').filter({ hasText: sku });
+  await expect(mapping).toContainText('ERP-TEE-BLK-M');
+  await expect(page.getByRole('table', { name: 'History' }).getByRole('row').filter({ hasText: sku }).first()).toContainText('saved');
+  // Its orders may still ship or be refunded, so the mapping cannot be deleted yet.
+  await mapping.getByRole('button', { name: `Delete the mapping of ${sku}` }).click();
+  await expect(page.getByRole('alert')).toContainText('still need its ERP item code');
 
   // The orders reach the ERP, and the queue no longer holds the group.
   await page.getByRole('navigation', { name: 'Main' }).getByRole('link', { name: 'Orders', exact: true }).click();

@@ -127,6 +127,46 @@ impl Store {
         Ok((mapping, released))
     }
 
+    /// Deletes a SKU's mapping, unless orders still need it: an order carrying the SKU whose
+    /// ERP delivery is not finished, or that may still change (not fulfilled, cancelled or
+    /// refunded — a shipment or a refund needs the item code too). Refused with how many.
+    pub async fn delete_sku_mapping(&self, sku: &str, by: &Actor) -> Result<(), StoreError> {
+        on_pool!(&self.db, pool => {
+            let mut tx = pool.begin().await?;
+            // The first statement writes, so on SQLite this transaction holds the write lock.
+            let before: Option<String> = sqlx::query_scalar("DELETE FROM sku_mappings WHERE sku = $1 RETURNING item_code")
+                .bind(sku)
+                .fetch_optional(&mut *tx)
+                .await?;
+            let Some(item_code) = before else {
+                return Err(StoreError::NotFound("SKU mapping"));
+            };
+            let needing: i64 = sqlx::query_scalar(
+                "SELECT COUNT(*) FROM order_skus s
+                 JOIN orders o ON o.store_order_id = s.store_order_id
+                 LEFT JOIN sync_tasks t ON t.store_order_id = s.store_order_id AND t.destination = 'erp'
+                 WHERE s.sku = $1
+                   AND (o.lifecycle NOT IN ('fulfilled', 'cancelled', 'refunded')
+                        OR t.state IS NULL OR t.state <> 'synced')",
+            )
+            .bind(sku)
+            .fetch_one(&mut *tx)
+            .await?;
+            if needing > 0 {
+                tx.rollback().await?;
+                let orders = if needing == 1 { "1 open order".to_string() } else { format!("{needing} open orders") };
+                return Err(StoreError::Conflict(format!(
+                    "SKU {sku} is on {orders} that still need its ERP item code (for the order itself, a shipment or a refund). Change the mapping instead, or delete it once those orders are finished."
+                )));
+            }
+            let change = Change::new(by, "sku_mapping.deleted", format!("sku:{sku}"))
+                .before(json!({ "item_code": item_code }));
+            insert_audit!(&mut *tx, &change)?;
+            tx.commit().await?;
+            Ok::<(), StoreError>(())
+        })
+    }
+
     /// Puts an exception's task back in the queue now. Two people clicking at once queue it
     /// once; a task already synced at the order's current version is reported as such.
     pub async fn retry_exception(

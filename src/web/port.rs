@@ -471,6 +471,45 @@ impl Port for WebPort {
         })
     }
 
+    async fn delete_sku_mapping(&self, by: &Viewer, sku: String) -> Result<String, AppError> {
+        let sku = sku.trim().to_string();
+        self.state
+            .store
+            .delete_sku_mapping(&sku, &actor(by))
+            .await
+            .map_err(store_error)?;
+        Ok(format!(
+            "Deleted the mapping of SKU {sku}. A new order with it will wait for a mapping."
+        ))
+    }
+
+    async fn sku_history(&self, _by: &Viewer) -> Result<Vec<AuditRow>, AppError> {
+        let filter = AuditFilter {
+            action_prefix: Some("sku_mapping.".into()),
+            actor_contains: None,
+            before_id: None,
+            limit: 50,
+        };
+        let rows = self
+            .state
+            .store
+            .audit_entries(&filter)
+            .await
+            .map_err(store_error)?;
+        Ok(rows
+            .into_iter()
+            .map(|r| AuditRow {
+                id: r.id,
+                at: r.at.format("%Y-%m-%d %H:%M:%S").to_string(),
+                actor: r.actor_label,
+                action: r.action,
+                target: r.target,
+                before: r.before.map(|j| j.0.to_string()),
+                after: r.after.map(|j| j.0.to_string()),
+            })
+            .collect())
+    }
+
     async fn assignables(&self, _by: &Viewer) -> Result<Vec<Assignable>, AppError> {
         let users = self.state.store.users().await.map_err(store_error)?;
         Ok(users

@@ -747,6 +747,45 @@ async fn the_sku_screen_ranks_unmapped_skus_and_mapping_one_releases_its_orders(
     assert_eq!(listed[0].updated_by, "otto@example.com");
     let audit = app.audit_of("sku_mapping.saved").await;
     assert_eq!(audit[0].actor_label, "otto@example.com");
+
+    // Deleting the mapping is refused while its (paid, unfulfilled) orders may still need it.
+    let refused = operator.rpc("/rpc/sku/delete", &[("sku", UNMAPPED)]).await;
+    assert_eq!(refused.status, StatusCode::CONFLICT, "{:?}", refused.body);
+    assert!(
+        refused.error().to_string().contains("2 open orders"),
+        "{:?}",
+        refused.body
+    );
+    assert_eq!(
+        app.count("SELECT COUNT(*) FROM sku_mappings WHERE sku = 'NEW-GIZMO'")
+            .await,
+        1
+    );
+    // A mapping no order uses can go; the history shows who did what.
+    app.store
+        .save_sku_mapping("OLD-THING", "ERP-OLD", &Actor::System)
+        .await
+        .expect("map");
+    let deleted = operator
+        .rpc("/rpc/sku/delete", &[("sku", "OLD-THING")])
+        .await;
+    assert_eq!(deleted.status, StatusCode::OK, "{:?}", deleted.body);
+    let history: Vec<app::model::AuditRow> = operator.rpc("/rpc/sku/history", &[]).await.json();
+    assert_eq!(history[0].action, "sku_mapping.deleted");
+    assert_eq!(history[0].target, "sku:OLD-THING");
+    assert_eq!(history[0].actor, "otto@example.com");
+    let missing = operator
+        .rpc("/rpc/sku/delete", &[("sku", "OLD-THING")])
+        .await;
+    assert_eq!(missing.status, StatusCode::NOT_FOUND);
+    let manager = app.signed_in("mona@example.com").await;
+    assert_eq!(
+        manager
+            .rpc("/rpc/sku/delete", &[("sku", UNMAPPED)])
+            .await
+            .status,
+        StatusCode::FORBIDDEN
+    );
 }
 
 async fn an_order_page_shows_the_timeline_and_payloads_and_an_operator_sends_it_again(

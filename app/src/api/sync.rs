@@ -5,8 +5,9 @@ use crate::error::AppError;
 #[cfg(feature = "ssr")]
 use crate::model::Role;
 use crate::model::{
-    Assignable, ExceptionGroupView, ExceptionPage, ExceptionQuery, MappingSaved, OrderPage,
-    OrderView, SkuMappingView, TriageOutcome, TriageRequest, TriageTarget, UnmappedSkuView,
+    Assignable, AuditRow, ExceptionGroupView, ExceptionPage, ExceptionQuery, MappingSaved,
+    OrderPage, OrderView, SkuMappingView, TriageOutcome, TriageRequest, TriageTarget,
+    UnmappedSkuView,
 };
 
 /// Who may read the exception queue.
@@ -185,6 +186,38 @@ pub async fn save_sku_mapping(sku: String, item_code: String) -> Result<MappingS
                 .authorize(&[Role::Operator], "change SKU mappings")
                 .await?;
             port.save_sku_mapping(&by, sku, item_code).await
+        }
+        .await,
+    )
+}
+
+/// Deletes a SKU's mapping; refused, with the reason, while open orders need it (operators).
+#[server(prefix = "/rpc", endpoint = "sku/delete")]
+pub async fn delete_sku_mapping(sku: String) -> Result<String, AppError> {
+    use crate::port::{port, respond};
+    respond(
+        async {
+            let port = port()?;
+            let by = port
+                .authorize(&[Role::Operator], "change SKU mappings")
+                .await?;
+            port.delete_sku_mapping(&by, sku).await
+        }
+        .await,
+    )
+}
+
+/// The latest changes to SKU mappings: who mapped, changed or deleted what (operators).
+#[server(prefix = "/rpc", endpoint = "sku/history")]
+pub async fn sku_history() -> Result<Vec<AuditRow>, AppError> {
+    use crate::port::{port, respond};
+    respond(
+        async {
+            let port = port()?;
+            let by = port
+                .authorize(&[Role::Operator], "read SKU mappings")
+                .await?;
+            port.sku_history(&by).await
         }
         .await,
     )

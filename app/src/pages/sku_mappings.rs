@@ -4,7 +4,7 @@
 use leptos::prelude::*;
 use leptos_router::hooks::use_query_map;
 
-use crate::api::{SaveSkuMapping, list_sku_mappings, unmapped_skus};
+use crate::api::{DeleteSkuMapping, SaveSkuMapping, list_sku_mappings, sku_history, unmapped_skus};
 use crate::components::{Guard, PageHeader};
 use crate::model::{Role, UnmappedSkuView};
 
@@ -25,14 +25,37 @@ fn Mappings() -> impl IntoView {
     let focus = move || params.read().get("sku").filter(|s| !s.is_empty());
     let search = move || params.read().get("q").filter(|s| !s.trim().is_empty());
     let save = ServerAction::<SaveSkuMapping>::new();
+    let delete = ServerAction::<DeleteSkuMapping>::new();
     let unmapped = Resource::new(move || save.version().get(), |_| unmapped_skus());
     let mappings = Resource::new(
-        move || (search(), save.version().get()),
-        |(q, _)| list_sku_mappings(q),
+        move || (search(), save.version().get(), delete.version().get()),
+        |(q, _, _)| list_sku_mappings(q),
     );
+    let history = Resource::new(
+        move || (save.version().get(), delete.version().get()),
+        |_| sku_history(),
+    );
+    // The newest of the two actions speaks.
+    let last = RwSignal::new(0u8);
+    Effect::new(move |_| {
+        save.version().get();
+        last.set(1);
+    });
+    Effect::new(move |prev: Option<usize>| {
+        let v = delete.version().get();
+        if prev.is_some_and(|p| p != v) {
+            last.set(2);
+        }
+        v
+    });
     let outcome = move || {
-        save.value().get().map(|r| match r {
-            Ok(saved) => view! { <p class="success" role="status">{saved.summary}</p> }.into_any(),
+        let result = if last.get() == 2 {
+            delete.value().get()
+        } else {
+            save.value().get().map(|r| r.map(|saved| saved.summary))
+        };
+        result.map(|r| match r {
+            Ok(sentence) => view! { <p class="success" role="status">{sentence}</p> }.into_any(),
             Err(err) => view! { <p class="alert" role="alert">{err.to_string()}</p> }.into_any(),
         })
     };
@@ -103,15 +126,65 @@ fn Mappings() -> impl IntoView {
                                         <th scope="col">"ERP item code"</th>
                                         <th scope="col">"Changed (UTC)"</th>
                                         <th scope="col">"By"</th>
+                                        <th scope="col"><span class="sr-only">"Actions"</span></th>
                                     </tr>
                                 </thead>
                                 <tbody>
-                                    {rows.into_iter().map(|m| view! {
+                                    {rows.into_iter().map(|m| {
+                                        let label = format!("Delete the mapping of {}", m.sku);
+                                        view! {
+                                            <tr>
+                                                <td><code>{m.sku.clone()}</code></td>
+                                                <td><code>{m.item_code}</code></td>
+                                                <td class="nowrap">{m.updated_at}</td>
+                                                <td>{m.updated_by}</td>
+                                                <td>
+                                                    <ActionForm action=delete attr:class="inline">
+                                                        <input type="hidden" name="sku" value=m.sku/>
+                                                        <button type="submit" class="button small subtle" aria-label=label>"Delete"</button>
+                                                    </ActionForm>
+                                                </td>
+                                            </tr>
+                                        }
+                                    }).collect_view()}
+                                </tbody>
+                            </table>
+                        }
+                        .into_any()
+                    })
+                })}
+            </Transition>
+        </section>
+        <section class="panel" aria-labelledby="history-title">
+            <h2 id="history-title">"History"</h2>
+            <Transition fallback=|| view! { <p class="muted">"Loading…"</p> }>
+                {move || Suspend::new(async move {
+                    history.await.map(|rows| {
+                        if rows.is_empty() {
+                            return view! { <p class="muted">"No change yet."</p> }.into_any();
+                        }
+                        view! {
+                            <table class="table audit" aria-labelledby="history-title">
+                                <thead>
+                                    <tr>
+                                        <th scope="col">"When (UTC)"</th>
+                                        <th scope="col">"Who"</th>
+                                        <th scope="col">"What"</th>
+                                        <th scope="col">"SKU"</th>
+                                        <th scope="col">"Change"</th>
+                                    </tr>
+                                </thead>
+                                <tbody>
+                                    {rows.into_iter().map(|r| view! {
                                         <tr>
-                                            <td><code>{m.sku}</code></td>
-                                            <td><code>{m.item_code}</code></td>
-                                            <td class="nowrap">{m.updated_at}</td>
-                                            <td>{m.updated_by}</td>
+                                            <td class="nowrap">{r.at}</td>
+                                            <td>{r.actor}</td>
+                                            <td>{r.action.trim_start_matches("sku_mapping.").to_string()}</td>
+                                            <td><code>{r.target.trim_start_matches("sku:").to_string()}</code></td>
+                                            <td class="change">
+                                                {r.before.map(|b| view! { <div><span class="muted">"before "</span><code>{b}</code></div> })}
+                                                {r.after.map(|a| view! { <div><span class="muted">"after "</span><code>{a}</code></div> })}
+                                            </td>
                                         </tr>
                                     }).collect_view()}
                                 </tbody>
