@@ -42,6 +42,17 @@ pub enum RetryOutcome {
     InFlight,
 }
 
+impl RetryOutcome {
+    /// The stable word the API answers and the audit log records.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            RetryOutcome::Queued => "queued",
+            RetryOutcome::AlreadyApplied => "already_applied",
+            RetryOutcome::InFlight => "in_flight",
+        }
+    }
+}
+
 /// Releases every task blocked on `fingerprint` (due now, attempts reset) and resolves their
 /// open exceptions with `resolution`, through `$tx`.
 macro_rules! release_blocked {
@@ -224,11 +235,7 @@ impl Store {
                 .execute(&mut *tx)
                 .await?;
             }
-            let word = match outcome {
-                RetryOutcome::Queued => "queued",
-                RetryOutcome::AlreadyApplied => "already_applied",
-                RetryOutcome::InFlight => "in_flight",
-            };
+            let word = outcome.as_str();
             let change = Change::new(by, "exception.retried", format!("exception:{exception_id}"))
                 .after(json!({ "task": task_id, "outcome": word }));
             insert_audit!(&mut *tx, &change)?;

@@ -157,11 +157,7 @@ impl Store {
                     Some(_) => RetryOutcome::InFlight,
                 }
             };
-            let word = match outcome {
-                RetryOutcome::Queued => "queued",
-                RetryOutcome::AlreadyApplied => "already_applied",
-                RetryOutcome::InFlight => "in_flight",
-            };
+            let word = outcome.as_str();
             let change = Change::new(by, "order.retried", format!("order:{store_order_id}"))
                 .after(json!({ "destination": destination, "outcome": word }));
             insert_audit!(&mut *tx, &change)?;

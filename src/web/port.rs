@@ -17,7 +17,9 @@ use super::session::{CurrentUser, SIGNED_IN_AT, USER_ID, client_address};
 use super::{AppState, triage};
 use crate::accounts::{AddUserError, SignInError};
 use crate::audit::{Actor, Change};
-use crate::store::{AuditFilter, ExceptionFilter, RetryOutcome, StoreError, Timeline, UserRecord};
+use crate::store::{
+    AuditFilter, AuditRecord, ExceptionFilter, RetryOutcome, StoreError, Timeline, UserRecord,
+};
 
 /// The port for one request.
 pub struct WebPort {
@@ -269,18 +271,7 @@ impl Port for WebPort {
         } else {
             None
         };
-        let rows = records
-            .into_iter()
-            .map(|r| AuditRow {
-                id: r.id,
-                at: r.at.format("%Y-%m-%d %H:%M:%S").to_string(),
-                actor: r.actor_label,
-                action: r.action,
-                target: r.target,
-                before: r.before.map(|j| j.0.to_string()),
-                after: r.after.map(|j| j.0.to_string()),
-            })
-            .collect();
+        let rows = records.into_iter().map(audit_row).collect();
         Ok(AuditPage { rows, older_than })
     }
 
@@ -291,11 +282,7 @@ impl Port for WebPort {
         oldest_first: bool,
     ) -> Result<Vec<ExceptionGroupView>, AppError> {
         let now = chrono::Utc::now();
-        let mut scope = triage::scope(&query, Some(by.user_id)).map_err(AppError::Invalid)?;
-        if query.status.as_deref().is_none_or(|s| s.trim().is_empty()) {
-            // Groups are of what still needs attention: open and snoozed.
-            scope.status = None;
-        }
+        let scope = triage::group_scope(&query, Some(by.user_id)).map_err(AppError::Invalid)?;
         let groups = self
             .state
             .store
@@ -416,9 +403,7 @@ impl Port for WebPort {
         _by: &Viewer,
         search: Option<String>,
     ) -> Result<Vec<SkuMappingView>, AppError> {
-        let search = search
-            .map(|s| s.trim().to_string())
-            .filter(|s| !s.is_empty());
+        let search = triage::given(&search);
         let rows = self
             .state
             .store
@@ -496,18 +481,7 @@ impl Port for WebPort {
             .audit_entries(&filter)
             .await
             .map_err(store_error)?;
-        Ok(rows
-            .into_iter()
-            .map(|r| AuditRow {
-                id: r.id,
-                at: r.at.format("%Y-%m-%d %H:%M:%S").to_string(),
-                actor: r.actor_label,
-                action: r.action,
-                target: r.target,
-                before: r.before.map(|j| j.0.to_string()),
-                after: r.after.map(|j| j.0.to_string()),
-            })
-            .collect())
+        Ok(rows.into_iter().map(audit_row).collect())
     }
 
     async fn assignables(&self, _by: &Viewer) -> Result<Vec<Assignable>, AppError> {
@@ -527,9 +501,7 @@ impl Port for WebPort {
         _by: &Viewer,
         search: Option<String>,
     ) -> Result<Vec<OrderView>, AppError> {
-        let search = search
-            .map(|s| s.trim().to_string())
-            .filter(|s| !s.is_empty());
+        let search = triage::given(&search);
         let orders = self
             .state
             .store
@@ -634,6 +606,18 @@ impl Port for WebPort {
                 format!("In flight: the order is being delivered to the {place} right now.")
             }
         })
+    }
+}
+
+fn audit_row(r: AuditRecord) -> AuditRow {
+    AuditRow {
+        id: r.id,
+        at: r.at.format("%Y-%m-%d %H:%M:%S").to_string(),
+        actor: r.actor_label,
+        action: r.action,
+        target: r.target,
+        before: r.before.map(|j| j.0.to_string()),
+        after: r.after.map(|j| j.0.to_string()),
     }
 }
 

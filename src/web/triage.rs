@@ -13,7 +13,7 @@ pub const MAX_SNOOZE_HOURS: i64 = 90 * 24;
 pub const MAX_SELECTION: usize = 1000;
 
 /// An empty or blank value does not filter.
-fn given(value: &Option<String>) -> Option<String> {
+pub fn given(value: &Option<String>) -> Option<String> {
     value
         .as_ref()
         .map(|v| v.trim().to_string())
@@ -76,6 +76,16 @@ pub fn scope(query: &ExceptionQuery, me: Option<i64>) -> Result<ExceptionScope, 
         created_before,
         search,
     })
+}
+
+/// The scope of the grouped queue: like [`scope`], but without a status it covers what still
+/// needs attention, open and snoozed (the store's groups read that as "no status").
+pub fn group_scope(query: &ExceptionQuery, me: Option<i64>) -> Result<ExceptionScope, String> {
+    let mut scope = scope(query, me)?;
+    if given(&query.status).is_none() {
+        scope.status = None;
+    }
+    Ok(scope)
 }
 
 /// The scope a triage target covers.

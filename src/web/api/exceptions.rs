@@ -9,7 +9,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::{ApiCaller, ApiError, READERS, WRITERS, invalid};
-use crate::store::{ExceptionFilter, ExceptionScope, ExceptionView, RetryOutcome, Store};
+use crate::store::{ExceptionFilter, ExceptionScope, ExceptionView, Store};
 use crate::web::triage;
 
 /// A page holds this many exceptions unless `limit` says otherwise.
@@ -45,8 +45,8 @@ pub struct ListQuery {
 }
 
 impl ListQuery {
-    fn scope(&self) -> Result<ExceptionScope, ApiError> {
-        let query = ExceptionQuery {
+    fn filters(&self) -> ExceptionQuery {
+        ExceptionQuery {
             status: self.status.clone(),
             code: self.code.clone(),
             destination: self.destination.clone(),
@@ -54,8 +54,11 @@ impl ListQuery {
             assignee: self.assignee.clone(),
             older_than_minutes: self.older_than_minutes,
             q: self.q.clone(),
-        };
-        triage::scope(&query, None).map_err(ApiError::Invalid)
+        }
+    }
+
+    fn scope(&self) -> Result<ExceptionScope, ApiError> {
+        triage::scope(&self.filters(), None).map_err(ApiError::Invalid)
     }
 
     fn into_filter(self) -> Result<ExceptionFilter, ApiError> {
@@ -119,11 +122,7 @@ pub async fn groups(
             )));
         }
     };
-    let mut scope = query.scope()?;
-    if query.status.is_none() {
-        // Groups are of what still needs attention: open and snoozed.
-        scope.status = None;
-    }
+    let scope = triage::group_scope(&query.filters(), None).map_err(ApiError::Invalid)?;
     let groups = store
         .exception_groups(&scope, oldest_first, GROUPS_LIMIT)
         .await?;
@@ -153,11 +152,7 @@ pub async fn retry(
 ) -> Result<Json<Value>, ApiError> {
     caller.require(WRITERS)?;
     let Path(id) = id.map_err(invalid)?;
-    let outcome = match store.retry_exception(id, &caller.actor()).await? {
-        RetryOutcome::Queued => "queued",
-        RetryOutcome::AlreadyApplied => "already_applied",
-        RetryOutcome::InFlight => "in_flight",
-    };
+    let outcome = store.retry_exception(id, &caller.actor()).await?.as_str();
     Ok(Json(json!({ "outcome": outcome })))
 }
 
