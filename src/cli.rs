@@ -82,6 +82,12 @@ struct WebArgs {
         hide_default_value = true
     )]
     shopify_webhook_secret: Option<String>,
+    /// Base URL of the store's Admin API, for "resync from the store" (optional).
+    #[arg(long, env = "SYNCDESK_STORE_URL")]
+    store_url: Option<url::Url>,
+    /// The store's Admin API access token.
+    #[arg(long, env = "SYNCDESK_STORE_TOKEN", hide_env_values = true)]
+    store_token: Option<String>,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -371,8 +377,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             crate::demo::run(
                 &args.demo_db,
                 options,
-                |store, destinations, secret| async move {
+                |store, destinations, secret, admin| async move {
                     web.shopify_webhook_secret = Some(secret.expose().to_string());
+                    web.store_url = Some(admin.url);
+                    web.store_token = Some(admin.token.expose().to_string());
                     serve(store, &web, Some((destinations, 2))).await
                 },
             )
@@ -461,19 +469,37 @@ async fn serve(
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
     let addr = listener.local_addr()?;
-    let state = AppState::new(store.clone(), settings, addr);
+    let engine = match engine {
+        Some((settings, count)) => Some((settings.connect()?, count)),
+        None => None,
+    };
+    let mut state = AppState::new(store.clone(), settings, addr);
+    if let Some((destinations, _)) = &engine {
+        state = state.with_erp(destinations.erp.clone());
+    }
+    match (&args.store_url, &args.store_token) {
+        (Some(url), Some(token)) => {
+            let shop = crate::connectors::ShopAdmin::new(
+                url.clone(),
+                token,
+                std::time::Duration::from_secs(10),
+            )?;
+            state = state.with_shop(shop);
+        }
+        (None, None) => {}
+        _ => bail!("resync from the store needs both SYNCDESK_STORE_URL and SYNCDESK_STORE_TOKEN"),
+    }
     tracing::info!(%addr, backend = ?store.backend(), "SyncDesk is serving");
     web::run_background(&store);
-    let workers = match engine {
-        Some((destinations, count)) => Some(Workers::spawn(
+    let workers = engine.map(|(destinations, count)| {
+        Workers::spawn(
             &store,
-            destinations.connect()?,
+            destinations,
             WorkerConfig::default(),
             state.wake.clone(),
             count,
-        )),
-        None => None,
-    };
+        )
+    });
     web::serve(listener, state, shutdown_signal()).await?;
     if let Some(workers) = workers {
         workers.shutdown().await;

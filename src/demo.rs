@@ -80,7 +80,7 @@ const ACCOUNTS: [(&str, &str, &[Role]); 4] = [
 /// simulators (and traffic), prints how to sign in, and hands everything to `serve`.
 pub async fn run<F, Fut>(path: &Path, options: DemoOptions, serve: F) -> anyhow::Result<()>
 where
-    F: FnOnce(Store, DestinationSettings, Secret) -> Fut,
+    F: FnOnce(Store, DestinationSettings, Secret, StoreAdminSettings) -> Fut,
     Fut: Future<Output = anyhow::Result<()>>,
 {
     for suffix in ["", "-wal", "-shm"] {
@@ -176,7 +176,20 @@ where
         path.display()
     );
     println!();
-    serve(store, destinations, secret).await
+    let admin = StoreAdminSettings {
+        url: shop.base_url().clone(),
+        token: Secret::new(shop.access_token()),
+    };
+    serve(store, destinations, secret, admin).await
+}
+
+/// Where the store's Admin API is, and its access token (for "resync from the store").
+#[derive(Clone, Debug)]
+pub struct StoreAdminSettings {
+    /// The shop's base URL.
+    pub url: url::Url,
+    /// The Admin API access token.
+    pub token: Secret,
 }
 
 /// `syncdesk simulate`: the store (sending signed webhooks to `target`), CRM and ERP on

@@ -410,6 +410,28 @@ pub struct MappingSaved {
     pub summary: String,
 }
 
+/// What importing a CSV file of SKU mappings did.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImportOutcome {
+    /// The outcome as one or two sentences.
+    pub summary: String,
+    /// Whether the file was applied (it is all or nothing).
+    pub applied: bool,
+    /// The rows that kept it from being applied.
+    pub rejected: Vec<RejectedMapping>,
+}
+
+/// A row of an imported file that is wrong.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RejectedMapping {
+    /// Its line in the file (the header is line 1).
+    pub line: u64,
+    /// The SKU as written.
+    pub sku: String,
+    /// What is wrong.
+    pub reason: String,
+}
+
 /// One order's page: its state at each destination, what each gets, and its history.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OrderPage {
@@ -444,8 +466,13 @@ pub struct OrderDestination {
     pub synced_version: Option<i64>,
     /// The destination's id for the order (CRM deal / ERP document number).
     pub external_id: Option<String>,
-    /// The payload for the current state, pretty JSON, when it maps.
+    /// The payload for the current state, pretty JSON, when it maps: an operator's edit when
+    /// one is in force, otherwise the computed one.
     pub payload: Option<String>,
+    /// When an edit is in force: who edited and when, as a sentence.
+    pub edited: Option<String>,
+    /// When an edit is in force: the computed payload it replaces, pretty JSON.
+    pub original: Option<String>,
     /// What stops it being sent.
     pub problems: Vec<String>,
 }

@@ -7,8 +7,8 @@ use std::sync::Arc;
 use crate::error::AppError;
 use crate::model::{
     Assignable, AuditPage, AuditQuery, AuditRow, ExceptionGroupView, ExceptionPage, ExceptionQuery,
-    MappingSaved, OrderPage, OrderView, Role, SkuMappingView, TriageOutcome, TriageRequest,
-    TriageTarget, UnmappedSkuView, UserRow, Viewer,
+    ImportOutcome, MappingSaved, OrderPage, OrderView, Role, SkuMappingView, TriageOutcome,
+    TriageRequest, TriageTarget, UnmappedSkuView, UserRow, Viewer,
 };
 
 /// Everything the UI's server functions need from the server, already authorised where noted.
@@ -90,6 +90,12 @@ pub trait Port: Send + Sync {
         sku: String,
         item_code: String,
     ) -> Result<MappingSaved, AppError>;
+    /// Imports a CSV file of mappings, all or nothing: what was applied, or every bad row.
+    async fn import_sku_mappings(
+        &self,
+        by: &Viewer,
+        csv: String,
+    ) -> Result<ImportOutcome, AppError>;
     /// Deletes a mapping (refused while open orders need it); the outcome as a sentence.
     async fn delete_sku_mapping(&self, by: &Viewer, sku: String) -> Result<String, AppError>;
     /// The latest changes to SKU mappings, newest first.
@@ -104,6 +110,19 @@ pub trait Port: Send + Sync {
     ) -> Result<Vec<OrderView>, AppError>;
     /// One order's page.
     async fn order_page(&self, by: &Viewer, store_order_id: i64) -> Result<OrderPage, AppError>;
+    /// Reads the order's current state from the store and sends it to every destination again;
+    /// the outcome as a sentence.
+    async fn resync_order(&self, by: &Viewer, store_order_id: i64) -> Result<String, AppError>;
+    /// Saves an edit of what `destination` gets for the order at `version` (the version the
+    /// operator saw) and queues it; the outcome as a sentence.
+    async fn edit_payload(
+        &self,
+        by: &Viewer,
+        store_order_id: i64,
+        destination: String,
+        version: i64,
+        payload: String,
+    ) -> Result<String, AppError>;
     /// Sends the order to `destination` again now; the outcome as a sentence.
     async fn retry_order(
         &self,
@@ -122,10 +141,10 @@ pub fn port() -> Result<Arc<dyn Port>, AppError> {
 /// Sets the response status from the outcome, so a refused call answers 401/403/422… rather
 /// than a generic 500, and hands the outcome back.
 pub fn respond<T>(outcome: Result<T, AppError>) -> Result<T, AppError> {
-    if let Err(err) = &outcome {
-        if let Some(res) = leptos::prelude::use_context::<leptos_axum::ResponseOptions>() {
-            res.set_status(err.status());
-        }
+    if let Err(err) = &outcome
+        && let Some(res) = leptos::prelude::use_context::<leptos_axum::ResponseOptions>()
+    {
+        res.set_status(err.status());
     }
     outcome
 }

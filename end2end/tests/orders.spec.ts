@@ -1,5 +1,5 @@
 import { createHmac, randomUUID } from 'node:crypto';
-import { test, expect, signIn, operatorEmail, shopifyOrder, postOrder } from './fixtures';
+import { test, expect, hydrated, signIn, operatorEmail, shopifyOrder, postOrder } from './fixtures';
 
 const secret = process.env.SHOPIFY_WEBHOOK_SECRET ?? '';
 
@@ -61,6 +61,42 @@ test('an operator finds an order by its number and reads its timeline across sys
   // Sending a synced order again says so, and sends nothing.
   await hydratedClick(page, erp.getByRole('button', { name: 'Send to the ERP again' }));
   await expect(page.getByRole('status')).toContainText('Already applied');
+});
+
+test('an operator edits the payload the ERP refused and sends it; the original is kept', async ({ page, request }) => {
+  const number = 4000 + Math.floor(Math.random() * 999);
+  const order = shopifyOrder(Date.now(), `#${number}`);
+  order.shipping_address.address1 = 'Apartment 4B, The Old Harbour Warehouse Building, 12 Harbour Street';
+  await postOrder(request, order);
+  await signIn(page, operatorEmail);
+  await page.goto(`/orders/${order.id}`);
+  const erp = page.getByRole('region', { name: 'ERP' });
+  await expect(async () => {
+    await page.reload();
+    await expect(erp).toContainText('needs action', { timeout: 1_000 });
+  }).toPass({ timeout: 20_000 });
+  await expect(erp.locator('.problems')).toContainText('street');
+  await hydrated(page);
+
+  // Shorten the street in the ERP's payload only, and send it.
+  await erp.getByText('Edit what the ERP gets').click();
+  const editor = erp.getByLabel('ERP payload (JSON)');
+  const payload = JSON.parse(await editor.inputValue());
+  payload.ship_to.street = '12 Harbour Street';
+  payload.ship_to.street2 = 'Apt 4B, Old Harbour Warehouse';
+  await editor.fill(JSON.stringify(payload, null, 2));
+  await erp.getByRole('button', { name: 'Save and send to the ERP' }).click();
+  await expect(page.getByRole('status')).toContainText('Saved your edit (2 fields changed: ship_to.street, ship_to.street2)');
+
+  await expect(async () => {
+    await page.reload();
+    await expect(erp.getByRole('heading')).toContainText('synced', { timeout: 1_000 });
+  }).toPass({ timeout: 20_000 });
+  await expect(erp).toContainText('edited');
+  await erp.getByText('ERP: the computed payload (kept, not sent)').click();
+  await expect(erp.locator('pre').last()).toContainText('Old Harbour Warehouse Building');
+  const timeline = page.getByRole('table').filter({ hasText: 'When (UTC)' });
+  await expect(timeline.getByRole('row').filter({ hasText: 'payload edited' })).toContainText('ship_to.street');
 });
 
 async function hydratedClick(page: import('@playwright/test').Page, target: import('@playwright/test').Locator) {

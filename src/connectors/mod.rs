@@ -17,6 +17,7 @@ pub mod erp;
 mod error;
 mod http;
 mod ratelimit;
+pub mod shop;
 mod wire;
 
 pub use crm::{CrmApi, CrmContact, CrmContactRecord, CrmDeal, CrmDealRecord, DealStage, HttpCrm};
@@ -27,6 +28,7 @@ pub use erp::{
 pub use error::{Ack, DeliveryError, TransientKind};
 pub use http::{ApiToken, ConnectorConfig};
 pub use ratelimit::RateLimit;
+pub use shop::ShopAdmin;
 pub use wire::{ApiErrorBody, ErrorEnvelope, Page};
 
 #[cfg(test)]

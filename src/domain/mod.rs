@@ -2,7 +2,7 @@
 //! No I/O: a value of one of these types is valid by construction (parse, don't validate).
 //!
 //! - [`money`] — `Currency`, `Money` (decimal, never `f64`, currency always attached)
-//! - [`sku`] — `Sku`
+//! - [`sku`] — `Sku`, `ItemCode`
 //! - [`customer`] — `NormalizedEmail`, `Phone` (E.164), `CustomerRef`, `StoreCustomer`
 //! - [`address`] — `Address`, `CountryCode`
 //! - [`order`] — the canonical `Order`, its lines, statuses and derived `Lifecycle`
@@ -26,4 +26,4 @@ pub use order::{
     Order, OrderLine,
 };
 pub use refund::{Refund, RefundLine};
-pub use sku::Sku;
+pub use sku::{ItemCode, ItemCodeError, Sku};

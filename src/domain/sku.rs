@@ -70,6 +70,57 @@ impl fmt::Display for Sku {
     }
 }
 
+/// The most characters an ERP item code may have (the reference ERP's limit).
+pub const MAX_ITEM_CODE_CHARS: usize = 64;
+
+/// Why a text is not a usable ERP item code.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ItemCodeError {
+    /// Nothing but whitespace.
+    #[error("an ERP item code cannot be empty")]
+    Empty,
+    /// More than [`MAX_ITEM_CODE_CHARS`] characters.
+    #[error("an ERP item code has at most {MAX_ITEM_CODE_CHARS} characters; this one has {0}")]
+    TooLong(usize),
+    /// Whitespace or a control character inside the code.
+    #[error("an ERP item code cannot contain spaces or other whitespace")]
+    Whitespace,
+}
+
+/// An ERP item code, what a SKU maps to: trimmed, non-empty, at most 64 characters, no
+/// whitespace inside. Whether the ERP knows it is a separate question (`engine::mappings`).
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ItemCode(String);
+
+impl ItemCode {
+    /// Parses `raw`, trimming surrounding whitespace.
+    pub fn parse(raw: &str) -> Result<ItemCode, ItemCodeError> {
+        let code = raw.trim();
+        if code.is_empty() {
+            return Err(ItemCodeError::Empty);
+        }
+        let chars = code.chars().count();
+        if chars > MAX_ITEM_CODE_CHARS {
+            return Err(ItemCodeError::TooLong(chars));
+        }
+        if code.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            return Err(ItemCodeError::Whitespace);
+        }
+        Ok(ItemCode(code.to_owned()))
+    }
+
+    /// The code as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for ItemCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -105,5 +156,17 @@ mod tests {
         assert_eq!(sku.as_str(), "NEW-42");
         assert_eq!(serde_json::to_string(&sku).unwrap(), "\"NEW-42\"");
         assert!(serde_json::from_str::<Sku>("\"\"").is_err());
+    }
+
+    #[test]
+    fn item_codes_are_trimmed_and_refuse_inner_whitespace() {
+        assert_eq!(ItemCode::parse(" ERP-1 ").unwrap().as_str(), "ERP-1");
+        assert_eq!(ItemCode::parse(" "), Err(ItemCodeError::Empty));
+        assert_eq!(ItemCode::parse("ERP 1"), Err(ItemCodeError::Whitespace));
+        assert_eq!(
+            ItemCode::parse(&"X".repeat(65)),
+            Err(ItemCodeError::TooLong(65))
+        );
+        assert!(ItemCode::parse(&"X".repeat(64)).is_ok());
     }
 }

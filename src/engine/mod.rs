@@ -12,10 +12,13 @@ use crate::secret::Secret;
 use crate::store::Store;
 use worker::{Destinations, Worker, WorkerConfig};
 
+pub mod edit;
 pub mod exception;
 pub mod ingest;
 pub mod map;
+pub mod mappings;
 pub mod preview;
+pub mod resync;
 pub mod retry;
 pub mod validate;
 pub mod worker;

@@ -11,13 +11,16 @@ use chrono::{TimeDelta, Utc};
 use tokio::sync::{Notify, Semaphore};
 use tokio::task::JoinSet;
 
+use super::edit::CrmPayload;
 use super::exception::{self, Destination, Problem};
 use super::map;
 use super::retry::RetryPolicy;
 use super::validate;
-use crate::connectors::{Ack, CrmApi, DeliveryError, ErpApi};
+use crate::connectors::{Ack, CrmApi, DeliveryError, ErpApi, ErpSalesOrder};
 use crate::domain::Order;
-use crate::store::{AttemptRecord, ClaimedTask, NewException, Store, StoreError};
+use crate::store::{
+    AttemptRecord, ClaimedTask, NewException, PayloadEditInForce, Store, StoreError,
+};
 
 /// Tuning of a worker.
 #[derive(Clone, Debug)]
@@ -184,9 +187,14 @@ impl Worker {
             tracing::error!("task for an unknown destination");
             return Ok(());
         };
+        // An operator's edit for exactly this version replaces the computed payload.
+        let edit = self
+            .store
+            .payload_edit(task.store_order_id, &task.destination, version)
+            .await?;
         let delivery = match destination {
-            Destination::Crm => self.deliver_crm(&order, version).await,
-            Destination::Erp => self.deliver_erp(&order, version).await,
+            Destination::Crm => self.deliver_crm(&order, version, edit.as_ref()).await,
+            Destination::Erp => self.deliver_erp(&order, version, edit.as_ref()).await,
         };
         let mut rec = AttemptRecord {
             version,
@@ -322,16 +330,26 @@ impl Worker {
     }
 
     /// The CRM gets the contact (by email) and the deal (by store order id).
-    async fn deliver_crm(&self, order: &Order, version: i64) -> Delivery {
-        let deal = map::crm_deal(order);
-        let contact = map::crm_contact(order);
+    async fn deliver_crm(
+        &self,
+        order: &Order,
+        version: i64,
+        edit: Option<&PayloadEditInForce>,
+    ) -> Delivery {
+        let (contact, deal) = match edit {
+            Some(edit) => match serde_json::from_value::<CrmPayload>(edit.payload.clone()) {
+                Ok(payload) => (payload.contact, payload.deal),
+                Err(err) => return unreadable_edit(order, edit, &err),
+            },
+            None => (map::crm_contact(order), map::crm_deal(order)),
+        };
         if let Some(problem) = validate::validate_crm(contact.as_ref(), &deal)
             .into_iter()
             .next()
         {
             return Delivery::NeedsAction(problem);
         }
-        let key = format!("{}-v{version}-crm", order.store_order_id);
+        let key = idempotency_key(order, version, edit, "crm");
         if let Some(contact) = &contact {
             if let Err(err) = self.destinations.crm.upsert_contact(contact, &key).await {
                 return Delivery::Failed(err);
@@ -345,7 +363,12 @@ impl Worker {
 
     /// The ERP gets the sales order (lines mapped to item codes), then whatever cancellation,
     /// shipments and credit notes the order's state implies.
-    async fn deliver_erp(&self, order: &Order, version: i64) -> Delivery {
+    async fn deliver_erp(
+        &self,
+        order: &Order,
+        version: i64,
+        edit: Option<&PayloadEditInForce>,
+    ) -> Delivery {
         let skus: BTreeSet<&str> = order
             .lines
             .iter()
@@ -366,9 +389,15 @@ impl Worker {
             }
         };
         let lookup = |sku: &crate::domain::Sku| codes.get(sku.as_str()).cloned();
-        let sales_order = match map::erp_sales_order(order, &lookup) {
-            Ok(so) => so,
-            Err(problems) => return needs_action(order, problems),
+        let sales_order = match edit {
+            Some(edit) => match serde_json::from_value::<ErpSalesOrder>(edit.payload.clone()) {
+                Ok(so) => so,
+                Err(err) => return unreadable_edit(order, edit, &err),
+            },
+            None => match map::erp_sales_order(order, &lookup) {
+                Ok(so) => so,
+                Err(problems) => return needs_action(order, problems),
+            },
         };
         if let Some(problem) = validate::validate_erp(&order.name, &sales_order)
             .into_iter()
@@ -376,7 +405,7 @@ impl Worker {
         {
             return Delivery::NeedsAction(problem);
         }
-        let key = format!("{}-v{version}-erp", order.store_order_id);
+        let key = idempotency_key(order, version, edit, "erp");
         let ack = match self
             .destinations
             .erp
@@ -443,6 +472,36 @@ impl Worker {
         }
         Ok(())
     }
+}
+
+/// The key a version's write is sent with. An edited payload gets its own (the destination
+/// would otherwise answer a retry after a timeout with the first payload's result).
+fn idempotency_key(
+    order: &Order,
+    version: i64,
+    edit: Option<&PayloadEditInForce>,
+    destination: &str,
+) -> String {
+    match edit {
+        Some(edit) => format!(
+            "{}-v{version}-edit{}-{destination}",
+            order.store_order_id, edit.id
+        ),
+        None => format!("{}-v{version}-{destination}", order.store_order_id),
+    }
+}
+
+/// An edit that no longer reads as the payload (checked when saved, so only after an upgrade
+/// changed the payload's shape): a retryable failure with the reason, for people to see.
+fn unreadable_edit(order: &Order, edit: &PayloadEditInForce, err: &serde_json::Error) -> Delivery {
+    Delivery::Failed(DeliveryError::Transient {
+        kind: crate::connectors::TransientKind::Server { status: 500 },
+        message: format!(
+            "The edited payload of order {} (edit {}) cannot be read: {err}. Edit it again.",
+            order.name, edit.id
+        ),
+        request_id: None,
+    })
 }
 
 /// The first of the problems mapping found (mapping fails only with at least one).

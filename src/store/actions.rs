@@ -80,6 +80,7 @@ macro_rules! release_blocked {
         Released { tasks, exceptions }
     }};
 }
+pub(crate) use release_blocked;
 
 impl Store {
     /// One SKU's mapping.

@@ -7,7 +7,9 @@
 mod actions;
 mod api_views;
 mod audit;
+mod edits;
 mod ingest;
+mod sku_import;
 mod tasks;
 mod throttle;
 mod timeline;
@@ -29,7 +31,9 @@ pub use api_views::{
     MetricCounts, OrderDetail,
 };
 pub use audit::{AuditFilter, AuditRecord};
+pub use edits::{NewPayloadEdit, PayloadEdit, PayloadEditInForce};
 pub use ingest::{DESTINATIONS, Delivery, Outcome as IngestOutcome, Payload};
+pub use sku_import::{ImportApplied, MappingRow};
 pub use tasks::{AttemptRecord, ClaimedTask, NewException};
 pub use throttle::ThrottleState;
 pub use timeline::{AttemptEntry, EventEntry, ExceptionEntry, TIMELINE_LIMIT, Timeline};

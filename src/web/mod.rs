@@ -7,6 +7,7 @@ mod metrics;
 mod port;
 mod security;
 mod session;
+mod sku_csv;
 mod triage;
 mod webhooks;
 
@@ -28,6 +29,8 @@ use tower_http::trace::TraceLayer;
 pub use session::CurrentUser;
 
 use crate::accounts::{Accounts, ThrottlePolicy};
+use crate::connectors::{ErpApi, ShopAdmin};
+use crate::engine::mappings::{ErpItems, ItemLookup, Mappings};
 use crate::secret::Secret;
 use crate::store::Store;
 
@@ -73,6 +76,10 @@ pub struct AppState {
     pub wake: Arc<tokio::sync::Notify>,
     /// Webhooks refused before storage, for the metrics.
     pub refusals: Arc<webhooks::Refusals>,
+    /// SKU mapping operations (item codes checked with the ERP when this process has one).
+    pub mappings: Mappings,
+    /// The store's Admin API, when configured (resync an order from the store).
+    pub shop: Option<ShopAdmin>,
 }
 
 impl AppState {
@@ -85,6 +92,7 @@ impl AppState {
             .site_addr(addr)
             .build();
         let accounts = Accounts::new(store.clone(), settings.throttle.clone());
+        let mappings = Mappings::new(store.clone(), None);
         AppState {
             leptos_options,
             store,
@@ -92,7 +100,26 @@ impl AppState {
             settings: Arc::new(settings),
             wake: Arc::default(),
             refusals: Arc::default(),
+            mappings,
+            shop: None,
         }
+    }
+
+    /// The same state, able to resync orders from the store through `shop`.
+    pub fn with_shop(mut self, shop: ShopAdmin) -> AppState {
+        self.shop = Some(shop);
+        self
+    }
+
+    /// The same state, checking item codes with `erp` when SKU mappings are saved or imported.
+    pub fn with_erp(self, erp: Arc<dyn ErpApi>) -> AppState {
+        self.with_item_lookup(Arc::new(ErpItems(erp)))
+    }
+
+    /// The same state, checking item codes with `lookup`.
+    pub fn with_item_lookup(mut self, lookup: Arc<dyn ItemLookup>) -> AppState {
+        self.mappings = Mappings::new(self.store.clone(), Some(lookup));
+        self
     }
 }
 
@@ -111,6 +138,7 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(metrics::metrics))
+        .route("/sku-mappings/export.csv", get(sku_csv::export))
         .nest("/api/v1", api::router())
         .route(
             "/webhooks/shopify",

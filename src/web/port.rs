@@ -1,12 +1,12 @@
 //! The server's implementation of the UI's [`Port`]: session and role checks, then one call
 //! into accounts or the store, with errors turned into sentences.
 
-use super::api::ItemCode;
 use app::error::AppError;
 use app::model::{
     Assignable, AuditPage, AuditQuery, AuditRow, ExceptionGroupView, ExceptionPage, ExceptionQuery,
-    ExceptionRow, MappingSaved, OrderDestination, OrderPage, OrderView, Role, SkuMappingView,
-    TimelineEntry, TriageOutcome, TriageRequest, TriageTarget, UnmappedSkuView, UserRow, Viewer,
+    ExceptionRow, ImportOutcome, MappingSaved, OrderDestination, OrderPage, OrderView,
+    RejectedMapping, Role, SkuMappingView, TimelineEntry, TriageOutcome, TriageRequest,
+    TriageTarget, UnmappedSkuView, UserRow, Viewer,
 };
 use app::port::Port;
 use axum::http::request::Parts;
@@ -17,8 +17,12 @@ use super::session::{CurrentUser, SIGNED_IN_AT, USER_ID, client_address};
 use super::{AppState, triage};
 use crate::accounts::{AddUserError, SignInError};
 use crate::audit::{Actor, Change};
+use crate::engine::edit::EditError;
+use crate::engine::mappings::MappingError;
+use crate::engine::resync::ResyncError;
 use crate::store::{
-    AuditFilter, AuditRecord, ExceptionFilter, RetryOutcome, StoreError, Timeline, UserRecord,
+    AuditFilter, AuditRecord, ExceptionFilter, PayloadEdit, RetryOutcome, StoreError, Timeline,
+    UserRecord,
 };
 
 /// The port for one request.
@@ -96,6 +100,13 @@ fn store_error(err: StoreError) -> AppError {
         StoreError::Invalid(message) => AppError::Invalid(message),
         StoreError::NotFound(what) => AppError::NotFound(format!("That {what} does not exist.")),
         other => internal("storage failed", &other),
+    }
+}
+
+fn mapping_error(err: MappingError) -> AppError {
+    match err {
+        MappingError::Invalid(message) => AppError::Invalid(message),
+        MappingError::Store(err) => store_error(err),
     }
 }
 
@@ -427,32 +438,66 @@ impl Port for WebPort {
         sku: String,
         item_code: String,
     ) -> Result<MappingSaved, AppError> {
-        let sku = crate::domain::Sku::try_from(sku.trim().to_string())
-            .map_err(|e| AppError::Invalid(format!("That SKU cannot be used: {e}.")))?;
-        let code = ItemCode::parse(item_code.trim())
-            .map_err(|e| AppError::Invalid(e.replace("item_code", "The ERP item code")))?;
-        let (mapping, released) = self
+        let saved = self
             .state
-            .store
-            .save_sku_mapping(sku.as_str(), code.as_str(), &actor(by))
+            .mappings
+            .save(&sku, &item_code, &actor(by))
             .await
-            .map_err(store_error)?;
-        if released.tasks > 0 {
+            .map_err(mapping_error)?;
+        if saved.released.tasks > 0 {
             self.state.wake.notify_waiters();
         }
-        let orders = match released.tasks {
+        let orders = match saved.released.tasks {
             0 => "no order was waiting on it".to_string(),
             1 => "1 order released and on its way to the ERP".to_string(),
             n => format!("{n} orders released and on their way to the ERP"),
         };
+        let mut summary = format!(
+            "SKU {} now maps to {}: {orders}.",
+            saved.mapping.sku, saved.mapping.item_code
+        );
+        if let Some(why) = &saved.unchecked {
+            summary.push(' ');
+            summary.push_str(why);
+        }
         Ok(MappingSaved {
-            summary: format!(
-                "SKU {} now maps to {}: {orders}.",
-                mapping.sku, mapping.item_code
-            ),
-            sku: mapping.sku,
-            item_code: mapping.item_code,
-            released: released.tasks,
+            summary,
+            sku: saved.mapping.sku,
+            item_code: saved.mapping.item_code,
+            released: saved.released.tasks,
+        })
+    }
+
+    async fn import_sku_mappings(
+        &self,
+        by: &Viewer,
+        csv: String,
+    ) -> Result<ImportOutcome, AppError> {
+        let report = self
+            .state
+            .mappings
+            .import_csv(&csv, &actor(by))
+            .await
+            .map_err(mapping_error)?;
+        if report
+            .applied
+            .as_ref()
+            .is_some_and(|a| a.released_tasks > 0)
+        {
+            self.state.wake.notify_waiters();
+        }
+        Ok(ImportOutcome {
+            summary: report.summary(),
+            applied: report.applied.is_some(),
+            rejected: report
+                .rejected
+                .into_iter()
+                .map(|r| RejectedMapping {
+                    line: r.line,
+                    sku: r.sku,
+                    reason: r.reason,
+                })
+                .collect(),
         })
     }
 
@@ -545,21 +590,48 @@ impl Port for WebPort {
             .order_timeline(store_order_id)
             .await
             .map_err(store_error)?;
+        let edits = store
+            .payload_edits(store_order_id)
+            .await
+            .map_err(store_error)?;
+        let pretty = |v: &serde_json::Value| serde_json::to_string_pretty(v).ok();
         let destinations = detail
             .destinations
             .iter()
             .map(|d| {
                 let preview = previews.iter().find(|p| p.destination == d.destination);
-                OrderDestination {
-                    destination: d.destination.clone(),
-                    state: d.state.clone(),
-                    target_version: d.target_version,
-                    synced_version: d.synced_version,
-                    external_id: d.external_id.clone(),
-                    payload: preview
-                        .and_then(|p| p.payload.as_ref())
-                        .and_then(|v| serde_json::to_string_pretty(v).ok()),
-                    problems: preview.map(|p| p.problems.clone()).unwrap_or_default(),
+                // The newest edit for the current version is what the destination gets.
+                let edit = edits
+                    .iter()
+                    .find(|e| e.destination == d.destination && e.version == detail.version);
+                match edit {
+                    Some(e) => OrderDestination {
+                        destination: d.destination.clone(),
+                        state: d.state.clone(),
+                        target_version: d.target_version,
+                        synced_version: d.synced_version,
+                        external_id: d.external_id.clone(),
+                        payload: pretty(&e.payload.0),
+                        edited: Some(format!(
+                            "by {} at {} UTC: sent instead of the computed payload for version {}.",
+                            e.created_by,
+                            e.created_at.format("%Y-%m-%d %H:%M:%S"),
+                            e.version
+                        )),
+                        original: pretty(&e.original.0),
+                        problems: Vec::new(),
+                    },
+                    None => OrderDestination {
+                        destination: d.destination.clone(),
+                        state: d.state.clone(),
+                        target_version: d.target_version,
+                        synced_version: d.synced_version,
+                        external_id: d.external_id.clone(),
+                        payload: preview.and_then(|p| p.payload.as_ref()).and_then(pretty),
+                        edited: None,
+                        original: None,
+                        problems: preview.map(|p| p.problems.clone()).unwrap_or_default(),
+                    },
                 }
             })
             .collect();
@@ -574,8 +646,54 @@ impl Port for WebPort {
                 .format("%Y-%m-%d %H:%M:%S")
                 .to_string(),
             destinations,
-            timeline: timeline_entries(timeline),
+            timeline: timeline_entries(timeline, &edits),
         })
+    }
+
+    async fn resync_order(&self, by: &Viewer, store_order_id: i64) -> Result<String, AppError> {
+        let resynced = crate::engine::resync::resync(
+            &self.state.store,
+            self.state.shop.as_ref(),
+            store_order_id,
+            &actor(by),
+        )
+        .await
+        .map_err(|err| match err {
+            ResyncError::Store(err) => store_error(err),
+            ResyncError::NotInStore(_) => AppError::NotFound(err.to_string()),
+            other => AppError::Conflict(other.to_string()),
+        })?;
+        self.state.wake.notify_waiters();
+        Ok(resynced.summary())
+    }
+
+    async fn edit_payload(
+        &self,
+        by: &Viewer,
+        store_order_id: i64,
+        destination: String,
+        version: i64,
+        payload: String,
+    ) -> Result<String, AppError> {
+        let saved = crate::engine::edit::save(
+            &self.state.store,
+            store_order_id,
+            &destination,
+            version,
+            &payload,
+            &actor(by),
+        )
+        .await
+        .map_err(|err| match err {
+            EditError::Invalid(message) => AppError::Invalid(message),
+            EditError::Conflict(message) => AppError::Conflict(message),
+            EditError::NotFound => {
+                AppError::NotFound("No order with that id has reached SyncDesk.".into())
+            }
+            EditError::Store(err) => store_error(err),
+        })?;
+        self.state.wake.notify_waiters();
+        Ok(saved.summary(&destination))
     }
 
     async fn retry_order(
@@ -633,9 +751,31 @@ fn age(elapsed: chrono::TimeDelta) -> String {
 }
 
 /// The order's history as one list, newest first.
-fn timeline_entries(timeline: Timeline) -> Vec<TimelineEntry> {
+fn timeline_entries(timeline: Timeline, edits: &[PayloadEdit]) -> Vec<TimelineEntry> {
     let time = |t: chrono::DateTime<chrono::Utc>| t.format("%Y-%m-%d %H:%M:%S%.3f").to_string();
     let mut entries: Vec<(chrono::DateTime<chrono::Utc>, TimelineEntry)> = Vec::new();
+    for e in edits {
+        let fields: Vec<String> = crate::engine::edit::diff(&e.original.0, &e.payload.0)
+            .into_iter()
+            .map(|c| c.path)
+            .collect();
+        entries.push((
+            e.created_at,
+            TimelineEntry {
+                at: time(e.created_at),
+                source: e.destination.clone(),
+                kind: "edit".into(),
+                label: "payload edited".into(),
+                tone: "warn".into(),
+                detail: format!(
+                    "version {}, by {}: {} (computed payload kept)",
+                    e.version,
+                    e.created_by,
+                    fields.join(", ")
+                ),
+            },
+        ));
+    }
     for e in timeline.events {
         let tone = match e.outcome.as_str() {
             "applied" | "accepted" => "ok",

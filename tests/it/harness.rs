@@ -15,6 +15,9 @@ use serde::de::DeserializeOwned;
 use sqlx::Connection;
 use syncdesk::accounts::{Accounts, ThrottlePolicy};
 use syncdesk::audit::Actor;
+use syncdesk::connectors::{DeliveryError, ErpApi, ShopAdmin, TransientKind};
+use syncdesk::engine::mappings::ItemLookup;
+use syncdesk::simulate::store::{StoreHandle, StoreSimConfig, spawn_store};
 use syncdesk::store::{AuditFilter, AuditRecord, Store, UserRecord};
 use syncdesk::web::{AppState, WebSettings};
 use tokio::net::TcpListener;
@@ -108,7 +111,30 @@ pub struct TestApp {
     pub store: Store,
     url: String,
     accounts: Accounts,
+    erp: Arc<LateErp>,
+    /// The simulated store behind the server's Admin API client (resync reads from it).
+    pub shop: StoreHandle,
     _cleanup: Cleanup,
+}
+
+/// The server's ERP item lookup, connected once a test has a simulated ERP (see
+/// [`TestApp::connect_erp`]); until then the ERP cannot be asked, as on a server without one.
+#[derive(Default)]
+struct LateErp(std::sync::Mutex<Option<Arc<dyn ErpApi>>>);
+
+#[async_trait::async_trait]
+impl ItemLookup for LateErp {
+    async fn item_exists(&self, code: &str) -> Result<bool, DeliveryError> {
+        let erp = self.0.lock().expect("lock").clone();
+        match erp {
+            Some(erp) => erp.item_exists(code).await,
+            None => Err(DeliveryError::Transient {
+                kind: TransientKind::Connect,
+                message: "no ERP is connected to this test server".into(),
+                request_id: None,
+            }),
+        }
+    }
 }
 
 fn init_tracing() {
@@ -187,7 +213,19 @@ impl TestApp {
             .await
             .expect("bind a local port");
         let addr: SocketAddr = listener.local_addr().expect("local address");
-        let state = AppState::new(store.clone(), settings, addr);
+        let erp = Arc::new(LateErp::default());
+        let shop = spawn_store(StoreSimConfig::default())
+            .await
+            .expect("store simulator");
+        let admin = ShopAdmin::new(
+            shop.base_url().clone(),
+            shop.access_token(),
+            Duration::from_secs(5),
+        )
+        .expect("Admin API client");
+        let state = AppState::new(store.clone(), settings, addr)
+            .with_item_lookup(erp.clone())
+            .with_shop(admin);
         tokio::spawn(syncdesk::web::serve(
             listener,
             state,
@@ -200,8 +238,15 @@ impl TestApp {
             store,
             url: url.clone(),
             accounts,
+            erp,
+            shop,
             _cleanup: cleanup,
         }
+    }
+
+    /// From now on the server checks SKU mappings' item codes with `erp`.
+    pub fn connect_erp(&self, erp: Arc<dyn ErpApi>) {
+        *self.erp.0.lock().expect("lock") = Some(erp);
     }
 
     /// Creates an active account with [`PASSWORD`], as the CLI would.

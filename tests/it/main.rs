@@ -11,6 +11,8 @@ mod harness;
 mod admin;
 mod api;
 mod auth;
+mod mappings;
+mod order_actions;
 mod sync;
 mod triage;
 mod web;

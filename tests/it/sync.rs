@@ -77,6 +77,8 @@ pub async fn rig(app: &TestApp, timeout: Duration) -> Rig {
         crm: Arc::new(HttpCrm::new(&config(&crm)).expect("crm client")),
         erp: Arc::new(HttpErp::new(&config(&erp)).expect("erp client")),
     };
+    // The server checks item codes with this ERP, as the demo's does.
+    app.connect_erp(destinations.erp.clone());
     Rig {
         crm,
         erp,
@@ -85,6 +87,11 @@ pub async fn rig(app: &TestApp, timeout: Duration) -> Rig {
 }
 
 impl Rig {
+    /// The ERP connector the workers use (to read what the ERP holds).
+    pub fn erp_api(&self) -> Arc<dyn syncdesk::connectors::ErpApi> {
+        self.destinations.erp.clone()
+    }
+
     pub fn worker(&self, store: &Store) -> Worker {
         let config = WorkerConfig {
             lease: Duration::from_secs(30),

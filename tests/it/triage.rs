@@ -26,11 +26,11 @@ on_both_backends! {
     an_order_page_shows_the_timeline_and_payloads_and_an_operator_sends_it_again => an_order_page_shows_the_timeline_and_payloads_and_an_operator_sends_it_again_sqlite, an_order_page_shows_the_timeline_and_payloads_and_an_operator_sends_it_again_postgres;
 }
 
-const FINGERPRINT: &str = "missing_sku:erp:NEW-GIZMO";
+pub(crate) const FINGERPRINT: &str = "missing_sku:erp:NEW-GIZMO";
 
 /// Posts `n` orders with the unmapped SKU (seeds from `seed`), works the queue, and returns
 /// their store ids: each order's ERP task is then blocked with one open exception.
-async fn blocked_orders(
+pub(crate) async fn blocked_orders(
     app: &TestApp,
     worker: &syncdesk::engine::worker::Worker,
     seed: u64,

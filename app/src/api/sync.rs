@@ -5,8 +5,8 @@ use crate::error::AppError;
 #[cfg(feature = "ssr")]
 use crate::model::Role;
 use crate::model::{
-    Assignable, AuditRow, ExceptionGroupView, ExceptionPage, ExceptionQuery, MappingSaved,
-    OrderPage, OrderView, SkuMappingView, TriageOutcome, TriageRequest, TriageTarget,
+    Assignable, AuditRow, ExceptionGroupView, ExceptionPage, ExceptionQuery, ImportOutcome,
+    MappingSaved, OrderPage, OrderView, SkuMappingView, TriageOutcome, TriageRequest, TriageTarget,
     UnmappedSkuView,
 };
 
@@ -141,6 +141,42 @@ pub async fn retry_order(store_order_id: i64, destination: String) -> Result<Str
     )
 }
 
+/// Reads the order's current state from the store (Admin API) and sends it to every destination
+/// again (operators).
+#[server(prefix = "/rpc", endpoint = "orders/resync")]
+pub async fn resync_order(store_order_id: i64) -> Result<String, AppError> {
+    use crate::port::{port, respond};
+    respond(
+        async {
+            let port = port()?;
+            let by = port.authorize(&[Role::Operator], "resync orders").await?;
+            port.resync_order(&by, store_order_id).await
+        }
+        .await,
+    )
+}
+
+/// Saves an edit of what one destination gets for the order's current version and sends it now;
+/// the computed payload is kept and the change audited (operators).
+#[server(prefix = "/rpc", endpoint = "orders/edit")]
+pub async fn edit_payload(
+    store_order_id: i64,
+    destination: String,
+    version: i64,
+    payload: String,
+) -> Result<String, AppError> {
+    use crate::port::{port, respond};
+    respond(
+        async {
+            let port = port()?;
+            let by = port.authorize(&[Role::Operator], "edit payloads").await?;
+            port.edit_payload(&by, store_order_id, destination, version, payload)
+                .await
+        }
+        .await,
+    )
+}
+
 /// SKUs without an ERP item code, ranked by the orders they hold back (operators).
 #[server(prefix = "/rpc", endpoint = "sku/unmapped")]
 pub async fn unmapped_skus() -> Result<Vec<UnmappedSkuView>, AppError> {
@@ -186,6 +222,30 @@ pub async fn save_sku_mapping(sku: String, item_code: String) -> Result<MappingS
                 .authorize(&[Role::Operator], "change SKU mappings")
                 .await?;
             port.save_sku_mapping(&by, sku, item_code).await
+        }
+        .await,
+    )
+}
+
+/// The largest CSV file accepted for import, in bytes.
+pub const MAX_IMPORT_BYTES: usize = 2 * 1024 * 1024;
+
+/// Imports a CSV file of mappings (columns `sku` and `item_code`), all or nothing (operators).
+#[server(prefix = "/rpc", endpoint = "sku/import")]
+pub async fn import_sku_mappings(csv: String) -> Result<ImportOutcome, AppError> {
+    use crate::port::{port, respond};
+    respond(
+        async {
+            let port = port()?;
+            let by = port
+                .authorize(&[Role::Operator], "change SKU mappings")
+                .await?;
+            if csv.len() > MAX_IMPORT_BYTES {
+                return Err(AppError::Invalid(
+                    "The file is larger than 2 MB; split it into smaller files.".into(),
+                ));
+            }
+            port.import_sku_mappings(&by, csv).await
         }
         .await,
     )

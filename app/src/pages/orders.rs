@@ -4,7 +4,7 @@
 use leptos::prelude::*;
 use leptos_router::hooks::{use_params_map, use_query_map};
 
-use crate::api::{RetryOrder, order_detail, recent_orders};
+use crate::api::{EditPayload, ResyncOrder, RetryOrder, order_detail, recent_orders};
 use crate::components::{Guard, PageHeader, SessionCtx};
 use crate::model::{OrderDestination, Role};
 
@@ -95,9 +95,18 @@ pub fn OrderDetailPage() -> impl IntoView {
     let params = use_params_map();
     let id = move || params.read().get("id").and_then(|v| v.parse::<i64>().ok());
     let retry = ServerAction::<RetryOrder>::new();
+    let edit = ServerAction::<EditPayload>::new();
+    let resync = ServerAction::<ResyncOrder>::new();
     let order = Resource::new(
-        move || (id(), retry.version().get()),
-        |(id, _)| async move {
+        move || {
+            (
+                id(),
+                retry.version().get(),
+                edit.version().get(),
+                resync.version().get(),
+            )
+        },
+        |(id, _, _, _)| async move {
             match id {
                 Some(id) => order_detail(id).await.map(Some),
                 None => Ok(None),
@@ -112,8 +121,36 @@ pub fn OrderDetailPage() -> impl IntoView {
             .and_then(|v| v.ok().flatten())
             .is_some_and(|v| v.has_any(&[Role::Operator]))
     });
+    // The newest of the two actions speaks.
+    let last = RwSignal::new(0u8);
+    Effect::new(move |prev: Option<usize>| {
+        let v = retry.version().get();
+        if prev.is_some_and(|p| p != v) {
+            last.set(1);
+        }
+        v
+    });
+    Effect::new(move |prev: Option<usize>| {
+        let v = edit.version().get();
+        if prev.is_some_and(|p| p != v) {
+            last.set(2);
+        }
+        v
+    });
+    Effect::new(move |prev: Option<usize>| {
+        let v = resync.version().get();
+        if prev.is_some_and(|p| p != v) {
+            last.set(3);
+        }
+        v
+    });
     let outcome = move || {
-        retry.value().get().map(|r| match r {
+        let value = match last.get() {
+            2 => edit.value().get(),
+            3 => resync.value().get(),
+            _ => retry.value().get(),
+        };
+        value.map(|r| match r {
             Ok(sentence) => view! { <p class="success" role="status">{sentence}</p> }.into_any(),
             Err(err) => view! { <p class="alert" role="alert">{err.to_string()}</p> }.into_any(),
         })
@@ -130,9 +167,15 @@ pub fn OrderDetailPage() -> impl IntoView {
                                 <h1>{format!("Order {}", o.name)}</h1>
                                 <p class="lead">{format!("{} · {} · version {} · store state of {} UTC · store id {}", o.lifecycle, o.total, o.version, o.store_updated_at, o.store_order_id)}</p>
                             </header>
+                            {move || can_act.get().then(|| view! {
+                                <ActionForm action=resync attr:class="inline page-actions">
+                                    <input type="hidden" name="store_order_id" value=o.store_order_id/>
+                                    <button type="submit" class="button small" title="Read the order's current state from the store and send it to the CRM and the ERP again">"Resync from the store"</button>
+                                </ActionForm>
+                            })}
                             {outcome}
                             <div class="destinations">
-                                {o.destinations.into_iter().map(|d| view! { <DestinationCard d id=o.store_order_id retry can_act/> }).collect_view()}
+                                {o.destinations.into_iter().map(|d| view! { <DestinationCard d id=o.store_order_id version=o.version retry edit can_act/> }).collect_view()}
                             </div>
                             <section class="panel" aria-labelledby="timeline-title">
                                 <h2 id="timeline-title">"Timeline"</h2>
@@ -178,12 +221,17 @@ pub fn OrderDetailPage() -> impl IntoView {
 fn DestinationCard(
     d: OrderDestination,
     id: i64,
+    version: i64,
     retry: ServerAction<RetryOrder>,
+    edit: ServerAction<EditPayload>,
     can_act: Signal<bool>,
 ) -> impl IntoView {
     let name = if d.destination == "crm" { "CRM" } else { "ERP" };
     let label = format!("{name}: payload for the current state");
     let dest = d.destination.clone();
+    let editable = Some(d.payload.clone())
+        .flatten()
+        .filter(|_| d.state != "running");
     let synced = d
         .synced_version
         .map(|v| v.to_string())
@@ -199,17 +247,38 @@ fn DestinationCard(
             {(!d.problems.is_empty()).then(|| view! {
                 <ul class="problems">{d.problems.iter().map(|p| view! { <li>{p.clone()}</li> }).collect_view()}</ul>
             })}
+            {d.edited.clone().map(|e| view! { <p class="edited"><span class="badge badge-warn">"edited"</span> " " {e}</p> })}
             {d.payload.clone().map(|p| view! {
                 <details><summary>{label.clone()}</summary><pre class="payload">{p}</pre></details>
             })}
+            {d.original.clone().map(|p| view! {
+                <details><summary>{format!("{name}: the computed payload (kept, not sent)")}</summary><pre class="payload">{p}</pre></details>
+            })}
             {move || can_act.get().then(|| {
-                let dest = dest.clone();
+                let for_retry = dest.clone();
+                let for_edit = dest.clone();
+                let editable = editable.clone();
+                let field_id = format!("edit-{dest}");
                 view! {
                     <ActionForm action=retry attr:class="inline">
                         <input type="hidden" name="store_order_id" value=id/>
-                        <input type="hidden" name="destination" value=dest/>
+                        <input type="hidden" name="destination" value=for_retry/>
                         <button type="submit" class="button small">{format!("Send to the {name} again")}</button>
                     </ActionForm>
+                    {editable.map(|payload| view! {
+                        <details class="edit-payload">
+                            <summary>{format!("Edit what the {name} gets")}</summary>
+                            <p class="muted">{format!("For version {version} only: the computed payload is kept, your change is recorded in the audit log, and a later change in the store is mapped afresh.")}</p>
+                            <ActionForm action=edit attr:class="form-grid">
+                                <input type="hidden" name="store_order_id" value=id/>
+                                <input type="hidden" name="destination" value=for_edit/>
+                                <input type="hidden" name="version" value=version/>
+                                <label for=field_id.clone()>{format!("{name} payload (JSON)")}</label>
+                                <textarea id=field_id name="payload" rows="18" spellcheck="false" class="payload-editor">{payload}</textarea>
+                                <div><button type="submit" class="button primary">{format!("Save and send to the {name}")}</button></div>
+                            </ActionForm>
+                        </details>
+                    })}
                 }
             })}
         </section>

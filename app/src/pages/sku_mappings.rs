@@ -4,9 +4,12 @@
 use leptos::prelude::*;
 use leptos_router::hooks::use_query_map;
 
-use crate::api::{DeleteSkuMapping, SaveSkuMapping, list_sku_mappings, sku_history, unmapped_skus};
+use crate::api::{
+    DeleteSkuMapping, ImportSkuMappings, SaveSkuMapping, list_sku_mappings, sku_history,
+    unmapped_skus,
+};
 use crate::components::{Guard, PageHeader};
-use crate::model::{Role, UnmappedSkuView};
+use crate::model::{ImportOutcome, Role, UnmappedSkuView};
 
 /// Store SKU → ERP item code (operators).
 #[component]
@@ -26,13 +29,30 @@ fn Mappings() -> impl IntoView {
     let search = move || params.read().get("q").filter(|s| !s.trim().is_empty());
     let save = ServerAction::<SaveSkuMapping>::new();
     let delete = ServerAction::<DeleteSkuMapping>::new();
-    let unmapped = Resource::new(move || save.version().get(), |_| unmapped_skus());
+    let import = ServerAction::<ImportSkuMappings>::new();
+    let unmapped = Resource::new(
+        move || (save.version().get(), import.version().get()),
+        |_| unmapped_skus(),
+    );
     let mappings = Resource::new(
-        move || (search(), save.version().get(), delete.version().get()),
-        |(q, _, _)| list_sku_mappings(q),
+        move || {
+            (
+                search(),
+                save.version().get(),
+                delete.version().get(),
+                import.version().get(),
+            )
+        },
+        |(q, _, _, _)| list_sku_mappings(q),
     );
     let history = Resource::new(
-        move || (save.version().get(), delete.version().get()),
+        move || {
+            (
+                save.version().get(),
+                delete.version().get(),
+                import.version().get(),
+            )
+        },
         |_| sku_history(),
     );
     // The newest of the two actions speaks.
@@ -155,6 +175,7 @@ fn Mappings() -> impl IntoView {
                 })}
             </Transition>
         </section>
+        <ImportExport import/>
         <section class="panel" aria-labelledby="history-title">
             <h2 id="history-title">"History"</h2>
             <Transition fallback=|| view! { <p class="muted">"Loading…"</p> }>
@@ -180,7 +201,10 @@ fn Mappings() -> impl IntoView {
                                             <td class="nowrap">{r.at}</td>
                                             <td>{r.actor}</td>
                                             <td>{r.action.trim_start_matches("sku_mapping.").to_string()}</td>
-                                            <td><code>{r.target.trim_start_matches("sku:").to_string()}</code></td>
+                                            <td>{match r.target.strip_prefix("sku:") {
+                                                Some(sku) => view! { <code>{sku.to_string()}</code> }.into_any(),
+                                                None => view! { <span class="muted">"whole file"</span> }.into_any(),
+                                            }}</td>
                                             <td class="change">
                                                 {r.before.map(|b| view! { <div><span class="muted">"before "</span><code>{b}</code></div> })}
                                                 {r.after.map(|a| view! { <div><span class="muted">"after "</span><code>{a}</code></div> })}
@@ -222,4 +246,93 @@ fn UnmappedLine(
             </td>
         </tr>
     }
+}
+
+/// Export every mapping, or import a CSV file of them: the file is read in the browser and sent
+/// as text; the server checks every row and applies all of them or none.
+#[component]
+fn ImportExport(import: ServerAction<ImportSkuMappings>) -> impl IntoView {
+    let text = RwSignal::new(String::new());
+    let on_file = move |ev: leptos::ev::Event| {
+        #[cfg(feature = "hydrate")]
+        {
+            let input: web_sys::HtmlInputElement = event_target(&ev);
+            if let Some(file) = input.files().and_then(|files| files.get(0)) {
+                let read = wasm_bindgen_futures::JsFuture::from(file.text());
+                leptos::task::spawn_local(async move {
+                    if let Ok(contents) = read.await {
+                        text.set(contents.as_string().unwrap_or_default());
+                    }
+                });
+            }
+        }
+        #[cfg(not(feature = "hydrate"))]
+        let _ = ev;
+    };
+    let pending = import.pending();
+    view! {
+        <section class="panel" aria-labelledby="import-title">
+            <h2 id="import-title">"Import and export"</h2>
+            <p class="muted">
+                "A CSV file whose first line names the columns " <code>"sku"</code> " and "
+                <code>"item_code"</code> " (an export has them; other columns are ignored). Every row is checked first, item codes with the ERP too: if any row is wrong, nothing is imported and you get the list of rows to fix."
+            </p>
+            <p><a class="button" href="/sku-mappings/export.csv" download="">"Export all mappings (CSV)"</a></p>
+            <ActionForm action=import attr:class="form-grid">
+                <label for="import-file">"CSV file"</label>
+                <input id="import-file" type="file" accept=".csv,text/csv" on:change=on_file/>
+                <label for="import-csv">"Contents (or paste them here)"</label>
+                <textarea
+                    id="import-csv"
+                    name="csv"
+                    rows="6"
+                    required
+                    spellcheck="false"
+                    placeholder="sku,item_code"
+                    prop:value=move || text.get()
+                    on:input=move |ev| text.set(event_target_value(&ev))
+                ></textarea>
+                <div>
+                    <button type="submit" class="button primary" disabled=move || pending.get()>
+                        {move || if pending.get() { "Checking…" } else { "Import" }}
+                    </button>
+                </div>
+            </ActionForm>
+            {move || import.value().get().map(|result| match result {
+                Ok(outcome) => view! { <ImportReport outcome/> }.into_any(),
+                Err(err) => view! { <p class="alert" role="alert">{err.to_string()}</p> }.into_any(),
+            })}
+        </section>
+    }
+}
+
+#[component]
+fn ImportReport(outcome: ImportOutcome) -> impl IntoView {
+    if outcome.applied {
+        return view! { <p class="success" role="status">{outcome.summary}</p> }.into_any();
+    }
+    view! {
+        <div class="alert" role="alert">
+            <p>{outcome.summary}</p>
+            <table class="table" aria-label="Rejected rows">
+                <thead>
+                    <tr>
+                        <th scope="col" class="num">"Line"</th>
+                        <th scope="col">"SKU"</th>
+                        <th scope="col">"Why"</th>
+                    </tr>
+                </thead>
+                <tbody>
+                    {outcome.rejected.into_iter().map(|r| view! {
+                        <tr>
+                            <td class="num">{r.line}</td>
+                            <td><code>{r.sku}</code></td>
+                            <td>{r.reason}</td>
+                        </tr>
+                    }).collect_view()}
+                </tbody>
+            </table>
+        </div>
+    }
+    .into_any()
 }

@@ -8,8 +8,6 @@ mod openapi;
 mod orders;
 mod sku_mappings;
 
-pub(super) use sku_mappings::ItemCode;
-
 use app::model::Role;
 use axum::extract::{FromRef, FromRequestParts};
 use axum::http::request::Parts;
@@ -28,6 +26,8 @@ use crate::store::{Store, StoreError};
 const READERS: &[Role] = &[Role::Operator, Role::Manager];
 /// Who may change it.
 const WRITERS: &[Role] = &[Role::Operator];
+/// The largest CSV file accepted for import (10,000 rows of long codes fit).
+pub(super) const IMPORT_BODY_BYTES: usize = 2 * 1024 * 1024;
 
 /// The API's routes, to be nested under `/api/v1`.
 pub fn router() -> Router<AppState> {
@@ -37,6 +37,12 @@ pub fn router() -> Router<AppState> {
         .route("/exception-groups", get(exceptions::groups))
         .route("/exceptions/{id}/retry", post(exceptions::retry))
         .route("/exceptions/actions", post(exceptions::act))
+        .route(
+            "/sku-mappings.csv",
+            get(sku_mappings::export)
+                .post(sku_mappings::import)
+                .layer(axum::extract::DefaultBodyLimit::max(IMPORT_BODY_BYTES)),
+        )
         .route(
             "/sku-mappings/{sku}",
             get(sku_mappings::show).put(sku_mappings::save),

@@ -179,8 +179,22 @@ pub fn spec() -> Value {
                     "requestBody": { "required": true, "content": { "application/json": { "schema": {
                         "type": "object", "required": ["item_code"], "properties": {
                             "item_code": { "type": "string", "minLength": 1, "maxLength": 64, "pattern": "^\\S+$" } } } } } },
-                    "responses": { "200": ok("The mapping and what it released.", schema("SkuMapping")),
-                                   "401": unauth, "403": forbidden, "422": error_response("A bad item code.") } } },
+                    "responses": { "200": ok("The mapping and what it released (`item_code_checked`: whether the ERP confirmed the code).", schema("SkuMapping")),
+                                   "401": unauth, "403": forbidden, "422": error_response("A bad item code, or one the ERP says it does not have.") } } },
+            "/sku-mappings.csv": {
+                "get": {
+                    "summary": "Every mapping as CSV: sku,item_code,updated_at,updated_by.",
+                    "description": read_note,
+                    "responses": { "200": { "description": "The CSV file.", "content": { "text/csv": {} } },
+                                   "401": unauth, "403": forbidden } },
+                "post": {
+                    "summary": "Imports a CSV file of mappings, all or nothing.",
+                    "description": "The first line names the columns `sku` and `item_code` (any order, any case; others ignored), at most 10,000 rows and 2 MiB. Every row is checked (SKU, item code, a SKU mapped twice, an item code the ERP does not know); one bad row and nothing is applied. Operator role.",
+                    "requestBody": { "required": true, "content": { "text/csv": { "schema": { "type": "string" } } } },
+                    "responses": {
+                        "200": { "description": "Applied: `rows`, `created`, `changed`, `unchanged`, `released_tasks`, `resolved_exceptions`, `unchecked`, `message`." },
+                        "401": unauth, "403": forbidden,
+                        "422": { "description": "Nothing applied. Either the file as a whole is unusable (`error`), or `error.code` is `rows_rejected` and `rejected` lists each bad row as `{line, sku, reason}`." } } } },
             "/openapi.json": { "get": {
                 "summary": "This document.", "security": [],
                 "responses": { "200": { "description": "OpenAPI 3.1 document." } } } }

@@ -1,43 +1,18 @@
 //! `GET` and `PUT /api/v1/sku-mappings/{sku}`: a SKU's ERP item code. Saving one releases every
-//! order waiting on that SKU.
+//! order waiting on that SKU. `GET` and `POST /api/v1/sku-mappings.csv`: every mapping as CSV,
+//! and a CSV file imported all or nothing.
 
 use axum::Json;
 use axum::extract::rejection::{JsonRejection, PathRejection};
 use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::{ApiCaller, ApiError, READERS, WRITERS, invalid};
+use crate::engine::mappings::{MappingError, Mappings};
 use crate::store::{SkuMapping, Store};
-
-/// The longest item code accepted.
-const MAX_ITEM_CODE: usize = 64;
-
-/// An ERP item code: non-empty, at most 64 characters, no whitespace.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ItemCode(String);
-
-impl ItemCode {
-    /// Parses an item code, saying what is wrong with a bad one.
-    pub fn parse(raw: &str) -> Result<ItemCode, String> {
-        if raw.is_empty() {
-            Err("item_code must not be empty.".into())
-        } else if raw.chars().count() > MAX_ITEM_CODE {
-            Err(format!(
-                "item_code must be at most {MAX_ITEM_CODE} characters."
-            ))
-        } else if raw.chars().any(char::is_whitespace) {
-            Err("item_code must not contain whitespace.".into())
-        } else {
-            Ok(ItemCode(raw.to_string()))
-        }
-    }
-
-    /// The code as text.
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
 
 /// The body of a `PUT`.
 #[derive(Debug, Deserialize)]
@@ -70,9 +45,19 @@ pub async fn show(
         .ok_or_else(|| ApiError::NotFound(format!("SKU {sku} has no mapping.")))
 }
 
-/// Saves a mapping and releases the orders waiting on it.
+impl From<MappingError> for ApiError {
+    fn from(err: MappingError) -> ApiError {
+        match err {
+            MappingError::Invalid(message) => ApiError::Invalid(message),
+            MappingError::Store(err) => err.into(),
+        }
+    }
+}
+
+/// Saves a mapping (the item code checked with the ERP when it can be asked) and releases the
+/// orders waiting on it.
 pub async fn save(
-    State(store): State<Store>,
+    State(mappings): State<Mappings>,
     caller: ApiCaller,
     sku: Result<Path<String>, PathRejection>,
     body: Result<Json<SaveBody>, JsonRejection>,
@@ -80,12 +65,61 @@ pub async fn save(
     caller.require(WRITERS)?;
     let Path(sku) = sku.map_err(invalid)?;
     let Json(body) = body.map_err(invalid)?;
-    let code = ItemCode::parse(&body.item_code).map_err(ApiError::Invalid)?;
-    let (mapping, released) = store
-        .save_sku_mapping(&sku, code.as_str(), &caller.actor())
+    let saved = mappings
+        .save(&sku, &body.item_code, &caller.actor())
         .await?;
-    let mut answer = mapping_json(&mapping);
-    answer["released_tasks"] = json!(released.tasks);
-    answer["resolved_exceptions"] = json!(released.exceptions);
+    let mut answer = mapping_json(&saved.mapping);
+    answer["released_tasks"] = json!(saved.released.tasks);
+    answer["resolved_exceptions"] = json!(saved.released.exceptions);
+    answer["item_code_checked"] = json!(saved.unchecked.is_none());
     Ok(Json(answer))
+}
+
+/// Every mapping as CSV (`sku,item_code,updated_at,updated_by`).
+pub async fn export(
+    State(mappings): State<Mappings>,
+    caller: ApiCaller,
+) -> Result<Response, ApiError> {
+    caller.require(READERS)?;
+    Ok(crate::web::sku_csv::csv_download(
+        mappings.export_csv().await?,
+    ))
+}
+
+/// Imports a CSV body (columns `sku` and `item_code`): 200 with what was applied, or 422 with
+/// every rejected row when any row is wrong (then nothing was applied).
+pub async fn import(
+    State(mappings): State<Mappings>,
+    caller: ApiCaller,
+    body: String,
+) -> Result<Response, ApiError> {
+    caller.require(WRITERS)?;
+    let report = mappings.import_csv(&body, &caller.actor()).await?;
+    let rejected: Vec<Value> = report
+        .rejected
+        .iter()
+        .map(|r| json!({ "line": r.line, "sku": r.sku, "reason": r.reason }))
+        .collect();
+    Ok(match &report.applied {
+        Some(a) => Json(json!({
+            "rows": report.rows,
+            "created": a.created,
+            "changed": a.changed,
+            "unchanged": a.unchanged,
+            "released_tasks": a.released_tasks,
+            "resolved_exceptions": a.resolved_exceptions,
+            "unchecked": report.unchecked,
+            "message": report.summary(),
+        }))
+        .into_response(),
+        None => (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            Json(json!({
+                "error": { "code": "rows_rejected", "message": report.summary() },
+                "rows": report.rows,
+                "rejected": rejected,
+            })),
+        )
+            .into_response(),
+    })
 }

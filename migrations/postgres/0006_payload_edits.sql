@@ -1,0 +1,15 @@
+-- Payload edits: an operator's corrected copy of what one destination gets for one version of an
+-- order. Copy-on-write: the computed payload (`original`) is kept next to the edit, edits are
+-- only ever added, and the worker sends the newest edit for the version it delivers. A newer
+-- version of the order is mapped afresh from the store's data.
+CREATE TABLE payload_edits (
+    id             BIGSERIAL PRIMARY KEY,
+    store_order_id BIGINT NOT NULL REFERENCES orders (store_order_id),
+    destination    TEXT NOT NULL,
+    version        BIGINT NOT NULL,
+    original       JSONB NOT NULL,
+    payload        JSONB NOT NULL,
+    created_by     TEXT NOT NULL,
+    created_at     TIMESTAMPTZ NOT NULL
+);
+CREATE INDEX payload_edits_by_version ON payload_edits (store_order_id, destination, version, id);

@@ -1,0 +1,349 @@
+//! Payload edits: an operator corrects what one destination gets for the order's current
+//! version (shortens a street the ERP refuses, fixes a name) and sends it again. Copy-on-write:
+//! the computed payload stays as it was, the edit is kept beside it, the change is audited
+//! field by field, and the worker sends the newest edit for exactly that version. When the order
+//! changes in the store, the new version is mapped afresh: an edit never outlives the state it
+//! was made for.
+//!
+//! An edit must still be the destination's payload: valid JSON of the same shape (no unknown
+//! fields), the same order (the external id cannot change), and within the destination's rules
+//! (the same validation the worker runs).
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::{preview, validate};
+use crate::audit::Actor;
+use crate::connectors::{CrmContact, CrmDeal, ErpSalesOrder};
+use crate::store::{NewPayloadEdit, RetryOutcome, Store, StoreError};
+
+/// What the CRM gets: the contact (when the order has an email) and the deal.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CrmPayload {
+    /// Upserted by email first.
+    pub contact: Option<CrmContact>,
+    /// The order as a deal.
+    pub deal: CrmDeal,
+}
+
+/// An edited payload, typed for its destination.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Edited {
+    /// The CRM's contact and deal.
+    Crm(CrmPayload),
+    /// The ERP's sales order.
+    Erp(ErpSalesOrder),
+}
+
+/// One field an edit changed: its path (`ship_to.street`, `lines[0].quantity`), and its value
+/// before and after (`None`: absent).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct FieldChange {
+    /// Where.
+    pub path: String,
+    /// The value before.
+    pub before: Option<Value>,
+    /// The value after.
+    pub after: Option<Value>,
+}
+
+/// Why an edit was not saved (nothing was).
+#[derive(Debug, thiserror::Error)]
+pub enum EditError {
+    /// The edit is wrong; the sentence says how.
+    #[error("{0}")]
+    Invalid(String),
+    /// The order moved on, or is being delivered right now.
+    #[error("{0}")]
+    Conflict(String),
+    /// No such order.
+    #[error("That order does not exist.")]
+    NotFound,
+    /// Storage failed.
+    #[error(transparent)]
+    Store(StoreError),
+}
+
+impl From<StoreError> for EditError {
+    fn from(err: StoreError) -> EditError {
+        match err {
+            StoreError::Conflict(message) => EditError::Conflict(message),
+            StoreError::Invalid(message) => EditError::Invalid(message),
+            StoreError::NotFound(_) => EditError::NotFound,
+            other => EditError::Store(other),
+        }
+    }
+}
+
+/// What saving an edit did.
+#[derive(Clone, Debug)]
+pub struct EditSaved {
+    /// The fields changed against the payload in force before.
+    pub changes: Vec<FieldChange>,
+    /// Queued to be sent now (an edit is never saved while a delivery is in flight).
+    pub outcome: RetryOutcome,
+}
+
+impl EditSaved {
+    /// The outcome as a sentence.
+    pub fn summary(&self, destination: &str) -> String {
+        let place = destination.to_uppercase();
+        let fields: Vec<&str> = self.changes.iter().map(|c| c.path.as_str()).collect();
+        format!(
+            "Saved your edit ({} changed: {}). The {place} gets the edited payload now; the original is kept.",
+            if fields.len() == 1 {
+                "1 field".to_string()
+            } else {
+                format!("{} fields", fields.len())
+            },
+            fields.join(", ")
+        )
+    }
+}
+
+/// Parses an edited payload for `destination` of order `store_order_id` (named `order_name`),
+/// checking shape, identity and the destination's rules. Returns it typed, and as the JSON the
+/// worker will send.
+pub fn parse(
+    destination: &str,
+    store_order_id: i64,
+    order_name: &str,
+    text: &str,
+) -> Result<(Edited, Value), EditError> {
+    let raw: Value = serde_json::from_str(text)
+        .map_err(|e| EditError::Invalid(format!("The payload is not valid JSON: {e}.")))?;
+    let id = store_order_id.to_string();
+    let (edited, normalized) = match destination {
+        "crm" => {
+            let payload: CrmPayload = serde_json::from_value(raw.clone()).map_err(|e| {
+                EditError::Invalid(format!(
+                    "The payload does not fit the CRM's contact and deal: {e}."
+                ))
+            })?;
+            let value =
+                serde_json::to_value(&payload).map_err(|e| EditError::Invalid(e.to_string()))?;
+            same_shape(&raw, &value, "CRM")?;
+            if payload.deal.external_id != id {
+                return Err(identity("deal.external_id", "CRM"));
+            }
+            let problems = validate::validate_crm(payload.contact.as_ref(), &payload.deal);
+            still_broken(problems.into_iter().map(|p| p.message).collect(), "CRM")?;
+            (Edited::Crm(payload), value)
+        }
+        "erp" => {
+            let payload: ErpSalesOrder = serde_json::from_value(raw.clone()).map_err(|e| {
+                EditError::Invalid(format!(
+                    "The payload does not fit the ERP's sales order: {e}."
+                ))
+            })?;
+            let value =
+                serde_json::to_value(&payload).map_err(|e| EditError::Invalid(e.to_string()))?;
+            same_shape(&raw, &value, "ERP")?;
+            if payload.external_id != id {
+                return Err(identity("external_id", "ERP"));
+            }
+            let problems = validate::validate_erp(order_name, &payload);
+            still_broken(problems.into_iter().map(|p| p.message).collect(), "ERP")?;
+            (Edited::Erp(payload), value)
+        }
+        _ => return Err(EditError::Invalid("The destination is crm or erp.".into())),
+    };
+    Ok((edited, normalized))
+}
+
+/// A field the payload type does not have would be dropped silently: say so instead.
+fn same_shape(raw: &Value, typed: &Value, place: &str) -> Result<(), EditError> {
+    match diff(raw, typed)
+        .into_iter()
+        .find(|c| c.before.is_some() && c.after.is_none())
+    {
+        Some(dropped) => Err(EditError::Invalid(format!(
+            "{} is not a field of the {place} payload; remove it or check its spelling.",
+            dropped.path
+        ))),
+        None => Ok(()),
+    }
+}
+
+fn identity(field: &str, place: &str) -> EditError {
+    EditError::Invalid(format!(
+        "{field} says which order this is in the {place}; it cannot be edited."
+    ))
+}
+
+fn still_broken(problems: Vec<String>, place: &str) -> Result<(), EditError> {
+    if problems.is_empty() {
+        return Ok(());
+    }
+    Err(EditError::Invalid(format!(
+        "The edited payload still breaks the {place}'s rules: {}",
+        problems.join(" ")
+    )))
+}
+
+/// The leaves that differ between `before` and `after`, in path order. Arrays compare by index.
+pub fn diff(before: &Value, after: &Value) -> Vec<FieldChange> {
+    let mut changes = Vec::new();
+    walk("", Some(before), Some(after), &mut changes);
+    changes
+}
+
+fn walk(path: &str, before: Option<&Value>, after: Option<&Value>, out: &mut Vec<FieldChange>) {
+    let key = |k: &str| {
+        if path.is_empty() {
+            k.to_string()
+        } else {
+            format!("{path}.{k}")
+        }
+    };
+    match (before, after) {
+        (Some(Value::Object(a)), Some(Value::Object(b))) => {
+            let keys: std::collections::BTreeSet<&String> = a.keys().chain(b.keys()).collect();
+            for k in keys {
+                walk(&key(k), a.get(k), b.get(k), out);
+            }
+        }
+        (Some(Value::Array(a)), Some(Value::Array(b))) => {
+            for i in 0..a.len().max(b.len()) {
+                walk(&format!("{path}[{i}]"), a.get(i), b.get(i), out);
+            }
+        }
+        (a, b) if a == b => {}
+        // `null` and absent mean the same to every payload type here.
+        (Some(Value::Null), None) | (None, Some(Value::Null)) => {}
+        (a, b) => out.push(FieldChange {
+            path: path.to_string(),
+            before: a.cloned(),
+            after: b.cloned(),
+        }),
+    }
+}
+
+/// Saves an operator's edit of what `destination` gets for order `store_order_id` at
+/// `version` (the version the operator saw), and queues it to be sent now.
+pub async fn save(
+    store: &Store,
+    store_order_id: i64,
+    destination: &str,
+    version: i64,
+    text: &str,
+    by: &Actor,
+) -> Result<EditSaved, EditError> {
+    let Some((order, current)) = store.order_snapshot(store_order_id).await? else {
+        return Err(EditError::NotFound);
+    };
+    if current != version {
+        return Err(moved_on(current));
+    }
+    let (_, payload) = parse(destination, store_order_id, &order.name, text)?;
+    let computed = preview::payloads(store, &order)
+        .await?
+        .into_iter()
+        .find(|p| p.destination == destination)
+        .and_then(|p| p.payload)
+        .ok_or_else(|| {
+            EditError::Invalid(
+                "This order cannot be mapped for that destination yet (see what stops it); fix the cause first.".into(),
+            )
+        })?;
+    let in_force = match store
+        .payload_edit(store_order_id, destination, version)
+        .await?
+    {
+        Some(edit) => edit.payload,
+        None => computed.clone(),
+    };
+    let changes = diff(&in_force, &payload);
+    if changes.is_empty() {
+        return Err(EditError::Invalid(
+            "Nothing changed: the payload is the one already in force.".into(),
+        ));
+    }
+    let outcome = store
+        .save_payload_edit(
+            &NewPayloadEdit {
+                store_order_id,
+                destination: destination.to_string(),
+                version,
+                original: computed,
+                payload,
+                changes: serde_json::to_value(&changes).unwrap_or(Value::Null),
+            },
+            by,
+        )
+        .await?;
+    Ok(EditSaved { changes, outcome })
+}
+
+fn moved_on(current: i64) -> EditError {
+    EditError::Conflict(format!(
+        "The order changed in the store while you edited (it is at version {current} now), so this edit no longer fits. Reload the order and edit again if it still needs it."
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn diff_names_each_changed_leaf_by_path() {
+        let a = json!({ "ship_to": { "street": "A very long street", "city": "Oslo" }, "lines": [{ "q": 1 }] });
+        let b = json!({ "ship_to": { "street": "Short", "city": "Oslo", "street2": "Flat 2" }, "lines": [{ "q": 1 }, { "q": 2 }] });
+        let paths: Vec<String> = diff(&a, &b).into_iter().map(|c| c.path).collect();
+        assert_eq!(paths, vec!["lines[1]", "ship_to.street", "ship_to.street2"]);
+        assert!(diff(&a, &a).is_empty());
+        assert!(diff(&json!({ "x": null }), &json!({})).is_empty());
+    }
+
+    fn sales_order() -> Value {
+        json!({
+            "external_id": "42",
+            "customer_account": "ada@example.com",
+            "currency": "EUR",
+            "order_date": "2026-11-20",
+            "lines": [{ "item_code": "ERP-1", "quantity": "1", "unit_price_net": "10.00",
+                        "unit_price_gross": "11.90", "discount": "0", "tax": "1.90" }],
+            "shipping_cost": "0",
+            "tax_total": "1.90",
+            "total_gross": "11.90",
+            "bill_to": null,
+            "ship_to": { "name": "Ada", "street": "1 Main Street", "city": "Berlin",
+                         "postal_code": "10115", "country": "DE" }
+        })
+    }
+
+    #[test]
+    fn an_edit_must_stay_the_same_order_of_the_same_shape_within_the_rules() {
+        let ok = parse("erp", 42, "#1042", &sales_order().to_string()).expect("valid");
+        assert!(matches!(ok.0, Edited::Erp(_)));
+
+        let err = |v: Value| {
+            parse("erp", 42, "#1042", &v.to_string())
+                .unwrap_err()
+                .to_string()
+        };
+        let mut other = sales_order();
+        other["external_id"] = json!("43");
+        assert_eq!(
+            err(other),
+            "external_id says which order this is in the ERP; it cannot be edited."
+        );
+        let mut typo = sales_order();
+        typo["ship_to"]["stret"] = json!("x");
+        assert_eq!(
+            err(typo),
+            "ship_to.stret is not a field of the ERP payload; remove it or check its spelling."
+        );
+        let mut long = sales_order();
+        long["ship_to"]["street"] = json!("x".repeat(61));
+        assert!(err(long).starts_with("The edited payload still breaks the ERP's rules:"));
+        assert!(
+            parse("erp", 42, "#1042", "{ not json")
+                .unwrap_err()
+                .to_string()
+                .starts_with("The payload is not valid JSON: ")
+        );
+    }
+}

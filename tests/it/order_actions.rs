@@ -1,0 +1,319 @@
+//! An order's actions beyond "send again": an operator's copy-on-write edit of the payload a
+//! destination refused, and a resync from the store's Admin API — against the simulated store,
+//! CRM and ERP over HTTP.
+
+use std::time::Duration;
+
+use app::model::{OrderPage, Role};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use syncdesk::simulate::ledger::DocumentKind;
+
+use crate::harness::TestApp;
+use crate::sync::{clean_order, drain, rig};
+use crate::webhooks::{Post, later, order_id};
+
+on_both_backends! {
+    an_operator_edits_the_refused_payload_and_the_edit_is_sent_once_with_the_original_kept => an_operator_edits_the_refused_payload_and_the_edit_is_sent_once_with_the_original_kept_sqlite, an_operator_edits_the_refused_payload_and_the_edit_is_sent_once_with_the_original_kept_postgres;
+    a_resync_reads_the_store_applies_a_newer_state_and_sends_it => a_resync_reads_the_store_applies_a_newer_state_and_sends_it_sqlite, a_resync_reads_the_store_applies_a_newer_state_and_sends_it_postgres;
+}
+
+const LONG_STREET: &str = "Apartment 4B, The Old Harbour Warehouse Building, 12 Harbour Street";
+
+async fn page(client: &crate::harness::Client, id: i64) -> OrderPage {
+    let reply = client
+        .rpc("/rpc/orders/detail", &[("store_order_id", &id.to_string())])
+        .await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    reply.json()
+}
+
+async fn an_operator_edits_the_refused_payload_and_the_edit_is_sent_once_with_the_original_kept(
+    app: TestApp,
+) {
+    let rig = rig(&app, Duration::from_secs(5)).await;
+    let worker = rig.worker(&app.store);
+    let mut order = clean_order(700);
+    order["shipping_address"] = json!({
+        "name": "Ana Diaz", "address1": LONG_STREET, "city": "Boston", "province_code": "MA",
+        "country_code": "US", "zip": "02110"
+    });
+    let id = order_id(&order);
+    Post::new("orders/create", &order).send(&app).await;
+    drain(&worker, &app, Duration::from_secs(10)).await;
+    app.add_user("otto@example.com", "Otto", &[Role::Operator])
+        .await;
+    app.add_user("mona@example.com", "Mona", &[Role::Manager])
+        .await;
+    let operator = app.signed_in("otto@example.com").await;
+
+    let before = page(&operator, id).await;
+    let erp = before
+        .destinations
+        .iter()
+        .find(|d| d.destination == "erp")
+        .expect("ERP");
+    assert_eq!(erp.state, "blocked");
+    assert!(
+        erp.problems.iter().any(|p| p.contains("street")),
+        "{:?}",
+        erp.problems
+    );
+    let mut payload: Value = serde_json::from_str(erp.payload.as_deref().expect("payload"))
+        .expect("the page's payload is JSON");
+    assert_eq!(payload["ship_to"]["street"], LONG_STREET);
+    let version = before.version.to_string();
+    let id_text = id.to_string();
+    let edit = |payload: &Value, version: &str| {
+        vec![
+            ("store_order_id", id_text.clone()),
+            ("destination", "erp".to_string()),
+            ("version", version.to_string()),
+            ("payload", payload.to_string()),
+        ]
+    };
+    let send = |form: Vec<(&'static str, String)>| {
+        let operator = &operator;
+        async move {
+            let form: Vec<(&str, &str)> = form.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            operator.rpc("/rpc/orders/edit", &form).await
+        }
+    };
+
+    // Refused, with the reason, and nothing saved: another order's id, a misspelt field, an edit
+    // still over the limit, a version the order has left; and a manager may not edit at all.
+    let mut other = payload.clone();
+    other["external_id"] = json!("1");
+    let mut typo = payload.clone();
+    typo["ship_to"]["stret"] = json!("x");
+    for (bad, expected) in [
+        (other, "external_id says which order this is in the ERP"),
+        (typo, "ship_to.stret is not a field of the ERP payload"),
+    ] {
+        let reply = send(edit(&bad, &version)).await;
+        assert_eq!(
+            reply.status,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "{}",
+            reply.body
+        );
+        assert!(
+            reply.error().to_string().contains(expected),
+            "{}",
+            reply.body
+        );
+    }
+    let mut still_long = payload.clone();
+    still_long["ship_to"]["street"] = json!(format!("{LONG_STREET}, rear"));
+    let reply = send(edit(&still_long, &version)).await;
+    assert!(
+        reply
+            .error()
+            .to_string()
+            .starts_with("The edited payload still breaks the ERP's rules:"),
+        "{}",
+        reply.body
+    );
+    payload["ship_to"]["street"] = json!("12 Harbour Street");
+    payload["ship_to"]["street2"] = json!("Apt 4B, Old Harbour Warehouse");
+    let stale = send(edit(&payload, &(before.version - 1).to_string())).await;
+    assert_eq!(stale.status, StatusCode::CONFLICT, "{}", stale.body);
+    let manager = app.signed_in("mona@example.com").await;
+    let form = edit(&payload, &version);
+    let form: Vec<(&str, &str)> = form.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    assert_eq!(
+        manager.rpc("/rpc/orders/edit", &form).await.status,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(app.count("SELECT COUNT(*) FROM payload_edits").await, 0);
+
+    // The edit is saved beside the computed payload, audited field by field, and sent.
+    let saved = send(edit(&payload, &version)).await;
+    assert_eq!(saved.status, StatusCode::OK, "{}", saved.body);
+    let summary: String = saved.json();
+    assert_eq!(
+        summary,
+        "Saved your edit (2 fields changed: ship_to.street, ship_to.street2). The ERP gets the edited payload now; the original is kept."
+    );
+    let again = send(edit(&payload, &version)).await;
+    assert_eq!(again.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(
+        again.error().to_string().starts_with("Nothing changed"),
+        "{}",
+        again.body
+    );
+    let audit = app.audit_of("payload.edited").await;
+    assert_eq!(audit.len(), 1);
+    assert_eq!(audit[0].actor_label, "otto@example.com");
+    let changes = &audit[0].after.as_ref().expect("after").0["changes"];
+    assert_eq!(changes[0]["path"], "ship_to.street");
+    assert_eq!(changes[0]["before"], LONG_STREET);
+    assert_eq!(changes[0]["after"], "12 Harbour Street");
+
+    drain(&worker, &app, Duration::from_secs(10)).await;
+    let document = rig
+        .erp_api()
+        .find_sales_order(&id.to_string())
+        .await
+        .expect("ERP answers")
+        .expect("the ERP has the order");
+    let ship_to = document.order.ship_to.expect("ship-to");
+    assert_eq!(ship_to.street, "12 Harbour Street");
+    assert_eq!(
+        ship_to.street2.as_deref(),
+        Some("Apt 4B, Old Harbour Warehouse")
+    );
+    let ledger = rig.erp.ledger();
+    assert_eq!(
+        ledger
+            .check()
+            .count(DocumentKind::SalesOrder, &id.to_string()),
+        1
+    );
+    assert!(
+        ledger.entries_for(&id.to_string()).iter().any(|e| e
+            .idempotency_key
+            .as_deref()
+            .is_some_and(|k| k.contains("-edit"))),
+        "sent under the edit's own idempotency key"
+    );
+    let after = page(&operator, id).await;
+    let erp = after
+        .destinations
+        .iter()
+        .find(|d| d.destination == "erp")
+        .expect("ERP");
+    assert_eq!(erp.state, "synced");
+    assert!(
+        erp.edited
+            .as_deref()
+            .is_some_and(|e| e.starts_with("by otto@example.com at "))
+    );
+    assert!(
+        erp.original
+            .as_deref()
+            .is_some_and(|o| o.contains(LONG_STREET))
+    );
+    assert!(
+        erp.payload
+            .as_deref()
+            .is_some_and(|p| !p.contains(LONG_STREET))
+    );
+    assert!(
+        after
+            .timeline
+            .iter()
+            .any(|e| e.label == "payload edited" && e.detail.contains("ship_to.street"))
+    );
+    assert_eq!(
+        app.count(&format!(
+            "SELECT COUNT(*) FROM exceptions WHERE store_order_id = {id} AND status = 'open'"
+        ))
+        .await,
+        0
+    );
+
+    // A newer state from the store is mapped afresh: the edit does not outlive its version.
+    let mut paid_later = later(&order, 5);
+    paid_later["note"] = json!("gift wrap");
+    Post::new("orders/updated", &paid_later).send(&app).await;
+    drain(&worker, &app, Duration::from_secs(10)).await;
+    let newer = page(&operator, id).await;
+    let erp = newer
+        .destinations
+        .iter()
+        .find(|d| d.destination == "erp")
+        .expect("ERP");
+    assert_eq!(erp.state, "blocked");
+    assert!(erp.edited.is_none());
+}
+
+async fn a_resync_reads_the_store_applies_a_newer_state_and_sends_it(app: TestApp) {
+    let rig = rig(&app, Duration::from_secs(5)).await;
+    let worker = rig.worker(&app.store);
+    let order = clean_order(720);
+    let id = order_id(&order);
+    app.shop
+        .orders()
+        .put(&order)
+        .expect("the store has the order");
+    Post::new("orders/create", &order).send(&app).await;
+    drain(&worker, &app, Duration::from_secs(10)).await;
+    app.add_user("otto@example.com", "Otto", &[Role::Operator])
+        .await;
+    app.add_user("mona@example.com", "Mona", &[Role::Manager])
+        .await;
+    let operator = app.signed_in("otto@example.com").await;
+    let resync = |id: i64| {
+        let operator = &operator;
+        async move {
+            operator
+                .rpc("/rpc/orders/resync", &[("store_order_id", &id.to_string())])
+                .await
+        }
+    };
+
+    // Nothing newer in the store: nothing applied, nothing sent.
+    let same = resync(id).await;
+    assert_eq!(same.status, StatusCode::OK, "{}", same.body);
+    assert_eq!(
+        same.json::<String>(),
+        "SyncDesk already had the store's current state. Then the CRM already has it; the ERP already has it."
+    );
+
+    // The store changed and its webhook never came: the resync takes the newer state in and
+    // sends it to both destinations.
+    let mut cancelled = later(&order, 10);
+    cancelled["cancelled_at"] = cancelled["updated_at"].clone();
+    cancelled["cancel_reason"] = json!("customer");
+    app.shop.orders().put(&cancelled).expect("newer state");
+    let newer = resync(id).await;
+    assert_eq!(
+        newer.json::<String>(),
+        "The store had a newer state; it is version 2 now. Then the CRM gets it now; the ERP gets it now."
+    );
+    drain(&worker, &app, Duration::from_secs(10)).await;
+    assert_eq!(
+        app.count(&format!(
+            "SELECT COUNT(*) FROM sync_tasks WHERE store_order_id = {id} AND state = 'synced' AND synced_version = 2"
+        ))
+        .await,
+        2
+    );
+    let document = rig
+        .erp_api()
+        .find_sales_order(&id.to_string())
+        .await
+        .expect("ERP answers")
+        .expect("document");
+    assert_eq!(document.status, syncdesk::connectors::ErpStatus::Cancelled);
+    let timeline = page(&operator, id).await.timeline;
+    assert!(
+        timeline.iter().any(|e| e.kind == "webhook"
+            && e.label == "orders/updated"
+            && e.detail.starts_with("applied")),
+        "{timeline:?}"
+    );
+    let audit = app.audit_of("order.resynced").await;
+    assert_eq!(audit.len(), 2);
+    assert_eq!(
+        audit[0].after.as_ref().expect("after").0["ingest"],
+        "applied"
+    );
+
+    // An order the store does not have, and a manager, are refused.
+    let missing = resync(424_242).await;
+    assert_eq!(missing.status, StatusCode::NOT_FOUND);
+    assert_eq!(
+        missing.error().to_string(),
+        "The store has no order with id 424242."
+    );
+    let manager = app.signed_in("mona@example.com").await;
+    assert_eq!(
+        manager
+            .rpc("/rpc/orders/resync", &[("store_order_id", &id.to_string())])
+            .await
+            .status,
+        StatusCode::FORBIDDEN
+    );
+}
