@@ -225,6 +225,9 @@ pub struct OrderView {
     pub crm: String,
     /// State at the ERP.
     pub erp: String,
+    /// How long a destination has been waiting for the order's current state ("4 min"), or
+    /// `None` when both have it.
+    pub waiting: Option<String>,
     /// Last change (UTC, `YYYY-MM-DD HH:MM:SS`).
     pub updated_at: String,
 }

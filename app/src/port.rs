@@ -107,7 +107,17 @@ pub trait Port: Send + Sync {
         &self,
         by: &Viewer,
         search: Option<String>,
+        state: Option<String>,
     ) -> Result<Vec<OrderView>, AppError>;
+    /// Skips the order at `destination` (its open exceptions close as skipped, with the
+    /// reason); the outcome as a sentence.
+    async fn skip_order(
+        &self,
+        by: &Viewer,
+        store_order_id: i64,
+        destination: String,
+        reason: String,
+    ) -> Result<String, AppError>;
     /// One order's page.
     async fn order_page(&self, by: &Viewer, store_order_id: i64) -> Result<OrderPage, AppError>;
     /// Reads the order's current state from the store and sends it to every destination again;

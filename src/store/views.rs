@@ -48,6 +48,10 @@ pub struct OrderRow {
     pub crm_state: Option<String>,
     /// ERP task state.
     pub erp_state: Option<String>,
+    /// Since when the CRM has been waiting for this order's current version (unsynced).
+    pub crm_waiting_since: Option<DateTime<Utc>>,
+    /// Since when the ERP has been waiting for it.
+    pub erp_waiting_since: Option<DateTime<Utc>>,
 }
 
 impl Store {
@@ -114,6 +118,17 @@ impl Store {
         search: Option<&str>,
         limit: i64,
     ) -> Result<Vec<OrderRow>, StoreError> {
+        self.find_orders(search, None, limit).await
+    }
+
+    /// Like [`Store::recent_orders`], only orders with a task (at either destination) in
+    /// `state` when given.
+    pub async fn find_orders(
+        &self,
+        search: Option<&str>,
+        state: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<OrderRow>, StoreError> {
         let search = search.map(|s| {
             let s = s.trim();
             if s.contains('@') {
@@ -126,7 +141,7 @@ impl Store {
         // one: each way of naming an order is an index lookup, and the union of their hits is
         // what is listed (an OR across columns would read every order).
         let store_id: Option<i64> = search.as_deref().and_then(|s| s.parse().ok());
-        let filter = if search.is_some() {
+        let by_search = if search.is_some() {
             "WHERE o.store_order_id IN (
                  SELECT store_order_id FROM orders WHERE name = $1
                  UNION SELECT store_order_id FROM orders WHERE name = '#' || $1
@@ -136,9 +151,18 @@ impl Store {
         } else {
             "WHERE $1 IS NULL AND $3 IS NULL"
         };
+        // A state: the orders with a task in it, from the tasks' (state, …) index.
+        let by_state = if state.is_some() {
+            "AND o.store_order_id IN (SELECT store_order_id FROM sync_tasks WHERE state = $4)"
+        } else {
+            "AND $4 IS NULL"
+        };
+        let filter = format!("{by_search} {by_state}");
         let sql = format!(
             "SELECT o.store_order_id, o.name, o.lifecycle, o.currency, o.total, o.version, o.updated_at,
-                    c.state AS crm_state, e.state AS erp_state
+                    c.state AS crm_state, e.state AS erp_state,
+                    CASE WHEN c.state <> 'synced' THEN c.armed_at END AS crm_waiting_since,
+                    CASE WHEN e.state <> 'synced' THEN e.armed_at END AS erp_waiting_since
              FROM orders o
              LEFT JOIN sync_tasks c ON c.store_order_id = o.store_order_id AND c.destination = 'crm'
              LEFT JOIN sync_tasks e ON e.store_order_id = o.store_order_id AND e.destination = 'erp'
@@ -151,6 +175,7 @@ impl Store {
                 .bind(search.as_deref())
                 .bind(limit)
                 .bind(store_id)
+                .bind(state)
                 .fetch_all(pool)
                 .await
         })?;

@@ -545,17 +545,33 @@ impl Port for WebPort {
         &self,
         _by: &Viewer,
         search: Option<String>,
+        state: Option<String>,
     ) -> Result<Vec<OrderView>, AppError> {
         let search = triage::given(&search);
+        let state = triage::given(&state);
+        if let Some(s) = &state
+            && !ORDER_STATES.contains(&s.as_str())
+        {
+            return Err(AppError::Invalid(format!(
+                "The state is one of {}.",
+                ORDER_STATES.join(", ")
+            )));
+        }
         let orders = self
             .state
             .store
-            .recent_orders(search.as_deref(), 100)
+            .find_orders(search.as_deref(), state.as_deref(), 100)
             .await
             .map_err(store_error)?;
+        let now = chrono::Utc::now();
         Ok(orders
             .into_iter()
             .map(|o| OrderView {
+                waiting: [o.crm_waiting_since, o.erp_waiting_since]
+                    .into_iter()
+                    .flatten()
+                    .min()
+                    .map(|since| age(now - since)),
                 store_order_id: o.store_order_id,
                 name: o.name,
                 lifecycle: o.lifecycle.replace('_', " "),
@@ -650,6 +666,46 @@ impl Port for WebPort {
         })
     }
 
+    async fn skip_order(
+        &self,
+        by: &Viewer,
+        store_order_id: i64,
+        destination: String,
+        reason: String,
+    ) -> Result<String, AppError> {
+        if destination != "crm" && destination != "erp" {
+            return Err(AppError::Invalid("The destination is crm or erp.".into()));
+        }
+        let scope = crate::store::ExceptionScope {
+            search: Some(store_order_id.to_string()),
+            destination: Some(destination.clone()),
+            ..Default::default()
+        };
+        let report = self
+            .state
+            .store
+            .triage(
+                &scope,
+                &crate::store::TriageAction::Skip {
+                    reason: reason.trim().to_string(),
+                },
+                false,
+                &actor(by),
+            )
+            .await
+            .map_err(store_error)?;
+        let place = destination.to_uppercase();
+        Ok(if report.changed == 0 {
+            format!(
+                "Nothing to skip: the order has no open exception at the {place}. Skip is for an order that needs action."
+            )
+        } else {
+            format!(
+                "Skipped: the order will not be sent to the {place}, and the reason is on its timeline. \"Send to the {place} again\" undoes it."
+            )
+        })
+    }
+
     async fn resync_order(&self, by: &Viewer, store_order_id: i64) -> Result<String, AppError> {
         let resynced = crate::engine::resync::resync(
             &self.state.store,
@@ -738,6 +794,11 @@ fn audit_row(r: AuditRecord) -> AuditRow {
         after: r.after.map(|j| j.0.to_string()),
     }
 }
+
+/// The task states the orders list filters by.
+const ORDER_STATES: [&str; 7] = [
+    "pending", "running", "retrying", "blocked", "dead", "skipped", "synced",
+];
 
 /// "45 s", "12 min", "3 h", "2 d".
 fn age(elapsed: chrono::TimeDelta) -> String {

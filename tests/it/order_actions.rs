@@ -16,6 +16,7 @@ use crate::webhooks::{Post, later, order_id};
 on_both_backends! {
     an_operator_edits_the_refused_payload_and_the_edit_is_sent_once_with_the_original_kept => an_operator_edits_the_refused_payload_and_the_edit_is_sent_once_with_the_original_kept_sqlite, an_operator_edits_the_refused_payload_and_the_edit_is_sent_once_with_the_original_kept_postgres;
     a_resync_reads_the_store_applies_a_newer_state_and_sends_it => a_resync_reads_the_store_applies_a_newer_state_and_sends_it_sqlite, a_resync_reads_the_store_applies_a_newer_state_and_sends_it_postgres;
+    the_orders_list_filters_by_state_and_an_operator_skips_from_the_order_page => the_orders_list_filters_by_state_and_an_operator_skips_from_the_order_page_sqlite, the_orders_list_filters_by_state_and_an_operator_skips_from_the_order_page_postgres;
 }
 
 const LONG_STREET: &str = "Apartment 4B, The Old Harbour Warehouse Building, 12 Harbour Street";
@@ -316,4 +317,96 @@ async fn a_resync_reads_the_store_applies_a_newer_state_and_sends_it(app: TestAp
             .status,
         StatusCode::FORBIDDEN
     );
+}
+
+async fn the_orders_list_filters_by_state_and_an_operator_skips_from_the_order_page(app: TestApp) {
+    let rig = rig(&app, Duration::from_secs(5)).await;
+    let worker = rig.worker(&app.store);
+    let mut refused = clean_order(740);
+    refused["shipping_address"] = json!({
+        "name": "Ana Diaz", "address1": LONG_STREET, "city": "Boston", "province_code": "MA",
+        "country_code": "US", "zip": "02110"
+    });
+    let fine = clean_order(741);
+    Post::new("orders/create", &refused).send(&app).await;
+    Post::new("orders/create", &fine).send(&app).await;
+    drain(&worker, &app, Duration::from_secs(10)).await;
+    app.add_user("otto@example.com", "Otto", &[Role::Operator])
+        .await;
+    let operator = app.signed_in("otto@example.com").await;
+    let list = |state: &'static str| {
+        let operator = &operator;
+        async move {
+            operator
+                .rpc("/rpc/orders/recent", &[("state", state)])
+                .await
+        }
+    };
+
+    // Only the order that needs action, with how long it has waited.
+    let blocked: Vec<app::model::OrderView> = list("blocked").await.json();
+    assert_eq!(blocked.len(), 1);
+    assert_eq!(blocked[0].store_order_id, order_id(&refused));
+    assert_eq!(blocked[0].erp, "blocked");
+    assert!(
+        blocked[0]
+            .waiting
+            .as_deref()
+            .is_some_and(|w| w.ends_with(" s"))
+    );
+    let all: Vec<app::model::OrderView> = list("").await.json();
+    let synced = all
+        .iter()
+        .find(|o| o.store_order_id == order_id(&fine))
+        .expect("the synced order is listed");
+    assert_eq!(synced.waiting, None);
+    assert_eq!(list("lost").await.status, StatusCode::UNPROCESSABLE_ENTITY);
+
+    // Skip needs a reason; then the ERP task is skipped and its exception closed as skipped.
+    let id = order_id(&refused).to_string();
+    let skip = |reason: &'static str| {
+        let operator = &operator;
+        let id = id.clone();
+        async move {
+            operator
+                .rpc(
+                    "/rpc/orders/skip",
+                    &[
+                        ("store_order_id", id.as_str()),
+                        ("destination", "erp"),
+                        ("reason", reason),
+                    ],
+                )
+                .await
+        }
+    };
+    assert_eq!(skip("  ").await.status, StatusCode::UNPROCESSABLE_ENTITY);
+    let done = skip("keyed into the ERP by hand").await;
+    assert_eq!(done.status, StatusCode::OK, "{}", done.body);
+    assert!(
+        done.json::<String>()
+            .starts_with("Skipped: the order will not be sent to the ERP")
+    );
+    assert_eq!(
+        app.text(&format!(
+            "SELECT state FROM sync_tasks WHERE store_order_id = {id} AND destination = 'erp'"
+        ))
+        .await,
+        "skipped"
+    );
+    assert_eq!(
+        app.count(&format!(
+            "SELECT COUNT(*) FROM exceptions WHERE store_order_id = {id} AND status = 'skipped'"
+        ))
+        .await,
+        1
+    );
+    assert!(
+        skip("again")
+            .await
+            .json::<String>()
+            .starts_with("Nothing to skip")
+    );
+    let skipped: Vec<app::model::OrderView> = list("skipped").await.json();
+    assert_eq!(skipped.len(), 1);
 }

@@ -96,6 +96,7 @@ pub async fn assignables() -> Result<Vec<Assignable>, AppError> {
 #[server(prefix = "/rpc", endpoint = "orders/recent")]
 pub async fn recent_orders(
     #[server(default)] q: Option<String>,
+    #[server(default)] state: Option<String>,
 ) -> Result<Vec<OrderView>, AppError> {
     use crate::port::{port, respond};
     respond(
@@ -104,7 +105,7 @@ pub async fn recent_orders(
             let by = port
                 .authorize(&[Role::Operator, Role::Manager], "read orders")
                 .await?;
-            port.recent_orders(&by, q).await
+            port.recent_orders(&by, q, state).await
         }
         .await,
     )
@@ -136,6 +137,26 @@ pub async fn retry_order(store_order_id: i64, destination: String) -> Result<Str
             let port = port()?;
             let by = port.authorize(&[Role::Operator], "retry orders").await?;
             port.retry_order(&by, store_order_id, destination).await
+        }
+        .await,
+    )
+}
+
+/// Skips the order at one destination, with a reason: its open exceptions there close as skipped
+/// and it is not sent there until someone sends it again (operators).
+#[server(prefix = "/rpc", endpoint = "orders/skip")]
+pub async fn skip_order(
+    store_order_id: i64,
+    destination: String,
+    reason: String,
+) -> Result<String, AppError> {
+    use crate::port::{port, respond};
+    respond(
+        async {
+            let port = port()?;
+            let by = port.authorize(&[Role::Operator], "skip orders").await?;
+            port.skip_order(&by, store_order_id, destination, reason)
+                .await
         }
         .await,
     )

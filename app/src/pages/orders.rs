@@ -4,7 +4,7 @@
 use leptos::prelude::*;
 use leptos_router::hooks::{use_params_map, use_query_map};
 
-use crate::api::{EditPayload, ResyncOrder, RetryOrder, order_detail, recent_orders};
+use crate::api::{EditPayload, ResyncOrder, RetryOrder, SkipOrder, order_detail, recent_orders};
 use crate::components::{Guard, PageHeader, SessionCtx};
 use crate::model::{OrderDestination, Role};
 
@@ -13,7 +13,8 @@ use crate::model::{OrderDestination, Role};
 pub fn OrdersPage() -> impl IntoView {
     let params = use_query_map();
     let search = move || params.read().get("q").filter(|s| !s.trim().is_empty());
-    let orders = Resource::new(search, recent_orders);
+    let state = move || params.read().get("state").filter(|s| !s.is_empty());
+    let orders = Resource::new(move || (search(), state()), |(q, st)| recent_orders(q, st));
     view! {
         <Guard roles=&[Role::Operator, Role::Manager]>
             <PageHeader title="Orders" lead="The most recently changed orders from the store, with their state in the CRM and the ERP."/>
@@ -22,6 +23,15 @@ pub fn OrdersPage() -> impl IntoView {
                     <div class="field">
                         <label for="o-q">"Find an order"</label>
                         <input id="o-q" name="q" type="search" placeholder="Order #, email or SKU" prop:value=move || search().unwrap_or_default()/>
+                    </div>
+                    <div class="field">
+                        <label for="o-state">"State at a destination"</label>
+                        <select id="o-state" name="state">
+                            {[("", "Any"), ("blocked", "Needs action"), ("retrying", "Retrying"), ("pending", "Pending"), ("dead", "Dead"), ("skipped", "Skipped"), ("synced", "Synced")]
+                                .into_iter()
+                                .map(|(value, label)| view! { <option value=value selected=move || state().as_deref().unwrap_or("") == value>{label}</option> })
+                                .collect_view()}
+                        </select>
                     </div>
                     <div class="field actions">
                         <button type="submit" class="button">"Find"</button>
@@ -32,7 +42,7 @@ pub fn OrdersPage() -> impl IntoView {
                     {move || Suspend::new(async move {
                         orders.await.map(|orders| {
                             if orders.is_empty() {
-                                let text = if search().is_some() {
+                                let text = if search().is_some() || state().is_some() {
                                     "No order matches. Search by the order number (#1042), the customer's email, or a SKU on the order."
                                 } else {
                                     "No orders yet. They appear as soon as the store sends its first webhook."
@@ -48,6 +58,7 @@ pub fn OrdersPage() -> impl IntoView {
                                             <th scope="col" class="num">"Total"</th>
                                             <th scope="col">"CRM"</th>
                                             <th scope="col">"ERP"</th>
+                                            <th scope="col">"Waiting"</th>
                                             <th scope="col">"Last change (UTC)"</th>
                                         </tr>
                                     </thead>
@@ -59,6 +70,7 @@ pub fn OrdersPage() -> impl IntoView {
                                                 <td class="num nowrap">{o.total}</td>
                                                 <td><State state=o.crm/></td>
                                                 <td><State state=o.erp/></td>
+                                                <td class="nowrap">{o.waiting.unwrap_or_else(|| "—".into())}</td>
                                                 <td class="nowrap">{o.updated_at}</td>
                                             </tr>
                                         }).collect_view()}
@@ -97,6 +109,7 @@ pub fn OrderDetailPage() -> impl IntoView {
     let retry = ServerAction::<RetryOrder>::new();
     let edit = ServerAction::<EditPayload>::new();
     let resync = ServerAction::<ResyncOrder>::new();
+    let skip = ServerAction::<SkipOrder>::new();
     let order = Resource::new(
         move || {
             (
@@ -104,9 +117,10 @@ pub fn OrderDetailPage() -> impl IntoView {
                 retry.version().get(),
                 edit.version().get(),
                 resync.version().get(),
+                skip.version().get(),
             )
         },
-        |(id, _, _, _)| async move {
+        |(id, _, _, _, _)| async move {
             match id {
                 Some(id) => order_detail(id).await.map(Some),
                 None => Ok(None),
@@ -144,10 +158,18 @@ pub fn OrderDetailPage() -> impl IntoView {
         }
         v
     });
+    Effect::new(move |prev: Option<usize>| {
+        let v = skip.version().get();
+        if prev.is_some_and(|p| p != v) {
+            last.set(4);
+        }
+        v
+    });
     let outcome = move || {
         let value = match last.get() {
             2 => edit.value().get(),
             3 => resync.value().get(),
+            4 => skip.value().get(),
             _ => retry.value().get(),
         };
         value.map(|r| match r {
@@ -175,7 +197,7 @@ pub fn OrderDetailPage() -> impl IntoView {
                             })}
                             {outcome}
                             <div class="destinations">
-                                {o.destinations.into_iter().map(|d| view! { <DestinationCard d id=o.store_order_id version=o.version retry edit can_act/> }).collect_view()}
+                                {o.destinations.into_iter().map(|d| view! { <DestinationCard d id=o.store_order_id version=o.version retry edit skip can_act/> }).collect_view()}
                             </div>
                             <section class="panel" aria-labelledby="timeline-title">
                                 <h2 id="timeline-title">"Timeline"</h2>
@@ -224,8 +246,10 @@ fn DestinationCard(
     version: i64,
     retry: ServerAction<RetryOrder>,
     edit: ServerAction<EditPayload>,
+    skip: ServerAction<SkipOrder>,
     can_act: Signal<bool>,
 ) -> impl IntoView {
+    let skippable = matches!(d.state.as_str(), "blocked" | "dead" | "retrying");
     let name = if d.destination == "crm" { "CRM" } else { "ERP" };
     let label = format!("{name}: payload for the current state");
     let dest = d.destination.clone();
@@ -257,6 +281,8 @@ fn DestinationCard(
             {move || can_act.get().then(|| {
                 let for_retry = dest.clone();
                 let for_edit = dest.clone();
+                let for_skip = dest.clone();
+                let reason_id = format!("skip-{dest}");
                 let editable = editable.clone();
                 let field_id = format!("edit-{dest}");
                 view! {
@@ -265,6 +291,18 @@ fn DestinationCard(
                         <input type="hidden" name="destination" value=for_retry/>
                         <button type="submit" class="button small">{format!("Send to the {name} again")}</button>
                     </ActionForm>
+                    {skippable.then(|| view! {
+                        <details class="edit-payload">
+                            <summary>{format!("Skip the {name} for this order")}</summary>
+                            <ActionForm action=skip attr:class="form-grid">
+                                <input type="hidden" name="store_order_id" value=id/>
+                                <input type="hidden" name="destination" value=for_skip/>
+                                <label for=reason_id.clone()>"Why"</label>
+                                <input id=reason_id name="reason" required maxlength="500" placeholder="e.g. test order, keyed in by hand"/>
+                                <div><button type="submit" class="button">{format!("Skip the {name}")}</button></div>
+                            </ActionForm>
+                        </details>
+                    })}
                     {editable.map(|payload| view! {
                         <details class="edit-payload">
                             <summary>{format!("Edit what the {name} gets")}</summary>
