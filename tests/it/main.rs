@@ -11,6 +11,7 @@ mod harness;
 mod admin;
 mod api;
 mod auth;
+mod causes;
 mod sync;
 mod triage;
 mod web;
