@@ -19,6 +19,7 @@ use crate::webhooks::{Post, later, order_id};
 
 on_both_backends! {
     the_cause_summary_stays_exact_through_every_kind_of_change => the_cause_summary_stays_exact_through_every_kind_of_change_sqlite, the_cause_summary_stays_exact_through_every_kind_of_change_postgres;
+    a_bulk_dry_run_counts_what_the_real_run_then_does => a_bulk_dry_run_counts_what_the_real_run_then_does_sqlite, a_bulk_dry_run_counts_what_the_real_run_then_does_postgres;
     the_migration_counts_the_exceptions_already_open => the_migration_counts_the_exceptions_already_open_sqlite, the_migration_counts_the_exceptions_already_open_postgres;
 }
 
@@ -378,6 +379,109 @@ async fn the_cause_summary_stays_exact_through_every_kind_of_change(app: TestApp
         .await
         .expect("groups");
     assert_eq!(open_in(&read, STREET_CAUSE), 1002);
+}
+
+async fn a_bulk_dry_run_counts_what_the_real_run_then_does(app: TestApp) {
+    let rig = rig(&app, Duration::from_secs(5)).await;
+    let worker = rig.worker(&app.store);
+    let orders: Vec<Value> = (750..755).map(|s| with_sku(s, UNMAPPED)).collect();
+    for order in &orders {
+        Post::new("orders/create", order).send(&app).await;
+    }
+    drain(&worker, &app, Duration::from_secs(10)).await;
+    // One order reached the ERP some other way, one is being delivered right now, one is
+    // snoozed; two wait.
+    let task = |order: &Value| {
+        format!(
+            "store_order_id = {} AND destination = 'erp'",
+            order_id(order)
+        )
+    };
+    exec(
+        &app.store,
+        &format!(
+            "UPDATE sync_tasks SET state = 'synced', synced_version = target_version WHERE {}",
+            task(&orders[0])
+        ),
+    )
+    .await;
+    exec(
+        &app.store,
+        &format!(
+            "UPDATE sync_tasks SET state = 'running' WHERE {}",
+            task(&orders[1])
+        ),
+    )
+    .await;
+    let snoozed = exception_of(&app, &orders[2]).await;
+    app.store
+        .triage(
+            &ExceptionScope {
+                ids: Some(vec![snoozed]),
+                ..ExceptionScope::default()
+            },
+            &TriageAction::Snooze {
+                until: Utc::now() + TimeDelta::hours(1),
+            },
+            false,
+            &Actor::System,
+        )
+        .await
+        .expect("snooze");
+    let group = ExceptionScope {
+        fingerprint: Some(SKU_CAUSE.into()),
+        ..ExceptionScope::default()
+    };
+    let skip = TriageAction::Skip {
+        reason: "Samples".into(),
+    };
+    let skipping = app
+        .store
+        .triage(&group, &skip, true, &Actor::System)
+        .await
+        .expect("skip dry run");
+    assert_eq!(
+        (skipping.matched, skipping.changed, skipping.in_flight),
+        (5, 4, 1),
+        "every exception but the one in flight would close"
+    );
+
+    let preview = app
+        .store
+        .triage(&group, &TriageAction::Retry, true, &Actor::System)
+        .await
+        .expect("retry dry run");
+    assert_eq!(
+        (
+            preview.matched,
+            preview.queued,
+            preview.already_applied,
+            preview.in_flight,
+            preview.destination_wide,
+        ),
+        (5, 3, 1, 1, 0)
+    );
+    let done = app
+        .store
+        .triage(&group, &TriageAction::Retry, false, &Actor::System)
+        .await
+        .expect("retry");
+    assert_eq!(
+        (
+            done.matched,
+            done.queued,
+            done.already_applied,
+            done.in_flight
+        ),
+        (
+            preview.matched,
+            preview.queued,
+            preview.already_applied,
+            preview.in_flight
+        ),
+        "the dry run said what the retry did"
+    );
+    assert_exact(&app.store, "a retry with mixed tasks").await;
 }
 
 /// Exceptions as a database migrated before the summary existed may hold them: a cause with
