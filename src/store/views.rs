@@ -255,7 +255,7 @@ fn group_order(oldest_first: bool) -> &'static str {
 }
 
 /// A SKU orders wait on because it has no ERP item code.
-#[derive(Clone, Debug, sqlx::FromRow)]
+#[derive(Clone, Debug, PartialEq, Eq, sqlx::FromRow)]
 pub struct UnmappedSku {
     /// The store SKU.
     pub sku: String,
@@ -268,14 +268,15 @@ pub struct UnmappedSku {
 impl Store {
     /// SKUs without an ERP item code, ranked by the number of orders they hold back.
     pub async fn unmapped_skus(&self, limit: i64) -> Result<Vec<UnmappedSku>, StoreError> {
-        // "missing_sku:erp:" is 16 characters; the SKU follows it.
+        // "missing_sku:erp:" is 16 characters; the SKU follows it. Read from the per-cause
+        // summary (open and snoozed exceptions), not by counting every exception.
         let rows = on_pool!(&self.db, pool => {
             sqlx::query_as::<_, UnmappedSku>(
-                "SELECT substr(fingerprint, 17) AS sku, COUNT(*) AS orders, MIN(created_at) AS oldest
-                 FROM exceptions
-                 WHERE status IN ('open', 'snoozed') AND code = 'missing_sku_mapping' AND fingerprint LIKE 'missing!_sku:erp:%' ESCAPE '!'
+                "SELECT substr(fingerprint, 17) AS sku, CAST(SUM(exceptions) AS BIGINT) AS orders, MIN(oldest) AS oldest
+                 FROM exception_causes
+                 WHERE code = 'missing_sku_mapping' AND fingerprint LIKE 'missing!_sku:erp:%' ESCAPE '!'
                  GROUP BY fingerprint
-                 ORDER BY orders DESC, oldest
+                 ORDER BY orders DESC, oldest, sku
                  LIMIT $1",
             )
             .bind(limit)

@@ -10,7 +10,7 @@ use chrono::{DateTime, TimeDelta, Utc};
 use serde_json::{Value, json};
 use syncdesk::audit::Actor;
 use syncdesk::store::{
-    Backend as StoreBackend, Db, ExceptionGroup, ExceptionScope, Store, TriageAction,
+    Backend as StoreBackend, Db, ExceptionGroup, ExceptionScope, Store, TriageAction, UnmappedSku,
 };
 
 use crate::harness::{Backend, TestApp, empty_database};
@@ -118,6 +118,32 @@ async fn assert_exact(store: &Store, after: &str) -> Vec<ExceptionGroup> {
             assert_eq!(read, counted, "groups of {scope:?} after {after}");
         }
     }
+    // The SKU screen and the metrics read the summary too.
+    let unmapped = store.unmapped_skus(200).await.expect("unmapped SKUs");
+    let sql = "SELECT substr(fingerprint, 17) AS sku, COUNT(*) AS orders, MIN(created_at) AS oldest
+               FROM exceptions
+               WHERE status IN ('open', 'snoozed') AND code = 'missing_sku_mapping'
+                 AND fingerprint LIKE 'missing!_sku:erp:%' ESCAPE '!'
+               GROUP BY fingerprint
+               ORDER BY orders DESC, oldest, sku";
+    let recounted: Vec<UnmappedSku> = match store.db() {
+        Db::Sqlite(pool) => sqlx::query_as(sql).fetch_all(pool).await,
+        Db::Postgres(pool) => sqlx::query_as(sql).fetch_all(pool).await,
+    }
+    .expect("unmapped SKUs, recounted");
+    assert_eq!(unmapped, recounted, "unmapped SKUs after {after}");
+    let by_code = store
+        .metric_counts()
+        .await
+        .expect("metrics")
+        .exceptions_open;
+    let sql = "SELECT code, COUNT(*) FROM exceptions WHERE status IN ('open', 'snoozed') GROUP BY code ORDER BY code";
+    let recounted: Vec<(String, i64)> = match store.db() {
+        Db::Sqlite(pool) => sqlx::query_as(sql).fetch_all(pool).await,
+        Db::Postgres(pool) => sqlx::query_as(sql).fetch_all(pool).await,
+    }
+    .expect("open by code, recounted");
+    assert_eq!(by_code, recounted, "open exceptions by code after {after}");
     store
         .exception_groups(&ExceptionScope::default(), false, 200)
         .await
