@@ -1,10 +1,15 @@
 -- The queue's causes, counted as exceptions change: the grouped queue reads a few thousand rows
 -- here instead of aggregating every open exception.
 
--- One row per cause and status that has open or snoozed exceptions (a cause whose last one
--- closes has no row). Exact at every commit: the triggers below change it in the same
--- transaction as the exceptions, whoever writes them (workers, triage, a SKU mapping's release,
--- the snooze sweep, renewed credentials).
+-- Per cause and status that has open or snoozed exceptions (a cause whose last one closes has no
+-- row). Exact at every commit: the triggers below change it in the same transaction as the
+-- exceptions, whoever writes them (workers, triage, a SKU mapping's release, the snooze sweep,
+-- renewed credentials).
+--
+-- Each cause is split over up to 8 slots by exception id (slot = id % 8); readers add them up.
+-- A summary row stays locked from the change to the commit, so with one row per cause every
+-- worker opening an exception of the same cause (a new SKU in a busy sale) would commit after
+-- the other; concurrent inserts take consecutive ids, so they land in different slots.
 CREATE TABLE exception_causes (
     status      TEXT NOT NULL,
     fingerprint TEXT NOT NULL,
@@ -12,14 +17,15 @@ CREATE TABLE exception_causes (
     code        TEXT NOT NULL,
     kind        TEXT NOT NULL,
     action      TEXT NOT NULL,
-    -- How many exceptions have exactly this cause and status.
+    slot        SMALLINT NOT NULL,
+    -- How many exceptions of the slot have exactly this cause and status.
     exceptions  BIGINT NOT NULL,
     -- The oldest one's created_at, and the newest one's id (whose sentence stands for the group).
     -- A minimum cannot be kept by subtracting: when the row holding it leaves, it is read again
     -- from the index (one lookup).
     oldest      TIMESTAMPTZ NOT NULL,
     newest_id   BIGINT NOT NULL,
-    PRIMARY KEY (status, fingerprint, destination, code, kind, action)
+    PRIMARY KEY (status, fingerprint, destination, code, kind, action, slot)
 );
 
 -- Each cause's exceptions in id order, with their tasks: a cause's newest exception, and a bulk
@@ -28,8 +34,8 @@ CREATE TABLE exception_causes (
 CREATE INDEX exceptions_cause_tasks ON exceptions (status, fingerprint, id, task_id);
 DROP INDEX exceptions_by_cause;
 
--- What one statement did to the causes: per cause, exceptions that joined minus those that left,
--- and the oldest / newest among each (NULL: none).
+-- What one statement did to one summary row: exceptions that joined minus those that left, and
+-- the oldest / newest among each (NULL: none).
 CREATE TYPE exception_cause_change AS (
     status        TEXT,
     fingerprint   TEXT,
@@ -37,6 +43,7 @@ CREATE TYPE exception_cause_change AS (
     code          TEXT,
     kind          TEXT,
     action        TEXT,
+    slot          SMALLINT,
     delta         BIGINT,
     joined_oldest TIMESTAMPTZ,
     joined_newest BIGINT,
@@ -45,13 +52,13 @@ CREATE TYPE exception_cause_change AS (
 );
 
 -- Statement triggers with transition tables: a bulk action on 5,000 exceptions of one cause is
--- one summary write, not 5,000. Each statement changes the summary rows it touches in key order,
--- so two transactions cannot lock them in opposite orders (no deadlock between statements); a
--- row stays locked until commit, so concurrent changes to one cause queue behind each other for
--- that long, and each sees the other's committed count.
+-- one write per slot, not 5,000. Each statement changes the summary rows it touches in key
+-- order, so two transactions cannot lock them in opposite orders (no deadlock between
+-- statements), and each sees the other's committed count.
 CREATE FUNCTION exception_causes_follow() RETURNS trigger LANGUAGE plpgsql AS $$
 DECLARE
     changes exception_cause_change[];
+    change exception_cause_change;
 BEGIN
     -- Statement triggers fire for statements that change no row too, e.g. each delivery's
     -- "resolve this task's open exception", which usually has none: leave those at once.
@@ -65,78 +72,83 @@ BEGIN
 
     IF TG_OP = 'INSERT' THEN
         SELECT array_agg(c) INTO changes FROM (
-            SELECT ROW(status, fingerprint, destination, code, kind, action,
+            SELECT ROW(status, fingerprint, destination, code, kind, action, id % 8,
                        COUNT(*), MIN(created_at), MAX(id), NULL, NULL)::exception_cause_change AS c
             FROM new_exceptions
             WHERE status IN ('open', 'snoozed')
-            GROUP BY status, fingerprint, destination, code, kind, action) s;
+            GROUP BY status, fingerprint, destination, code, kind, action, id % 8) s;
     ELSIF TG_OP = 'DELETE' THEN
         SELECT array_agg(c) INTO changes FROM (
-            SELECT ROW(status, fingerprint, destination, code, kind, action,
+            SELECT ROW(status, fingerprint, destination, code, kind, action, id % 8,
                        -COUNT(*), NULL, NULL, MIN(created_at), MAX(id))::exception_cause_change AS c
             FROM old_exceptions
             WHERE status IN ('open', 'snoozed')
-            GROUP BY status, fingerprint, destination, code, kind, action) s;
+            GROUP BY status, fingerprint, destination, code, kind, action, id % 8) s;
     ELSE
         -- Only rows whose cause, status or age changed move (an assignment or a new sentence
         -- does not). Ids never change.
         SELECT array_agg(c) INTO changes FROM (
-            SELECT ROW(status, fingerprint, destination, code, kind, action,
+            SELECT ROW(status, fingerprint, destination, code, kind, action, id % 8,
                        SUM(delta), MIN(joined_at), MAX(joined_id), MIN(left_at), MAX(left_id))::exception_cause_change AS c
             FROM (
-                SELECT o.status, o.fingerprint, o.destination, o.code, o.kind, o.action, -1 AS delta,
+                SELECT o.id, o.status, o.fingerprint, o.destination, o.code, o.kind, o.action, -1 AS delta,
                        NULL::timestamptz AS joined_at, NULL::bigint AS joined_id, o.created_at AS left_at, o.id AS left_id
                 FROM old_exceptions o JOIN new_exceptions n ON n.id = o.id
                 WHERE o.status IN ('open', 'snoozed')
                   AND (o.status, o.fingerprint, o.destination, o.code, o.kind, o.action, o.created_at)
                       IS DISTINCT FROM (n.status, n.fingerprint, n.destination, n.code, n.kind, n.action, n.created_at)
                 UNION ALL
-                SELECT n.status, n.fingerprint, n.destination, n.code, n.kind, n.action, 1,
+                SELECT n.id, n.status, n.fingerprint, n.destination, n.code, n.kind, n.action, 1,
                        n.created_at, n.id, NULL, NULL
                 FROM old_exceptions o JOIN new_exceptions n ON n.id = o.id
                 WHERE n.status IN ('open', 'snoozed')
                   AND (o.status, o.fingerprint, o.destination, o.code, o.kind, o.action, o.created_at)
                       IS DISTINCT FROM (n.status, n.fingerprint, n.destination, n.code, n.kind, n.action, n.created_at)
             ) moved
-            GROUP BY status, fingerprint, destination, code, kind, action) s;
+            GROUP BY status, fingerprint, destination, code, kind, action, id % 8) s;
     END IF;
     IF changes IS NULL THEN
         RETURN NULL;
     END IF;
 
-    -- Counts, in key order. A cause that only lost exceptions exists already, so its row is
-    -- updated; 'infinity' and 0 leave its oldest and newest to the recount below.
-    INSERT INTO exception_causes AS s (status, fingerprint, destination, code, kind, action, exceptions, oldest, newest_id)
-    SELECT c.status, c.fingerprint, c.destination, c.code, c.kind, c.action, c.delta,
+    -- Counts, in key order. A row that only lost exceptions exists already, so it is updated;
+    -- 'infinity' and 0 leave its oldest and newest to the recount below.
+    INSERT INTO exception_causes AS s (status, fingerprint, destination, code, kind, action, slot, exceptions, oldest, newest_id)
+    SELECT c.status, c.fingerprint, c.destination, c.code, c.kind, c.action, c.slot, c.delta,
            COALESCE(c.joined_oldest, 'infinity'), COALESCE(c.joined_newest, 0)
     FROM unnest(changes) c
-    ORDER BY c.status, c.fingerprint, c.destination, c.code, c.kind, c.action
-    ON CONFLICT (status, fingerprint, destination, code, kind, action) DO UPDATE SET
+    ORDER BY c.status, c.fingerprint, c.destination, c.code, c.kind, c.action, c.slot
+    ON CONFLICT (status, fingerprint, destination, code, kind, action, slot) DO UPDATE SET
         exceptions = s.exceptions + excluded.exceptions,
         oldest = LEAST(s.oldest, excluded.oldest),
         newest_id = GREATEST(s.newest_id, excluded.newest_id);
 
-    DELETE FROM exception_causes s
-    USING unnest(changes) c
-    WHERE (s.status, s.fingerprint, s.destination, s.code, s.kind, s.action)
-          = (c.status, c.fingerprint, c.destination, c.code, c.kind, c.action)
-      AND s.exceptions <= 0;
-
-    -- Where the oldest or the newest left, read it again. A separate statement: it sees every
-    -- change committed while the row lock above was awaited.
-    UPDATE exception_causes s SET
-        oldest = CASE WHEN c.left_oldest <= s.oldest THEN COALESCE((
-            SELECT MIN(e.created_at) FROM exceptions e
-            WHERE e.status = s.status AND e.fingerprint = s.fingerprint AND e.destination = s.destination
-              AND e.code = s.code AND e.kind = s.kind AND e.action = s.action), s.oldest) ELSE s.oldest END,
-        newest_id = CASE WHEN c.left_newest >= s.newest_id THEN COALESCE((
-            SELECT MAX(e.id) FROM exceptions e
-            WHERE e.status = s.status AND e.fingerprint = s.fingerprint AND e.destination = s.destination
-              AND e.code = s.code AND e.kind = s.kind AND e.action = s.action), s.newest_id) ELSE s.newest_id END
-    FROM unnest(changes) c
-    WHERE (s.status, s.fingerprint, s.destination, s.code, s.kind, s.action)
-          = (c.status, c.fingerprint, c.destination, c.code, c.kind, c.action)
-      AND (c.left_oldest <= s.oldest OR c.left_newest >= s.newest_id);
+    -- Where exceptions left: a row left empty goes, and where the oldest or the newest left it
+    -- is read again (from exceptions_groups and exceptions_cause_tasks: a few index entries).
+    -- One row at a time, by its key (a join would read the whole summary for a single change);
+    -- these rows are locked above already, so the order does not matter. Separate statements:
+    -- they see every change committed while the lock was awaited.
+    FOREACH change IN ARRAY changes LOOP
+        CONTINUE WHEN change.left_oldest IS NULL;
+        DELETE FROM exception_causes
+        WHERE status = change.status AND fingerprint = change.fingerprint AND destination = change.destination
+          AND code = change.code AND kind = change.kind AND action = change.action AND slot = change.slot
+          AND exceptions <= 0;
+        UPDATE exception_causes s SET
+            oldest = CASE WHEN change.left_oldest <= s.oldest THEN COALESCE((
+                SELECT MIN(e.created_at) FROM exceptions e
+                WHERE e.status = s.status AND e.fingerprint = s.fingerprint AND e.destination = s.destination
+                  AND e.code = s.code AND e.kind = s.kind AND e.action = s.action AND e.id % 8 = s.slot),
+                s.oldest) ELSE s.oldest END,
+            newest_id = CASE WHEN change.left_newest >= s.newest_id THEN COALESCE((
+                SELECT MAX(e.id) FROM exceptions e
+                WHERE e.status = s.status AND e.fingerprint = s.fingerprint AND e.destination = s.destination
+                  AND e.code = s.code AND e.kind = s.kind AND e.action = s.action AND e.id % 8 = s.slot),
+                s.newest_id) ELSE s.newest_id END
+        WHERE s.status = change.status AND s.fingerprint = change.fingerprint AND s.destination = change.destination
+          AND s.code = change.code AND s.kind = change.kind AND s.action = change.action AND s.slot = change.slot
+          AND (change.left_oldest <= s.oldest OR change.left_newest >= s.newest_id);
+    END LOOP;
     RETURN NULL;
 END;
 $$;
@@ -164,8 +176,8 @@ CREATE TRIGGER exception_causes_truncate AFTER TRUNCATE ON exceptions
 
 -- What is open today. Creating the triggers locked the table against writes until this
 -- migration commits, so no change slips between this count and the triggers.
-INSERT INTO exception_causes (status, fingerprint, destination, code, kind, action, exceptions, oldest, newest_id)
-SELECT status, fingerprint, destination, code, kind, action, COUNT(*), MIN(created_at), MAX(id)
+INSERT INTO exception_causes (status, fingerprint, destination, code, kind, action, slot, exceptions, oldest, newest_id)
+SELECT status, fingerprint, destination, code, kind, action, id % 8, COUNT(*), MIN(created_at), MAX(id)
 FROM exceptions
 WHERE status IN ('open', 'snoozed')
-GROUP BY status, fingerprint, destination, code, kind, action;
+GROUP BY status, fingerprint, destination, code, kind, action, id % 8;

@@ -1,10 +1,13 @@
 -- The queue's causes, counted as exceptions change: the grouped queue reads a few thousand rows
 -- here instead of aggregating every open exception.
 
--- One row per cause and status that has open or snoozed exceptions (a cause whose last one
--- closes has no row). Exact at every commit: the triggers below change it in the same
--- transaction as the exceptions, whoever writes them (workers, triage, a SKU mapping's release,
--- the snooze sweep, renewed credentials).
+-- Per cause and status that has open or snoozed exceptions (a cause whose last one closes has no
+-- row). Exact at every commit: the triggers below change it in the same transaction as the
+-- exceptions, whoever writes them (workers, triage, a SKU mapping's release, the snooze sweep,
+-- renewed credentials).
+--
+-- PostgreSQL splits each cause over 8 slots so that concurrent workers do not queue on one row;
+-- SQLite has one writer at a time, so every cause has the one slot 0.
 CREATE TABLE exception_causes (
     status      TEXT NOT NULL,
     fingerprint TEXT NOT NULL,
@@ -12,14 +15,15 @@ CREATE TABLE exception_causes (
     code        TEXT NOT NULL,
     kind        TEXT NOT NULL,
     action      TEXT NOT NULL,
-    -- How many exceptions have exactly this cause and status.
+    slot        INTEGER NOT NULL,
+    -- How many exceptions of the slot have exactly this cause and status.
     exceptions  INTEGER NOT NULL,
     -- The oldest one's created_at, and the newest one's id (whose sentence stands for the group).
     -- A minimum cannot be kept by subtracting: when the row holding it leaves, it is read again
     -- from the index (one lookup).
     oldest      TEXT NOT NULL,
     newest_id   INTEGER NOT NULL,
-    PRIMARY KEY (status, fingerprint, destination, code, kind, action)
+    PRIMARY KEY (status, fingerprint, destination, code, kind, action, slot)
 ) WITHOUT ROWID;
 
 -- Each cause's exceptions in id order, with their tasks: a cause's newest exception, and a bulk
@@ -34,9 +38,9 @@ DROP INDEX exceptions_by_cause;
 CREATE TRIGGER exception_causes_insert AFTER INSERT ON exceptions
 WHEN NEW.status IN ('open', 'snoozed')
 BEGIN
-    INSERT INTO exception_causes (status, fingerprint, destination, code, kind, action, exceptions, oldest, newest_id)
-    VALUES (NEW.status, NEW.fingerprint, NEW.destination, NEW.code, NEW.kind, NEW.action, 1, NEW.created_at, NEW.id)
-    ON CONFLICT (status, fingerprint, destination, code, kind, action) DO UPDATE SET
+    INSERT INTO exception_causes (status, fingerprint, destination, code, kind, action, slot, exceptions, oldest, newest_id)
+    VALUES (NEW.status, NEW.fingerprint, NEW.destination, NEW.code, NEW.kind, NEW.action, 0, 1, NEW.created_at, NEW.id)
+    ON CONFLICT (status, fingerprint, destination, code, kind, action, slot) DO UPDATE SET
         exceptions = exceptions + 1,
         oldest = min(oldest, excluded.oldest),
         newest_id = max(newest_id, excluded.newest_id);
@@ -47,9 +51,9 @@ WHEN NEW.status IN ('open', 'snoozed')
  AND (NEW.status <> OLD.status OR NEW.fingerprint <> OLD.fingerprint OR NEW.destination <> OLD.destination
       OR NEW.code <> OLD.code OR NEW.kind <> OLD.kind OR NEW.action <> OLD.action OR NEW.created_at <> OLD.created_at)
 BEGIN
-    INSERT INTO exception_causes (status, fingerprint, destination, code, kind, action, exceptions, oldest, newest_id)
-    VALUES (NEW.status, NEW.fingerprint, NEW.destination, NEW.code, NEW.kind, NEW.action, 1, NEW.created_at, NEW.id)
-    ON CONFLICT (status, fingerprint, destination, code, kind, action) DO UPDATE SET
+    INSERT INTO exception_causes (status, fingerprint, destination, code, kind, action, slot, exceptions, oldest, newest_id)
+    VALUES (NEW.status, NEW.fingerprint, NEW.destination, NEW.code, NEW.kind, NEW.action, 0, 1, NEW.created_at, NEW.id)
+    ON CONFLICT (status, fingerprint, destination, code, kind, action, slot) DO UPDATE SET
         exceptions = exceptions + 1,
         oldest = min(oldest, excluded.oldest),
         newest_id = max(newest_id, excluded.newest_id);
@@ -105,8 +109,8 @@ END;
 
 -- What is open today. The migration holds the write lock, so no change slips between this and
 -- the triggers.
-INSERT INTO exception_causes (status, fingerprint, destination, code, kind, action, exceptions, oldest, newest_id)
-SELECT status, fingerprint, destination, code, kind, action, COUNT(*), MIN(created_at), MAX(id)
+INSERT INTO exception_causes (status, fingerprint, destination, code, kind, action, slot, exceptions, oldest, newest_id)
+SELECT status, fingerprint, destination, code, kind, action, 0, COUNT(*), MIN(created_at), MAX(id)
 FROM exceptions
 WHERE status IN ('open', 'snoozed')
 GROUP BY status, fingerprint, destination, code, kind, action;

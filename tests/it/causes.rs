@@ -21,13 +21,14 @@ on_both_backends! {
     the_cause_summary_stays_exact_through_every_kind_of_change => the_cause_summary_stays_exact_through_every_kind_of_change_sqlite, the_cause_summary_stays_exact_through_every_kind_of_change_postgres;
     a_bulk_dry_run_counts_what_the_real_run_then_does => a_bulk_dry_run_counts_what_the_real_run_then_does_sqlite, a_bulk_dry_run_counts_what_the_real_run_then_does_postgres;
     the_migration_counts_the_exceptions_already_open => the_migration_counts_the_exceptions_already_open_sqlite, the_migration_counts_the_exceptions_already_open_postgres;
+    workers_and_triage_at_once_keep_the_summary_exact => workers_and_triage_at_once_keep_the_summary_exact_sqlite, workers_and_triage_at_once_keep_the_summary_exact_postgres;
 }
 
 const SKU_CAUSE: &str = "missing_sku:erp:NEW-GIZMO";
 const STREET_CAUSE: &str = "field_too_long:erp:ship_to.street";
 
 /// One summary row, or the same aggregate recounted from the exceptions: status, fingerprint,
-/// destination, code, kind, action, how many, oldest created_at, newest id.
+/// destination, code, kind, action, slot, how many, oldest created_at, newest id.
 type Cause = (
     String,
     String,
@@ -36,9 +37,20 @@ type Cause = (
     String,
     String,
     i64,
+    i64,
     DateTime<Utc>,
     i64,
 );
+
+/// The summary slot an exception counts in, as SQL over `exceptions`: PostgreSQL spreads each
+/// cause over 8 rows by id, SQLite keeps one (a cast, as SQLite reads `GROUP BY 0` as a column
+/// number).
+fn slot_of(store: &Store) -> &'static str {
+    match store.backend() {
+        StoreBackend::Sqlite => "CAST(0 AS INTEGER)",
+        StoreBackend::Postgres => "id % 8",
+    }
+}
 
 async fn causes(store: &Store, sql: &str) -> Vec<Cause> {
     match store.db() {
@@ -86,18 +98,22 @@ fn summarised_scopes() -> Vec<ExceptionScope> {
 async fn assert_exact(store: &Store, after: &str) -> Vec<ExceptionGroup> {
     let summary = causes(
         store,
-        "SELECT status, fingerprint, destination, code, kind, action, exceptions, oldest, newest_id
+        "SELECT status, fingerprint, destination, code, kind, action, CAST(slot AS BIGINT), exceptions, oldest, newest_id
          FROM exception_causes
-         ORDER BY status, fingerprint, destination, code, kind, action",
+         ORDER BY status, fingerprint, destination, code, kind, action, slot",
     )
     .await;
+    let slot = slot_of(store);
     let recount = causes(
         store,
-        "SELECT status, fingerprint, destination, code, kind, action, COUNT(*), MIN(created_at), MAX(id)
-         FROM exceptions
-         WHERE status IN ('open', 'snoozed')
-         GROUP BY status, fingerprint, destination, code, kind, action
-         ORDER BY status, fingerprint, destination, code, kind, action",
+        &format!(
+            "SELECT status, fingerprint, destination, code, kind, action, CAST({slot} AS BIGINT) AS slot,
+                    COUNT(*), MIN(created_at), MAX(id)
+             FROM exceptions
+             WHERE status IN ('open', 'snoozed')
+             GROUP BY status, fingerprint, destination, code, kind, action, {slot}
+             ORDER BY status, fingerprint, destination, code, kind, action, slot"
+        ),
     )
     .await;
     assert_eq!(summary, recount, "the summary after {after}");
@@ -396,7 +412,11 @@ async fn the_cause_summary_stays_exact_through_every_kind_of_change(app: TestApp
     // The grouped queue does read the summary: a count changed there (and only there) shows.
     exec(
         &app.store,
-        &format!("UPDATE exception_causes SET exceptions = exceptions + 1000 WHERE fingerprint = '{STREET_CAUSE}'"),
+        &format!(
+            "UPDATE exception_causes SET exceptions = exceptions + 1000
+             WHERE fingerprint = '{STREET_CAUSE}'
+               AND newest_id = (SELECT MAX(newest_id) FROM exception_causes WHERE fingerprint = '{STREET_CAUSE}')"
+        ),
     )
     .await;
     let read = app
@@ -510,6 +530,56 @@ async fn a_bulk_dry_run_counts_what_the_real_run_then_does(app: TestApp) {
     assert_exact(&app.store, "a retry with mixed tasks").await;
 }
 
+async fn workers_and_triage_at_once_keep_the_summary_exact(app: TestApp) {
+    let rig = rig(&app, Duration::from_secs(5)).await;
+    for seed in 800..840 {
+        Post::new("orders/create", &with_sku(seed, UNMAPPED))
+            .send(&app)
+            .await;
+    }
+    // Four workers with their own pools, as separate processes would have, open exceptions of
+    // one cause at once (on PostgreSQL, in several summary slots) ...
+    let url = app.database_url();
+    let mut running = tokio::task::JoinSet::new();
+    for _ in 0..4 {
+        let store = Store::connect_with(&url, 3).await.expect("own pool");
+        let worker = rig.worker(&store);
+        running.spawn(async move {
+            for _ in 0..100 {
+                if worker.run_once().await.expect("batch") == 0 {
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+            }
+        });
+    }
+    // ... while an operator snoozes the group and retries it, again and again.
+    let store = Store::connect_with(&url, 2).await.expect("own pool");
+    let group = ExceptionScope {
+        fingerprint: Some(SKU_CAUSE.into()),
+        ..ExceptionScope::default()
+    };
+    for round in 0..10 {
+        let action = if round % 2 == 0 {
+            TriageAction::Snooze {
+                until: Utc::now() + TimeDelta::hours(1),
+            }
+        } else {
+            TriageAction::Retry
+        };
+        store
+            .triage(&group, &action, false, &Actor::System)
+            .await
+            .expect("triage while the workers run");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    while let Some(done) = running.join_next().await {
+        done.expect("worker");
+    }
+    drain(&rig.worker(&app.store), &app, Duration::from_secs(10)).await;
+    let groups = assert_exact(&app.store, "workers and triage at once").await;
+    assert_eq!(open_in(&groups, SKU_CAUSE), 40);
+}
+
 /// Exceptions as a database migrated before the summary existed may hold them: a cause with
 /// open, snoozed, skipped and resolved ones, a transient cause at the CRM, a street too long,
 /// and a destination-wide exception without a task. Written for both dialects.
@@ -578,8 +648,11 @@ async fn the_migration_counts_the_exceptions_already_open(app: TestApp) {
     let groups = assert_exact(&store, "the migration").await;
     let summary = causes(
         &store,
-        "SELECT status, fingerprint, destination, code, kind, action, exceptions, oldest, newest_id
-         FROM exception_causes WHERE fingerprint = 'missing_sku:erp:A' ORDER BY status",
+        "SELECT status, fingerprint, destination, code, kind, action, CAST(0 AS BIGINT),
+                CAST(SUM(exceptions) AS BIGINT), MIN(oldest), MAX(newest_id)
+         FROM exception_causes WHERE fingerprint = 'missing_sku:erp:A'
+         GROUP BY status, fingerprint, destination, code, kind, action
+         ORDER BY status",
     )
     .await;
     let at = |s: &str| {
@@ -590,7 +663,7 @@ async fn the_migration_counts_the_exceptions_already_open(app: TestApp) {
     assert_eq!(
         summary
             .iter()
-            .map(|c| (c.0.as_str(), c.6, c.7, c.8))
+            .map(|c| (c.0.as_str(), c.7, c.8, c.9))
             .collect::<Vec<_>>(),
         vec![
             ("open", 2, at("2026-11-01T00:00:01+00:00"), 2),
