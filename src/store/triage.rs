@@ -298,8 +298,14 @@ impl Store {
         on_pool!(&self.db, pool => {
             let pg = is_postgres(pool);
             let scoped = actionable(pg, scope);
-            // SQLite: take the write lock first, so the counts and the changes see one state.
-            let mut tx = if pg { pool.begin().await? } else { pool.begin_with("BEGIN IMMEDIATE").await? };
+            // SQLite: take the write lock first, so the counts and the changes see one state. A
+            // dry run only reads, and a read transaction already sees one state without holding
+            // the workers up.
+            let mut tx = if pg || dry_run {
+                pool.begin().await?
+            } else {
+                pool.begin_with("BEGIN IMMEDIATE").await?
+            };
             if let TriageAction::Assign { user_id: Some(user) } = action {
                 let active: Option<bool> = sqlx::query_scalar("SELECT active FROM users WHERE id = $1")
                     .bind(user)
@@ -309,16 +315,23 @@ impl Store {
                     return Err(StoreError::Conflict("That person has no active account to assign to.".into()));
                 }
             }
-            // What the scope holds, by what can be done with it.
+            // What the scope holds, by what can be done with it, in one pass: the scope's
+            // exceptions from an index (exceptions_cause_tasks holds a cause's task ids), and
+            // each one's task by its key. Each task has at most one open exception, so counting
+            // exceptions counts tasks. A dry run reports these counts as they are; the real run
+            // reports what its statements changed.
             let count_sql = format!(
                 "SELECT COUNT(*),
-                        COUNT(CASE WHEN x.task_id IS NULL THEN 1 END),
+                        COUNT(CASE WHEN e.task_id IS NULL THEN 1 END),
                         COUNT(CASE WHEN t.synced_version >= t.target_version THEN 1 END),
-                        COUNT(CASE WHEN t.state = 'running' AND NOT (COALESCE(t.synced_version, -1) >= t.target_version) THEN 1 END)
-                 FROM exceptions x LEFT JOIN sync_tasks t ON t.id = x.task_id
-                 WHERE x.id IN ({scoped})"
+                        COUNT(CASE WHEN t.state = 'running' AND NOT (COALESCE(t.synced_version, -1) >= t.target_version) THEN 1 END),
+                        COUNT(CASE WHEN t.state IN {IDLE_STATES} AND NOT (COALESCE(t.synced_version, -1) >= t.target_version) THEN 1 END),
+                        COUNT(CASE WHEN t.state <> 'running' THEN 1 END)
+                 FROM exceptions e LEFT JOIN sync_tasks t ON t.id = e.task_id
+                 WHERE e.status IN ('open', 'snoozed') AND {}",
+                scope_sql(pg, scope)
             );
-            let (matched, destination_wide, applied, running): (i64, i64, i64, i64) =
+            let (matched, destination_wide, applied, running, behind_idle, not_in_flight): (i64, i64, i64, i64, i64, i64) =
                 bind_scope!(sqlx::query_as(&count_sql), &binds).fetch_one(&mut *tx).await?;
             let task_ops = matches!(action, TriageAction::Retry | TriageAction::Skip { .. } | TriageAction::Resolve { .. });
             let mut report = TriageReport {
@@ -342,10 +355,7 @@ impl Store {
                 TriageAction::Retry => {
                     report.already_applied = applied as u64;
                     if dry_run {
-                        let sql1 = format!("SELECT COUNT(*) FROM sync_tasks WHERE {behind}");
-                        let n: i64 = bind_scope!(sqlx::query_scalar(&sql1), &binds)
-                            .fetch_one(&mut *tx).await?;
-                        report.queued = n as u64;
+                        report.queued = behind_idle as u64;
                     } else {
                         // Already applied: nothing to send; the exception was stale.
                         let sql2 = format!(
@@ -382,10 +392,7 @@ impl Store {
                          AND task_id NOT IN (SELECT id FROM sync_tasks WHERE state = 'running')"
                     );
                     if dry_run {
-                        let sql5 = format!("SELECT COUNT(*) FROM exceptions WHERE {closable}");
-                        let n: i64 = bind_scope!(sqlx::query_scalar(&sql5), &binds)
-                            .fetch_one(&mut *tx).await?;
-                        report.changed = n as u64;
+                        report.changed = not_in_flight as u64;
                     } else {
                         if skip {
                             let sql6 = format!(

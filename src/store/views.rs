@@ -7,7 +7,7 @@ use super::triage::{ExceptionScope, bind_scope, scope_sql};
 use super::{Store, StoreError, is_postgres, on_pool};
 
 /// Open exceptions sharing one cause.
-#[derive(Clone, Debug, sqlx::FromRow)]
+#[derive(Clone, Debug, PartialEq, Eq, sqlx::FromRow)]
 pub struct ExceptionGroup {
     /// The cause fingerprint, e.g. `missing_sku:erp:ABC-123`.
     pub fingerprint: String,
@@ -56,8 +56,76 @@ pub struct OrderRow {
 
 impl Store {
     /// Exceptions in `scope` grouped by cause — biggest group first, or the one waiting longest
-    /// first with `oldest_first`. Without a status in the scope, the open and snoozed ones.
+    /// first with `oldest_first`; ties by fingerprint. Without a status in the scope, the open and
+    /// snoozed ones.
     pub async fn exception_groups(
+        &self,
+        scope: &ExceptionScope,
+        oldest_first: bool,
+        limit: i64,
+    ) -> Result<Vec<ExceptionGroup>, StoreError> {
+        if summarised(scope) {
+            self.groups_from_summary(scope, oldest_first, limit).await
+        } else {
+            self.groups_from_exceptions(scope, oldest_first, limit)
+                .await
+        }
+    }
+
+    /// [`Store::exception_groups`] read from `exception_causes`, the per-cause counts the
+    /// database keeps (a few thousand rows, however many exceptions are open). Only for scopes
+    /// [`summarised`] accepts.
+    async fn groups_from_summary(
+        &self,
+        scope: &ExceptionScope,
+        oldest_first: bool,
+        limit: i64,
+    ) -> Result<Vec<ExceptionGroup>, StoreError> {
+        // Each field the scope leaves open is `$n IS NULL`, as in the exceptions' scope.
+        let given = |set: bool, condition: &str, n: u8| {
+            if set {
+                condition.to_string()
+            } else {
+                format!("${n} IS NULL")
+            }
+        };
+        let conditions = [
+            given(scope.fingerprint.is_some(), "c.fingerprint = $1", 1),
+            given(scope.code.is_some(), "c.code = $2", 2),
+            given(scope.destination.is_some(), "c.destination = $3", 3),
+            given(scope.status.is_some(), "c.status = $4", 4),
+        ]
+        .join(" AND ");
+        // The newest exception's sentence stands for the group, as in the full aggregate.
+        let sql = format!(
+            "SELECT g.fingerprint, g.code, g.kind, g.action, x.message, g.open, g.oldest, g.destinations
+             FROM (SELECT c.fingerprint, MIN(c.code) AS code, MIN(c.kind) AS kind, MIN(c.action) AS action,
+                          CAST(SUM(c.exceptions) AS BIGINT) AS open, MIN(c.oldest) AS oldest, MAX(c.newest_id) AS newest,
+                          MIN(c.destination) || CASE WHEN MIN(c.destination) <> MAX(c.destination) THEN ', ' || MAX(c.destination) ELSE '' END AS destinations
+                   FROM exception_causes c
+                   WHERE {conditions}
+                   GROUP BY c.fingerprint) g
+             JOIN exceptions x ON x.id = g.newest
+             ORDER BY {}
+             LIMIT $5",
+            group_order(oldest_first)
+        );
+        let rows = on_pool!(&self.db, pool => {
+            sqlx::query_as::<_, ExceptionGroup>(&sql)
+                .bind(scope.fingerprint.as_deref())
+                .bind(scope.code.as_deref())
+                .bind(scope.destination.as_deref())
+                .bind(scope.status.as_deref())
+                .bind(limit)
+                .fetch_all(pool)
+                .await
+        })?;
+        Ok(rows)
+    }
+
+    /// [`Store::exception_groups`] aggregated from the exceptions themselves, for any scope
+    /// (assignees, ages, searches and selections are not in the summary).
+    async fn groups_from_exceptions(
         &self,
         scope: &ExceptionScope,
         oldest_first: bool,
@@ -66,11 +134,7 @@ impl Store {
         // The newest message of each group stands for it (the sentences of one cause differ
         // only in the order they name).
         let binds = scope.binds();
-        let order = if oldest_first {
-            "g.oldest, g.open DESC"
-        } else {
-            "g.open DESC, g.oldest"
-        };
+        let order = group_order(oldest_first);
         // One aggregate per status, each an equality the covering index `exceptions_groups`
         // answers in cause order; `IN ('open', 'snoozed')` would make the planner read rows.
         let statuses: &[&str] = if scope.status.is_some() {
@@ -183,8 +247,40 @@ impl Store {
     }
 }
 
+/// Whether `exception_causes` can answer the groups of `scope`: it holds the open and snoozed
+/// exceptions counted by status, fingerprint, destination and code (and kind and action), and
+/// nothing about assignees, ages, orders or single exceptions.
+fn summarised(scope: &ExceptionScope) -> bool {
+    let ExceptionScope {
+        ids,
+        fingerprint: _,
+        code: _,
+        destination: _,
+        status,
+        assignee,
+        created_before,
+        search,
+    } = scope;
+    ids.is_none()
+        && assignee.is_none()
+        && created_before.is_none()
+        && search.is_none()
+        && status
+            .as_deref()
+            .is_none_or(|s| s == "open" || s == "snoozed")
+}
+
+/// The groups' order; the fingerprint breaks ties, so a page reads the same every time.
+fn group_order(oldest_first: bool) -> &'static str {
+    if oldest_first {
+        "g.oldest, g.open DESC, g.fingerprint"
+    } else {
+        "g.open DESC, g.oldest, g.fingerprint"
+    }
+}
+
 /// A SKU orders wait on because it has no ERP item code.
-#[derive(Clone, Debug, sqlx::FromRow)]
+#[derive(Clone, Debug, PartialEq, Eq, sqlx::FromRow)]
 pub struct UnmappedSku {
     /// The store SKU.
     pub sku: String,
@@ -197,14 +293,15 @@ pub struct UnmappedSku {
 impl Store {
     /// SKUs without an ERP item code, ranked by the number of orders they hold back.
     pub async fn unmapped_skus(&self, limit: i64) -> Result<Vec<UnmappedSku>, StoreError> {
-        // "missing_sku:erp:" is 16 characters; the SKU follows it.
+        // "missing_sku:erp:" is 16 characters; the SKU follows it. Read from the per-cause
+        // summary (open and snoozed exceptions), not by counting every exception.
         let rows = on_pool!(&self.db, pool => {
             sqlx::query_as::<_, UnmappedSku>(
-                "SELECT substr(fingerprint, 17) AS sku, COUNT(*) AS orders, MIN(created_at) AS oldest
-                 FROM exceptions
-                 WHERE status IN ('open', 'snoozed') AND code = 'missing_sku_mapping' AND fingerprint LIKE 'missing!_sku:erp:%' ESCAPE '!'
+                "SELECT substr(fingerprint, 17) AS sku, CAST(SUM(exceptions) AS BIGINT) AS orders, MIN(oldest) AS oldest
+                 FROM exception_causes
+                 WHERE code = 'missing_sku_mapping' AND fingerprint LIKE 'missing!_sku:erp:%' ESCAPE '!'
                  GROUP BY fingerprint
-                 ORDER BY orders DESC, oldest
+                 ORDER BY orders DESC, oldest, sku
                  LIMIT $1",
             )
             .bind(limit)

@@ -173,24 +173,36 @@ async fn fresh_postgres_database() -> (String, String, String) {
     (url.to_string(), admin.to_string(), name)
 }
 
+/// A fresh, empty database of `backend`, not migrated: its URL, and a guard that removes it when
+/// dropped (unless the test failed).
+pub async fn empty_database(backend: Backend) -> (String, EmptyDatabase) {
+    let (url, cleanup) = match backend {
+        Backend::Sqlite => {
+            let dir =
+                std::env::temp_dir().join(format!("syncdesk-it-{}", uuid::Uuid::new_v4().simple()));
+            std::fs::create_dir_all(&dir).expect("create a temp dir");
+            let url = format!("sqlite://{}", dir.join("syncdesk.db").display());
+            (url, Cleanup::SqliteDir(dir))
+        }
+        Backend::Postgres => {
+            let (url, admin_url, name) = fresh_postgres_database().await;
+            (url, Cleanup::PostgresDb { admin_url, name })
+        }
+    };
+    (url, EmptyDatabase { _cleanup: cleanup })
+}
+
+/// Removes an [`empty_database`] when dropped.
+pub struct EmptyDatabase {
+    _cleanup: Cleanup,
+}
+
 impl TestApp {
     /// Migrates a fresh database and serves SyncDesk on it, on a free local port. Sign-in locks
     /// last 1 s (2 s at most), so the throttle test stays quick.
     pub async fn start(backend: Backend) -> TestApp {
         init_tracing();
-        let (url, cleanup) = match backend {
-            Backend::Sqlite => {
-                let dir = std::env::temp_dir()
-                    .join(format!("syncdesk-it-{}", uuid::Uuid::new_v4().simple()));
-                std::fs::create_dir_all(&dir).expect("create a temp dir");
-                let url = format!("sqlite://{}", dir.join("syncdesk.db").display());
-                (url, Cleanup::SqliteDir(dir))
-            }
-            Backend::Postgres => {
-                let (url, admin_url, name) = fresh_postgres_database().await;
-                (url, Cleanup::PostgresDb { admin_url, name })
-            }
-        };
+        let (url, EmptyDatabase { _cleanup: cleanup }) = empty_database(backend).await;
         // Small pools: dozens of test servers share one PostgreSQL (100 connections).
         let store = Store::connect_with(&url, 4)
             .await

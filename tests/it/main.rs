@@ -11,6 +11,7 @@ mod harness;
 mod admin;
 mod api;
 mod auth;
+mod causes;
 mod mappings;
 mod order_actions;
 mod sync;
