@@ -25,7 +25,8 @@ pub struct QueueBenchOptions {
     pub samples: usize,
 }
 
-/// Causes: 20 SKUs share half the exceptions; the rest spread over 2,000 SKUs and 3 other codes.
+/// Causes, all `missing_sku_mapping` at the ERP: the even orders spread over 10 SKUs
+/// (`HOT-0` … `HOT-18`, 5,000 exceptions each at 100,000), the odd ones over 1,000 SKUs (50 each).
 fn seed_sql(postgres: bool, orders: i64, exceptions: i64) -> Vec<String> {
     let series = if postgres {
         format!("SELECT i FROM generate_series(1, {orders}) AS g(i)")
@@ -129,6 +130,19 @@ pub async fn run(options: QueueBenchOptions) -> anyhow::Result<()> {
     }
     execute(&store, "ANALYZE").await?;
     println!("  seeded in {:.1} s", seeding.elapsed().as_secs_f64());
+    let causes: i64 = match store.db() {
+        Db::Sqlite(pool) => {
+            sqlx::query_scalar("SELECT COUNT(*) FROM exception_causes")
+                .fetch_one(pool)
+                .await?
+        }
+        Db::Postgres(pool) => {
+            sqlx::query_scalar("SELECT COUNT(*) FROM exception_causes")
+                .fetch_one(pool)
+                .await?
+        }
+    };
+    println!("  {causes} rows in the per-cause summary (exception_causes)");
 
     let open = ExceptionScope {
         status: Some("open".into()),
