@@ -21,6 +21,24 @@ on_both_backends! {
 
 const LONG_STREET: &str = "Apartment 4B, The Old Harbour Warehouse Building, 12 Harbour Street";
 
+/// An order whose ship-to street is longer than the ERP accepts.
+fn refused_order(seed: u64) -> Value {
+    let mut order = clean_order(seed);
+    order["shipping_address"] = json!({
+        "name": "Ana Diaz", "address1": LONG_STREET, "city": "Boston", "province_code": "MA",
+        "country_code": "US", "zip": "02110"
+    });
+    order
+}
+
+/// The ERP's card on an order's page.
+fn erp_card(page: &OrderPage) -> &app::model::OrderDestination {
+    page.destinations
+        .iter()
+        .find(|d| d.destination == "erp")
+        .expect("the page shows the ERP")
+}
+
 async fn page(client: &crate::harness::Client, id: i64) -> OrderPage {
     let reply = client
         .rpc("/rpc/orders/detail", &[("store_order_id", &id.to_string())])
@@ -34,11 +52,7 @@ async fn an_operator_edits_the_refused_payload_and_the_edit_is_sent_once_with_th
 ) {
     let rig = rig(&app, Duration::from_secs(5)).await;
     let worker = rig.worker(&app.store);
-    let mut order = clean_order(700);
-    order["shipping_address"] = json!({
-        "name": "Ana Diaz", "address1": LONG_STREET, "city": "Boston", "province_code": "MA",
-        "country_code": "US", "zip": "02110"
-    });
+    let order = refused_order(700);
     let id = order_id(&order);
     Post::new("orders/create", &order).send(&app).await;
     drain(&worker, &app, Duration::from_secs(10)).await;
@@ -49,11 +63,7 @@ async fn an_operator_edits_the_refused_payload_and_the_edit_is_sent_once_with_th
     let operator = app.signed_in("otto@example.com").await;
 
     let before = page(&operator, id).await;
-    let erp = before
-        .destinations
-        .iter()
-        .find(|d| d.destination == "erp")
-        .expect("ERP");
+    let erp = erp_card(&before);
     assert_eq!(erp.state, "blocked");
     assert!(
         erp.problems.iter().any(|p| p.contains("street")),
@@ -179,11 +189,7 @@ async fn an_operator_edits_the_refused_payload_and_the_edit_is_sent_once_with_th
         "sent under the edit's own idempotency key"
     );
     let after = page(&operator, id).await;
-    let erp = after
-        .destinations
-        .iter()
-        .find(|d| d.destination == "erp")
-        .expect("ERP");
+    let erp = erp_card(&after);
     assert_eq!(erp.state, "synced");
     assert!(
         erp.edited
@@ -220,11 +226,7 @@ async fn an_operator_edits_the_refused_payload_and_the_edit_is_sent_once_with_th
     Post::new("orders/updated", &paid_later).send(&app).await;
     drain(&worker, &app, Duration::from_secs(10)).await;
     let newer = page(&operator, id).await;
-    let erp = newer
-        .destinations
-        .iter()
-        .find(|d| d.destination == "erp")
-        .expect("ERP");
+    let erp = erp_card(&newer);
     assert_eq!(erp.state, "blocked");
     assert!(erp.edited.is_none());
 }
@@ -322,11 +324,7 @@ async fn a_resync_reads_the_store_applies_a_newer_state_and_sends_it(app: TestAp
 async fn the_orders_list_filters_by_state_and_an_operator_skips_from_the_order_page(app: TestApp) {
     let rig = rig(&app, Duration::from_secs(5)).await;
     let worker = rig.worker(&app.store);
-    let mut refused = clean_order(740);
-    refused["shipping_address"] = json!({
-        "name": "Ana Diaz", "address1": LONG_STREET, "city": "Boston", "province_code": "MA",
-        "country_code": "US", "zip": "02110"
-    });
+    let refused = refused_order(740);
     let fine = clean_order(741);
     Post::new("orders/create", &refused).send(&app).await;
     Post::new("orders/create", &fine).send(&app).await;
