@@ -350,10 +350,10 @@ impl Worker {
             return Delivery::NeedsAction(problem);
         }
         let key = idempotency_key(order, version, edit, "crm");
-        if let Some(contact) = &contact {
-            if let Err(err) = self.destinations.crm.upsert_contact(contact, &key).await {
-                return Delivery::Failed(err);
-            }
+        if let Some(contact) = &contact
+            && let Err(err) = self.destinations.crm.upsert_contact(contact, &key).await
+        {
+            return Delivery::Failed(err);
         }
         match self.destinations.crm.upsert_deal(&deal, &key).await {
             Ok(ack) => Delivery::Synced(ack),

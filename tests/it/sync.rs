@@ -191,7 +191,7 @@ async fn an_order_reaches_the_crm_and_the_erp_and_updates_change_the_same_docume
         .expect("find deal")
         .expect("deal exists");
     assert_eq!(
-        serde_json::to_value(&deal.stage).unwrap(),
+        serde_json::to_value(deal.stage).unwrap(),
         json!("paid"),
         "the deal follows the order's life cycle"
     );
