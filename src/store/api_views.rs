@@ -202,9 +202,9 @@ impl Store {
         // each parameter's type, so PostgreSQL accepts the untyped-looking NULL tests.
         let binds = filter.scope.binds();
         let (cursor, order) = if filter.oldest_first {
-            ("e.id > $9", "ASC")
+            ("e.id > $10", "ASC")
         } else {
-            ("e.id < $9", "DESC")
+            ("e.id < $10", "DESC")
         };
         let rows = on_pool!(&self.db, pool => {
             let sql = format!(
@@ -214,9 +214,9 @@ impl Store {
                  FROM exceptions e
                  LEFT JOIN orders o ON o.store_order_id = e.store_order_id
                  LEFT JOIN users u ON u.id = e.assignee_id
-                 WHERE {} AND ($9 IS NULL OR {cursor})
+                 WHERE {} AND ($10 IS NULL OR {cursor})
                  ORDER BY e.id {order}
-                 LIMIT $10",
+                 LIMIT $11",
                 scope_sql(is_postgres(pool), &filter.scope)
             );
             bind_scope!(sqlx::query_as::<_, ExceptionView>(&sql), &binds)

@@ -34,6 +34,8 @@ pub struct ExceptionScope {
     pub created_before: Option<DateTime<Utc>>,
     /// Order number (`#1042` or `1042`), store order id, customer email, or SKU.
     pub search: Option<String>,
+    /// Only this order's (by store order id), e.g. "skip the ERP for this order".
+    pub order: Option<i64>,
 }
 
 /// An assignee filter.
@@ -113,7 +115,7 @@ pub struct TriageReport {
 /// Task states a person may put back in the queue or settle by hand.
 const IDLE_STATES: &str = "('pending', 'retrying', 'blocked', 'dead', 'skipped')";
 
-/// Binds the scope's eight parameters (`$1`–`$8`, in [`scope_sql`]'s order) to `$query`.
+/// Binds the scope's nine parameters (`$1`–`$9`, in [`scope_sql`]'s order) to `$query`.
 macro_rules! bind_scope {
     ($query:expr, $binds:expr) => {{
         let b: &$crate::store::triage::ScopeBinds = $binds;
@@ -126,6 +128,7 @@ macro_rules! bind_scope {
             .bind(b.assignee)
             .bind(b.created_before)
             .bind(b.search.as_deref())
+            .bind(b.order)
     }};
 }
 pub(crate) use bind_scope;
@@ -141,6 +144,7 @@ pub(crate) struct ScopeBinds {
     pub(crate) assignee: Option<i64>,
     pub(crate) created_before: Option<DateTime<Utc>>,
     pub(crate) search: Option<String>,
+    pub(crate) order: Option<i64>,
 }
 
 impl ExceptionScope {
@@ -160,6 +164,7 @@ impl ExceptionScope {
             }),
             created_before: self.created_before,
             search: self.search.as_deref().map(normalise_search),
+            order: self.order,
         }
     }
 
@@ -192,16 +197,18 @@ impl ExceptionScope {
             }),
             "created_before": self.created_before,
             "search": search,
+            "order": self.order,
         })
     }
 
-    /// The audit target: the one exception, the group, or "a filter".
+    /// The audit target: the one exception, the group, the order, or "a filter".
     fn target(&self) -> String {
-        match (&self.ids, &self.fingerprint) {
-            (Some(ids), _) if ids.len() == 1 => format!("exception:{}", ids[0]),
-            (Some(_), _) => "exceptions:selection".to_string(),
-            (None, Some(fp)) => format!("group:{fp}"),
-            (None, None) => "exceptions:filter".to_string(),
+        match (&self.ids, &self.fingerprint, self.order) {
+            (Some(ids), _, _) if ids.len() == 1 => format!("exception:{}", ids[0]),
+            (Some(_), _, _) => "exceptions:selection".to_string(),
+            (None, Some(fp), _) => format!("group:{fp}"),
+            (None, None, Some(order)) => format!("order:{order}"),
+            (None, None, None) => "exceptions:filter".to_string(),
         }
     }
 }
@@ -216,7 +223,7 @@ fn normalise_search(s: &str) -> String {
     }
 }
 
-/// The scope's `WHERE` condition over `exceptions e`, with parameters `$1`–`$8` (see
+/// The scope's `WHERE` condition over `exceptions e`, with parameters `$1`–`$9` (see
 /// [`bind_scope!`]). A field the scope leaves open is written as `$n IS NULL` (its parameter is
 /// bound NULL), so the planner sees only plain conditions on the fields that are set and can use
 /// their indexes; `$n IS NULL OR column = $n` would hide them. Only the id list and the numeric
@@ -267,6 +274,7 @@ pub(crate) fn scope_sql(postgres: bool, scope: &ExceptionScope) -> String {
         given(scope.assignee.is_some(), assignee, 6),
         given(scope.created_before.is_some(), "e.created_at < $7", 7),
         given(scope.search.is_some(), &search, 8),
+        given(scope.order.is_some(), "e.store_order_id = $9", 9),
     ]
     .join(" AND ")
 }
@@ -359,8 +367,8 @@ impl Store {
                     } else {
                         // Already applied: nothing to send; the exception was stale.
                         let sql2 = format!(
-                            "UPDATE exceptions SET status = 'resolved', resolved_at = $9, resolved_by = $10,
-                                 resolution = 'Already applied at the destination', updated_at = $9
+                            "UPDATE exceptions SET status = 'resolved', resolved_at = $10, resolved_by = $11,
+                                 resolution = 'Already applied at the destination', updated_at = $10
                              WHERE id IN ({scoped}) AND task_id IN (SELECT id FROM sync_tasks WHERE synced_version >= target_version)"
                         );
                         let resolved = bind_scope!(sqlx::query(&sql2), &binds)
@@ -368,7 +376,7 @@ impl Store {
                         .execute(&mut *tx).await?.rows_affected();
                         report.already_applied = resolved;
                         let sql3 = format!(
-                            "UPDATE sync_tasks SET state = 'pending', attempt = 0, scheduled_at = $9, blocked_on = NULL, updated_at = $9
+                            "UPDATE sync_tasks SET state = 'pending', attempt = 0, scheduled_at = $10, blocked_on = NULL, updated_at = $10
                              WHERE {behind}"
                         );
                         let queued = bind_scope!(sqlx::query(&sql3), &binds)
@@ -377,7 +385,7 @@ impl Store {
                         report.queued = queued;
                         // A retried exception stays visible (open) until its delivery settles it.
                         let sql4 = format!(
-                            "UPDATE exceptions SET status = 'open', snoozed_until = NULL, updated_at = $9
+                            "UPDATE exceptions SET status = 'open', snoozed_until = NULL, updated_at = $10
                              WHERE id IN ({scoped}) AND status = 'snoozed'"
                         );
                         bind_scope!(sqlx::query(&sql4), &binds)
@@ -396,7 +404,7 @@ impl Store {
                     } else {
                         if skip {
                             let sql6 = format!(
-                                "UPDATE sync_tasks SET state = 'skipped', blocked_on = NULL, last_error = $9, updated_at = $10
+                                "UPDATE sync_tasks SET state = 'skipped', blocked_on = NULL, last_error = $10, updated_at = $11
                                  WHERE {behind}"
                             );
                             bind_scope!(sqlx::query(&sql6), &binds)
@@ -408,7 +416,7 @@ impl Store {
                             let sql7 = format!(
                                 "INSERT INTO sync_attempts (task_id, store_order_id, destination, version, attempt, started_at,
                                      duration_ms, outcome, message)
-                                 SELECT id, store_order_id, destination, target_version, attempt, $9, 0, 'manual', $10
+                                 SELECT id, store_order_id, destination, target_version, attempt, $10, 0, 'manual', $11
                                  FROM sync_tasks WHERE {behind}"
                             );
                             bind_scope!(sqlx::query(&sql7), &binds)
@@ -417,7 +425,7 @@ impl Store {
                             .execute(&mut *tx).await?;
                             let sql8 = format!(
                                 "UPDATE sync_tasks SET state = 'synced', synced_version = target_version, blocked_on = NULL,
-                                     last_error = NULL, attempt = 0, updated_at = $9
+                                     last_error = NULL, attempt = 0, updated_at = $10
                                  WHERE {behind}"
                             );
                             bind_scope!(sqlx::query(&sql8), &binds)
@@ -426,8 +434,8 @@ impl Store {
                         }
                         let status = if skip { "skipped" } else { "resolved" };
                         let sql9 = format!(
-                            "UPDATE exceptions SET status = $9, resolved_at = $10, resolved_by = $11, resolution = $12,
-                                 snoozed_until = NULL, updated_at = $10
+                            "UPDATE exceptions SET status = $10, resolved_at = $11, resolved_by = $12, resolution = $13,
+                                 snoozed_until = NULL, updated_at = $11
                              WHERE {closable}"
                         );
                         let changed = bind_scope!(sqlx::query(&sql9), &binds)
@@ -444,7 +452,7 @@ impl Store {
                         report.changed = report.matched;
                     } else {
                         let sql10 = format!(
-                            "UPDATE exceptions SET assignee_id = $9, updated_at = $10 WHERE id IN ({scoped})"
+                            "UPDATE exceptions SET assignee_id = $10, updated_at = $11 WHERE id IN ({scoped})"
                         );
                         report.changed = bind_scope!(sqlx::query(&sql10), &binds)
                         .bind(user_id)
@@ -457,7 +465,7 @@ impl Store {
                         report.changed = report.matched;
                     } else {
                         let sql11 = format!(
-                            "UPDATE exceptions SET status = 'snoozed', snoozed_until = $9, updated_at = $10 WHERE id IN ({scoped})"
+                            "UPDATE exceptions SET status = 'snoozed', snoozed_until = $10, updated_at = $11 WHERE id IN ({scoped})"
                         );
                         report.changed = bind_scope!(sqlx::query(&sql11), &binds)
                         .bind(until)

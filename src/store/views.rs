@@ -163,7 +163,7 @@ impl Store {
                        GROUP BY fingerprint) g
                  JOIN exceptions x ON x.id = g.newest
                  ORDER BY {order}
-                 LIMIT $9",
+                 LIMIT $10",
                 parts.join(" UNION ALL ")
             );
             bind_scope!(sqlx::query_as::<_, ExceptionGroup>(&sql), &binds)
@@ -249,7 +249,7 @@ impl Store {
 
 /// Whether `exception_causes` can answer the groups of `scope`: it holds the open and snoozed
 /// exceptions counted by status, fingerprint, destination and code (and kind and action), and
-/// nothing about assignees, ages, orders or single exceptions.
+/// nothing about assignees, ages, searches, orders or single exceptions.
 fn summarised(scope: &ExceptionScope) -> bool {
     let ExceptionScope {
         ids,
@@ -260,8 +260,10 @@ fn summarised(scope: &ExceptionScope) -> bool {
         assignee,
         created_before,
         search,
+        order,
     } = scope;
     ids.is_none()
+        && order.is_none()
         && assignee.is_none()
         && created_before.is_none()
         && search.is_none()

@@ -75,6 +75,7 @@ pub fn scope(query: &ExceptionQuery, me: Option<i64>) -> Result<ExceptionScope, 
             .transpose()?,
         created_before,
         search,
+        order: None,
     })
 }
 

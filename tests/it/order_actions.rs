@@ -326,8 +326,13 @@ async fn the_orders_list_filters_by_state_and_an_operator_skips_from_the_order_p
     let worker = rig.worker(&app.store);
     let refused = refused_order(740);
     let fine = clean_order(741);
+    // A neighbour waiting on an unmapped SKU spelled like the refused order's id: skipping one
+    // order must not reach it (a search for the id would match its SKU).
+    let mut neighbour = clean_order(742);
+    neighbour["line_items"][0]["sku"] = json!(order_id(&refused).to_string());
     Post::new("orders/create", &refused).send(&app).await;
     Post::new("orders/create", &fine).send(&app).await;
+    Post::new("orders/create", &neighbour).send(&app).await;
     drain(&worker, &app, Duration::from_secs(10)).await;
     app.add_user("otto@example.com", "Otto", &[Role::Operator])
         .await;
@@ -341,16 +346,15 @@ async fn the_orders_list_filters_by_state_and_an_operator_skips_from_the_order_p
         }
     };
 
-    // Only the order that needs action, with how long it has waited.
+    // Only the orders that need action, with how long they have waited.
     let blocked: Vec<app::model::OrderView> = list("blocked").await.json();
-    assert_eq!(blocked.len(), 1);
-    assert_eq!(blocked[0].store_order_id, order_id(&refused));
-    assert_eq!(blocked[0].erp, "blocked");
+    let mut ids: Vec<i64> = blocked.iter().map(|o| o.store_order_id).collect();
+    ids.sort_unstable();
+    assert_eq!(ids, [order_id(&refused), order_id(&neighbour)]);
     assert!(
-        blocked[0]
-            .waiting
-            .as_deref()
-            .is_some_and(|w| w.ends_with(" s"))
+        blocked
+            .iter()
+            .all(|o| o.erp == "blocked" && o.waiting.as_deref().is_some_and(|w| w.ends_with(" s")))
     );
     let all: Vec<app::model::OrderView> = list("").await.json();
     let synced = all
@@ -407,4 +411,21 @@ async fn the_orders_list_filters_by_state_and_an_operator_skips_from_the_order_p
     );
     let skipped: Vec<app::model::OrderView> = list("skipped").await.json();
     assert_eq!(skipped.len(), 1);
+    // The neighbour still waits on its SKU. Both clicks are audited against the order (the
+    // second with nothing changed in its result).
+    assert_eq!(
+        app.text(&format!(
+            "SELECT state FROM sync_tasks WHERE store_order_id = {} AND destination = 'erp'",
+            order_id(&neighbour)
+        ))
+        .await,
+        "blocked"
+    );
+    assert_eq!(
+        app.count(&format!(
+            "SELECT COUNT(*) FROM audit_log WHERE action = 'exceptions.skipped' AND target = 'order:{id}'"
+        ))
+        .await,
+        2
+    );
 }

@@ -679,7 +679,7 @@ impl Port for WebPort {
             return Err(AppError::Invalid("The destination is crm or erp.".into()));
         }
         let scope = crate::store::ExceptionScope {
-            search: Some(store_order_id.to_string()),
+            order: Some(store_order_id),
             destination: Some(destination.clone()),
             ..Default::default()
         };
