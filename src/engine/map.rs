@@ -27,7 +27,7 @@ use crate::domain::{Address, Lifecycle, NormalizedEmail, Order, OrderLine, Sku};
 
 mod erp_changes;
 
-pub use erp_changes::{ErpChange, erp_changes};
+pub use erp_changes::{ErpChange, erp_changes, may_change_document};
 
 /// Decimal places of derived unit prices (net from gross or gross from net). Four, as ERPs
 /// keep unit prices, so that quantity × unit price lands on the store's cent.

@@ -180,7 +180,11 @@ impl Worker {
     async fn try_process(&self, task: &ClaimedTask) -> Result<(), StoreError> {
         let started_at = Utc::now();
         let clock = Instant::now();
-        let Some((order, version)) = self.store.order_snapshot(task.store_order_id).await? else {
+        let Some((order, version, edited)) = self
+            .store
+            .delivery_snapshot(task.store_order_id, &task.destination)
+            .await?
+        else {
             return Ok(());
         };
         let Some(destination) = Destination::parse(&task.destination) else {
@@ -188,10 +192,13 @@ impl Worker {
             return Ok(());
         };
         // An operator's edit for exactly this version replaces the computed payload.
-        let edit = self
-            .store
-            .payload_edit(task.store_order_id, &task.destination, version)
-            .await?;
+        let edit = if edited {
+            self.store
+                .payload_edit(task.store_order_id, &task.destination, version)
+                .await?
+        } else {
+            None
+        };
         let delivery = match destination {
             Destination::Crm => self.deliver_crm(&order, version, edit.as_ref()).await,
             Destination::Erp => self.deliver_erp(&order, version, edit.as_ref()).await,
@@ -415,6 +422,9 @@ impl Worker {
             Ok(ack) => ack,
             Err(err) => return Delivery::Failed(err),
         };
+        if !map::may_change_document(order) {
+            return Delivery::Synced(ack);
+        }
         let erp = &self.destinations.erp;
         let document = match erp
             .find_sales_order(&order.store_order_id.to_string())

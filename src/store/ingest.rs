@@ -5,7 +5,7 @@
 use chrono::{DateTime, Utc};
 use sqlx::types::Json;
 
-use super::{Store, StoreError, is_postgres, on_pool};
+use super::{Store, StoreError, hot_write, on_connection};
 use crate::domain::{CustomerRef, FinancialStatus, Order, Refund, StoreCustomer};
 
 /// The destinations every order is synced to.
@@ -224,6 +224,9 @@ fn apply_refund(order: &mut Order, refund: Refund) {
     order.refunds.push(refund);
 }
 
+/// An order's store id and the `updated_at` of the state a delivery carried.
+type OrderRef = (i64, DateTime<Utc>);
+
 /// Records a delivery; with `duplicate = FALSE` the partial unique indexes let only the first
 /// delivery of a webhook id / event id in (a later one returns no row).
 const INSERT_EVENT: &str = "
@@ -233,19 +236,43 @@ VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
 ON CONFLICT DO NOTHING RETURNING id";
 
 impl Store {
-    /// Records `delivery` and applies `payload` to the canonical order, atomically.
+    /// Records `delivery` and applies `payload` to the canonical order, atomically: on SQLite in
+    /// the writer's next group commit, on PostgreSQL in a transaction of its own.
     pub async fn ingest(
         &self,
         delivery: &Delivery,
         payload: &Payload,
     ) -> Result<Outcome, StoreError> {
         let now = Utc::now();
-        on_pool!(&self.db, pool => {
-            let mut tx = pool.begin().await?;
-            // The insert comes first: on SQLite it takes the write lock at once, so the reads
-            // below never race another writer; the partial unique indexes make the first
-            // delivery of a webhook id / event id win, also between concurrent requests.
-            let event_id: Option<i64> = sqlx::query_scalar(INSERT_EVENT)
+        let (delivery, payload) = (delivery.clone(), payload.clone());
+        hot_write!(self, apply_delivery(&delivery, &payload, now))
+    }
+}
+
+on_connection! {
+    /// Records a delivery and applies its payload, inside the caller's transaction.
+    fn apply_delivery(tx, pg, delivery: &Delivery, payload: &Payload, now: DateTime<Utc>) -> Result<Outcome, StoreError> {
+        // The insert comes first: on SQLite it takes the write lock at once, so the reads
+        // below never race another writer; the partial unique indexes make the first
+        // delivery of a webhook id / event id win, also between concurrent requests.
+        let event_id: Option<i64> = sqlx::query_scalar(INSERT_EVENT)
+            .bind(&delivery.webhook_id)
+            .bind(delivery.event_id.as_deref())
+            .bind(&delivery.topic)
+            .bind(delivery.shop_domain.as_deref())
+            .bind(delivery.api_version.as_deref())
+            .bind(delivery.triggered_at)
+            .bind(now)
+            .bind(&delivery.body)
+            .bind(false)
+            .bind("accepted")
+            .bind(None::<&str>)
+            .fetch_optional(&mut *tx)
+            .await?;
+        let Some(event_id) = event_id else {
+            // Kept too, for the duplicate rate and the order's timeline (the partial
+            // indexes only cover first deliveries, so this insert never conflicts).
+            sqlx::query_scalar::<_, i64>(INSERT_EVENT)
                 .bind(&delivery.webhook_id)
                 .bind(delivery.event_id.as_deref())
                 .bind(&delivery.topic)
@@ -254,170 +281,150 @@ impl Store {
                 .bind(delivery.triggered_at)
                 .bind(now)
                 .bind(&delivery.body)
-                .bind(false)
-                .bind("accepted")
-                .bind(None::<&str>)
+                .bind(true)
+                .bind("duplicate")
+                .bind(Some("webhook or event id seen before"))
                 .fetch_optional(&mut *tx)
                 .await?;
-            let Some(event_id) = event_id else {
-                // Kept too, for the duplicate rate and the order's timeline (the partial
-                // indexes only cover first deliveries, so this insert never conflicts).
-                sqlx::query_scalar::<_, i64>(INSERT_EVENT)
-                    .bind(&delivery.webhook_id)
-                    .bind(delivery.event_id.as_deref())
-                    .bind(&delivery.topic)
-                    .bind(delivery.shop_domain.as_deref())
-                    .bind(delivery.api_version.as_deref())
-                    .bind(delivery.triggered_at)
-                    .bind(now)
-                    .bind(&delivery.body)
-                    .bind(true)
-                    .bind("duplicate")
-                    .bind(Some("webhook or event id seen before"))
-                    .fetch_optional(&mut *tx)
-                    .await?;
-                tx.commit().await?;
-                return Ok(Outcome::Duplicate);
-            };
+            return Ok(Outcome::Duplicate);
+        };
 
-            let (outcome, order_ref, note): (Outcome, Option<(i64, DateTime<Utc>)>, Option<String>) = match payload {
-                Payload::UnknownTopic => (Outcome::Recorded, None, Some("topic not used by SyncDesk".into())),
-                Payload::Notice(why) => (Outcome::Recorded, None, Some((*why).to_string())),
-                Payload::Unreadable(reason) => (Outcome::Recorded, None, Some(reason.clone())),
-                Payload::Customer(customer) => {
-                    link_customer!(tx, &customer.customer_ref(), now);
-                    (Outcome::Recorded, None, None)
-                }
-                Payload::Order(order) => {
-                    let customer_id = match &order.customer {
-                        Some(c) => link_customer!(tx, c, now),
-                        None => None,
-                    };
-                    let data = Json(order.as_ref());
-                    let inserted: Option<i64> = sqlx::query_scalar(
-                        "INSERT INTO orders (store_order_id, name, store_updated_at, version, customer_id, email, lifecycle,
-                             currency, total, data, first_seen_at, updated_at)
-                         VALUES ($1, $2, $3, 1, $4, $5, $6, $7, $8, $9, $10, $10)
-                         ON CONFLICT (store_order_id) DO NOTHING RETURNING version",
-                    )
-                    .bind(order.store_order_id)
-                    .bind(&order.name)
-                    .bind(order.updated_at)
-                    .bind(customer_id)
-                    .bind(order.email.as_ref().map(|e| e.as_str()))
-                    .bind(order.lifecycle().as_str())
-                    .bind(order.currency.as_str())
-                    .bind(order.total.amount.to_string())
-                    .bind(&data)
-                    .bind(now)
-                    .fetch_optional(&mut *tx)
-                    .await?;
-                    let key = Some((order.store_order_id, order.updated_at));
-                    match inserted {
-                        Some(version) => (Outcome::Applied { store_order_id: order.store_order_id, version }, key, None),
-                        None => {
-                            // PostgreSQL: lock the row so concurrent versions of one order apply
-                            // one after the other. SQLite: this transaction already holds the
-                            // database's single write lock.
-                            let sql = if is_postgres(pool) { LOCK_ORDER_PG } else { LOCK_ORDER_SQLITE };
-                            let (stored_at, version): (DateTime<Utc>, i64) =
-                                sqlx::query_as(sql).bind(order.store_order_id).fetch_one(&mut *tx).await?;
-                            if order.updated_at > stored_at {
-                                let version = version + 1;
-                                sqlx::query(
-                                    "UPDATE orders SET name = $2, store_updated_at = $3, version = $4, customer_id = COALESCE($5, customer_id),
-                                         email = $6, lifecycle = $7, currency = $8, total = $9, data = $10, updated_at = $11
-                                     WHERE store_order_id = $1",
-                                )
-                                .bind(order.store_order_id)
-                                .bind(&order.name)
-                                .bind(order.updated_at)
-                                .bind(version)
-                                .bind(customer_id)
-                                .bind(order.email.as_ref().map(|e| e.as_str()))
-                                .bind(order.lifecycle().as_str())
-                                .bind(order.currency.as_str())
-                                .bind(order.total.amount.to_string())
-                                .bind(&data)
-                                .bind(now)
-                                .execute(&mut *tx)
-                                .await?;
-                                (Outcome::Applied { store_order_id: order.store_order_id, version }, key, None)
-                            } else if order.updated_at == stored_at {
-                                (Outcome::Duplicate, key, Some("this order state was received before".into()))
-                            } else {
-                                (
-                                    Outcome::Superseded { store_order_id: order.store_order_id },
-                                    key,
-                                    Some(format!("older than the state applied ({})", stored_at.to_rfc3339())),
-                                )
-                            }
-                        }
-                    }
-                }
-                Payload::Refund(refund) => {
-                    let sql = if is_postgres(pool) { LOCK_ORDER_DATA_PG } else { LOCK_ORDER_DATA_SQLITE };
-                    let stored: Option<(Json<Order>, i64)> =
-                        sqlx::query_as(sql).bind(refund.order_id).fetch_optional(&mut *tx).await?;
-                    match stored {
-                        None => (Outcome::Recorded, None, Some("refund of an order not received yet".into())),
-                        Some((Json(mut order), version)) => {
-                            if order.refunds.iter().any(|r| r.refund_id == refund.refund_id) {
-                                (Outcome::Duplicate, None, Some("refund already part of the order".into()))
-                            } else {
-                                let version = version + 1;
-                                apply_refund(&mut order, refund.as_ref().clone());
-                                sqlx::query(
-                                    "UPDATE orders SET version = $2, lifecycle = $3, data = $4, updated_at = $5 WHERE store_order_id = $1",
-                                )
-                                .bind(refund.order_id)
-                                .bind(version)
-                                .bind(order.lifecycle().as_str())
-                                .bind(Json(&order))
-                                .bind(now)
-                                .execute(&mut *tx)
-                                .await?;
-                                (Outcome::Applied { store_order_id: refund.order_id, version }, None, None)
-                            }
-                        }
-                    }
-                }
-            };
-
-            if let Outcome::Applied { store_order_id, version } = &outcome {
-                for destination in DESTINATIONS {
-                    sqlx::query(ARM_TASK).bind(store_order_id).bind(destination).bind(version).bind(now).execute(&mut *tx).await?;
-                }
-                if let Payload::Order(order) = payload {
-                    // For finding orders (and their exceptions) by SKU.
-                    let mut skus: Vec<&str> = order.lines.iter().filter_map(|l| l.sku.as_ref().map(|s| s.as_str())).collect();
-                    skus.sort_unstable();
-                    skus.dedup();
-                    for sku in skus {
-                        sqlx::query("INSERT INTO order_skus (store_order_id, sku) VALUES ($1, $2) ON CONFLICT DO NOTHING")
-                            .bind(store_order_id)
-                            .bind(sku)
+        let (outcome, order_ref, note): (Outcome, Option<OrderRef>, Option<String>) = match payload {
+            Payload::UnknownTopic => (Outcome::Recorded, None, Some("topic not used by SyncDesk".into())),
+            Payload::Notice(why) => (Outcome::Recorded, None, Some((*why).to_string())),
+            Payload::Unreadable(reason) => (Outcome::Recorded, None, Some(reason.clone())),
+            Payload::Customer(customer) => {
+                link_customer!(tx, &customer.customer_ref(), now);
+                (Outcome::Recorded, None, None)
+            }
+            Payload::Order(order) => {
+                let customer_id = match &order.customer {
+                    Some(c) => link_customer!(tx, c, now),
+                    None => None,
+                };
+                let data = Json(order.as_ref());
+                let inserted: Option<i64> = sqlx::query_scalar(
+                    "INSERT INTO orders (store_order_id, name, store_updated_at, version, customer_id, email, lifecycle,
+                         currency, total, data, first_seen_at, updated_at)
+                     VALUES ($1, $2, $3, 1, $4, $5, $6, $7, $8, $9, $10, $10)
+                     ON CONFLICT (store_order_id) DO NOTHING RETURNING version",
+                )
+                .bind(order.store_order_id)
+                .bind(&order.name)
+                .bind(order.updated_at)
+                .bind(customer_id)
+                .bind(order.email.as_ref().map(|e| e.as_str()))
+                .bind(order.lifecycle().as_str())
+                .bind(order.currency.as_str())
+                .bind(order.total.amount.to_string())
+                .bind(data)
+                .bind(now)
+                .fetch_optional(&mut *tx)
+                .await?;
+                let key = Some((order.store_order_id, order.updated_at));
+                match inserted {
+                    Some(version) => (Outcome::Applied { store_order_id: order.store_order_id, version }, key, None),
+                    None => {
+                        // PostgreSQL: lock the row so concurrent versions of one order apply
+                        // one after the other. SQLite: this transaction already holds the
+                        // database's single write lock.
+                        let sql = if pg { LOCK_ORDER_PG } else { LOCK_ORDER_SQLITE };
+                        let (stored_at, version): (DateTime<Utc>, i64) =
+                            sqlx::query_as(sql).bind(order.store_order_id).fetch_one(&mut *tx).await?;
+                        if order.updated_at > stored_at {
+                            let version = version + 1;
+                            sqlx::query(
+                                "UPDATE orders SET name = $2, store_updated_at = $3, version = $4, customer_id = COALESCE($5, customer_id),
+                                     email = $6, lifecycle = $7, currency = $8, total = $9, data = $10, updated_at = $11
+                                 WHERE store_order_id = $1",
+                            )
+                            .bind(order.store_order_id)
+                            .bind(&order.name)
+                            .bind(order.updated_at)
+                            .bind(version)
+                            .bind(customer_id)
+                            .bind(order.email.as_ref().map(|e| e.as_str()))
+                            .bind(order.lifecycle().as_str())
+                            .bind(order.currency.as_str())
+                            .bind(order.total.amount.to_string())
+                            .bind(data)
+                            .bind(now)
                             .execute(&mut *tx)
                             .await?;
+                            (Outcome::Applied { store_order_id: order.store_order_id, version }, key, None)
+                        } else if order.updated_at == stored_at {
+                            (Outcome::Duplicate, key, Some("this order state was received before".into()))
+                        } else {
+                            (
+                                Outcome::Superseded { store_order_id: order.store_order_id },
+                                key,
+                                Some(format!("older than the state applied ({})", stored_at.to_rfc3339())),
+                            )
+                        }
                     }
                 }
             }
-            let store_order_id = match &outcome {
-                Outcome::Applied { store_order_id, .. } | Outcome::Superseded { store_order_id } => Some(*store_order_id),
-                _ => order_ref.map(|(id, _)| id),
-            };
-            sqlx::query(
-                "UPDATE webhook_events SET outcome = $2, store_order_id = $3, order_updated_at = $4, note = $5 WHERE id = $1",
-            )
-            .bind(event_id)
-            .bind(outcome.as_str())
-            .bind(store_order_id)
-            .bind(order_ref.map(|(_, at)| at))
-            .bind(note)
-            .execute(&mut *tx)
-            .await?;
-            tx.commit().await?;
-            Ok(outcome)
-        })
+            Payload::Refund(refund) => {
+                let sql = if pg { LOCK_ORDER_DATA_PG } else { LOCK_ORDER_DATA_SQLITE };
+                let stored: Option<(Json<Order>, i64)> =
+                    sqlx::query_as(sql).bind(refund.order_id).fetch_optional(&mut *tx).await?;
+                match stored {
+                    None => (Outcome::Recorded, None, Some("refund of an order not received yet".into())),
+                    Some((Json(mut order), version)) => {
+                        if order.refunds.iter().any(|r| r.refund_id == refund.refund_id) {
+                            (Outcome::Duplicate, None, Some("refund already part of the order".into()))
+                        } else {
+                            let version = version + 1;
+                            apply_refund(&mut order, refund.as_ref().clone());
+                            sqlx::query(
+                                "UPDATE orders SET version = $2, lifecycle = $3, data = $4, updated_at = $5 WHERE store_order_id = $1",
+                            )
+                            .bind(refund.order_id)
+                            .bind(version)
+                            .bind(order.lifecycle().as_str())
+                            .bind(Json(&order))
+                            .bind(now)
+                            .execute(&mut *tx)
+                            .await?;
+                            (Outcome::Applied { store_order_id: refund.order_id, version }, None, None)
+                        }
+                    }
+                }
+            }
+        };
+
+        if let Outcome::Applied { store_order_id, version } = &outcome {
+            for destination in DESTINATIONS {
+                sqlx::query(ARM_TASK).bind(store_order_id).bind(destination).bind(version).bind(now).execute(&mut *tx).await?;
+            }
+            if let Payload::Order(order) = payload {
+                // For finding orders (and their exceptions) by SKU.
+                let mut skus: Vec<&str> = order.lines.iter().filter_map(|l| l.sku.as_ref().map(|s| s.as_str())).collect();
+                skus.sort_unstable();
+                skus.dedup();
+                for sku in skus {
+                    sqlx::query("INSERT INTO order_skus (store_order_id, sku) VALUES ($1, $2) ON CONFLICT DO NOTHING")
+                        .bind(store_order_id)
+                        .bind(sku)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+            }
+        }
+        let store_order_id = match &outcome {
+            Outcome::Applied { store_order_id, .. } | Outcome::Superseded { store_order_id } => Some(*store_order_id),
+            _ => order_ref.map(|(id, _)| id),
+        };
+        sqlx::query(
+            "UPDATE webhook_events SET outcome = $2, store_order_id = $3, order_updated_at = $4, note = $5 WHERE id = $1",
+        )
+        .bind(event_id)
+        .bind(outcome.as_str())
+        .bind(store_order_id)
+        .bind(order_ref.map(|(_, at)| at))
+        .bind(note)
+        .execute(&mut *tx)
+        .await?;
+        Ok(outcome)
     }
 }

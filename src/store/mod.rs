@@ -17,6 +17,7 @@ mod tokens;
 pub(crate) mod triage;
 mod users;
 mod views;
+mod writer;
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -53,6 +54,60 @@ macro_rules! on_pool {
     };
 }
 pub(crate) use on_pool;
+
+/// Writes one body as an `async fn` for each backend's connection, in a module named `$name`:
+/// `$name::sqlite(conn: &mut SqliteConnection, …)` and `$name::postgres(conn: &mut PgConnection,
+/// …)`, with `$pg` true in the second. For writes that run inside a transaction someone else
+/// opened: SQLite's group commit (see `writer`) or a PostgreSQL transaction of their own.
+macro_rules! on_connection {
+    ($(#[$meta:meta])* fn $name:ident($conn:ident, $pg:ident $(, $arg:ident: $ty:ty)* $(,)?) -> $ret:ty $body:block) => {
+        $(#[$meta])*
+        pub(crate) mod $name {
+            #[allow(unused_imports)]
+            use super::*;
+            #[allow(unused_variables, clippy::too_many_arguments)]
+            pub(crate) async fn sqlite($conn: &mut sqlx::SqliteConnection $(, $arg: $ty)*) -> $ret {
+                let $pg = false;
+                $body
+            }
+            #[allow(unused_variables, clippy::too_many_arguments)]
+            pub(crate) async fn postgres($conn: &mut sqlx::PgConnection $(, $arg: $ty)*) -> $ret {
+                let $pg = true;
+                $body
+            }
+        }
+    };
+}
+pub(crate) use on_connection;
+
+/// Runs `$name(…)` (an [`on_connection!`] write) as a hot write: on SQLite in the writer's next
+/// group commit, on PostgreSQL in a transaction of its own. Arguments are moved into the write,
+/// so pass owned values (or references to them, written `&value`).
+macro_rules! hot_write {
+    ($store:expr, $name:ident($($arg:expr),* $(,)?)) => {{
+        let store: &$crate::store::Store = $store;
+        match (&store.writer, &store.db) {
+            (Some(writer), _) => {
+                writer
+                    .write(move |conn| Box::pin(async move { $name::sqlite(conn, $($arg),*).await }))
+                    .await
+            }
+            (None, $crate::store::Db::Sqlite(pool)) => {
+                let mut tx = pool.begin().await?;
+                let done = $name::sqlite(&mut tx, $($arg),*).await?;
+                tx.commit().await?;
+                Ok(done)
+            }
+            (None, $crate::store::Db::Postgres(pool)) => {
+                let mut tx = pool.begin().await?;
+                let done = $name::postgres(&mut tx, $($arg),*).await?;
+                tx.commit().await?;
+                Ok(done)
+            }
+        }
+    }};
+}
+pub(crate) use hot_write;
 
 /// Which dialect a pool speaks, for the few queries written per backend.
 pub(crate) trait Dialect {
@@ -124,6 +179,8 @@ pub enum StoreError {
 #[derive(Clone, Debug)]
 pub struct Store {
     db: Db,
+    /// SQLite's group commit for the hot writes; `None` on PostgreSQL.
+    writer: Option<writer::Writer>,
 }
 
 impl Store {
@@ -141,6 +198,7 @@ impl Store {
             url: redacted.clone(),
             source,
         };
+        let mut writer = None;
         let db = if url.starts_with("sqlite:") {
             let options = SqliteConnectOptions::from_str(url)
                 .map_err(connect_err)?
@@ -154,9 +212,17 @@ impl Store {
             let pool = SqlitePoolOptions::new()
                 .max_connections(max_connections.min(8))
                 .acquire_timeout(Duration::from_secs(10))
+                .connect_with(options.clone())
+                .await
+                .map_err(connect_err)?;
+            // The group commit's own connection (see `writer`).
+            let writes = SqlitePoolOptions::new()
+                .max_connections(1)
+                .acquire_timeout(Duration::from_secs(10))
                 .connect_with(options)
                 .await
                 .map_err(connect_err)?;
+            writer = Some(writer::Writer::spawn(writes));
             Db::Sqlite(pool)
         } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
             let options = PgConnectOptions::from_str(url).map_err(connect_err)?;
@@ -170,7 +236,7 @@ impl Store {
         } else {
             return Err(StoreError::UnsupportedUrl(redacted));
         };
-        Ok(Store { db })
+        Ok(Store { db, writer })
     }
 
     /// Applies every migration not yet applied (idempotent; safe with several processes, as
@@ -196,6 +262,12 @@ impl Store {
         &self.db
     }
 
+    /// SQLite's group commit so far in this process: (transactions, writes they carried);
+    /// `None` on PostgreSQL.
+    pub fn group_commit_counts(&self) -> Option<(u64, u64)> {
+        self.writer.as_ref().map(writer::Writer::counts)
+    }
+
     /// Whether the database answers a trivial query.
     pub async fn ping(&self) -> Result<(), StoreError> {
         on_pool!(&self.db, pool => sqlx::query("SELECT 1").execute(pool).await.map(|_| ()))?;
@@ -204,6 +276,9 @@ impl Store {
 
     /// Closes the pool, waiting for connections in use to be returned.
     pub async fn close(&self) {
+        if let Some(writer) = &self.writer {
+            writer.close().await;
+        }
         on_pool!(&self.db, pool => pool.close().await)
     }
 }

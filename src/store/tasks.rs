@@ -8,7 +8,7 @@ use std::time::Duration;
 use chrono::{DateTime, TimeDelta, Utc};
 use sqlx::types::Json;
 
-use super::{Store, StoreError, is_postgres, on_pool};
+use super::{Store, StoreError, hot_write, is_postgres, on_connection, on_pool};
 use crate::domain::Order;
 
 /// A task a worker holds a lease on.
@@ -166,11 +166,14 @@ impl Store {
         let now = Utc::now();
         let expires = now + TimeDelta::from_std(lease).unwrap_or(TimeDelta::seconds(60));
         let token = uuid::Uuid::now_v7().to_string();
-        let tasks = on_pool!(&self.db, pool => {
+        if self.writer.is_some() {
+            return hot_write!(self, claim(&token, expires, now, limit));
+        }
+        // One statement needs no transaction around it.
+        on_pool!(&self.db, pool => {
             let sql = if is_postgres(pool) { CLAIM_PG } else { CLAIM_SQLITE };
-            sqlx::query_as::<_, ClaimedTask>(sql).bind(&token).bind(expires).bind(now).bind(limit).fetch_all(pool).await
-        })?;
-        Ok(tasks)
+            Ok(sqlx::query_as::<_, ClaimedTask>(sql).bind(&token).bind(expires).bind(now).bind(limit).fetch_all(pool).await?)
+        })
     }
 
     /// The canonical order and its version.
@@ -187,16 +190,48 @@ impl Store {
         Ok(row.map(|(Json(order), version)| (order, version)))
     }
 
-    /// The ERP item codes mapped to these SKUs (unmapped SKUs are absent).
+    /// What a delivery of the order to `destination` starts from, in one read: the canonical
+    /// order, its version, and whether an operator edited the payload for exactly that version
+    /// (then [`Store::payload_edit`] has it; edits are refused while a delivery runs, so the
+    /// answer holds for the whole attempt).
+    pub async fn delivery_snapshot(
+        &self,
+        store_order_id: i64,
+        destination: &str,
+    ) -> Result<Option<(Order, i64, bool)>, StoreError> {
+        let row = on_pool!(&self.db, pool => {
+            sqlx::query_as::<_, (Json<Order>, i64, bool)>(
+                "SELECT o.data, o.version, EXISTS (
+                     SELECT 1 FROM payload_edits p
+                     WHERE p.store_order_id = o.store_order_id AND p.destination = $2 AND p.version = o.version)
+                 FROM orders o WHERE o.store_order_id = $1",
+            )
+            .bind(store_order_id)
+            .bind(destination)
+            .fetch_optional(pool)
+            .await
+        })?;
+        Ok(row.map(|(Json(order), version, edited)| (order, version, edited)))
+    }
+
+    /// The ERP item codes mapped to these SKUs (unmapped SKUs are absent): one query per 500
+    /// SKUs, i.e. one for any real order.
     pub async fn item_codes(&self, skus: &[&str]) -> Result<HashMap<String, String>, StoreError> {
         let mut codes = HashMap::new();
-        for sku in skus {
-            let code = on_pool!(&self.db, pool => {
-                sqlx::query_scalar::<_, String>("SELECT item_code FROM sku_mappings WHERE sku = $1").bind(*sku).fetch_optional(pool).await
+        for chunk in skus.chunks(500) {
+            let placeholders: Vec<String> = (1..=chunk.len()).map(|n| format!("${n}")).collect();
+            let sql = format!(
+                "SELECT sku, item_code FROM sku_mappings WHERE sku IN ({})",
+                placeholders.join(", ")
+            );
+            let rows = on_pool!(&self.db, pool => {
+                let mut query = sqlx::query_as::<_, (String, String)>(&sql);
+                for sku in chunk {
+                    query = query.bind(*sku);
+                }
+                query.fetch_all(pool).await
             })?;
-            if let Some(code) = code {
-                codes.insert((*sku).to_string(), code);
-            }
+            codes.extend(rows);
         }
         Ok(codes)
     }
@@ -212,40 +247,8 @@ impl Store {
         rec: &AttemptRecord,
     ) -> Result<bool, StoreError> {
         let now = Utc::now();
-        on_pool!(&self.db, pool => {
-            let mut tx = pool.begin().await?;
-            let done = sqlx::query(
-                "UPDATE sync_tasks SET synced_version = $3, external_id = $4, lease_token = NULL, lease_expires_at = NULL,
-                     last_error = NULL, blocked_on = NULL,
-                     state = CASE WHEN target_version > $3 THEN 'pending' ELSE 'synced' END,
-                     attempt = 0, scheduled_at = $5,
-                     armed_at = CASE WHEN target_version > $3 THEN $5 ELSE armed_at END,
-                     updated_at = $5
-                 WHERE id = $1 AND lease_token = $2",
-            )
-            .bind(task.id)
-            .bind(&task.lease_token)
-            .bind(rec.version)
-            .bind(external_id)
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
-            if done.rows_affected() == 0 {
-                return Ok(false);
-            }
-            insert_attempt!(&mut *tx, task, rec, Some(lag_ms(task, now)))?;
-            sqlx::query(
-                "UPDATE exceptions SET status = 'resolved', resolved_at = $2, resolved_by = 'engine',
-                     resolution = 'Synced on a later attempt', updated_at = $2
-                 WHERE task_id = $1 AND status IN ('open', 'snoozed')",
-            )
-            .bind(task.id)
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
-            tx.commit().await?;
-            Ok::<bool, StoreError>(true)
-        })
+        let (task, external_id, rec) = (task.clone(), external_id.to_string(), rec.clone());
+        hot_write!(self, record_synced(&task, &external_id, &rec, now))
     }
 
     /// A transient failure: try again at `next_at`. When `exception` is given (the task has
@@ -300,32 +303,20 @@ impl Store {
         exception: Option<&NewException>,
     ) -> Result<bool, StoreError> {
         let now = Utc::now();
-        on_pool!(&self.db, pool => {
-            let mut tx = pool.begin().await?;
-            let done = sqlx::query(
-                "UPDATE sync_tasks SET state = $3, scheduled_at = COALESCE($4, scheduled_at), blocked_on = $5,
-                     last_error = $6, lease_token = NULL, lease_expires_at = NULL, updated_at = $7
-                 WHERE id = $1 AND lease_token = $2",
+        let (task, rec) = (task.clone(), rec.clone());
+        let (blocked_on, exception) = (blocked_on.map(str::to_string), exception.cloned());
+        hot_write!(
+            self,
+            record_finish(
+                &task,
+                state,
+                next_at,
+                blocked_on.as_deref(),
+                &rec,
+                exception.as_ref(),
+                now
             )
-            .bind(task.id)
-            .bind(&task.lease_token)
-            .bind(state)
-            .bind(next_at)
-            .bind(blocked_on)
-            .bind(rec.message.as_deref())
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
-            if done.rows_affected() == 0 {
-                return Ok(false);
-            }
-            insert_attempt!(&mut *tx, task, rec, None::<i64>)?;
-            if let Some(exc) = exception {
-                open_task_exception!(&mut *tx, task, exc, now)?;
-            }
-            tx.commit().await?;
-            Ok::<bool, StoreError>(true)
-        })
+        )
     }
 
     /// The destination rejected our credentials: pause it (nothing more is sent until they are
@@ -387,5 +378,94 @@ impl Store {
             sqlx::query_scalar::<_, String>("SELECT name FROM destinations WHERE paused ORDER BY name").fetch_all(pool).await
         })?;
         Ok(names)
+    }
+}
+
+on_connection! {
+    /// Claims up to `limit` due tasks under the lease `token` (see the claim statements).
+    fn claim(conn, pg, token: &str, expires: DateTime<Utc>, now: DateTime<Utc>, limit: i64) -> Result<Vec<ClaimedTask>, StoreError> {
+        let sql = if pg { CLAIM_PG } else { CLAIM_SQLITE };
+        Ok(sqlx::query_as::<_, ClaimedTask>(sql)
+            .bind(token)
+            .bind(expires)
+            .bind(now)
+            .bind(limit)
+            .fetch_all(&mut *conn)
+            .await?)
+    }
+}
+
+on_connection! {
+    /// [`Store::complete_synced`] inside the caller's transaction.
+    fn record_synced(conn, pg, task: &ClaimedTask, external_id: &str, rec: &AttemptRecord, now: DateTime<Utc>) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "UPDATE sync_tasks SET synced_version = $3, external_id = $4, lease_token = NULL, lease_expires_at = NULL,
+                 last_error = NULL, blocked_on = NULL,
+                 state = CASE WHEN target_version > $3 THEN 'pending' ELSE 'synced' END,
+                 attempt = 0, scheduled_at = $5,
+                 armed_at = CASE WHEN target_version > $3 THEN $5 ELSE armed_at END,
+                 updated_at = $5
+             WHERE id = $1 AND lease_token = $2",
+        )
+        .bind(task.id)
+        .bind(&task.lease_token)
+        .bind(rec.version)
+        .bind(external_id)
+        .bind(now)
+        .execute(&mut *conn)
+        .await?;
+        if done.rows_affected() == 0 {
+            return Ok(false);
+        }
+        insert_attempt!(&mut *conn, task, rec, Some(lag_ms(task, now)))?;
+        sqlx::query(
+            "UPDATE exceptions SET status = 'resolved', resolved_at = $2, resolved_by = 'engine',
+                 resolution = 'Synced on a later attempt', updated_at = $2
+             WHERE task_id = $1 AND status IN ('open', 'snoozed')",
+        )
+        .bind(task.id)
+        .bind(now)
+        .execute(&mut *conn)
+        .await?;
+        Ok(true)
+    }
+}
+
+on_connection! {
+    /// [`Store::complete_retry`], [`Store::complete_blocked`] and [`Store::complete_dead`]
+    /// inside the caller's transaction.
+    fn record_finish(
+        conn,
+        pg,
+        task: &ClaimedTask,
+        state: &'static str,
+        next_at: Option<DateTime<Utc>>,
+        blocked_on: Option<&str>,
+        rec: &AttemptRecord,
+        exception: Option<&NewException>,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "UPDATE sync_tasks SET state = $3, scheduled_at = COALESCE($4, scheduled_at), blocked_on = $5,
+                 last_error = $6, lease_token = NULL, lease_expires_at = NULL, updated_at = $7
+             WHERE id = $1 AND lease_token = $2",
+        )
+        .bind(task.id)
+        .bind(&task.lease_token)
+        .bind(state)
+        .bind(next_at)
+        .bind(blocked_on)
+        .bind(rec.message.as_deref())
+        .bind(now)
+        .execute(&mut *conn)
+        .await?;
+        if done.rows_affected() == 0 {
+            return Ok(false);
+        }
+        insert_attempt!(&mut *conn, task, rec, None::<i64>)?;
+        if let Some(exc) = exception {
+            open_task_exception!(&mut *conn, task, exc, now)?;
+        }
+        Ok(true)
     }
 }

@@ -28,7 +28,7 @@ pub async fn metrics(
                 header::CONTENT_TYPE,
                 "text/plain; version=0.0.4; charset=utf-8",
             )],
-            render(&counts) + &render_refusals(&refusals),
+            render(&counts) + &render_refusals(&refusals) + &render_group_commit(&store),
         )
             .into_response(),
         Err(err) => {
@@ -53,6 +53,30 @@ fn render_refusals(refusals: &Refusals) -> String {
             "syncdesk_webhooks_rejected_total{{reason=\"{reason}\"}} {n}"
         );
     }
+    out
+}
+
+/// SQLite's group commit in this process: commits, and the writes they carried (nothing on
+/// PostgreSQL).
+fn render_group_commit(store: &Store) -> String {
+    let mut out = String::new();
+    let Some((commits, writes)) = store.group_commit_counts() else {
+        return out;
+    };
+    header_lines(
+        &mut out,
+        "syncdesk_sqlite_commits_total",
+        "counter",
+        "Transactions SQLite's group commit made in this process.",
+    );
+    let _ = writeln!(out, "syncdesk_sqlite_commits_total {commits}");
+    header_lines(
+        &mut out,
+        "syncdesk_sqlite_group_writes_total",
+        "counter",
+        "Writes (webhooks, claims, completions) those transactions carried; divided by the commits, the batch size.",
+    );
+    let _ = writeln!(out, "syncdesk_sqlite_group_writes_total {writes}");
     out
 }
 

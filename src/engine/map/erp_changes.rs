@@ -39,6 +39,18 @@ impl ErpChange {
     }
 }
 
+/// Whether [`erp_changes`] can find anything to send for `order`, whatever the ERP's document
+/// holds: only a cancellation, a shipment or a refund of money can be one. When it cannot, the
+/// worker does not read the document back after the upsert (most orders, most of the time).
+pub fn may_change_document(order: &Order) -> bool {
+    order.cancelled_at.is_some()
+        || !order.fulfillments.is_empty()
+        || order
+            .refunds
+            .iter()
+            .any(|r| r.amount.amount > Decimal::ZERO)
+}
+
 /// What must be sent, beyond the sales order upsert, for `doc` to reflect `order`, in the order
 /// to send it:
 ///

@@ -6,7 +6,7 @@ use super::{at, codes, dec, doc, order, refund, shipment};
 use crate::connectors::erp::{ErpCreditNote, ErpFulfilment};
 use crate::connectors::{ErpDocument, ErpFulfilmentLine, ErpStatus};
 use crate::domain::{CancelReason, Sku};
-use crate::engine::map::{ErpChange, erp_changes};
+use crate::engine::map::{ErpChange, erp_changes, may_change_document};
 
 #[test]
 fn a_cancelled_unshipped_order_is_cancelled_in_the_erp_once() {
@@ -133,4 +133,36 @@ fn a_shipment_of_an_unmapped_sku_is_a_problem() {
         created_at: at(12),
     });
     assert_eq!(erp_changes(&o, &shipped, &codes).unwrap(), []);
+}
+
+#[test]
+fn only_a_cancellation_a_shipment_or_money_refunded_can_change_the_document() {
+    // Nothing of the three: no change against any state of the document, so the worker may
+    // skip reading it back.
+    let mut o = order();
+    o.refunds = vec![refund(701, "0.00", at(13), 1)];
+    assert!(!may_change_document(&o));
+    let d = doc(&o);
+    let cancelled = ErpDocument {
+        status: ErpStatus::Cancelled,
+        ..d.clone()
+    };
+    for document in [&d, &cancelled] {
+        assert!(erp_changes(&o, document, &codes).unwrap().is_empty());
+    }
+
+    let mut c = order();
+    c.cancelled_at = Some(at(13));
+    let mut s = order();
+    s.fulfillments = vec![shipment(900, &[(11, 1)])];
+    let mut r = order();
+    r.refunds = vec![refund(700, "5.00", at(13), 0)];
+    for changed in [&c, &s, &r] {
+        assert!(may_change_document(changed));
+        assert!(
+            !erp_changes(changed, &doc(changed), &codes)
+                .unwrap()
+                .is_empty()
+        );
+    }
 }
