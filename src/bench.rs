@@ -114,6 +114,27 @@ async fn fresh_database(
     }
 }
 
+/// Removes the benchmark's database: the PostgreSQL database it created, or the SQLite file's
+/// directory (a seeded queue benchmark leaves most of a gigabyte).
+async fn discard(url: &str, drop_after: Option<(String, String)>) -> anyhow::Result<()> {
+    if let Some((admin, name)) = drop_after {
+        let admin_store = Store::connect_with(&admin, 1).await?;
+        if let Db::Postgres(pool) = admin_store.db() {
+            sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                .execute(pool)
+                .await?;
+        }
+    } else if let Some(file) = url.strip_prefix("sqlite://")
+        && let Some(dir) = std::path::Path::new(file).parent()
+        && dir
+            .file_name()
+            .is_some_and(|n| n.to_string_lossy().starts_with("syncdesk-bench-"))
+    {
+        std::fs::remove_dir_all(dir)?;
+    }
+    Ok(())
+}
+
 async fn durability(store: &Store) -> anyhow::Result<String> {
     Ok(match store.db() {
         Db::Sqlite(pool) => {
@@ -333,16 +354,15 @@ pub async fn run(options: BenchOptions) -> anyhow::Result<()> {
             .unwrap_or_else(|| "unknown".into())
     );
     println!("  ledger          lost = {lost}, duplicated = {duplicated}");
+    if let Some((commits, writes)) = store.group_commit_counts() {
+        println!(
+            "  group commit    {writes} writes in {commits} SQLite transactions ({:.1} per commit)",
+            writes as f64 / commits.max(1) as f64
+        );
+    }
 
     store.close().await;
-    if let Some((admin, name)) = drop_after {
-        let admin_store = Store::connect_with(&admin, 1).await?;
-        if let Db::Postgres(pool) = admin_store.db() {
-            sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-                .execute(pool)
-                .await?;
-        }
-    }
+    discard(&url, drop_after).await?;
     if lost > 0 || duplicated > 0 {
         bail!("the ledgers found lost or duplicated orders");
     }
