@@ -8,7 +8,7 @@ use std::time::Duration;
 use chrono::{DateTime, TimeDelta, Utc};
 use sqlx::types::Json;
 
-use super::{Store, StoreError, hot_write, is_postgres, on_connection, on_pool};
+use super::{Db, Store, StoreError, hot_write, is_postgres, on_connection, on_pool};
 use crate::domain::Order;
 
 /// A task a worker holds a lease on.
@@ -93,6 +93,29 @@ WHERE id IN (
     ORDER BY scheduled_at
     LIMIT $4)
 RETURNING id, store_order_id, destination, target_version, synced_version, attempt, external_id, lease_token, armed_at";
+
+/// [`record_synced`] on PostgreSQL as one statement (data-modifying CTEs run atomically): the
+/// fenced task update, its attempt, and the resolution of its open exception; counts 1, or 0
+/// when the lease was lost (and then nothing else is written).
+const SYNCED_PG: &str = "
+WITH done AS (
+    UPDATE sync_tasks SET synced_version = $3, external_id = $4, lease_token = NULL, lease_expires_at = NULL,
+        last_error = NULL, blocked_on = NULL,
+        state = CASE WHEN target_version > $3 THEN 'pending' ELSE 'synced' END,
+        attempt = 0, scheduled_at = $5,
+        armed_at = CASE WHEN target_version > $3 THEN $5 ELSE armed_at END,
+        updated_at = $5
+    WHERE id = $1 AND lease_token = $2
+    RETURNING id, store_order_id, destination),
+attempt AS (
+    INSERT INTO sync_attempts (task_id, store_order_id, destination, version, attempt, started_at, duration_ms,
+        outcome, status, message, request_id, lag_ms)
+    SELECT id, store_order_id, destination, $3, $6, $7, $8, $9, $10, $11, $12, $13 FROM done),
+resolved AS (
+    UPDATE exceptions SET status = 'resolved', resolved_at = $5, resolved_by = 'engine',
+        resolution = 'Synced on a later attempt', updated_at = $5
+    WHERE task_id IN (SELECT id FROM done) AND status IN ('open', 'snoozed'))
+SELECT COUNT(*) FROM done";
 
 /// Records an attempt through `$exec`.
 macro_rules! insert_attempt {
@@ -247,6 +270,26 @@ impl Store {
         rec: &AttemptRecord,
     ) -> Result<bool, StoreError> {
         let now = Utc::now();
+        if let Db::Postgres(pool) = &self.db {
+            // The commonest write of all, as one statement: one round trip instead of five.
+            let done: i64 = sqlx::query_scalar(SYNCED_PG)
+                .bind(task.id)
+                .bind(&task.lease_token)
+                .bind(rec.version)
+                .bind(external_id)
+                .bind(now)
+                .bind(task.attempt)
+                .bind(rec.started_at)
+                .bind(rec.duration_ms)
+                .bind(rec.outcome)
+                .bind(rec.status)
+                .bind(rec.message.as_deref())
+                .bind(rec.request_id.as_deref())
+                .bind(lag_ms(task, now))
+                .fetch_one(pool)
+                .await?;
+            return Ok(done == 1);
+        }
         let (task, external_id, rec) = (task.clone(), external_id.to_string(), rec.clone());
         hot_write!(self, record_synced(&task, &external_id, &rec, now))
     }
