@@ -245,13 +245,14 @@ impl Store {
     ) -> Result<Outcome, StoreError> {
         let now = Utc::now();
         let (delivery, payload) = (delivery.clone(), payload.clone());
-        hot_write!(self, apply_delivery(&delivery, &payload, now))
+        hot_write!(self, apply_delivery(delivery, payload, now))
     }
 }
 
 on_connection! {
     /// Records a delivery and applies its payload, inside the caller's transaction.
-    fn apply_delivery(tx, pg, delivery: &Delivery, payload: &Payload, now: DateTime<Utc>) -> Result<Outcome, StoreError> {
+    fn apply_delivery(tx, pg, delivery: &Delivery, payload: &Payload, now: &DateTime<Utc>) -> Result<Outcome, StoreError> {
+        let now = *now;
         // The insert comes first: on SQLite it takes the write lock at once, so the reads
         // below never race another writer; the partial unique indexes make the first
         // delivery of a webhook id / event id win, also between concurrent requests.

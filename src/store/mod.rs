@@ -81,26 +81,34 @@ macro_rules! on_connection {
 pub(crate) use on_connection;
 
 /// Runs `$name(…)` (an [`on_connection!`] write) as a hot write: on SQLite in the writer's next
-/// group commit, on PostgreSQL in a transaction of its own. Arguments are moved into the write,
-/// so pass owned values (or references to them, written `&value`).
+/// group commit, on PostgreSQL in a transaction of its own. The arguments are owned locals,
+/// moved into the write and lent to `$name` by reference; the SQLite writer may run the write
+/// again after a rolled-back batch, so it shares them between runs.
 macro_rules! hot_write {
-    ($store:expr, $name:ident($($arg:expr),* $(,)?)) => {{
+    ($store:expr, $name:ident($($arg:ident),* $(,)?)) => {{
         let store: &$crate::store::Store = $store;
         match (&store.writer, &store.db) {
             (Some(writer), _) => {
+                let shared = std::sync::Arc::new(($($arg,)*));
                 writer
-                    .write(move |conn| Box::pin(async move { $name::sqlite(conn, $($arg),*).await }))
+                    .write(move |conn| {
+                        let shared = shared.clone();
+                        Box::pin(async move {
+                            let ($($arg,)*) = &*shared;
+                            $name::sqlite(conn, $($arg),*).await
+                        })
+                    })
                     .await
             }
             (None, $crate::store::Db::Sqlite(pool)) => {
                 let mut tx = pool.begin().await?;
-                let done = $name::sqlite(&mut tx, $($arg),*).await?;
+                let done = $name::sqlite(&mut tx, $(&$arg),*).await?;
                 tx.commit().await?;
                 Ok(done)
             }
             (None, $crate::store::Db::Postgres(pool)) => {
                 let mut tx = pool.begin().await?;
-                let done = $name::postgres(&mut tx, $($arg),*).await?;
+                let done = $name::postgres(&mut tx, $(&$arg),*).await?;
                 tx.commit().await?;
                 Ok(done)
             }

@@ -32,6 +32,9 @@ pub struct ClaimedTask {
     pub lease_token: String,
     /// When the target version was armed (for lag).
     pub armed_at: DateTime<Utc>,
+    /// Whether the task had an open (or snoozed) exception when claimed. Only the lease holder
+    /// opens a task's exception, so none appears while the lease is held.
+    pub open_exception: bool,
 }
 
 /// One attempt, as the timeline and the KPIs keep it.
@@ -83,7 +86,8 @@ WHERE id IN (
     ORDER BY scheduled_at
     LIMIT $4
     FOR UPDATE SKIP LOCKED)
-RETURNING id, store_order_id, destination, target_version, synced_version, attempt, external_id, lease_token, armed_at";
+RETURNING id, store_order_id, destination, target_version, synced_version, attempt, external_id, lease_token, armed_at,
+    EXISTS (SELECT 1 FROM exceptions x WHERE x.task_id = sync_tasks.id AND x.status IN ('open', 'snoozed')) AS open_exception";
 const CLAIM_SQLITE: &str = "
 UPDATE sync_tasks SET state = 'running', lease_token = $1, lease_expires_at = $2, attempt = attempt + 1, updated_at = $3
 WHERE id IN (
@@ -92,7 +96,8 @@ WHERE id IN (
       AND destination NOT IN (SELECT name FROM destinations WHERE paused)
     ORDER BY scheduled_at
     LIMIT $4)
-RETURNING id, store_order_id, destination, target_version, synced_version, attempt, external_id, lease_token, armed_at";
+RETURNING id, store_order_id, destination, target_version, synced_version, attempt, external_id, lease_token, armed_at,
+    EXISTS (SELECT 1 FROM exceptions x WHERE x.task_id = sync_tasks.id AND x.status IN ('open', 'snoozed')) AS open_exception";
 
 /// [`record_synced`] on PostgreSQL as one statement (data-modifying CTEs run atomically): the
 /// fenced task update, its attempt, and the resolution of its open exception; counts 1, or 0
@@ -190,7 +195,7 @@ impl Store {
         let expires = now + TimeDelta::from_std(lease).unwrap_or(TimeDelta::seconds(60));
         let token = uuid::Uuid::now_v7().to_string();
         if self.writer.is_some() {
-            return hot_write!(self, claim(&token, expires, now, limit));
+            return hot_write!(self, claim(token, expires, now, limit));
         }
         // One statement needs no transaction around it.
         on_pool!(&self.db, pool => {
@@ -291,7 +296,7 @@ impl Store {
             return Ok(done == 1);
         }
         let (task, external_id, rec) = (task.clone(), external_id.to_string(), rec.clone());
-        hot_write!(self, record_synced(&task, &external_id, &rec, now))
+        hot_write!(self, record_synced(task, external_id, rec, now))
     }
 
     /// A transient failure: try again at `next_at`. When `exception` is given (the task has
@@ -350,15 +355,7 @@ impl Store {
         let (blocked_on, exception) = (blocked_on.map(str::to_string), exception.cloned());
         hot_write!(
             self,
-            record_finish(
-                &task,
-                state,
-                next_at,
-                blocked_on.as_deref(),
-                &rec,
-                exception.as_ref(),
-                now
-            )
+            record_finish(task, state, next_at, blocked_on, rec, exception, now)
         )
     }
 
@@ -426,13 +423,13 @@ impl Store {
 
 on_connection! {
     /// Claims up to `limit` due tasks under the lease `token` (see the claim statements).
-    fn claim(conn, pg, token: &str, expires: DateTime<Utc>, now: DateTime<Utc>, limit: i64) -> Result<Vec<ClaimedTask>, StoreError> {
+    fn claim(conn, pg, token: &str, expires: &DateTime<Utc>, now: &DateTime<Utc>, limit: &i64) -> Result<Vec<ClaimedTask>, StoreError> {
         let sql = if pg { CLAIM_PG } else { CLAIM_SQLITE };
         Ok(sqlx::query_as::<_, ClaimedTask>(sql)
             .bind(token)
-            .bind(expires)
-            .bind(now)
-            .bind(limit)
+            .bind(*expires)
+            .bind(*now)
+            .bind(*limit)
             .fetch_all(&mut *conn)
             .await?)
     }
@@ -440,7 +437,7 @@ on_connection! {
 
 on_connection! {
     /// [`Store::complete_synced`] inside the caller's transaction.
-    fn record_synced(conn, pg, task: &ClaimedTask, external_id: &str, rec: &AttemptRecord, now: DateTime<Utc>) -> Result<bool, StoreError> {
+    fn record_synced(conn, pg, task: &ClaimedTask, external_id: &str, rec: &AttemptRecord, now: &DateTime<Utc>) -> Result<bool, StoreError> {
         let done = sqlx::query(
             "UPDATE sync_tasks SET synced_version = $3, external_id = $4, lease_token = NULL, lease_expires_at = NULL,
                  last_error = NULL, blocked_on = NULL,
@@ -460,7 +457,11 @@ on_connection! {
         if done.rows_affected() == 0 {
             return Ok(false);
         }
-        insert_attempt!(&mut *conn, task, rec, Some(lag_ms(task, now)))?;
+        insert_attempt!(&mut *conn, task, rec, Some(lag_ms(task, *now)))?;
+        if !task.open_exception {
+            // Nothing to resolve: one statement fewer on the commonest write of all.
+            return Ok(true);
+        }
         sqlx::query(
             "UPDATE exceptions SET status = 'resolved', resolved_at = $2, resolved_by = 'engine',
                  resolution = 'Synced on a later attempt', updated_at = $2
@@ -481,12 +482,12 @@ on_connection! {
         conn,
         pg,
         task: &ClaimedTask,
-        state: &'static str,
-        next_at: Option<DateTime<Utc>>,
-        blocked_on: Option<&str>,
+        state: &&'static str,
+        next_at: &Option<DateTime<Utc>>,
+        blocked_on: &Option<String>,
         rec: &AttemptRecord,
-        exception: Option<&NewException>,
-        now: DateTime<Utc>,
+        exception: &Option<NewException>,
+        now: &DateTime<Utc>,
     ) -> Result<bool, StoreError> {
         let done = sqlx::query(
             "UPDATE sync_tasks SET state = $3, scheduled_at = COALESCE($4, scheduled_at), blocked_on = $5,
@@ -495,11 +496,11 @@ on_connection! {
         )
         .bind(task.id)
         .bind(&task.lease_token)
-        .bind(state)
-        .bind(next_at)
-        .bind(blocked_on)
+        .bind(*state)
+        .bind(*next_at)
+        .bind(blocked_on.as_deref())
         .bind(rec.message.as_deref())
-        .bind(now)
+        .bind(*now)
         .execute(&mut *conn)
         .await?;
         if done.rows_affected() == 0 {
@@ -507,7 +508,7 @@ on_connection! {
         }
         insert_attempt!(&mut *conn, task, rec, None::<i64>)?;
         if let Some(exc) = exception {
-            open_task_exception!(&mut *conn, task, exc, now)?;
+            open_task_exception!(&mut *conn, task, exc, *now)?;
         }
         Ok(true)
     }

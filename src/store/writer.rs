@@ -1,11 +1,17 @@
 //! SQLite's group commit. SQLite has one writer at a time and makes every commit durable with an
 //! fsync of its log, so the hot writes — webhooks recorded, tasks claimed, deliveries completed
 //! — are not each given a transaction of their own: they queue for one writer connection, which
-//! runs whatever has queued as one transaction, each write inside a savepoint of its own (a
-//! write that fails is undone alone and answered with its error), and answers each only after
-//! the commit. Under load a commit carries dozens of writes for one fsync; when idle, a write
-//! commits alone at once. Nobody waits on SQLite's busy handler, which sleeps in steps of up to
-//! 100 ms when connections compete for the lock.
+//! runs whatever has queued as one transaction and answers each write only after the commit.
+//! Under load a commit carries dozens of writes; when idle, a write commits alone at once.
+//! Nobody waits on SQLite's busy handler, which sleeps in steps of up to 100 ms when
+//! connections compete for the lock.
+//!
+//! A write that fails (a storage error, or a bug) must not take the others down with it, and
+//! must not leave half its changes in the batch. Savepoints around each write would cost two
+//! statements per write — a third of a completion's — so instead the batch is rolled back and
+//! each of its writes run again alone, in a transaction of its own: the failing one fails alone,
+//! the others commit. Writes are therefore re-runnable: they own their inputs and change only the
+//! database.
 //!
 //! PostgreSQL needs none of this: it takes concurrent writers, and its own group commit spreads
 //! the log flushes.
@@ -14,7 +20,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use futures_util::future::BoxFuture;
-use sqlx::{Connection, SqliteConnection, SqlitePool};
+use sqlx::{SqliteConnection, SqlitePool};
 use tokio::sync::{mpsc, oneshot};
 
 use super::StoreError;
@@ -22,13 +28,49 @@ use super::StoreError;
 /// The most writes one transaction carries.
 const MAX_BATCH: usize = 128;
 
-/// What a queued write says once the batch is settled: given the commit's failure, if any.
-type Answer = Box<dyn FnOnce(Option<&str>) + Send>;
+/// A queued write: it can run (again, after a rolled-back batch) on the writer's connection,
+/// keeping its last result, and is answered once its transaction is settled.
+trait Write: Send {
+    /// Runs the write; whether it succeeded.
+    fn run<'c>(&'c mut self, conn: &'c mut SqliteConnection) -> BoxFuture<'c, bool>;
+    /// Answers the caller: its result, or `failed` when the commit did not happen.
+    fn answer(self: Box<Self>, failed: Option<&str>);
+}
 
-/// A queued write: runs on the writer's connection inside its savepoint; says whether it
-/// succeeded (else its savepoint is rolled back) and how to answer its caller.
-type Job =
-    Box<dyn for<'c> FnOnce(&'c mut SqliteConnection) -> BoxFuture<'c, (bool, Answer)> + Send>;
+/// A write's work and its caller's reply channel.
+struct Pending<T, F> {
+    work: F,
+    result: Option<Result<T, StoreError>>,
+    reply: oneshot::Sender<Result<T, StoreError>>,
+}
+
+impl<T, F> Write for Pending<T, F>
+where
+    T: Send + 'static,
+    F: for<'c> Fn(&'c mut SqliteConnection) -> BoxFuture<'c, Result<T, StoreError>> + Send,
+{
+    fn run<'c>(&'c mut self, conn: &'c mut SqliteConnection) -> BoxFuture<'c, bool> {
+        Box::pin(async move {
+            let result = (self.work)(conn).await;
+            let ok = result.is_ok();
+            self.result = Some(result);
+            ok
+        })
+    }
+
+    fn answer(self: Box<Self>, failed: Option<&str>) {
+        let answer = match (self.result, failed) {
+            // The write's own error stands, committed or not.
+            (Some(Err(err)), _) => Err(err),
+            (Some(Ok(done)), None) => Ok(done),
+            (Some(Ok(_)), Some(why)) | (None, Some(why)) => Err(not_committed(why)),
+            (None, None) => Err(not_committed("it never ran")),
+        };
+        let _ = self.reply.send(answer);
+    }
+}
+
+type Job = Box<dyn Write>;
 
 /// The queue to SQLite's writer connection.
 #[derive(Clone)]
@@ -69,28 +111,21 @@ impl Writer {
         )
     }
 
-    /// Runs `work` in the next batch; its result once that batch is committed. An error from
-    /// `work` undoes only its own changes.
+    /// Runs `work` in the next batch; its result once that batch is committed. `work` may run
+    /// more than once (after a rolled-back batch), each time on a database without the earlier
+    /// run's changes; an error from it undoes only its own changes.
     pub(crate) async fn write<T, F>(&self, work: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
-        F: for<'c> FnOnce(&'c mut SqliteConnection) -> BoxFuture<'c, Result<T, StoreError>>
+        F: for<'c> Fn(&'c mut SqliteConnection) -> BoxFuture<'c, Result<T, StoreError>>
             + Send
             + 'static,
     {
-        let (reply, answer) = oneshot::channel::<Result<T, StoreError>>();
-        let job: Job = Box::new(move |conn| {
-            Box::pin(async move {
-                let result = work(conn).await;
-                let ok = result.is_ok();
-                let answer: Answer = Box::new(move |failed: Option<&str>| {
-                    let _ = reply.send(match failed {
-                        Some(why) if ok => Err(not_committed(why)),
-                        _ => result,
-                    });
-                });
-                (ok, answer)
-            })
+        let (reply, answer) = oneshot::channel();
+        let job = Box::new(Pending {
+            work,
+            result: None,
+            reply,
         });
         self.jobs
             .send(job)
@@ -116,44 +151,73 @@ fn not_committed(why: &str) -> StoreError {
 async fn run(pool: SqlitePool, mut queue: mpsc::Receiver<Job>, counts: Arc<Counts>) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while queue.recv_many(&mut batch, MAX_BATCH).await > 0 {
-        let mut answers = Vec::with_capacity(batch.len());
-        let settled = commit(&pool, batch.drain(..), &mut answers).await;
-        if settled.is_ok() {
-            counts.commits.fetch_add(1, Ordering::Relaxed);
-            counts
-                .writes
-                .fetch_add(answers.len() as u64, Ordering::Relaxed);
-        }
-        let failed = settled.err().map(|err| {
-            tracing::error!(error = %err, writes = answers.len(), "a batch of writes failed to commit");
-            err.to_string()
-        });
-        for answer in answers {
-            answer(failed.as_deref());
+        let failed = match together(&pool, &mut batch).await {
+            Ok(true) => {
+                counts.commits.fetch_add(1, Ordering::Relaxed);
+                counts
+                    .writes
+                    .fetch_add(batch.len() as u64, Ordering::Relaxed);
+                None
+            }
+            // A write failed and the batch was rolled back: each one alone.
+            Ok(false) if batch.len() > 1 => {
+                for mut job in batch.drain(..) {
+                    let failed = match alone(&pool, job.as_mut()).await {
+                        Ok(committed) => {
+                            if committed {
+                                counts.commits.fetch_add(1, Ordering::Relaxed);
+                                counts.writes.fetch_add(1, Ordering::Relaxed);
+                            }
+                            None
+                        }
+                        Err(err) => {
+                            tracing::error!(error = %err, "a write failed to commit");
+                            Some(err.to_string())
+                        }
+                    };
+                    job.answer(failed.as_deref());
+                }
+                continue;
+            }
+            // The only write failed: its own error stands.
+            Ok(false) => None,
+            Err(err) => {
+                tracing::error!(error = %err, writes = batch.len(), "a batch of writes failed to commit");
+                Some(err.to_string())
+            }
+        };
+        for job in batch.drain(..) {
+            job.answer(failed.as_deref());
         }
     }
 }
 
-/// One transaction for `batch`. Writes left unrun after a failure are dropped, and their callers
-/// told so.
-async fn commit(
-    pool: &SqlitePool,
-    batch: impl Iterator<Item = Job>,
-    answers: &mut Vec<Answer>,
-) -> Result<(), sqlx::Error> {
+/// Runs `batch` as one transaction: `Ok(true)` when every write succeeded and it committed,
+/// `Ok(false)` when a write failed and it was rolled back (the writes after it not run).
+async fn together(pool: &SqlitePool, batch: &mut [Job]) -> Result<bool, sqlx::Error> {
     // IMMEDIATE: the write lock from the start, so no statement inside waits for it.
     let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
-    for job in batch {
-        let mut savepoint = tx.begin().await?;
-        let (ok, answer) = job(&mut savepoint).await;
-        answers.push(answer);
-        if ok {
-            savepoint.commit().await?;
-        } else {
-            savepoint.rollback().await?;
+    for job in batch.iter_mut() {
+        if !job.run(&mut tx).await {
+            tx.rollback().await?;
+            return Ok(false);
         }
     }
-    tx.commit().await
+    tx.commit().await?;
+    Ok(true)
+}
+
+/// Runs one write in a transaction of its own: `Ok(true)` when it committed, `Ok(false)` when
+/// the write failed (its own error stands) and was rolled back.
+async fn alone(pool: &SqlitePool, job: &mut dyn Write) -> Result<bool, sqlx::Error> {
+    let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+    if job.run(&mut tx).await {
+        tx.commit().await?;
+        Ok(true)
+    } else {
+        tx.rollback().await?;
+        Ok(false)
+    }
 }
 
 #[cfg(test)]
@@ -207,13 +271,23 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn concurrent_writes_commit_together_and_a_failed_one_is_undone_alone() {
+    async fn concurrent_writes_share_commits_and_a_failed_one_fails_alone() {
         let (readers, writer, dir) = database().await;
-        let writes = (0..40).map(|n| insert(&writer, n, n % 10 == 7));
+        // Queued together, they share commits.
+        let writes = (0..40).map(|n| insert(&writer, n, false));
         let results = futures_util::future::join_all(writes).await;
-        for (n, result) in results.iter().enumerate() {
+        assert!(results.iter().all(Result::is_ok));
+        let (commits, carried) = writer.counts();
+        assert_eq!(carried, 40);
+        assert!(commits < 10, "{commits} commits for 40 writes");
+
+        // Some fail after writing: each failure is answered with its own error and leaves
+        // nothing behind; the writes queued with it commit.
+        let writes = (100..140).map(|n| insert(&writer, n, n % 10 == 7));
+        let results = futures_util::future::join_all(writes).await;
+        for (n, result) in (100..140).zip(&results) {
             match result {
-                Ok(written) => assert_eq!(*written, n as i64),
+                Ok(written) => assert_eq!(*written, n),
                 Err(err) => {
                     assert_eq!(n % 10, 7, "only the failing writes fail: {err}");
                     assert_eq!(err.to_string(), format!("write {n} gives up"));
@@ -221,21 +295,22 @@ mod tests {
             }
         }
         assert_eq!(results.iter().filter(|r| r.is_err()).count(), 4);
-        // Queued together, they shared commits.
-        let (commits, carried) = writer.counts();
-        assert_eq!(carried, 40);
-        assert!(commits < 40, "{commits} commits for 40 writes");
         // Every answer came after its commit: a reader sees exactly the writes that succeeded.
         let rows: Vec<i64> = sqlx::query_scalar("SELECT n FROM t ORDER BY n")
             .fetch_all(&readers)
             .await
             .unwrap();
-        let expected: Vec<i64> = (0..40).filter(|n| n % 10 != 7).collect();
+        let expected: Vec<i64> = (0..40).chain((100..140).filter(|n| n % 10 != 7)).collect();
         assert_eq!(rows, expected);
 
-        // A write that breaks a constraint is undone alone too, and the writer goes on.
-        assert!(insert(&writer, 1, false).await.is_err());
-        assert_eq!(insert(&writer, 100, false).await.unwrap(), 100);
+        // A write that breaks a constraint fails alone too, and the writer goes on.
+        let again = futures_util::future::join_all([
+            insert(&writer, 1, false),
+            insert(&writer, 200, false),
+        ])
+        .await;
+        assert!(again[0].is_err());
+        assert_eq!(*again[1].as_ref().unwrap(), 200);
         writer.close().await;
         readers.close().await;
         std::fs::remove_dir_all(dir).unwrap();

@@ -219,6 +219,14 @@ async fn an_operator_edits_the_refused_payload_and_the_edit_is_sent_once_with_th
         .await,
         0
     );
+    // The delivery that succeeded resolved it, saying so.
+    assert_eq!(
+        app.text(&format!(
+            "SELECT resolved_by || ': ' || resolution FROM exceptions WHERE store_order_id = {id}"
+        ))
+        .await,
+        "engine: Synced on a later attempt"
+    );
 
     // A newer state from the store is mapped afresh: the edit does not outlive its version.
     let mut paid_later = later(&order, 5);

@@ -510,6 +510,15 @@ async fn an_outage_holds_the_queue_and_it_drains_without_dead_letters(app: TestA
             > 0,
         "the failed attempts are kept"
     );
+    assert_eq!(
+        count(
+            &app,
+            "SELECT COUNT(*) FROM exceptions WHERE status IN ('open', 'snoozed')"
+        )
+        .await,
+        0,
+        "nothing is left for a person once the queue drained"
+    );
 }
 
 async fn several_workers_share_the_queue_without_duplicates(app: TestApp) {
