@@ -106,8 +106,9 @@ struct DestinationArgs {
     /// Bearer token for the ERP.
     #[arg(long, env = "SYNCDESK_ERP_TOKEN", hide_env_values = true)]
     erp_token: Option<String>,
-    /// Workers in this process.
-    #[arg(long, env = "SYNCDESK_WORKERS", default_value_t = 2)]
+    /// Workers in this process (4 keep the sync lag low at 500 orders/s on 2 cores; see
+    /// docs/PERFORMANCE.md).
+    #[arg(long, env = "SYNCDESK_WORKERS", default_value_t = 4)]
     workers: usize,
     /// Requests per second sent to each destination (0: no client-side limit).
     #[arg(long, env = "SYNCDESK_DESTINATION_RATE_LIMIT", default_value_t = 50.0)]
@@ -168,7 +169,7 @@ struct BenchArgs {
     #[arg(long, default_value_t = 64)]
     concurrency: usize,
     /// Workers.
-    #[arg(long, default_value_t = 2)]
+    #[arg(long, default_value_t = 4)]
     workers: usize,
     /// Database connections of the SyncDesk under test.
     #[arg(long, default_value_t = 16)]

@@ -186,7 +186,7 @@ impl Store {
     }
 
     /// Like [`Store::recent_orders`], only orders with a task (at either destination) in
-    /// `state` when given.
+    /// `state` when given; without a search, those whose task changed most recently come first.
     pub async fn find_orders(
         &self,
         search: Option<&str>,
@@ -215,11 +215,28 @@ impl Store {
         } else {
             "WHERE $1 IS NULL AND $3 IS NULL"
         };
-        // A state: the orders with a task in it, from the tasks' (state, …) index.
-        let by_state = if state.is_some() {
-            "AND o.store_order_id IN (SELECT store_order_id FROM sync_tasks WHERE state = $4)"
-        } else {
-            "AND $4 IS NULL"
+        // A state without a search: the orders whose task most recently changed into (or
+        // within) that state come first, read from `sync_tasks_by_state_change` — at most two
+        // tasks per order, so twice the limit of the newest tasks holds the page. Collecting every
+        // order in a common state and sorting them would take seconds at a million orders. With
+        // a search, its few hits are filtered by state and listed by their last change.
+        let (from, order) = match (search.is_some(), state.is_some()) {
+            (false, true) => (
+                "FROM (SELECT store_order_id, MAX(updated_at) AS changed
+                       FROM (SELECT store_order_id, updated_at FROM sync_tasks WHERE state = $4
+                             ORDER BY updated_at DESC LIMIT 2 * $2) newest
+                       GROUP BY store_order_id) s
+                 JOIN orders o ON o.store_order_id = s.store_order_id",
+                "s.changed DESC, o.store_order_id DESC",
+            ),
+            _ => ("FROM orders o", "o.updated_at DESC"),
+        };
+        let by_state = match (state.is_some(), search.is_some()) {
+            (true, true) => {
+                "AND o.store_order_id IN (SELECT store_order_id FROM sync_tasks WHERE state = $4)"
+            }
+            (true, false) => "",
+            (false, _) => "AND $4 IS NULL",
         };
         let filter = format!("{by_search} {by_state}");
         let sql = format!(
@@ -227,11 +244,11 @@ impl Store {
                     c.state AS crm_state, e.state AS erp_state,
                     CASE WHEN c.state <> 'synced' THEN c.armed_at END AS crm_waiting_since,
                     CASE WHEN e.state <> 'synced' THEN e.armed_at END AS erp_waiting_since
-             FROM orders o
+             {from}
              LEFT JOIN sync_tasks c ON c.store_order_id = o.store_order_id AND c.destination = 'crm'
              LEFT JOIN sync_tasks e ON e.store_order_id = o.store_order_id AND e.destination = 'erp'
              {filter}
-             ORDER BY o.updated_at DESC
+             ORDER BY {order}
              LIMIT $2"
         );
         let rows = on_pool!(&self.db, pool => {

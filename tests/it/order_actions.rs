@@ -371,6 +371,28 @@ async fn the_orders_list_filters_by_state_and_an_operator_skips_from_the_order_p
         .expect("the synced order is listed");
     assert_eq!(synced.waiting, None);
     assert_eq!(list("lost").await.status, StatusCode::UNPROCESSABLE_ENTITY);
+    // Synced at both destinations, the clean order is listed once; the others are synced at
+    // the CRM only and listed too.
+    let synced: Vec<i64> = list("synced")
+        .await
+        .json::<Vec<app::model::OrderView>>()
+        .iter()
+        .map(|o| o.store_order_id)
+        .collect();
+    assert_eq!(synced.iter().filter(|&&o| o == order_id(&fine)).count(), 1);
+    assert_eq!(synced.len(), 3, "{synced:?}");
+    // A search narrowed by a state: the id names the refused order, and the neighbour by its SKU.
+    let refused_id = order_id(&refused).to_string();
+    for (state, found) in [("blocked", 2), ("synced", 2), ("dead", 0)] {
+        let hits: Vec<app::model::OrderView> = operator
+            .rpc(
+                "/rpc/orders/recent",
+                &[("q", refused_id.as_str()), ("state", state)],
+            )
+            .await
+            .json();
+        assert_eq!(hits.len(), found, "{state}");
+    }
 
     // Skip needs a reason; then the ERP task is skipped and its exception closed as skipped.
     let id = order_id(&refused).to_string();
