@@ -19,6 +19,7 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use futures_util::FutureExt;
 use futures_util::future::BoxFuture;
 use sqlx::{SqliteConnection, SqlitePool};
 use tokio::sync::{mpsc, oneshot};
@@ -198,7 +199,7 @@ async fn together(pool: &SqlitePool, batch: &mut [Job]) -> Result<bool, sqlx::Er
     // IMMEDIATE: the write lock from the start, so no statement inside waits for it.
     let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
     for job in batch.iter_mut() {
-        if !job.run(&mut tx).await {
+        if !run_guarded(job.as_mut(), &mut tx).await {
             tx.rollback().await?;
             return Ok(false);
         }
@@ -207,11 +208,25 @@ async fn together(pool: &SqlitePool, batch: &mut [Job]) -> Result<bool, sqlx::Er
     Ok(true)
 }
 
+/// Runs a write; a panic inside it counts as a failure (logged), so the writer itself lives on.
+async fn run_guarded(job: &mut dyn Write, conn: &mut SqliteConnection) -> bool {
+    match std::panic::AssertUnwindSafe(job.run(conn))
+        .catch_unwind()
+        .await
+    {
+        Ok(ok) => ok,
+        Err(_) => {
+            tracing::error!("a write panicked; it is answered with an error and rolled back");
+            false
+        }
+    }
+}
+
 /// Runs one write in a transaction of its own: `Ok(true)` when it committed, `Ok(false)` when
 /// the write failed (its own error stands) and was rolled back.
 async fn alone(pool: &SqlitePool, job: &mut dyn Write) -> Result<bool, sqlx::Error> {
     let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
-    if job.run(&mut tx).await {
+    if run_guarded(job, &mut tx).await {
         tx.commit().await?;
         Ok(true)
     } else {
@@ -311,6 +326,15 @@ mod tests {
         .await;
         assert!(again[0].is_err());
         assert_eq!(*again[1].as_ref().unwrap(), 200);
+
+        // A write that panics is answered with an error; the writer goes on.
+        let panicking = writer.write(|_conn| Box::pin(async { panic!("a bug in a write") }));
+        let (panicked, after) =
+            futures_util::future::join(panicking, insert(&writer, 300, false)).await;
+        let panicked: Result<(), StoreError> = panicked;
+        assert!(panicked.is_err());
+        assert_eq!(after.unwrap(), 300);
+        assert_eq!(insert(&writer, 301, false).await.unwrap(), 301);
         writer.close().await;
         readers.close().await;
         std::fs::remove_dir_all(dir).unwrap();
