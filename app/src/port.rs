@@ -149,9 +149,14 @@ pub fn port() -> Result<Arc<dyn Port>, AppError> {
 }
 
 /// Sets the response status from the outcome, so a refused call answers 401/403/422… rather
-/// than a generic 500, and hands the outcome back.
+/// than a generic 500, and hands the outcome back. Only when the request is the server
+/// function's own call (`/rpc/…`): called while a page renders, its status is the page's to
+/// decide. (Under load a page's render was seen to find a concurrent request's response here —
+/// a manager's refused sub-call turned a static file into a 403 — so the path is checked too.)
 pub fn respond<T>(outcome: Result<T, AppError>) -> Result<T, AppError> {
     if let Err(err) = &outcome
+        && leptos::prelude::use_context::<http::request::Parts>()
+            .is_some_and(|parts| parts.uri.path().starts_with("/rpc/"))
         && let Some(res) = leptos::prelude::use_context::<leptos_axum::ResponseOptions>()
     {
         res.set_status(err.status());

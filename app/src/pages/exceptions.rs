@@ -114,8 +114,6 @@ fn Queue() -> impl IntoView {
         move || (parsed.get(), tick.get()),
         |((query, before, oldest), _)| list_exceptions(query, before, oldest),
     );
-    let people = Resource::new(|| (), |_| assignables());
-
     let can_act = Signal::derive(move || {
         session
             .viewer
@@ -123,6 +121,18 @@ fn Queue() -> impl IntoView {
             .and_then(|v| v.ok().flatten())
             .is_some_and(|v| v.has_any(&[Role::Operator]))
     });
+    // Only operators assign; nobody else asks for the list (the server would refuse, and audit
+    // the refusal).
+    let people = Resource::new(
+        move || can_act.get(),
+        |act| async move {
+            if act {
+                assignables().await
+            } else {
+                Ok(Vec::new())
+            }
+        },
+    );
 
     // Starts an action: a single exception goes at once; anything bigger is counted first.
     let start = move |target: TriageTarget, request: TriageRequest, what: String| {
