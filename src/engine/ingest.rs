@@ -56,5 +56,5 @@ pub async fn accept(store: &Store, delivery: Delivery) -> Result<IngestOutcome, 
     if let Payload::Unreadable(reason) = &payload {
         tracing::warn!(topic = %delivery.topic, webhook_id = %delivery.webhook_id, %reason, "store sent a body SyncDesk cannot read; kept for replay");
     }
-    store.ingest(&delivery, &payload).await
+    store.ingest(delivery, payload).await
 }

@@ -240,11 +240,10 @@ impl Store {
     /// the writer's next group commit, on PostgreSQL in a transaction of its own.
     pub async fn ingest(
         &self,
-        delivery: &Delivery,
-        payload: &Payload,
+        delivery: Delivery,
+        payload: Payload,
     ) -> Result<Outcome, StoreError> {
         let now = Utc::now();
-        let (delivery, payload) = (delivery.clone(), payload.clone());
         hot_write!(self, apply_delivery(delivery, payload, now))
     }
 }
