@@ -255,16 +255,34 @@ pub(crate) fn scope_sql(postgres: bool, scope: &ExceptionScope) -> String {
     };
     // Each way of naming an order is an index lookup; an OR across joined columns would read
     // every exception and its order.
-    let search = format!(
-        "e.id IN (
-              SELECT x.id FROM exceptions x WHERE x.store_order_id IN (
-                  SELECT store_order_id FROM orders WHERE name = $8
-                  UNION SELECT store_order_id FROM orders WHERE name = '#' || $8
-                  UNION SELECT store_order_id FROM orders WHERE email = $8
-                  UNION SELECT store_order_id FROM orders WHERE store_order_id = {store_id}
-                  UNION SELECT store_order_id FROM order_skus WHERE sku = $8)
-              UNION SELECT x.id FROM exceptions x WHERE x.fingerprint = 'missing_sku:erp:' || $8)"
-    );
+    let search = if postgres {
+        // PostgreSQL: the orders carrying a SKU (possibly tens of thousands) meet the
+        // exceptions in a merge join of two indexes, both in order id order, kept apart from
+        // the few orders named by number or email; the matching exceptions are then fetched by
+        // id (`= ANY(ARRAY(…))`) rather than by hashing every exception.
+        format!(
+            "e.id = ANY(ARRAY(
+                  SELECT x.id FROM exceptions x WHERE x.store_order_id IN (
+                      SELECT store_order_id FROM orders WHERE name = $8
+                      UNION SELECT store_order_id FROM orders WHERE name = '#' || $8
+                      UNION SELECT store_order_id FROM orders WHERE email = $8
+                      UNION SELECT store_order_id FROM orders WHERE store_order_id = {store_id})
+                  UNION SELECT x.id FROM exceptions x
+                        WHERE x.store_order_id IN (SELECT store_order_id FROM order_skus WHERE sku = $8)
+                  UNION SELECT x.id FROM exceptions x WHERE x.fingerprint = 'missing_sku:erp:' || $8))"
+        )
+    } else {
+        format!(
+            "e.id IN (
+                  SELECT x.id FROM exceptions x WHERE x.store_order_id IN (
+                      SELECT store_order_id FROM orders WHERE name = $8
+                      UNION SELECT store_order_id FROM orders WHERE name = '#' || $8
+                      UNION SELECT store_order_id FROM orders WHERE email = $8
+                      UNION SELECT store_order_id FROM orders WHERE store_order_id = {store_id}
+                      UNION SELECT store_order_id FROM order_skus WHERE sku = $8)
+                  UNION SELECT x.id FROM exceptions x WHERE x.fingerprint = 'missing_sku:erp:' || $8)"
+        )
+    };
     [
         given(scope.ids.is_some(), ids, 1),
         given(scope.fingerprint.is_some(), "e.fingerprint = $2", 2),

@@ -10,7 +10,8 @@ use chrono::{DateTime, TimeDelta, Utc};
 use serde_json::{Value, json};
 use syncdesk::audit::Actor;
 use syncdesk::store::{
-    Backend as StoreBackend, Db, ExceptionGroup, ExceptionScope, Store, TriageAction, UnmappedSku,
+    Assignee, Backend as StoreBackend, Db, ExceptionGroup, ExceptionScope, Store, TriageAction,
+    UnmappedSku,
 };
 
 use crate::harness::{Backend, TestApp, empty_database};
@@ -58,6 +59,17 @@ async fn causes(store: &Store, sql: &str) -> Vec<Cause> {
         Db::Postgres(pool) => sqlx::query_as(sql).fetch_all(pool).await,
     }
     .unwrap_or_else(|e| panic!("{sql}: {e}"))
+}
+
+/// When each open or snoozed exception was opened, oldest first.
+async fn causes_at(store: &Store) -> Vec<DateTime<Utc>> {
+    let sql =
+        "SELECT created_at FROM exceptions WHERE status IN ('open', 'snoozed') ORDER BY created_at";
+    match store.db() {
+        Db::Sqlite(pool) => sqlx::query_scalar(sql).fetch_all(pool).await,
+        Db::Postgres(pool) => sqlx::query_scalar(sql).fetch_all(pool).await,
+    }
+    .expect("exceptions' ages")
 }
 
 /// Runs one statement (to stage what the engine reaches rarely, or to let time pass).
@@ -117,18 +129,45 @@ async fn assert_exact(store: &Store, after: &str) -> Vec<ExceptionGroup> {
     )
     .await;
     assert_eq!(summary, recount, "the summary after {after}");
+    // The summarised scopes, and each narrowed to the unassigned, to an age that splits the
+    // exceptions in two, or both (the summary less what they leave out), read exactly as the
+    // full aggregate counts them.
+    let ages: Vec<DateTime<Utc>> = causes_at(store).await;
+    let middle = ages.get(ages.len() / 2).copied().unwrap_or_else(Utc::now);
+    let mut scopes = Vec::new();
     for scope in summarised_scopes() {
-        let everything = ExceptionScope {
-            created_before: Some(Utc::now() + TimeDelta::days(1)),
+        scopes.push(scope.clone());
+        scopes.push(ExceptionScope {
+            assignee: Some(Assignee::Nobody),
             ..scope.clone()
-        };
+        });
+        scopes.push(ExceptionScope {
+            created_before: Some(middle),
+            ..scope.clone()
+        });
+        scopes.push(ExceptionScope {
+            assignee: Some(Assignee::Nobody),
+            created_before: Some(middle),
+            ..scope
+        });
+    }
+    for created_before in [
+        Utc::now() + TimeDelta::days(1),
+        Utc::now() - TimeDelta::days(1),
+    ] {
+        scopes.push(ExceptionScope {
+            created_before: Some(created_before),
+            ..ExceptionScope::default()
+        });
+    }
+    for scope in scopes {
         for oldest_first in [false, true] {
             let read = store
                 .exception_groups(&scope, oldest_first, 200)
                 .await
                 .expect("groups");
             let counted = store
-                .exception_groups(&everything, oldest_first, 200)
+                .exception_groups_recounted(&scope, oldest_first, 200)
                 .await
                 .expect("groups, counted");
             assert_eq!(read, counted, "groups of {scope:?} after {after}");
