@@ -102,6 +102,16 @@ struct ContactBody {
     store_customer_id: Option<String>,
 }
 
+/// A contact field after an upsert: the body's value, what the CRM had when the body leaves it
+/// out, nothing when the body sends an empty string.
+fn merge(sent: Option<String>, had: &Option<String>) -> Option<String> {
+    match sent {
+        Some(value) if value.is_empty() => None,
+        Some(value) => Some(value),
+        None => had.clone(),
+    }
+}
+
 /// `PUT /v1/deals/{external_id}` body; `external_id` may be repeated and must then match.
 #[derive(Debug, Deserialize)]
 struct DealBody {
@@ -183,7 +193,15 @@ impl CrmData {
                     existing.phone.clone(),
                     existing.store_customer_id.clone(),
                 );
-                if current == fields {
+                // As HubSpot's upsert: a field the body leaves out (or sends as null) keeps
+                // what the CRM has; an empty string clears it.
+                let merged = (
+                    merge(fields.0, &current.0),
+                    merge(fields.1, &current.1),
+                    merge(fields.2, &current.2),
+                    merge(fields.3, &current.3),
+                );
+                if current == merged {
                     return Ok(Answer::json(StatusCode::OK, existing));
                 }
                 (
@@ -191,7 +209,7 @@ impl CrmData {
                     existing.last_name,
                     existing.phone,
                     existing.store_customer_id,
-                ) = fields;
+                ) = merged;
                 existing.updated_at = now;
                 (StatusCode::OK, Effect::Updated, existing.clone())
             }
@@ -199,10 +217,10 @@ impl CrmData {
                 let record = CrmContactRecord {
                     id: self.next_id("ct"),
                     email: email.clone(),
-                    first_name: fields.0,
-                    last_name: fields.1,
-                    phone: fields.2,
-                    store_customer_id: fields.3,
+                    first_name: merge(fields.0, &None),
+                    last_name: merge(fields.1, &None),
+                    phone: merge(fields.2, &None),
+                    store_customer_id: merge(fields.3, &None),
                     created_at: now,
                     updated_at: now,
                 };

@@ -268,3 +268,53 @@ async fn concurrent_upserts_make_one_document_per_order() {
     let check = sim.ledger().check();
     assert_eq!((check.counts.len(), check.duplicated.len()), (320, 0));
 }
+
+/// A contact upsert changes only the fields it carries: a guest checkout without a name keeps
+/// the name the CRM has, an empty string clears a field, and a body that changes nothing records
+/// no effect.
+#[tokio::test]
+async fn a_contact_upsert_keeps_the_fields_it_leaves_out() {
+    let crm = spawn_crm(CrmSimConfig::default())
+        .await
+        .expect("CRM simulator starts");
+    let path = "/v1/contacts/ana@example.com";
+    let first = call(
+        &crm,
+        Method::PUT,
+        path,
+        Some(json!({"first_name": "Ana", "last_name": "Diaz", "phone": "+15551234567"})),
+    )
+    .await;
+    assert_eq!(first.status(), StatusCode::CREATED);
+    let guest = call(
+        &crm,
+        Method::PUT,
+        path,
+        Some(json!({"phone": null, "store_customer_id": "77"})),
+    )
+    .await;
+    assert_eq!(guest.status(), StatusCode::OK);
+    let contact: Value = guest.json().await.expect("json");
+    assert_eq!(
+        (
+            &contact["first_name"],
+            &contact["last_name"],
+            &contact["phone"],
+            &contact["store_customer_id"]
+        ),
+        (
+            &json!("Ana"),
+            &json!("Diaz"),
+            &json!("+15551234567"),
+            &json!("77")
+        )
+    );
+    let cleared = call(&crm, Method::PUT, path, Some(json!({"phone": ""}))).await;
+    let contact: Value = cleared.json().await.expect("json");
+    assert_eq!(contact["phone"], Value::Null);
+    assert_eq!(contact["first_name"], json!("Ana"));
+    let effects = crm.ledger().check().effects;
+    let same = call(&crm, Method::PUT, path, Some(json!({"first_name": "Ana"}))).await;
+    assert_eq!(same.status(), StatusCode::OK);
+    assert_eq!(crm.ledger().check().effects, effects);
+}
