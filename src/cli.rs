@@ -13,6 +13,7 @@ use crate::accounts::{Accounts, ThrottlePolicy, new_token};
 use crate::audit::Actor;
 use crate::engine::DestinationSettings;
 use crate::engine::Workers;
+use crate::engine::reconcile::{Reconciler, reconcile_since};
 use crate::engine::worker::WorkerConfig;
 use crate::secret::Secret;
 use crate::store::Store;
@@ -44,6 +45,9 @@ enum Command {
     /// Measure end-to-end throughput and latency on loopback (simulated CRM and ERP, fresh
     /// database); prints the figures, the durability settings and the ledgers' verdict.
     Bench(BenchArgs),
+    /// Take in every order the store changed since a date, through its Admin API (orders
+    /// SyncDesk already has at the store's state are left alone); running workers sync them.
+    Backfill(BackfillArgs),
     /// Manage user accounts.
     #[command(subcommand)]
     User(UserCommand),
@@ -84,12 +88,56 @@ struct WebArgs {
         hide_default_value = true
     )]
     shopify_webhook_secret: Option<String>,
-    /// Base URL of the store's Admin API, for "resync from the store" (optional).
+    #[command(flatten)]
+    shop: ShopArgs,
+}
+
+#[derive(Debug, Clone, Args)]
+struct ShopArgs {
+    /// Base URL of the store's Admin API, for "resync from the store" and reconciliation
+    /// (optional).
     #[arg(long, env = "SYNCDESK_STORE_URL")]
     store_url: Option<url::Url>,
     /// The store's Admin API access token.
     #[arg(long, env = "SYNCDESK_STORE_TOKEN", hide_env_values = true)]
     store_token: Option<String>,
+    /// Seconds between reconciliation passes, which read the orders the store changed through
+    /// its Admin API and take in those whose webhooks never came (0: no passes).
+    #[arg(long, env = "SYNCDESK_RECONCILE_EVERY", default_value_t = 600)]
+    reconcile_every: u64,
+}
+
+impl ShopArgs {
+    /// The Admin API client, when both its URL and token are given.
+    fn admin(&self) -> anyhow::Result<Option<crate::connectors::ShopAdmin>> {
+        match (&self.store_url, &self.store_token) {
+            (Some(url), Some(token)) => Ok(Some(crate::connectors::ShopAdmin::new(
+                url.clone(),
+                token,
+                std::time::Duration::from_secs(10),
+            )?)),
+            (None, None) => Ok(None),
+            _ => bail!(
+                "the store's Admin API needs both SYNCDESK_STORE_URL and SYNCDESK_STORE_TOKEN"
+            ),
+        }
+    }
+
+    /// Starts scheduled reconciliation, when the Admin API is configured and passes are on.
+    fn reconciler(
+        &self,
+        store: &Store,
+        wake: Arc<tokio::sync::Notify>,
+    ) -> anyhow::Result<Option<Reconciler>> {
+        let Some(shop) = self.admin()? else {
+            return Ok(None);
+        };
+        if self.reconcile_every == 0 {
+            return Ok(None);
+        }
+        let every = std::time::Duration::from_secs(self.reconcile_every);
+        Ok(Some(Reconciler::spawn(store, shop, every, wake)))
+    }
 }
 
 #[derive(Debug, Clone, Args)]
@@ -192,6 +240,33 @@ struct WorkerArgs {
     database: DatabaseArgs,
     #[command(flatten)]
     destinations: DestinationArgs,
+    #[command(flatten)]
+    shop: ShopArgs,
+}
+
+#[derive(Debug, Args)]
+struct BackfillArgs {
+    #[command(flatten)]
+    database: DatabaseArgs,
+    /// Base URL of the store's Admin API.
+    #[arg(long, env = "SYNCDESK_STORE_URL")]
+    store_url: url::Url,
+    /// The store's Admin API access token.
+    #[arg(long, env = "SYNCDESK_STORE_TOKEN", hide_env_values = true)]
+    store_token: String,
+    /// Take in the orders the store changed at or after this instant (RFC 3339, or a date).
+    #[arg(long, value_parser = parse_since)]
+    since: chrono::DateTime<chrono::Utc>,
+}
+
+/// An RFC 3339 instant, or a date (its midnight, UTC).
+fn parse_since(text: &str) -> Result<chrono::DateTime<chrono::Utc>, String> {
+    if let Ok(at) = chrono::DateTime::parse_from_rfc3339(text) {
+        return Ok(at.with_timezone(&chrono::Utc));
+    }
+    chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d")
+        .map(|day| day.and_time(chrono::NaiveTime::MIN).and_utc())
+        .map_err(|_| format!("{text:?} is neither a date (2026-11-01) nor an RFC 3339 instant"))
 }
 
 #[derive(Debug, Args)]
@@ -330,16 +405,45 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let store = open(&args.database).await?;
             crate::web::run_background(&store);
             let count = args.destinations.workers;
+            let wake: Arc<tokio::sync::Notify> = Arc::default();
             let workers = Workers::spawn(
                 &store,
                 destinations.connect()?,
                 WorkerConfig::default(),
-                Arc::default(),
+                wake.clone(),
                 count,
             );
+            let reconciler = args.shop.reconciler(&store, wake)?;
             tracing::info!(workers = count, "workers running; stop with Ctrl-C");
             shutdown_signal().await;
+            if let Some(reconciler) = reconciler {
+                reconciler.shutdown().await;
+            }
             workers.shutdown().await;
+            Ok(())
+        }
+        Command::Backfill(args) => {
+            let store = open(&args.database).await?;
+            let shop = crate::connectors::ShopAdmin::new(
+                args.store_url,
+                &args.store_token,
+                std::time::Duration::from_secs(30),
+            )?;
+            let found = reconcile_since(&store, &shop, args.since, None).await?;
+            store
+                .record(
+                    &crate::audit::Change::new(&Actor::System, "orders.backfilled", "store").after(
+                        serde_json::json!({
+                            "since": args.since,
+                            "checked": found.checked,
+                            "missing": found.missing,
+                            "behind": found.behind,
+                        }),
+                    ),
+                )
+                .await?;
+            println!("{}", found.summary());
+            store.close().await;
             Ok(())
         }
         Command::Bench(args) if args.queue => {
@@ -382,8 +486,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 options,
                 |store, destinations, secret, admin| async move {
                     web.shopify_webhook_secret = Some(secret.expose().to_string());
-                    web.store_url = Some(admin.url);
-                    web.store_token = Some(admin.token.expose().to_string());
+                    web.shop.store_url = Some(admin.url);
+                    web.shop.store_token = Some(admin.token.expose().to_string());
                     serve(store, &web, Some((destinations, 2))).await
                 },
             )
@@ -480,17 +584,8 @@ async fn serve(
     if let Some((destinations, _)) = &engine {
         state = state.with_erp(destinations.erp.clone());
     }
-    match (&args.store_url, &args.store_token) {
-        (Some(url), Some(token)) => {
-            let shop = crate::connectors::ShopAdmin::new(
-                url.clone(),
-                token,
-                std::time::Duration::from_secs(10),
-            )?;
-            state = state.with_shop(shop);
-        }
-        (None, None) => {}
-        _ => bail!("resync from the store needs both SYNCDESK_STORE_URL and SYNCDESK_STORE_TOKEN"),
+    if let Some(shop) = args.shop.admin()? {
+        state = state.with_shop(shop);
     }
     tracing::info!(%addr, backend = ?store.backend(), "SyncDesk is serving");
     web::run_background(&store);
@@ -503,7 +598,15 @@ async fn serve(
             count,
         )
     });
+    // Reconciliation takes orders in; only a process that also syncs them runs it.
+    let reconciler = match &workers {
+        Some(_) => args.shop.reconciler(&store, state.wake.clone())?,
+        None => None,
+    };
     web::serve(listener, state, shutdown_signal()).await?;
+    if let Some(reconciler) = reconciler {
+        reconciler.shutdown().await;
+    }
     if let Some(workers) = workers {
         workers.shutdown().await;
     }

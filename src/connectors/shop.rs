@@ -55,16 +55,86 @@ impl ShopAdmin {
     /// The order's current JSON as the store has it (the object inside `{"order": …}`), or
     /// `None` when the store has no such order.
     pub async fn order(&self, store_order_id: i64) -> Result<Option<Vec<u8>>, DeliveryError> {
-        let mut url = self.base.clone();
-        if let Ok(mut path) = url.path_segments_mut() {
-            path.pop_if_empty().extend([
-                "admin",
-                "api",
-                ADMIN_API_VERSION,
-                "orders",
-                &format!("{store_order_id}.json"),
-            ]);
+        let url = self.admin_url(&format!("orders/{store_order_id}.json"));
+        let Some((body, _)) = self.get(url).await? else {
+            return Ok(None);
+        };
+        let order = body
+            .get("order")
+            .ok_or_else(|| unreadable("The store's answer has no order in it."))?;
+        Ok(Some(serde_json::to_vec(order).unwrap_or_default()))
+    }
+
+    /// One page of the orders changed since `page`'s instant, oldest change first (Shopify's
+    /// `orders.json` with `status=any`, paged by the `Link` header's cursor).
+    pub async fn orders_page(&self, page: &OrdersPageRef) -> Result<OrdersPage, DeliveryError> {
+        let url = match page {
+            OrdersPageRef::Since(since) => {
+                let mut url = self.admin_url("orders.json");
+                url.query_pairs_mut()
+                    .append_pair("status", "any")
+                    .append_pair("limit", &PAGE_SIZE.to_string())
+                    .append_pair("order", "updated_at asc")
+                    .append_pair(
+                        "updated_at_min",
+                        &since.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                    );
+                url
+            }
+            OrdersPageRef::Next(url) => url.clone(),
+        };
+        let (body, headers) = self
+            .get(url)
+            .await?
+            .ok_or_else(|| unreadable("The store has no orders list at this address."))?;
+        let listed = body
+            .get("orders")
+            .and_then(serde_json::Value::as_array)
+            .ok_or_else(|| unreadable("The store's answer has no orders list in it."))?;
+        let mut orders = Vec::with_capacity(listed.len());
+        for order in listed {
+            let id = order.get("id").and_then(serde_json::Value::as_i64);
+            let updated_at = order
+                .get("updated_at")
+                .and_then(serde_json::Value::as_str)
+                .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+                .map(|t| t.with_timezone(&chrono::Utc));
+            let (Some(id), Some(updated_at)) = (id, updated_at) else {
+                return Err(unreadable(
+                    "The store listed an order without an id or updated_at.",
+                ));
+            };
+            orders.push(ListedOrder {
+                id,
+                updated_at,
+                body: serde_json::to_vec(order).unwrap_or_default(),
+            });
         }
+        let next = headers
+            .get(reqwest::header::LINK)
+            .and_then(|v| v.to_str().ok())
+            .and_then(next_link);
+        Ok(OrdersPage { orders, next })
+    }
+
+    /// `admin/api/{version}/{path}` under the shop's address.
+    fn admin_url(&self, path: &str) -> Url {
+        let mut url = self.base.clone();
+        if let Ok(mut segments) = url.path_segments_mut() {
+            segments
+                .pop_if_empty()
+                .extend(["admin", "api", ADMIN_API_VERSION])
+                .extend(path.split('/'));
+        }
+        url
+    }
+
+    /// A GET with the access token: the JSON body and headers, `None` on 404, the status
+    /// classified like a destination's otherwise.
+    async fn get(
+        &self,
+        url: Url,
+    ) -> Result<Option<(serde_json::Value, reqwest::header::HeaderMap)>, DeliveryError> {
         let answer = self
             .client
             .get(url)
@@ -88,18 +158,14 @@ impl ShopAdmin {
             .map(str::to_string);
         match status {
             StatusCode::OK => {
+                let headers = answer.headers().clone();
                 let body: serde_json::Value =
                     answer.json().await.map_err(|e| DeliveryError::Transient {
                         kind: TransientKind::Server { status: 200 },
                         message: format!("The store's answer could not be read: {e}"),
                         request_id: request_id.clone(),
                     })?;
-                let order = body.get("order").cloned().ok_or_else(|| DeliveryError::Transient {
-                    kind: TransientKind::Server { status: 200 },
-                    message: "The store's answer has no order in it.".into(),
-                    request_id: request_id.clone(),
-                })?;
-                Ok(Some(serde_json::to_vec(&order).unwrap_or_default()))
+                Ok(Some((body, headers)))
             }
             StatusCode::NOT_FOUND => Ok(None),
             StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => Err(DeliveryError::Auth {
@@ -127,5 +193,62 @@ impl ShopAdmin {
                 request_id,
             }),
         }
+    }
+}
+
+/// Orders per page of `orders.json` (Shopify's maximum).
+pub const PAGE_SIZE: usize = 250;
+
+/// Which page of changed orders to read.
+#[derive(Clone, Debug)]
+pub enum OrdersPageRef {
+    /// The first page: orders changed at or after this instant.
+    Since(chrono::DateTime<chrono::Utc>),
+    /// A later page, as the previous one's `Link` header named it.
+    Next(Url),
+}
+
+/// One page of changed orders.
+#[derive(Clone, Debug)]
+pub struct OrdersPage {
+    /// The orders, oldest change first.
+    pub orders: Vec<ListedOrder>,
+    /// The next page, if there is one.
+    pub next: Option<OrdersPageRef>,
+}
+
+/// An order as the store listed it.
+#[derive(Clone, Debug)]
+pub struct ListedOrder {
+    /// Store order id.
+    pub id: i64,
+    /// The store's `updated_at`: the version it is at.
+    pub updated_at: chrono::DateTime<chrono::Utc>,
+    /// The order object, as a webhook would carry it.
+    pub body: Vec<u8>,
+}
+
+/// The `rel="next"` URL of a `Link` header.
+fn next_link(link: &str) -> Option<OrdersPageRef> {
+    link.split(',').find_map(|part| {
+        let (target, params) = part.split_once(';')?;
+        let is_next = params
+            .split(';')
+            .any(|p| p.trim().replace(' ', "") == "rel=\"next\"");
+        let target = target.trim().strip_prefix('<')?.strip_suffix('>')?;
+        is_next
+            .then(|| Url::parse(target).ok())
+            .flatten()
+            .map(OrdersPageRef::Next)
+    })
+}
+
+/// An answer that is not what the Admin API promises (treated as transient: a proxy's page, a
+/// half-written body).
+fn unreadable(message: &str) -> DeliveryError {
+    DeliveryError::Transient {
+        kind: TransientKind::Server { status: 200 },
+        message: message.to_string(),
+        request_id: None,
     }
 }

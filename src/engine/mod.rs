@@ -18,6 +18,7 @@ pub mod ingest;
 pub mod map;
 pub mod mappings;
 pub mod preview;
+pub mod reconcile;
 pub mod resync;
 pub mod retry;
 pub mod validate;

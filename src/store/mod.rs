@@ -9,6 +9,7 @@ mod api_views;
 mod audit;
 mod edits;
 mod ingest;
+mod reconcile;
 mod sku_import;
 mod tasks;
 mod throttle;
@@ -34,6 +35,7 @@ pub use api_views::{
 pub use audit::{AuditFilter, AuditRecord};
 pub use edits::{NewPayloadEdit, PayloadEdit, PayloadEditInForce};
 pub use ingest::{DESTINATIONS, Delivery, Outcome as IngestOutcome, Payload};
+pub use reconcile::ReconciliationStatus;
 pub use sku_import::{ImportApplied, MappingRow};
 pub use tasks::{AttemptRecord, ClaimedTask, NewException};
 pub use throttle::ThrottleState;

@@ -10,7 +10,7 @@ use axum::response::{IntoResponse, Response};
 use std::sync::Arc;
 
 use super::webhooks::Refusals;
-use crate::store::{DESTINATIONS, LAG_BUCKETS_SECONDS, MetricCounts, Store};
+use crate::store::{DESTINATIONS, LAG_BUCKETS_SECONDS, MetricCounts, ReconciliationStatus, Store};
 
 /// Every task state, so a queue that empties shows 0 rather than vanishing.
 const TASK_STATES: [&str; 7] = [
@@ -22,13 +22,21 @@ pub async fn metrics(
     State(store): State<Store>,
     State(refusals): State<Arc<Refusals>>,
 ) -> Response {
-    match store.metric_counts().await {
-        Ok(counts) => (
+    let read = async {
+        let counts = store.metric_counts().await?;
+        let reconciliation = store.reconciliation_status().await?;
+        Ok::<_, crate::store::StoreError>((counts, reconciliation))
+    };
+    match read.await {
+        Ok((counts, reconciliation)) => (
             [(
                 header::CONTENT_TYPE,
                 "text/plain; version=0.0.4; charset=utf-8",
             )],
-            render(&counts) + &render_refusals(&refusals) + &render_group_commit(&store),
+            render(&counts)
+                + &render_reconciliation(reconciliation.as_ref())
+                + &render_refusals(&refusals)
+                + &render_group_commit(&store),
         )
             .into_response(),
         Err(err) => {
@@ -36,6 +44,66 @@ pub async fn metrics(
             (StatusCode::SERVICE_UNAVAILABLE, "metrics unavailable\n").into_response()
         }
     }
+}
+
+/// What the last reconciliation pass found: the store's orders that were missing here or
+/// behind it (the reconciliation delta), and whether the last pass failed. Nothing before the
+/// first pass.
+fn render_reconciliation(status: Option<&ReconciliationStatus>) -> String {
+    let mut out = String::new();
+    let Some(status) = status else {
+        return out;
+    };
+    header_lines(
+        &mut out,
+        "syncdesk_reconciliation_delta",
+        "gauge",
+        "Orders the last reconciliation pass found missing here or behind the store (and took in).",
+    );
+    let _ = writeln!(
+        out,
+        "syncdesk_reconciliation_delta{{kind=\"missing\"}} {}",
+        status.last_missing
+    );
+    let _ = writeln!(
+        out,
+        "syncdesk_reconciliation_delta{{kind=\"behind\"}} {}",
+        status.last_behind
+    );
+    header_lines(
+        &mut out,
+        "syncdesk_reconciliation_checked",
+        "gauge",
+        "Orders the last reconciliation pass read from the store.",
+    );
+    let _ = writeln!(
+        out,
+        "syncdesk_reconciliation_checked {}",
+        status.last_checked
+    );
+    header_lines(
+        &mut out,
+        "syncdesk_reconciliation_passes_total",
+        "counter",
+        "Reconciliation passes finished, successful or not.",
+    );
+    let _ = writeln!(
+        out,
+        "syncdesk_reconciliation_passes_total {}",
+        status.passes
+    );
+    header_lines(
+        &mut out,
+        "syncdesk_reconciliation_failing",
+        "gauge",
+        "1 when the last reconciliation pass could not read the store.",
+    );
+    let _ = writeln!(
+        out,
+        "syncdesk_reconciliation_failing {}",
+        u8::from(status.last_error.is_some())
+    );
+    out
 }
 
 /// Webhooks this process refused before storing anything.

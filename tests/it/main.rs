@@ -14,6 +14,7 @@ mod auth;
 mod causes;
 mod mappings;
 mod order_actions;
+mod reconcile;
 mod sync;
 mod triage;
 mod web;

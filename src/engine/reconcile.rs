@@ -1,0 +1,203 @@
+//! Reconciliation and backfill: read the orders the store changed since an instant through its
+//! Admin API (`orders.json`, oldest change first, page after page), and take in, through the same
+//! ingest path a webhook takes, every order SyncDesk has never heard of or holds at an older
+//! state. Orders it already has at the store's state are only counted: a pass over a quiet store
+//! writes nothing. Scheduled passes find webhooks that never came; a backfill is one pass from a
+//! chosen date.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, TimeDelta, Utc};
+use tokio::sync::{Notify, watch};
+use tokio::task::JoinHandle;
+
+use super::ingest;
+use crate::connectors::ShopAdmin;
+use crate::connectors::shop::{ADMIN_API_VERSION, OrdersPageRef};
+use crate::store::{Delivery, IngestOutcome, Store, StoreError};
+
+/// A scheduled pass re-reads this much before the last change it saw: orders the store changed
+/// at the same instant, or committed a little out of order, are not skipped.
+pub const OVERLAP: TimeDelta = TimeDelta::minutes(5);
+
+/// A change younger than this is left to its webhook, which is usually on its way; the next
+/// pass, reading from before it, looks again.
+pub const SETTLE: TimeDelta = TimeDelta::minutes(1);
+
+/// The very first scheduled pass reads this far back (Shopify retries a webhook for about a day).
+pub const FIRST_LOOK_BACK: TimeDelta = TimeDelta::days(1);
+
+/// What a pass found and did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Reconciled {
+    /// Orders the store listed (but those changed in the last [`SETTLE`], left to their
+    /// webhooks).
+    pub checked: i64,
+    /// Of those, orders SyncDesk had never heard of (taken in now).
+    pub missing: i64,
+    /// Orders SyncDesk held at an older state than the store's (the newer one taken in now).
+    pub behind: i64,
+    /// The newest change the store listed.
+    pub newest: Option<DateTime<Utc>>,
+}
+
+impl Reconciled {
+    /// The outcome as a sentence.
+    pub fn summary(&self) -> String {
+        format!(
+            "Checked {} orders in the store: {} were missing here and {} were behind the store; \
+             those are taken in and will sync.",
+            self.checked, self.missing, self.behind
+        )
+    }
+}
+
+/// Why a pass stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum ReconcileError {
+    /// The store could not be read.
+    #[error("The store's Admin API could not be read: {0}")]
+    Store(String),
+    /// Storage failed.
+    #[error(transparent)]
+    Storage(#[from] StoreError),
+}
+
+/// One pass over the orders the store changed at or after `since`. `wake` is told when an order
+/// was taken in, so idle workers start on it at once.
+pub async fn reconcile_since(
+    store: &Store,
+    shop: &ShopAdmin,
+    since: DateTime<Utc>,
+    wake: Option<&Notify>,
+) -> Result<Reconciled, ReconcileError> {
+    let mut found = Reconciled::default();
+    let mut page = OrdersPageRef::Since(since);
+    loop {
+        let listed = shop
+            .orders_page(&page)
+            .await
+            .map_err(|e| ReconcileError::Store(e.to_string()))?;
+        let ids: Vec<i64> = listed.orders.iter().map(|o| o.id).collect();
+        let known = store.known_store_versions(&ids).await?;
+        let settled = Utc::now() - SETTLE;
+        for order in listed.orders {
+            found.newest = found.newest.max(Some(order.updated_at));
+            if order.updated_at > settled {
+                continue;
+            }
+            found.checked += 1;
+            match known.get(&order.id) {
+                Some(have) if *have >= order.updated_at => continue,
+                Some(_) => found.behind += 1,
+                None => found.missing += 1,
+            }
+            // One id per store state: two passes (or two processes) finding the same state take
+            // it in once.
+            let delivery = Delivery {
+                webhook_id: format!(
+                    "reconcile-{}-{}",
+                    order.id,
+                    order.updated_at.timestamp_micros()
+                ),
+                event_id: None,
+                topic: "orders/updated".into(),
+                shop_domain: None,
+                api_version: Some(ADMIN_API_VERSION.into()),
+                triggered_at: Some(Utc::now()),
+                body: order.body,
+            };
+            let outcome = ingest::accept(store, delivery).await?;
+            if matches!(outcome, IngestOutcome::Applied { .. })
+                && let Some(wake) = wake
+            {
+                wake.notify_waiters();
+            }
+        }
+        match listed.next {
+            Some(next) => page = next,
+            None => return Ok(found),
+        }
+    }
+}
+
+/// Runs scheduled passes every `every` (whichever process claims a pass runs it) until stopped.
+pub struct Reconciler {
+    stop: watch::Sender<bool>,
+    handle: JoinHandle<()>,
+}
+
+impl Reconciler {
+    /// Starts the schedule.
+    pub fn spawn(store: &Store, shop: ShopAdmin, every: Duration, wake: Arc<Notify>) -> Reconciler {
+        let (stop, mut stopped) = watch::channel(false);
+        let store = store.clone();
+        let every_delta = TimeDelta::from_std(every).unwrap_or(TimeDelta::minutes(10));
+        // Look for a due pass a few times per period, at most every 30 s.
+        let tick = (every / 4).clamp(Duration::from_millis(50), Duration::from_secs(30));
+        let handle = tokio::spawn(async move {
+            loop {
+                if let Err(error) = scheduled_pass(&store, &shop, every_delta, &wake).await {
+                    tracing::warn!(%error, "reconciliation could not record its pass");
+                }
+                tokio::select! {
+                    () = tokio::time::sleep(tick) => {}
+                    _ = stopped.changed() => return,
+                }
+            }
+        });
+        Reconciler { stop, handle }
+    }
+
+    /// Stops the schedule (a pass under way is abandoned; its orders already taken in stay).
+    pub async fn shutdown(self) {
+        let _ = self.stop.send(true);
+        self.handle.abort();
+        let _ = self.handle.await;
+    }
+}
+
+/// Runs the scheduled pass if it is due and this process claims it.
+async fn scheduled_pass(
+    store: &Store,
+    shop: &ShopAdmin,
+    every: TimeDelta,
+    wake: &Notify,
+) -> Result<(), StoreError> {
+    let now = Utc::now();
+    let Some(since) = store
+        .claim_reconciliation(now, every, now - FIRST_LOOK_BACK)
+        .await?
+    else {
+        return Ok(());
+    };
+    match reconcile_since(store, shop, since, Some(wake)).await {
+        Ok(found) => {
+            if found.missing + found.behind > 0 {
+                tracing::info!(
+                    checked = found.checked,
+                    missing = found.missing,
+                    behind = found.behind,
+                    "reconciliation took in orders whose webhooks never came"
+                );
+            }
+            let next = found
+                .newest
+                .map_or(since, |newest| newest - OVERLAP)
+                .max(since);
+            store
+                .finish_reconciliation(
+                    Utc::now(),
+                    Ok((found.checked, found.missing, found.behind, next)),
+                )
+                .await
+        }
+        Err(ReconcileError::Storage(error)) => Err(error),
+        Err(error) => {
+            let reason = error.to_string();
+            tracing::warn!(%reason, "reconciliation pass failed; the next pass reads the same orders");
+            store.finish_reconciliation(Utc::now(), Err(&reason)).await
+        }
+    }
+}

@@ -1,0 +1,270 @@
+//! Reconciliation and backfill through the store's Admin API (the simulated store, over HTTP):
+//! orders whose webhooks never came are found and synced, orders already known at the store's
+//! state are left alone (a second pass writes nothing), scheduled passes are claimed by one
+//! process at a time, and a pass that cannot read the store says so and loses its place.
+
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, SecondsFormat, TimeDelta, Utc};
+use serde_json::{Value, json};
+use syncdesk::connectors::ShopAdmin;
+use syncdesk::engine::reconcile::{Reconciled, Reconciler, reconcile_since};
+
+use crate::harness::TestApp;
+use crate::sync::{clean_order, drain, rig};
+use crate::webhooks::{Post, later, order_id};
+
+on_both_backends! {
+    a_pass_takes_in_missing_and_stale_orders_once_and_they_sync => a_pass_takes_in_missing_and_stale_orders_once_and_they_sync_sqlite, a_pass_takes_in_missing_and_stale_orders_once_and_they_sync_postgres;
+    scheduled_passes_are_claimed_once_and_record_what_they_found => scheduled_passes_are_claimed_once_and_record_what_they_found_sqlite, scheduled_passes_are_claimed_once_and_record_what_they_found_postgres;
+}
+
+fn admin(app: &TestApp) -> ShopAdmin {
+    ShopAdmin::new(
+        app.shop.base_url().clone(),
+        app.shop.access_token(),
+        Duration::from_secs(5),
+    )
+    .expect("Admin API client")
+}
+
+fn updated_at(order: &Value) -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339(order["updated_at"].as_str().expect("updated_at"))
+        .expect("RFC 3339")
+        .with_timezone(&Utc)
+}
+
+/// An order the store changed a few minutes ago.
+fn recent_order(seed: u64) -> Value {
+    let mut order = clean_order(seed);
+    let now = (Utc::now() - TimeDelta::minutes(3)).to_rfc3339_opts(SecondsFormat::Secs, true);
+    order["created_at"] = json!(now);
+    order["updated_at"] = json!(now);
+    order
+}
+
+async fn a_pass_takes_in_missing_and_stale_orders_once_and_they_sync(app: TestApp) {
+    let rig = rig(&app, Duration::from_secs(5)).await;
+    let worker = rig.worker(&app.store);
+    let shop = admin(&app);
+    // Known and current: its webhook came.
+    let current = clean_order(801);
+    // Known, but the store changed it since and that webhook never came.
+    let stale = clean_order(802);
+    // Never heard of.
+    let missing = clean_order(803);
+    for order in [&current, &stale] {
+        app.shop.orders().put(order).expect("store has it");
+        Post::new("orders/create", order).send(&app).await;
+    }
+    drain(&worker, &app, Duration::from_secs(10)).await;
+    let mut cancelled = later(&stale, 30);
+    cancelled["cancelled_at"] = cancelled["updated_at"].clone();
+    cancelled["cancel_reason"] = json!("customer");
+    app.shop.orders().put(&cancelled).expect("newer state");
+    app.shop.orders().put(&missing).expect("store has it");
+
+    let since = [&current, &stale, &missing]
+        .into_iter()
+        .map(updated_at)
+        .min()
+        .expect("orders")
+        - TimeDelta::minutes(1);
+    let found = reconcile_since(&app.store, &shop, since, None)
+        .await
+        .expect("pass");
+    assert_eq!(
+        found,
+        Reconciled {
+            checked: 3,
+            missing: 1,
+            behind: 1,
+            newest: [&current, &cancelled, &missing]
+                .into_iter()
+                .map(updated_at)
+                .max(),
+        }
+    );
+    drain(&worker, &app, Duration::from_secs(10)).await;
+    for (order, version) in [(&current, 1), (&stale, 2), (&missing, 1)] {
+        let id = order_id(order);
+        assert_eq!(
+            app.count(&format!(
+                "SELECT COUNT(*) FROM sync_tasks WHERE store_order_id = {id} AND state = 'synced' AND synced_version = {version}"
+            ))
+            .await,
+            2,
+            "order {id} synced at version {version} at both destinations"
+        );
+    }
+    let document = rig
+        .erp_api()
+        .find_sales_order(&order_id(&stale).to_string())
+        .await
+        .expect("ERP answers")
+        .expect("document");
+    assert_eq!(document.status, syncdesk::connectors::ErpStatus::Cancelled);
+
+    // A second pass finds everything known: nothing is recorded, nothing is sent again.
+    let events = app.count("SELECT COUNT(*) FROM webhook_events").await;
+    let attempts = app.count("SELECT COUNT(*) FROM sync_attempts").await;
+    let again = reconcile_since(&app.store, &shop, since, None)
+        .await
+        .expect("second pass");
+    assert_eq!((again.checked, again.missing, again.behind), (3, 0, 0));
+    drain(&worker, &app, Duration::from_secs(5)).await;
+    assert_eq!(
+        app.count("SELECT COUNT(*) FROM webhook_events").await,
+        events
+    );
+    assert_eq!(
+        app.count("SELECT COUNT(*) FROM sync_attempts").await,
+        attempts
+    );
+
+    // A change from a moment ago is left to its webhook (usually on its way).
+    let mut just_now = clean_order(804);
+    let now = Utc::now().to_rfc3339_opts(SecondsFormat::Secs, true);
+    just_now["created_at"] = json!(now);
+    just_now["updated_at"] = json!(now);
+    app.shop.orders().put(&just_now).expect("store has it");
+    let settling = reconcile_since(&app.store, &shop, since, None)
+        .await
+        .expect("third pass");
+    assert_eq!(
+        (settling.checked, settling.missing, settling.behind),
+        (3, 0, 0)
+    );
+    assert_eq!(settling.newest, Some(updated_at(&just_now)));
+
+    // A late webhook for the state the pass took in is a duplicate, not a second version.
+    Post::new("orders/updated", &missing).send(&app).await;
+    assert_eq!(
+        app.count(&format!(
+            "SELECT CAST(version AS BIGINT) FROM orders WHERE store_order_id = {}",
+            order_id(&missing)
+        ))
+        .await,
+        1
+    );
+}
+
+async fn scheduled_passes_are_claimed_once_and_record_what_they_found(app: TestApp) {
+    let rig = rig(&app, Duration::from_secs(5)).await;
+    let worker = rig.worker(&app.store);
+    let now = Utc::now();
+    let every = TimeDelta::minutes(10);
+
+    // Claims: the first reads from the look-back, a second before the period is refused.
+    let first = app
+        .store
+        .claim_reconciliation(now, every, now - TimeDelta::days(1))
+        .await
+        .expect("claim");
+    assert_eq!(
+        first.map(|w| w.timestamp()),
+        Some((now - TimeDelta::days(1)).timestamp())
+    );
+    assert_eq!(
+        app.store
+            .claim_reconciliation(now + TimeDelta::minutes(1), every, now)
+            .await
+            .expect("claim"),
+        None,
+        "not due yet"
+    );
+    app.store
+        .finish_reconciliation(now, Err("The store's Admin API could not be read: refused"))
+        .await
+        .expect("finish");
+    let status = app
+        .store
+        .reconciliation_status()
+        .await
+        .expect("status")
+        .expect("a pass ran");
+    assert_eq!(status.passes, 1);
+    assert!(status.last_error.is_some());
+    assert_eq!(
+        status.watermark.timestamp(),
+        (now - TimeDelta::days(1)).timestamp(),
+        "a failed pass keeps its place"
+    );
+    let _ = app
+        .count("UPDATE reconciliation SET next_at = watermark RETURNING CAST(0 AS BIGINT)")
+        .await;
+
+    // The schedule runs (its pass is due), finds the order whose webhook never came, and the
+    // workers sync it; the metrics show what it found.
+    let unheard = recent_order(811);
+    app.shop.orders().put(&unheard).expect("store has it");
+    let reconciler = Reconciler::spawn(
+        &app.store,
+        admin(&app),
+        Duration::from_millis(200),
+        std::sync::Arc::default(),
+    );
+    let id = order_id(&unheard);
+    let started = Instant::now();
+    while app
+        .count(&format!(
+            "SELECT COUNT(*) FROM orders WHERE store_order_id = {id}"
+        ))
+        .await
+        == 0
+    {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "the pass never took the order in"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let mut status = app
+        .store
+        .reconciliation_status()
+        .await
+        .expect("status")
+        .expect("row");
+    while status.passes < 2 {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "the pass never finished"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        status = app
+            .store
+            .reconciliation_status()
+            .await
+            .expect("status")
+            .expect("row");
+    }
+    reconciler.shutdown().await;
+    assert_eq!(status.last_error, None);
+    assert_eq!((status.last_missing, status.last_behind), (1, 0));
+    assert!(
+        status.watermark >= updated_at(&unheard) - TimeDelta::minutes(5),
+        "the next pass starts near the newest change it saw"
+    );
+    drain(&worker, &app, Duration::from_secs(10)).await;
+    assert_eq!(
+        app.count(&format!(
+            "SELECT COUNT(*) FROM sync_tasks WHERE store_order_id = {id} AND state = 'synced'"
+        ))
+        .await,
+        2
+    );
+    let metrics = reqwest::get(format!("{}/metrics", app.base))
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    assert!(
+        metrics.contains("syncdesk_reconciliation_delta{kind=\"missing\"}"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("syncdesk_reconciliation_failing 0"),
+        "{metrics}"
+    );
+}
