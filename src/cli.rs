@@ -488,6 +488,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     web.shopify_webhook_secret = Some(secret.expose().to_string());
                     web.shop.store_url = Some(admin.url);
                     web.shop.store_token = Some(admin.token.expose().to_string());
+                    // The demo loses a webhook now and then; reconcile every minute so a
+                    // newcomer sees those orders found.
+                    web.shop.reconcile_every = web.shop.reconcile_every.min(60);
                     serve(store, &web, Some((destinations, 2))).await
                 },
             )

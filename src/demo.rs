@@ -19,7 +19,9 @@ use crate::simulate::SimHandle;
 use crate::simulate::crm::{CrmSimConfig, spawn_crm};
 use crate::simulate::erp::{ErpCatalogue, ErpSimConfig, spawn_erp};
 use crate::simulate::shopify::CATALOGUE;
-use crate::simulate::store::{Rate, StoreSimConfig, Traffic, WebhookSender, spawn_store};
+use crate::simulate::store::{
+    Misbehaviour, Rate, StoreSimConfig, Traffic, WebhookSender, spawn_store,
+};
 use crate::store::Store;
 
 /// How the demo runs.
@@ -129,13 +131,21 @@ where
     let shop = spawn_store(StoreSimConfig::default()).await?;
     let target: url::Url = format!("http://{}/webhooks/shopify", options.listen).parse()?;
     let _traffic = match options.traffic {
-        Some(rate) => Some(Traffic::spawn(
-            target.clone(),
-            secret.clone(),
-            &shop,
-            rate,
-            7,
-        )?),
+        // One webhook in a hundred never arrives, as when Shopify gives up on an endpoint:
+        // reconciliation finds those orders through the Admin API.
+        Some(rate) => Some(
+            Traffic::new(
+                WebhookSender::new(target.clone(), secret.clone())?
+                    .with_shop_domain(shop.shop_domain()),
+                shop.orders().clone(),
+                7,
+            )
+            .with_misbehaviour(Misbehaviour {
+                lost: 0.01,
+                ..Misbehaviour::default()
+            })
+            .run(rate),
+        ),
         None => None,
     };
 
@@ -157,6 +167,9 @@ where
         Some(rate) => {
             println!(
                 "  A simulated store sends about {rate} orders; SyncDesk syncs them to a simulated CRM and ERP."
+            );
+            println!(
+                "  One webhook in a hundred is lost on the way; reconciliation finds those orders within a minute."
             )
         }
         None => {
