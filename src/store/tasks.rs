@@ -194,14 +194,38 @@ impl Store {
         let now = Utc::now();
         let expires = now + TimeDelta::from_std(lease).unwrap_or(TimeDelta::seconds(60));
         let token = uuid::Uuid::now_v7().to_string();
-        if self.writer.is_some() {
-            return hot_write!(self, claim(token, expires, now, limit));
+        if let Some(writer) = &self.writer {
+            // An idle queue is polled by every worker; after a claim that found nothing, a read
+            // on any connection decides whether the next one is worth a write transaction (and
+            // its fsync) on the one writer.
+            if writer.idle() && !self.work_due(now).await? {
+                return Ok(Vec::new());
+            }
+            let claimed: Vec<ClaimedTask> = hot_write!(self, claim(token, expires, now, limit))?;
+            writer.set_idle(claimed.is_empty());
+            return Ok(claimed);
         }
         // One statement needs no transaction around it.
         on_pool!(&self.db, pool => {
             let sql = if is_postgres(pool) { CLAIM_PG } else { CLAIM_SQLITE };
             Ok(sqlx::query_as::<_, ClaimedTask>(sql).bind(&token).bind(expires).bind(now).bind(limit).fetch_all(pool).await?)
         })
+    }
+
+    /// Whether any task is due for a claim at `now` (SQLite's idle check; a destination's pause
+    /// is left to the claim itself).
+    async fn work_due(&self, now: DateTime<Utc>) -> Result<bool, StoreError> {
+        let due = on_pool!(&self.db, pool => {
+            sqlx::query_scalar::<_, bool>(
+                "SELECT EXISTS (SELECT 1 FROM sync_tasks WHERE state = 'pending' AND scheduled_at <= $1)
+                     OR EXISTS (SELECT 1 FROM sync_tasks WHERE state = 'retrying' AND scheduled_at <= $1)
+                     OR EXISTS (SELECT 1 FROM sync_tasks WHERE state = 'running' AND lease_expires_at < $1)",
+            )
+            .bind(now)
+            .fetch_one(pool)
+            .await
+        })?;
+        Ok(due)
     }
 
     /// The canonical order and its version.

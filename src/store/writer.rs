@@ -79,6 +79,8 @@ pub(crate) struct Writer {
     jobs: mpsc::Sender<Job>,
     pool: SqlitePool,
     counts: Arc<Counts>,
+    /// Whether the last claim found nothing due: the next one reads before it writes.
+    idle: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// What the writer has done since it started, for `/metrics`: commits and the writes they
@@ -101,7 +103,22 @@ impl Writer {
         let (jobs, queue) = mpsc::channel(4 * MAX_BATCH);
         let counts = Arc::new(Counts::default());
         tokio::spawn(run(pool.clone(), queue, counts.clone()));
-        Writer { jobs, pool, counts }
+        Writer {
+            jobs,
+            pool,
+            counts,
+            idle: Arc::default(),
+        }
+    }
+
+    /// Whether the last claim of work found nothing due.
+    pub(crate) fn idle(&self) -> bool {
+        self.idle.load(Ordering::Relaxed)
+    }
+
+    /// Records whether a claim of work found nothing due.
+    pub(crate) fn set_idle(&self, idle: bool) {
+        self.idle.store(idle, Ordering::Relaxed);
     }
 
     /// Transactions committed and the writes they carried, since the start.

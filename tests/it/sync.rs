@@ -23,6 +23,7 @@ use crate::harness::TestApp;
 use crate::webhooks::{Post, later, order_id};
 
 on_both_backends! {
+    an_idle_queue_is_polled_without_writes_and_new_work_is_still_claimed => an_idle_queue_is_polled_without_writes_and_new_work_is_still_claimed_sqlite, an_idle_queue_is_polled_without_writes_and_new_work_is_still_claimed_postgres;
     an_order_reaches_the_crm_and_the_erp_and_updates_change_the_same_documents => an_order_reaches_the_crm_and_the_erp_and_updates_change_the_same_documents_sqlite, an_order_reaches_the_crm_and_the_erp_and_updates_change_the_same_documents_postgres;
     an_unmapped_sku_is_one_grouped_exception_until_its_mapping_releases_every_order => an_unmapped_sku_is_one_grouped_exception_until_its_mapping_releases_every_order_sqlite, an_unmapped_sku_is_one_grouped_exception_until_its_mapping_releases_every_order_postgres;
     rejected_credentials_pause_the_destination_with_one_exception => rejected_credentials_pause_the_destination_with_one_exception_sqlite, rejected_credentials_pause_the_destination_with_one_exception_postgres;
@@ -628,4 +629,25 @@ async fn the_destination_request_rate_setting_is_honoured() {
         }) => {}
         other => panic!("expected the client-side limit, got {other:?}"),
     }
+}
+
+/// Workers poll an idle queue; on SQLite, once a claim has found nothing, the next ones only read
+/// (no write transaction, no fsync on the one writer) until work is due, which is then claimed.
+async fn an_idle_queue_is_polled_without_writes_and_new_work_is_still_claimed(app: TestApp) {
+    let lease = Duration::from_secs(30);
+    assert!(app.store.claim_tasks(10, lease).await.unwrap().is_empty());
+    let commits = app.store.group_commit_counts().map(|(commits, _)| commits);
+    for _ in 0..20 {
+        assert!(app.store.claim_tasks(10, lease).await.unwrap().is_empty());
+    }
+    assert_eq!(
+        app.store.group_commit_counts().map(|(commits, _)| commits),
+        commits,
+        "idle claims committed"
+    );
+    let order = clean_order(431);
+    Post::new("orders/create", &order).send(&app).await;
+    let claimed = app.store.claim_tasks(10, lease).await.unwrap();
+    assert_eq!(claimed.len(), 2, "both destinations' tasks are claimed");
+    assert!(app.store.claim_tasks(10, lease).await.unwrap().is_empty());
 }
