@@ -171,7 +171,19 @@ fn Queue() -> impl IntoView {
                 {move || Suspend::new(async move {
                     groups.await.map(|groups| {
                         if groups.is_empty() {
-                            return view! { <p class="muted">"Nothing needs attention here: every order is synced or on its way."</p> }.into_any();
+                            // Only the unfiltered queue may say that nothing needs attention.
+                            let query = parsed.get_untracked().0;
+                            let narrowed = ExceptionQuery {
+                                status: query.status.filter(|s| s != "open"),
+                                fingerprint: None,
+                                ..query
+                            } != ExceptionQuery::default();
+                            let sentence = if narrowed {
+                                "No cause matches this filter."
+                            } else {
+                                "Nothing needs attention here: every order is synced or on its way."
+                            };
+                            return view! { <p class="muted">{sentence}</p> }.into_any();
                         }
                         let (query, _, oldest) = parsed.get_untracked();
                         view! {
