@@ -115,11 +115,15 @@ pub struct TriageReport {
 /// Task states a person may put back in the queue or settle by hand.
 const IDLE_STATES: &str = "('pending', 'retrying', 'blocked', 'dead', 'skipped')";
 
-/// Binds the scope's nine parameters (`$1`–`$9`, in [`scope_sql`]'s order) to `$query`.
+/// Binds the scope's nine parameters (`$1`–`$9`, in [`scope_sql`]'s order) to `$query`. A
+/// statement with a search is not kept prepared: PostgreSQL then plans it for the value searched
+/// (a SKU on fifty thousand orders wants a merge join, an order number a few index lookups),
+/// where a cached generic plan would pick one for every value.
 macro_rules! bind_scope {
     ($query:expr, $binds:expr) => {{
         let b: &$crate::store::triage::ScopeBinds = $binds;
         $query
+            .persistent(b.search.is_none())
             .bind(b.ids.as_deref())
             .bind(b.fingerprint.as_deref())
             .bind(b.code.as_deref())
@@ -254,34 +258,25 @@ pub(crate) fn scope_sql(postgres: bool, scope: &ExceptionScope) -> String {
         "CAST($8 AS INTEGER)"
     };
     // Each way of naming an order is an index lookup; an OR across joined columns would read
-    // every exception and its order.
+    // every exception and its order. The orders carrying a SKU (possibly tens of thousands) meet
+    // the exceptions apart from the few orders named by number or email, so that their union
+    // is not sorted first (PostgreSQL then merges two indexes, both in order id order).
+    let matching = format!(
+        "SELECT x.id FROM exceptions x WHERE x.store_order_id IN (
+             SELECT store_order_id FROM orders WHERE name = $8
+             UNION SELECT store_order_id FROM orders WHERE name = '#' || $8
+             UNION SELECT store_order_id FROM orders WHERE email = $8
+             UNION SELECT store_order_id FROM orders WHERE store_order_id = {store_id})
+         UNION SELECT x.id FROM exceptions x
+               WHERE x.store_order_id IN (SELECT store_order_id FROM order_skus WHERE sku = $8)
+         UNION SELECT x.id FROM exceptions x WHERE x.fingerprint = 'missing_sku:erp:' || $8"
+    );
+    // PostgreSQL fetches the matches by id (`= ANY(ARRAY(…))`) rather than hashing every
+    // exception to meet them.
     let search = if postgres {
-        // PostgreSQL: the orders carrying a SKU (possibly tens of thousands) meet the
-        // exceptions in a merge join of two indexes, both in order id order, kept apart from
-        // the few orders named by number or email; the matching exceptions are then fetched by
-        // id (`= ANY(ARRAY(…))`) rather than by hashing every exception.
-        format!(
-            "e.id = ANY(ARRAY(
-                  SELECT x.id FROM exceptions x WHERE x.store_order_id IN (
-                      SELECT store_order_id FROM orders WHERE name = $8
-                      UNION SELECT store_order_id FROM orders WHERE name = '#' || $8
-                      UNION SELECT store_order_id FROM orders WHERE email = $8
-                      UNION SELECT store_order_id FROM orders WHERE store_order_id = {store_id})
-                  UNION SELECT x.id FROM exceptions x
-                        WHERE x.store_order_id IN (SELECT store_order_id FROM order_skus WHERE sku = $8)
-                  UNION SELECT x.id FROM exceptions x WHERE x.fingerprint = 'missing_sku:erp:' || $8))"
-        )
+        format!("e.id = ANY(ARRAY({matching}))")
     } else {
-        format!(
-            "e.id IN (
-                  SELECT x.id FROM exceptions x WHERE x.store_order_id IN (
-                      SELECT store_order_id FROM orders WHERE name = $8
-                      UNION SELECT store_order_id FROM orders WHERE name = '#' || $8
-                      UNION SELECT store_order_id FROM orders WHERE email = $8
-                      UNION SELECT store_order_id FROM orders WHERE store_order_id = {store_id}
-                      UNION SELECT store_order_id FROM order_skus WHERE sku = $8)
-                  UNION SELECT x.id FROM exceptions x WHERE x.fingerprint = 'missing_sku:erp:' || $8)"
-        )
+        format!("e.id IN ({matching})")
     };
     [
         given(scope.ids.is_some(), ids, 1),

@@ -204,20 +204,22 @@ impl Store {
         ]
         .join(" AND ");
         for status in statuses {
+            // `touched`: 1 where recent ones left (the newest may have gone), 2 where assigned
+            // ones left (the oldest may have gone too).
             let mut left_out = Vec::new();
             if nobody {
-                left_out.push("e.assignee_id IS NOT NULL");
+                left_out.push(("e.assignee_id IS NOT NULL", 2));
             }
             if aged {
                 left_out.push(if nobody {
-                    "e.created_at >= $7 AND e.assignee_id IS NULL"
+                    ("e.created_at >= $7 AND e.assignee_id IS NULL", 1)
                 } else {
-                    "e.created_at >= $7"
+                    ("e.created_at >= $7", 1)
                 });
             }
-            for out in left_out {
+            for (out, touched) in left_out {
                 parts.push(format!(
-                    "SELECT {key}, -COUNT(*) AS n, NULL AS oldest, NULL AS newest, 1 AS touched
+                    "SELECT {key}, -COUNT(*) AS n, NULL AS oldest, NULL AS newest, {touched} AS touched
                      FROM exceptions e WHERE {status} AND {narrow_e} AND {out} GROUP BY {key}"
                 ));
             }
@@ -237,7 +239,7 @@ impl Store {
             };
             let oldest = if nobody {
                 format!(
-                    "CASE WHEN MAX(k.touched) = 1 THEN {} ELSE MIN(k.oldest) END",
+                    "CASE WHEN MAX(k.touched) = 2 THEN {} ELSE MIN(k.oldest) END",
                     lookup("MIN(e.created_at)")
                 )
             } else {
@@ -250,7 +252,7 @@ impl Store {
                               MIN(dmin) || CASE WHEN MIN(dmin) <> MAX(dmax) THEN ', ' || MAX(dmax) ELSE '' END AS destinations
                        FROM (SELECT k.fingerprint, MIN(k.code) AS code, MIN(k.kind) AS kind, MIN(k.action) AS action,
                                     SUM(k.n) AS n, {oldest} AS oldest,
-                                    CASE WHEN MAX(k.touched) = 1 THEN {} ELSE MAX(k.newest) END AS newest,
+                                    CASE WHEN MAX(k.touched) > 0 THEN {} ELSE MAX(k.newest) END AS newest,
                                     MIN(k.destination) AS dmin, MAX(k.destination) AS dmax
                              FROM (SELECT status, fingerprint, destination, code, kind, action, SUM(n) AS n,
                                           MIN(oldest) AS oldest, MAX(newest) AS newest, MAX(touched) AS touched
@@ -287,8 +289,13 @@ impl Store {
         let order = group_order(oldest_first);
         // One aggregate per status, each an equality the covering index `exceptions_groups`
         // answers in cause order; `IN ('open', 'snoozed')` would make the planner read rows.
+        // A search, a selection or an order finds its few exceptions first, and is then
+        // evaluated once, not once per status.
+        let driven = scope.search.is_some() || scope.ids.is_some() || scope.order.is_some();
         let statuses: &[&str] = if scope.status.is_some() {
             &["TRUE"]
+        } else if driven {
+            &["e.status IN ('open', 'snoozed')"]
         } else {
             &["e.status = 'open'", "e.status = 'snoozed'"]
         };
