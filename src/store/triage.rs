@@ -227,6 +227,16 @@ fn normalise_search(s: &str) -> String {
     }
 }
 
+/// `condition` when the scope sets that field, else `$n IS NULL` (the parameter still appears,
+/// so both databases know its type and every statement takes the same nine).
+pub(crate) fn given(set: bool, condition: &str, n: u8) -> String {
+    if set {
+        condition.to_string()
+    } else {
+        format!("${n} IS NULL")
+    }
+}
+
 /// The scope's `WHERE` condition over `exceptions e`, with parameters `$1`–`$9` (see
 /// [`bind_scope!`]). A field the scope leaves open is written as `$n IS NULL` (its parameter is
 /// bound NULL), so the planner sees only plain conditions on the fields that are set and can use
@@ -234,13 +244,6 @@ fn normalise_search(s: &str) -> String {
 /// search are written per dialect: SQLite reads the JSON array with `json_each`, PostgreSQL with
 /// `jsonb_array_elements_text`.
 pub(crate) fn scope_sql(postgres: bool, scope: &ExceptionScope) -> String {
-    let given = |set: bool, condition: &str, n: u8| {
-        if set {
-            condition.to_string()
-        } else {
-            format!("${n} IS NULL")
-        }
-    };
     let ids = if postgres {
         "e.id IN (SELECT CAST(value AS BIGINT) FROM jsonb_array_elements_text(CAST($1 AS JSONB)))"
     } else {

@@ -3,7 +3,7 @@
 
 use chrono::{DateTime, Utc};
 
-use super::triage::{Assignee, ExceptionScope, bind_scope, scope_sql};
+use super::triage::{Assignee, ExceptionScope, bind_scope, given, scope_sql};
 use super::{Store, StoreError, is_postgres, on_pool};
 
 /// Open exceptions sharing one cause.
@@ -96,13 +96,6 @@ impl Store {
         limit: i64,
     ) -> Result<Vec<ExceptionGroup>, StoreError> {
         // Each field the scope leaves open is `$n IS NULL`, as in the exceptions' scope.
-        let given = |set: bool, condition: &str, n: u8| {
-            if set {
-                condition.to_string()
-            } else {
-                format!("${n} IS NULL")
-            }
-        };
         let conditions = [
             given(scope.fingerprint.is_some(), "c.fingerprint = $1", 1),
             given(scope.code.is_some(), "c.code = $2", 2),
@@ -151,13 +144,6 @@ impl Store {
     ) -> Result<Vec<ExceptionGroup>, StoreError> {
         let nobody = scope.assignee == Some(Assignee::Nobody);
         let aged = scope.created_before.is_some();
-        let given = |set: bool, condition: &str, n: u8| {
-            if set {
-                condition.to_string()
-            } else {
-                format!("${n} IS NULL")
-            }
-        };
         let narrowed = |t: &str| {
             [
                 given(
