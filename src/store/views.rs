@@ -131,11 +131,11 @@ impl Store {
     }
 
     /// [`Store::exception_groups`] for the unassigned ones, or those older than an age (or both):
-    /// the summary's counts less those of the exceptions left out — the assigned and the recent
-    /// ones, usually few, each found through an index. Where a cause lost some, its newest
-    /// sentence (and, for the unassigned, its oldest age) is looked up again: one index seek per
-    /// cause and status, skipping only what was left out. Only for scopes [`subtractable`]
-    /// accepts; exact at any mix, merely no faster when most are left out.
+    /// each summary row less what the filter leaves out of that cause — its assigned and its
+    /// recent exceptions, usually few, each counted from an index that holds every column
+    /// asked. Where a cause lost some, its newest sentence (and, for the unassigned, its oldest
+    /// age) is looked up again: one index seek per cause and status. Only for scopes
+    /// [`subtractable`] accepts; exact at any mix, merely no faster when most are left out.
     async fn groups_by_subtraction(
         &self,
         scope: &ExceptionScope,
@@ -144,114 +144,95 @@ impl Store {
     ) -> Result<Vec<ExceptionGroup>, StoreError> {
         let nobody = scope.assignee == Some(Assignee::Nobody);
         let aged = scope.created_before.is_some();
-        let narrowed = |t: &str| {
-            [
-                given(
-                    scope.fingerprint.is_some(),
-                    &format!("{t}.fingerprint = $2"),
-                    2,
-                ),
-                given(scope.code.is_some(), &format!("{t}.code = $3"), 3),
-                given(
-                    scope.destination.is_some(),
-                    &format!("{t}.destination = $4"),
-                    4,
-                ),
-                given(scope.status.is_some(), &format!("{t}.status = $5"), 5),
-            ]
-            .join(" AND ")
-        };
         // Every parameter appears once, so that both databases know all nine.
-        let rest = [
-            "$1 IS NULL",
-            if nobody { "$6 = 0" } else { "$6 IS NULL" },
-            if aged { "$7 IS NOT NULL" } else { "$7 IS NULL" },
-            "$8 IS NULL AND $9 IS NULL",
+        let conditions = [
+            given(scope.fingerprint.is_some(), "c.fingerprint = $2", 2),
+            given(scope.code.is_some(), "c.code = $3", 3),
+            given(scope.destination.is_some(), "c.destination = $4", 4),
+            given(scope.status.is_some(), "c.status = $5", 5),
+            "$1 IS NULL".into(),
+            (if nobody { "$6 = 0" } else { "$6 IS NULL" }).into(),
+            (if aged { "$7 IS NOT NULL" } else { "$7 IS NULL" }).into(),
+            "$8 IS NULL AND $9 IS NULL".into(),
         ]
         .join(" AND ");
-        let statuses: &[&str] = if scope.status.is_some() {
-            &["e.status = $5"]
-        } else {
-            &["e.status = 'open'", "e.status = 'snoozed'"]
-        };
-        // What the scope leaves out, counted negatively per summary row: the assigned ones, and
-        // the (unassigned) recent ones. Each part is an equality on status and one index range.
-        let key = "e.status, e.fingerprint, e.destination, e.code, e.kind, e.action";
-        let mut parts = vec![format!(
-            "SELECT c.status, c.fingerprint, c.destination, c.code, c.kind, c.action,
-                    c.exceptions AS n, c.oldest, c.newest_id AS newest, 0 AS touched
-             FROM exception_causes c WHERE {} AND {rest}",
-            narrowed("c")
-        )];
-        let narrow_e = [
-            given(scope.fingerprint.is_some(), "e.fingerprint = $2", 2),
-            given(scope.code.is_some(), "e.code = $3", 3),
-            given(scope.destination.is_some(), "e.destination = $4", 4),
-        ]
-        .join(" AND ");
-        for status in statuses {
-            // `touched`: 1 where recent ones left (the newest may have gone), 2 where assigned
-            // ones left (the oldest may have gone too).
-            let mut left_out = Vec::new();
-            if nobody {
-                left_out.push(("e.assignee_id IS NOT NULL", 2));
-            }
-            if aged {
-                left_out.push(if nobody {
-                    ("e.created_at >= $7 AND e.assignee_id IS NULL", 1)
-                } else {
-                    ("e.created_at >= $7", 1)
-                });
-            }
-            for (out, touched) in left_out {
-                parts.push(format!(
-                    "SELECT {key}, -COUNT(*) AS n, NULL AS oldest, NULL AS newest, {touched} AS touched
-                     FROM exceptions e WHERE {status} AND {narrow_e} AND {out} GROUP BY {key}"
-                ));
-            }
-        }
         let binds = scope.binds();
         let order = group_order(oldest_first);
         let rows = on_pool!(&self.db, pool => {
-            let conditions = scope_sql(is_postgres(pool), scope);
+            let pg = is_postgres(pool);
+            // What the scope leaves out of one summary row: its assigned exceptions (from the
+            // partial index `exceptions_assigned`) and its recent ones (a range of
+            // `exceptions_groups`, which ends with the assignee). SQLite is told the index:
+            // left to choose, it counts a cause's assigned ones by reading all of the cause.
+            let index = |name: &str| if pg { String::new() } else { format!(" INDEXED BY {name}") };
+            let same_cause = "e.status = c.status AND e.fingerprint = c.fingerprint AND e.destination = c.destination
+                              AND e.code = c.code AND e.kind = c.kind AND e.action = c.action";
+            let assigned = if nobody {
+                format!(
+                    "(SELECT COUNT(*) FROM exceptions e{} WHERE {same_cause} AND e.assignee_id IS NOT NULL)",
+                    index("exceptions_assigned")
+                )
+            } else {
+                "0".to_string()
+            };
+            let recent = if aged {
+                format!(
+                    "(SELECT COUNT(*) FROM exceptions e{} WHERE {same_cause} AND e.created_at >= $7{})",
+                    index("exceptions_groups"),
+                    if nobody { " AND e.assignee_id IS NULL" } else { "" }
+                )
+            } else {
+                "0".to_string()
+            };
+            // SQLite keeps one summary row per cause and status; PostgreSQL spreads a busy one
+            // over slots, summed here first.
+            let summary = if pg {
+                "(SELECT status, fingerprint, destination, code, kind, action, SUM(exceptions) AS exceptions,
+                         MIN(oldest) AS oldest, MAX(newest_id) AS newest_id
+                  FROM exception_causes GROUP BY status, fingerprint, destination, code, kind, action)"
+            } else {
+                "exception_causes"
+            };
+            let in_scope = scope_sql(pg, scope);
             // A cause and status that lost some: the newest one left in scope (and, for the
             // unassigned, the oldest: the oldest may be assigned, while a recent one never
             // is the oldest of what is left).
             let lookup = |aggregate: &str| {
                 format!(
                     "(SELECT {aggregate} FROM exceptions e
-                      WHERE e.status = k.status AND e.fingerprint = k.fingerprint AND {conditions})"
+                      WHERE e.status = k.status AND e.fingerprint = k.fingerprint AND {in_scope})"
                 )
             };
             let oldest = if nobody {
                 format!(
-                    "CASE WHEN MAX(k.touched) = 2 THEN {} ELSE MIN(k.oldest) END",
+                    "CASE WHEN SUM(k.assigned) > 0 THEN {} ELSE MIN(k.oldest) END",
                     lookup("MIN(e.created_at)")
                 )
             } else {
                 "MIN(k.oldest)".to_string()
             };
+            // The counts are materialised, so that each is taken once per summary row.
             let sql = format!(
-                "SELECT g.fingerprint, g.code, g.kind, g.action, x.message, g.open, g.oldest, g.destinations
+                "WITH causes AS MATERIALIZED (
+                     SELECT c.status, c.fingerprint, c.destination, c.code, c.kind, c.action, c.exceptions,
+                            c.oldest, c.newest_id AS newest, {assigned} AS assigned, {recent} AS recent
+                     FROM {summary} c WHERE {conditions})
+                 SELECT g.fingerprint, g.code, g.kind, g.action, x.message, g.open, g.oldest, g.destinations
                  FROM (SELECT fingerprint, MIN(code) AS code, MIN(kind) AS kind, MIN(action) AS action,
                               CAST(SUM(n) AS BIGINT) AS open, MIN(oldest) AS oldest, MAX(newest) AS newest,
                               MIN(dmin) || CASE WHEN MIN(dmin) <> MAX(dmax) THEN ', ' || MAX(dmax) ELSE '' END AS destinations
                        FROM (SELECT k.fingerprint, MIN(k.code) AS code, MIN(k.kind) AS kind, MIN(k.action) AS action,
-                                    SUM(k.n) AS n, {oldest} AS oldest,
-                                    CASE WHEN MAX(k.touched) > 0 THEN {} ELSE MAX(k.newest) END AS newest,
+                                    SUM(k.exceptions - k.assigned - k.recent) AS n, {oldest} AS oldest,
+                                    CASE WHEN SUM(k.assigned + k.recent) > 0 THEN {} ELSE MAX(k.newest) END AS newest,
                                     MIN(k.destination) AS dmin, MAX(k.destination) AS dmax
-                             FROM (SELECT status, fingerprint, destination, code, kind, action, SUM(n) AS n,
-                                          MIN(oldest) AS oldest, MAX(newest) AS newest, MAX(touched) AS touched
-                                   FROM ({}) u
-                                   GROUP BY status, fingerprint, destination, code, kind, action
-                                   HAVING SUM(n) > 0) k
+                             FROM causes k
+                             WHERE k.exceptions - k.assigned - k.recent > 0
                              GROUP BY k.status, k.fingerprint) s
                        GROUP BY fingerprint) g
                  JOIN exceptions x ON x.id = g.newest
                  ORDER BY {order}
                  LIMIT $10",
                 lookup("MAX(e.id)"),
-                parts.join(" UNION ALL ")
             );
             bind_scope!(sqlx::query_as::<_, ExceptionGroup>(&sql), &binds)
                 .bind(limit)
