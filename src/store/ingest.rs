@@ -85,9 +85,11 @@ impl Outcome {
 /// starts afresh; a pending, retrying or running one just gets the new target (a running one is
 /// re-armed by its worker on completion, keeping one attempt in flight per order and
 /// destination); a skipped one stays skipped.
-const ARM_TASK: &str = "
+/// One statement for every destination in [`DESTINATIONS`] (`$1` the order, `$2` the version,
+/// `$3` the time).
+const ARM_TASKS: &str = "
 INSERT INTO sync_tasks (store_order_id, destination, state, target_version, attempt, scheduled_at, armed_at, updated_at)
-VALUES ($1, $2, 'pending', $3, 0, $4, $4, $4)
+VALUES ($1, 'crm', 'pending', $2, 0, $3, $3, $3), ($1, 'erp', 'pending', $2, 0, $3, $3, $3)
 ON CONFLICT (store_order_id, destination) DO UPDATE SET
     target_version = excluded.target_version,
     state = CASE WHEN sync_tasks.state IN ('synced', 'dead', 'blocked') THEN 'pending' ELSE sync_tasks.state END,
@@ -117,35 +119,41 @@ macro_rules! link_customer {
         let c: &CustomerRef = $customer;
         let email = c.email.as_ref().map(|e| e.as_str().to_string());
         let phone = c.phone.as_ref().map(|p| p.as_str().to_string());
-        let mut found: Option<i64> = None;
-        if let Some(store_id) = c.store_customer_id {
-            found = sqlx::query_scalar("SELECT id FROM customers WHERE store_customer_id = $1")
-                .bind(store_id)
-                .fetch_optional(&mut *$tx)
-                .await?;
-        }
-        if found.is_none() {
-            if let Some(email) = &email {
-                let by_email: Option<(i64, Option<i64>)> =
-                    sqlx::query_as("SELECT id, store_customer_id FROM customers WHERE email = $1")
-                        .bind(email)
-                        .fetch_optional(&mut *$tx)
+        // One read for both keys: the record of the store account and the record holding the
+        // email (the same row, or none, in the usual case).
+        let rows: Vec<(i64, Option<i64>, Option<String>)> = if c.store_customer_id.is_some() || email.is_some() {
+            sqlx::query_as("SELECT id, store_customer_id, email FROM customers WHERE store_customer_id = $1 OR email = $2")
+                .bind(c.store_customer_id)
+                .bind(email.as_deref())
+                .fetch_all(&mut *$tx)
+                .await?
+        } else {
+            Vec::new()
+        };
+        let by_store = rows.iter().find(|r| c.store_customer_id.is_some() && r.1 == c.store_customer_id);
+        let by_email = rows.iter().find(|r| email.is_some() && r.2 == email);
+        // Whether the email belongs to another store account's record.
+        let mut email_taken = false;
+        let found: Option<i64> = match (by_store, by_email) {
+            (Some((id, _, _)), _) => Some(*id),
+            (None, None) => None,
+            (None, Some((id, existing, _))) => match (existing, c.store_customer_id) {
+                // A guest checkout by the same email, now with a store account: link them.
+                (None, Some(store_id)) => {
+                    sqlx::query("UPDATE customers SET store_customer_id = $2 WHERE id = $1")
+                        .bind(*id)
+                        .bind(store_id)
+                        .execute(&mut *$tx)
                         .await?;
-                found = match (by_email, c.store_customer_id) {
-                    // A guest checkout by the same email, now with a store account: link them.
-                    (Some((id, None)), Some(store_id)) => {
-                        sqlx::query("UPDATE customers SET store_customer_id = $2 WHERE id = $1")
-                            .bind(id)
-                            .bind(store_id)
-                            .execute(&mut *$tx)
-                            .await?;
-                        Some(id)
-                    }
-                    (Some((id, existing)), incoming) if incoming.is_none() || existing == incoming => Some(id),
-                    _ => None,
-                };
-            }
-        }
+                    Some(*id)
+                }
+                (_, None) => Some(*id),
+                (Some(_), Some(_)) => {
+                    email_taken = true;
+                    None
+                }
+            },
+        };
         match found {
             Some(id) => {
                 sqlx::query(
@@ -165,11 +173,7 @@ macro_rules! link_customer {
             None => {
                 // Two store accounts sharing one email keep separate records (the second
                 // without the email); the Identity capability proposes merging them.
-                let email_taken: Option<i64> = match &email {
-                    Some(e) => sqlx::query_scalar("SELECT id FROM customers WHERE email = $1").bind(e).fetch_optional(&mut *$tx).await?,
-                    None => None,
-                };
-                let email = if email_taken.is_some() { None } else { email };
+                let email = if email_taken { None } else { email };
                 // Two deliveries for one new customer can race here (PostgreSQL): the loser's
                 // insert does nothing (it waits for the winner's commit) and reads its row.
                 let inserted: Option<i64> = sqlx::query_scalar(
@@ -227,12 +231,13 @@ fn apply_refund(order: &mut Order, refund: Refund) {
 /// An order's store id and the `updated_at` of the state a delivery carried.
 type OrderRef = (i64, DateTime<Utc>);
 
-/// Records a delivery; with `duplicate = FALSE` the partial unique indexes let only the first
-/// delivery of a webhook id / event id in (a later one returns no row).
+/// Records a delivery, with the order it concerns (when known from the body); with
+/// `duplicate = FALSE` the partial unique indexes let only the first delivery of a webhook id /
+/// event id in (a later one returns no row).
 const INSERT_EVENT: &str = "
 INSERT INTO webhook_events (webhook_id, event_id, topic, shop_domain, api_version, triggered_at,
-    received_at, body, duplicate, outcome, note)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+    received_at, body, duplicate, outcome, note, store_order_id, order_updated_at)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
 ON CONFLICT DO NOTHING RETURNING id";
 
 impl Store {
@@ -254,7 +259,12 @@ on_connection! {
         let now = *now;
         // The insert comes first: on SQLite it takes the write lock at once, so the reads
         // below never race another writer; the partial unique indexes make the first
-        // delivery of a webhook id / event id win, also between concurrent requests.
+        // delivery of a webhook id / event id win, also between concurrent requests. An order
+        // is recorded as applied, the usual end, so that only another end rewrites the row.
+        let presumed = match payload {
+            Payload::Order(order) => Some((order.store_order_id, order.updated_at)),
+            _ => None,
+        };
         let event_id: Option<i64> = sqlx::query_scalar(INSERT_EVENT)
             .bind(&delivery.webhook_id)
             .bind(delivery.event_id.as_deref())
@@ -265,8 +275,10 @@ on_connection! {
             .bind(now)
             .bind(&delivery.body)
             .bind(false)
-            .bind("accepted")
+            .bind(if presumed.is_some() { "applied" } else { "accepted" })
             .bind(None::<&str>)
+            .bind(presumed.map(|(id, _)| id))
+            .bind(presumed.map(|(_, at)| at))
             .fetch_optional(&mut *tx)
             .await?;
         let Some(event_id) = event_id else {
@@ -284,6 +296,8 @@ on_connection! {
                 .bind(true)
                 .bind("duplicate")
                 .bind(Some("webhook or event id seen before"))
+                .bind(presumed.map(|(id, _)| id))
+                .bind(presumed.map(|(_, at)| at))
                 .fetch_optional(&mut *tx)
                 .await?;
             return Ok(Outcome::Duplicate);
@@ -394,20 +408,23 @@ on_connection! {
         };
 
         if let Outcome::Applied { store_order_id, version } = &outcome {
-            for destination in DESTINATIONS {
-                sqlx::query(ARM_TASK).bind(store_order_id).bind(destination).bind(version).bind(now).execute(&mut *tx).await?;
-            }
+            sqlx::query(ARM_TASKS).bind(store_order_id).bind(version).bind(now).execute(&mut *tx).await?;
             if let Payload::Order(order) = payload {
-                // For finding orders (and their exceptions) by SKU.
+                // For finding orders (and their exceptions) by SKU: one insert for up to 500.
                 let mut skus: Vec<&str> = order.lines.iter().filter_map(|l| l.sku.as_ref().map(|s| s.as_str())).collect();
                 skus.sort_unstable();
                 skus.dedup();
-                for sku in skus {
-                    sqlx::query("INSERT INTO order_skus (store_order_id, sku) VALUES ($1, $2) ON CONFLICT DO NOTHING")
-                        .bind(store_order_id)
-                        .bind(sku)
-                        .execute(&mut *tx)
-                        .await?;
+                for chunk in skus.chunks(500) {
+                    let rows: Vec<String> = (2..chunk.len() + 2).map(|n| format!("($1, ${n})")).collect();
+                    let sql = format!(
+                        "INSERT INTO order_skus (store_order_id, sku) VALUES {} ON CONFLICT DO NOTHING",
+                        rows.join(", ")
+                    );
+                    let mut insert = sqlx::query(&sql).bind(store_order_id);
+                    for sku in chunk {
+                        insert = insert.bind(*sku);
+                    }
+                    insert.execute(&mut *tx).await?;
                 }
             }
         }
@@ -415,6 +432,10 @@ on_connection! {
             Outcome::Applied { store_order_id, .. } | Outcome::Superseded { store_order_id } => Some(*store_order_id),
             _ => order_ref.map(|(id, _)| id),
         };
+        if presumed.is_some() && matches!(outcome, Outcome::Applied { .. }) && note.is_none() {
+            // Recorded so already.
+            return Ok(outcome);
+        }
         sqlx::query(
             "UPDATE webhook_events SET outcome = $2, store_order_id = $3, order_updated_at = $4, note = $5 WHERE id = $1",
         )
@@ -426,5 +447,21 @@ on_connection! {
         .execute(&mut *tx)
         .await?;
         Ok(outcome)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_statement_arms_every_destination() {
+        for destination in DESTINATIONS {
+            assert!(ARM_TASKS.contains(&format!("($1, '{destination}', 'pending'")));
+        }
+        assert_eq!(
+            ARM_TASKS.matches("'pending', $2").count(),
+            DESTINATIONS.len()
+        );
     }
 }

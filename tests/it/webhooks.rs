@@ -18,6 +18,96 @@ on_both_backends! {
     a_late_older_update_is_superseded_not_applied => a_late_older_update_is_superseded_not_applied_sqlite, a_late_older_update_is_superseded_not_applied_postgres;
     a_newer_state_re_arms_a_synced_task => a_newer_state_re_arms_a_synced_task_sqlite, a_newer_state_re_arms_a_synced_task_postgres;
     orders_of_one_new_customer_posted_together_all_apply => orders_of_one_new_customer_posted_together_all_apply_sqlite, orders_of_one_new_customer_posted_together_all_apply_postgres;
+    customers_are_linked_by_store_account_then_by_email => customers_are_linked_by_store_account_then_by_email_sqlite, customers_are_linked_by_store_account_then_by_email_postgres;
+}
+
+/// The deterministic linking rules, in the order a shop meets them: a guest by email, the same
+/// guest again, the guest opening an account, a second account with the same email (kept apart,
+/// for a data steward), and each account found again by its id.
+async fn customers_are_linked_by_store_account_then_by_email(app: TestApp) {
+    let order_by = |seed: u64, customer: Value| {
+        let mut order = OrderFactory::new(seed).order();
+        order["email"] = json!("Pat.Doe@Example.com");
+        order["customer"] = customer;
+        order
+    };
+    let customer_of = |seed: u64| {
+        let order = OrderFactory::new(seed).order();
+        format!(
+            "SELECT customer_id FROM orders WHERE store_order_id = {}",
+            order_id(&order)
+        )
+    };
+    let app = &app;
+    let post = |order: Value| async move {
+        let (status, body) = Post::new("orders/create", &order).send(app).await;
+        assert_eq!(
+            (status, body["outcome"].as_str()),
+            (StatusCode::OK, Some("applied")),
+            "{body}"
+        );
+    };
+    post(order_by(900, Value::Null)).await;
+    post(order_by(901, json!({"email": " pat.doe@example.COM "}))).await;
+    let guest = app.count(&customer_of(900)).await;
+    assert_eq!(
+        app.count(&customer_of(901)).await,
+        guest,
+        "the same guest, by email"
+    );
+    assert_eq!(
+        app.count(&format!("SELECT COUNT(*) FROM customers WHERE id = {guest} AND email = 'pat.doe@example.com' AND store_customer_id IS NULL")).await,
+        1
+    );
+
+    post(order_by(
+        902,
+        json!({"id": 555, "email": "pat.doe@example.com", "first_name": "Pat"}),
+    ))
+    .await;
+    assert_eq!(
+        app.count(&customer_of(902)).await,
+        guest,
+        "the guest's record takes the account"
+    );
+    assert_eq!(
+        app.count(&format!("SELECT COUNT(*) FROM customers WHERE id = {guest} AND store_customer_id = 555 AND first_name = 'Pat'")).await,
+        1
+    );
+
+    post(order_by(
+        903,
+        json!({"id": 556, "email": "pat.doe@example.com"}),
+    ))
+    .await;
+    let other = app.count(&customer_of(903)).await;
+    assert_ne!(
+        other, guest,
+        "another account with the same email is another record"
+    );
+    assert_eq!(
+        app.count(&format!("SELECT COUNT(*) FROM customers WHERE id = {other} AND store_customer_id = 556 AND email IS NULL")).await,
+        1,
+        "without the email, which the first record holds"
+    );
+
+    post(order_by(904, json!({"id": 556}))).await;
+    post(order_by(
+        905,
+        json!({"id": 555, "email": "pat.doe@example.com", "last_name": "Doe"}),
+    ))
+    .await;
+    assert_eq!(app.count(&customer_of(904)).await, other);
+    assert_eq!(app.count(&customer_of(905)).await, guest);
+    assert_eq!(app.count("SELECT COUNT(*) FROM customers").await, 2);
+    assert_eq!(
+        app.count(&format!(
+            "SELECT COUNT(*) FROM customers WHERE id = {guest} AND last_name = 'Doe'"
+        ))
+        .await,
+        1,
+        "a later order fills in what it carries"
+    );
 }
 
 /// Found by the benchmark: two deliveries creating the same new customer raced on PostgreSQL
@@ -267,6 +357,21 @@ async fn the_same_delivery_posted_concurrently_is_applied_once(app: TestApp) {
         app.count("SELECT COUNT(*) FROM webhook_events WHERE duplicate = TRUE")
             .await,
         7
+    );
+    // Every delivery is the order's, so its timeline shows the duplicates too; one applied.
+    assert_eq!(
+        app.count(&format!(
+            "SELECT COUNT(*) FROM webhook_events WHERE store_order_id = {id}"
+        ))
+        .await,
+        8
+    );
+    assert_eq!(
+        app.count(&format!(
+            "SELECT COUNT(*) FROM webhook_events WHERE store_order_id = {id} AND outcome = 'applied'"
+        ))
+        .await,
+        1
     );
     assert_eq!(
         app.count(&format!(
