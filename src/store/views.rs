@@ -194,45 +194,59 @@ impl Store {
                 "exception_causes"
             };
             let in_scope = scope_sql(pg, scope);
-            // A cause and status that lost some: the newest one left in scope (and, for the
-            // unassigned, the oldest: the oldest may be assigned, while a recent one never
-            // is the oldest of what is left).
-            let lookup = |aggregate: &str| {
-                format!(
-                    "(SELECT {aggregate} FROM exceptions e
-                      WHERE e.status = k.status AND e.fingerprint = k.fingerprint AND {in_scope})"
-                )
-            };
+            // Where a cause lost some: the oldest one left in scope, for the unassigned (the
+            // oldest may be assigned, while a recent one never is the oldest of what is left);
+            // it orders the page, so it is taken for every cause and status that lost some.
             let oldest = if nobody {
                 format!(
-                    "CASE WHEN SUM(k.assigned) > 0 THEN {} ELSE MIN(k.oldest) END",
-                    lookup("MIN(e.created_at)")
+                    "CASE WHEN SUM(k.assigned) > 0
+                     THEN (SELECT MIN(e.created_at) FROM exceptions e
+                           WHERE e.status = k.status AND e.fingerprint = k.fingerprint AND {in_scope})
+                     ELSE MIN(k.oldest) END"
                 )
             } else {
                 "MIN(k.oldest)".to_string()
+            };
+            // And the newest one, whose sentence stands for the group: only for the page, once
+            // sorted (a status without any in scope gives none).
+            let newest = |status: &str| {
+                format!(
+                    "SELECT MAX(e.id) AS id FROM exceptions e
+                     WHERE e.status = '{status}' AND e.fingerprint = p.fingerprint AND {in_scope}"
+                )
             };
             // The counts are materialised, so that each is taken once per summary row.
             let sql = format!(
                 "WITH causes AS MATERIALIZED (
                      SELECT c.status, c.fingerprint, c.destination, c.code, c.kind, c.action, c.exceptions,
                             c.oldest, c.newest_id AS newest, {assigned} AS assigned, {recent} AS recent
-                     FROM {summary} c WHERE {conditions})
+                     FROM {summary} c WHERE {conditions}),
+                 page AS (
+                     SELECT g.* FROM (
+                         SELECT fingerprint, MIN(code) AS code, MIN(kind) AS kind, MIN(action) AS action,
+                                CAST(SUM(n) AS BIGINT) AS open, MIN(oldest) AS oldest, MAX(newest) AS newest,
+                                SUM(lost) AS lost,
+                                MIN(dmin) || CASE WHEN MIN(dmin) <> MAX(dmax) THEN ', ' || MAX(dmax) ELSE '' END AS destinations
+                         FROM (SELECT k.fingerprint, MIN(k.code) AS code, MIN(k.kind) AS kind, MIN(k.action) AS action,
+                                      SUM(k.exceptions - k.assigned - k.recent) AS n, {oldest} AS oldest,
+                                      MAX(k.newest) AS newest, SUM(k.assigned + k.recent) AS lost,
+                                      MIN(k.destination) AS dmin, MAX(k.destination) AS dmax
+                               FROM causes k
+                               WHERE k.exceptions - k.assigned - k.recent > 0
+                               GROUP BY k.status, k.fingerprint) s
+                         GROUP BY fingerprint) g
+                     ORDER BY {order}
+                     LIMIT $10)
                  SELECT g.fingerprint, g.code, g.kind, g.action, x.message, g.open, g.oldest, g.destinations
-                 FROM (SELECT fingerprint, MIN(code) AS code, MIN(kind) AS kind, MIN(action) AS action,
-                              CAST(SUM(n) AS BIGINT) AS open, MIN(oldest) AS oldest, MAX(newest) AS newest,
-                              MIN(dmin) || CASE WHEN MIN(dmin) <> MAX(dmax) THEN ', ' || MAX(dmax) ELSE '' END AS destinations
-                       FROM (SELECT k.fingerprint, MIN(k.code) AS code, MIN(k.kind) AS kind, MIN(k.action) AS action,
-                                    SUM(k.exceptions - k.assigned - k.recent) AS n, {oldest} AS oldest,
-                                    CASE WHEN SUM(k.assigned + k.recent) > 0 THEN {} ELSE MAX(k.newest) END AS newest,
-                                    MIN(k.destination) AS dmin, MAX(k.destination) AS dmax
-                             FROM causes k
-                             WHERE k.exceptions - k.assigned - k.recent > 0
-                             GROUP BY k.status, k.fingerprint) s
-                       GROUP BY fingerprint) g
+                 FROM (SELECT p.fingerprint, p.code, p.kind, p.action, p.open, p.oldest, p.destinations,
+                              CASE WHEN p.lost > 0
+                                   THEN (SELECT MAX(n.id) FROM ({} UNION ALL {}) n)
+                                   ELSE p.newest END AS newest
+                       FROM page p) g
                  JOIN exceptions x ON x.id = g.newest
-                 ORDER BY {order}
-                 LIMIT $10",
-                lookup("MAX(e.id)"),
+                 ORDER BY {order}",
+                newest("open"),
+                newest("snoozed"),
             );
             bind_scope!(sqlx::query_as::<_, ExceptionGroup>(&sql), &binds)
                 .bind(limit)
