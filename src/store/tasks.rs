@@ -88,12 +88,27 @@ WHERE id IN (
     FOR UPDATE SKIP LOCKED)
 RETURNING id, store_order_id, destination, target_version, synced_version, attempt, external_id, lease_token, armed_at,
     EXISTS (SELECT 1 FROM exceptions x WHERE x.task_id = sync_tasks.id AND x.status IN ('open', 'snoozed')) AS open_exception";
+// SQLite cannot merge ordered index ranges, and sorted every due task to take the first few
+// (1.8 ms a claim with a few thousand waiting, a fifth of the writer's time): each state's
+// range is read in index order, up to the limit, and only those are sorted.
 const CLAIM_SQLITE: &str = "
 UPDATE sync_tasks SET state = 'running', lease_token = $1, lease_expires_at = $2, attempt = attempt + 1, updated_at = $3
 WHERE id IN (
-    SELECT id FROM sync_tasks
-    WHERE ((state IN ('pending', 'retrying') AND scheduled_at <= $3) OR (state = 'running' AND lease_expires_at < $3))
-      AND destination NOT IN (SELECT name FROM destinations WHERE paused)
+    SELECT id FROM (
+        SELECT * FROM (SELECT id, scheduled_at FROM sync_tasks
+                       WHERE state = 'pending' AND scheduled_at <= $3
+                         AND destination NOT IN (SELECT name FROM destinations WHERE paused)
+                       ORDER BY scheduled_at LIMIT $4)
+        UNION ALL
+        SELECT * FROM (SELECT id, scheduled_at FROM sync_tasks
+                       WHERE state = 'retrying' AND scheduled_at <= $3
+                         AND destination NOT IN (SELECT name FROM destinations WHERE paused)
+                       ORDER BY scheduled_at LIMIT $4)
+        UNION ALL
+        SELECT * FROM (SELECT id, scheduled_at FROM sync_tasks
+                       WHERE state = 'running' AND lease_expires_at < $3
+                         AND destination NOT IN (SELECT name FROM destinations WHERE paused)
+                       ORDER BY scheduled_at LIMIT $4))
     ORDER BY scheduled_at
     LIMIT $4)
 RETURNING id, store_order_id, destination, target_version, synced_version, attempt, external_id, lease_token, armed_at,

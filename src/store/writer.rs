@@ -102,7 +102,19 @@ impl Writer {
     pub(crate) fn spawn(pool: SqlitePool) -> Writer {
         let (jobs, queue) = mpsc::channel(4 * MAX_BATCH);
         let counts = Arc::new(Counts::default());
-        tokio::spawn(run(pool.clone(), queue, counts.clone()));
+        // The writer is the one thing every write waits for, and each of its statements is a
+        // hand-off to the connection's thread and back: on the shared runtime each return
+        // waited its turn behind the web requests. On a thread of its own it is resumed at
+        // once.
+        let (writes, done) = (pool.clone(), counts.clone());
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("a runtime for the SQLite writer");
+        std::thread::Builder::new()
+            .name("sqlite-writer".into())
+            .spawn(move || runtime.block_on(run(writes, queue, done)))
+            .expect("the SQLite writer's thread");
         Writer {
             jobs,
             pool,
