@@ -74,45 +74,42 @@ pub struct NewException {
 }
 
 // Claiming: due tasks, and running tasks whose lease expired (their worker died), skipping
-// paused destinations. PostgreSQL: FOR UPDATE SKIP LOCKED lets several workers on several
-// machines claim disjoint batches without waiting on each other. SQLite: a single writer, so
-// the UPDATE … WHERE id IN (SELECT …) is atomic on its own.
-const CLAIM_PG: &str = "
-UPDATE sync_tasks SET state = 'running', lease_token = $1, lease_expires_at = $2, attempt = attempt + 1, updated_at = $3
-WHERE id IN (
-    SELECT id FROM sync_tasks
-    WHERE ((state IN ('pending', 'retrying') AND scheduled_at <= $3) OR (state = 'running' AND lease_expires_at < $3))
-      AND destination NOT IN (SELECT name FROM destinations WHERE paused)
-    ORDER BY scheduled_at
-    LIMIT $4
-    FOR UPDATE SKIP LOCKED)
-RETURNING id, store_order_id, destination, target_version, synced_version, attempt, external_id, lease_token, armed_at,
-    EXISTS (SELECT 1 FROM exceptions x WHERE x.task_id = sync_tasks.id AND x.status IN ('open', 'snoozed')) AS open_exception";
-// SQLite cannot merge ordered index ranges, and sorted every due task to take the first few
-// (1.8 ms a claim with a few thousand waiting, a fifth of the writer's time): each state's
-// range is read in index order, up to the limit, and only those are sorted.
-const CLAIM_SQLITE: &str = "
-UPDATE sync_tasks SET state = 'running', lease_token = $1, lease_expires_at = $2, attempt = attempt + 1, updated_at = $3
+// paused destinations, oldest first. Each state's due range is read in index order up to the
+// limit, and only those are sorted: with one `OR` over the states, both databases sorted every
+// due task for each claim (on SQLite, 1.8 ms a claim with a few thousand waiting, a fifth of the
+// writer's time). PostgreSQL: FOR UPDATE SKIP LOCKED lets several workers on several machines
+// claim disjoint batches without waiting on each other (a range may lock a few more rows than
+// the claim takes, for the length of this one statement). SQLite: a single writer, so the
+// statement is atomic on its own.
+macro_rules! claim_sql {
+    ($lock:literal) => {
+        concat!(
+            "UPDATE sync_tasks SET state = 'running', lease_token = $1, lease_expires_at = $2, attempt = attempt + 1, updated_at = $3
 WHERE id IN (
     SELECT id FROM (
         SELECT * FROM (SELECT id, scheduled_at FROM sync_tasks
                        WHERE state = 'pending' AND scheduled_at <= $3
                          AND destination NOT IN (SELECT name FROM destinations WHERE paused)
-                       ORDER BY scheduled_at LIMIT $4)
+                       ORDER BY scheduled_at LIMIT $4", $lock, ") pending
         UNION ALL
         SELECT * FROM (SELECT id, scheduled_at FROM sync_tasks
                        WHERE state = 'retrying' AND scheduled_at <= $3
                          AND destination NOT IN (SELECT name FROM destinations WHERE paused)
-                       ORDER BY scheduled_at LIMIT $4)
+                       ORDER BY scheduled_at LIMIT $4", $lock, ") retrying
         UNION ALL
         SELECT * FROM (SELECT id, scheduled_at FROM sync_tasks
                        WHERE state = 'running' AND lease_expires_at < $3
                          AND destination NOT IN (SELECT name FROM destinations WHERE paused)
-                       ORDER BY scheduled_at LIMIT $4))
+                       ORDER BY scheduled_at LIMIT $4", $lock, ") expired) due
     ORDER BY scheduled_at
     LIMIT $4)
 RETURNING id, store_order_id, destination, target_version, synced_version, attempt, external_id, lease_token, armed_at,
-    EXISTS (SELECT 1 FROM exceptions x WHERE x.task_id = sync_tasks.id AND x.status IN ('open', 'snoozed')) AS open_exception";
+    EXISTS (SELECT 1 FROM exceptions x WHERE x.task_id = sync_tasks.id AND x.status IN ('open', 'snoozed')) AS open_exception"
+        )
+    };
+}
+const CLAIM_PG: &str = claim_sql!(" FOR UPDATE SKIP LOCKED");
+const CLAIM_SQLITE: &str = claim_sql!("");
 
 /// [`record_synced`] on PostgreSQL as one statement (data-modifying CTEs run atomically): the
 /// fenced task update, its attempt, and the resolution of its open exception; counts 1, or 0
