@@ -120,13 +120,16 @@ macro_rules! link_customer {
         let email = c.email.as_ref().map(|e| e.as_str().to_string());
         let phone = c.phone.as_ref().map(|p| p.as_str().to_string());
         // One read for both keys: the record of the store account and the record holding the
-        // email (the same row, or none, in the usual case).
-        let rows: Vec<(i64, Option<i64>, Option<String>)> = if c.store_customer_id.is_some() || email.is_some() {
-            sqlx::query_as("SELECT id, store_customer_id, email FROM customers WHERE store_customer_id = $1 OR email = $2")
-                .bind(c.store_customer_id)
-                .bind(email.as_deref())
-                .fetch_all(&mut *$tx)
-                .await?
+        // email (the same row, or none, in the usual case), with what an order may update.
+        let rows: Vec<CustomerRow> = if c.store_customer_id.is_some() || email.is_some() {
+            sqlx::query_as(
+                "SELECT id, store_customer_id, email, phone, first_name, last_name FROM customers
+                 WHERE store_customer_id = $1 OR email = $2",
+            )
+            .bind(c.store_customer_id)
+            .bind(email.as_deref())
+            .fetch_all(&mut *$tx)
+            .await?
         } else {
             Vec::new()
         };
@@ -134,10 +137,10 @@ macro_rules! link_customer {
         let by_email = rows.iter().find(|r| email.is_some() && r.2 == email);
         // Whether the email belongs to another store account's record.
         let mut email_taken = false;
-        let found: Option<i64> = match (by_store, by_email) {
-            (Some((id, _, _)), _) => Some(*id),
+        let found: Option<&CustomerRow> = match (by_store, by_email) {
+            (Some(row), _) => Some(row),
             (None, None) => None,
-            (None, Some((id, existing, _))) => match (existing, c.store_customer_id) {
+            (None, Some(row @ (id, existing, ..))) => match (existing, c.store_customer_id) {
                 // A guest checkout by the same email, now with a store account: link them.
                 (None, Some(store_id)) => {
                     sqlx::query("UPDATE customers SET store_customer_id = $2 WHERE id = $1")
@@ -145,29 +148,34 @@ macro_rules! link_customer {
                         .bind(store_id)
                         .execute(&mut *$tx)
                         .await?;
-                    Some(*id)
+                    Some(row)
                 }
-                (_, None) => Some(*id),
+                (_, None) => Some(row),
                 (Some(_), Some(_)) => {
                     email_taken = true;
                     None
                 }
             },
         };
+        // Whether the order brings a detail the record lacks or holds differently.
+        let news = |new: &Option<String>, old: &Option<String>| new.is_some() && new != old;
         match found {
-            Some(id) => {
-                sqlx::query(
-                    "UPDATE customers SET phone = COALESCE($2, phone), first_name = COALESCE($3, first_name),
-                         last_name = COALESCE($4, last_name), updated_at = $5 WHERE id = $1",
-                )
-                .bind(id)
-                .bind(phone.as_deref())
-                .bind(c.first_name.as_deref())
-                .bind(c.last_name.as_deref())
-                .bind($now)
-                .execute(&mut *$tx)
-                .await?;
-                Some(id)
+            Some((id, _, _, old_phone, old_first, old_last)) => {
+                if news(&phone, old_phone) || news(&c.first_name, old_first) || news(&c.last_name, old_last) {
+                    sqlx::query(
+                        "UPDATE customers SET phone = COALESCE($2, phone), first_name = COALESCE($3, first_name),
+                             last_name = COALESCE($4, last_name), updated_at = $5 WHERE id = $1",
+                    )
+                    .bind(*id)
+                    .bind(phone.as_deref())
+                    .bind(c.first_name.as_deref())
+                    .bind(c.last_name.as_deref())
+                    .bind($now)
+                    .execute(&mut *$tx)
+                    .await?;
+                }
+                // Else nothing new: no write (no row lock held to the commit, no log written).
+                Some(*id)
             }
             None if c.store_customer_id.is_none() && email.is_none() => None,
             None => {
@@ -205,6 +213,17 @@ macro_rules! link_customer {
         }
     }};
 }
+
+/// A customer record as an order's delivery reads it: id, store customer id, email, phone, first
+/// and last name.
+type CustomerRow = (
+    i64,
+    Option<i64>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+);
 
 /// Adds a refund to the order it belongs to (once), with the totals and status it implies.
 fn apply_refund(order: &mut Order, refund: Refund) {

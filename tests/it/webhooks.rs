@@ -28,6 +28,8 @@ async fn customers_are_linked_by_store_account_then_by_email(app: TestApp) {
     let order_by = |seed: u64, customer: Value| {
         let mut order = OrderFactory::new(seed).order();
         order["email"] = json!("Pat.Doe@Example.com");
+        // The customer's phone is the one it carries, if any.
+        order["phone"] = Value::Null;
         order["customer"] = customer;
         order
     };
@@ -107,6 +109,48 @@ async fn customers_are_linked_by_store_account_then_by_email(app: TestApp) {
         .await,
         1,
         "a later order fills in what it carries"
+    );
+
+    // An order bringing nothing new leaves the record as it is (not even rewritten); one
+    // bringing a new phone number updates it.
+    let pat = |phone: &str| json!({"id": 555, "email": "pat.doe@example.com", "first_name": "Pat", "last_name": "Doe", "phone": phone});
+    post(order_by(906, pat("+44 20 7946 0958"))).await;
+    app.count(&format!(
+        "UPDATE customers SET updated_at = '2000-01-01T00:00:00Z' WHERE id = {guest} RETURNING CAST(1 AS BIGINT)"
+    ))
+    .await;
+    let untouched =
+        format!("SELECT COUNT(*) FROM customers WHERE id = {guest} AND updated_at < '2001-01-01'");
+    post(order_by(907, pat("+442079460958"))).await;
+    assert_eq!(
+        app.count(&untouched).await,
+        1,
+        "nothing new, nothing written"
+    );
+    assert_eq!(app.count(&customer_of(907)).await, guest);
+    post(order_by(908, pat("+44 20 7946 0959"))).await;
+    assert_eq!(
+        app.count(&untouched).await,
+        0,
+        "a new phone number is written"
+    );
+    assert_eq!(
+        app.text(&format!("SELECT phone FROM customers WHERE id = {guest}"))
+            .await,
+        "+442079460959"
+    );
+    post(order_by(
+        909,
+        json!({"id": 555, "email": "pat.doe@example.com", "last_name": "Doe"}),
+    ))
+    .await;
+    assert_eq!(
+        app.count(&format!(
+            "SELECT COUNT(*) FROM customers WHERE id = {guest} AND phone = '+442079460959' AND last_name = 'Doe'"
+        ))
+        .await,
+        1,
+        "and what the order leaves out is kept"
     );
 }
 
