@@ -370,6 +370,26 @@ async fn unknown_topics_and_unreadable_bodies_are_acknowledged_and_kept(app: Tes
     );
     assert_eq!(app.count("SELECT COUNT(*) FROM webhook_events").await, 2);
     assert_eq!(app.count("SELECT COUNT(*) FROM orders").await, 0);
+
+    // A NUL character, which PostgreSQL cannot store in text or JSON: kept and named too,
+    // instead of failing (503) on every delivery until the store gives up.
+    let mut order = OrderFactory::new(5).order();
+    order["line_items"][0]["name"] = json!("Gift card\u{0}");
+    let (status, body) = Post::new("orders/create", &order).send(&app).await;
+    assert_eq!(
+        (status, &body["outcome"]),
+        (StatusCode::OK, &json!("recorded")),
+        "{body}"
+    );
+    assert_eq!(
+        app.count(
+            "SELECT COUNT(*) FROM webhook_events WHERE note LIKE '%line_items[0].name%NUL%'"
+        )
+        .await,
+        1
+    );
+    assert_eq!(app.count("SELECT COUNT(*) FROM webhook_events").await, 3);
+    assert_eq!(app.count("SELECT COUNT(*) FROM orders").await, 0);
 }
 
 async fn the_same_delivery_posted_concurrently_is_applied_once(app: TestApp) {

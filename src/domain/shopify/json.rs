@@ -220,12 +220,15 @@ pub fn count(value: &Value) -> Result<u32, String> {
         .ok_or_else(|| "a whole number of units (0 or more)".to_owned())
 }
 
-/// A string, trimmed.
+/// A string, trimmed. A NUL character (`\u0000` in JSON) is refused: PostgreSQL cannot store it
+/// in text or JSON, so an order carrying one would fail to be recorded on every delivery, and no
+/// real name, address or note holds one.
 pub fn text(value: &Value) -> Result<String, String> {
-    value
-        .as_str()
-        .map(|s| s.trim().to_owned())
-        .ok_or_else(|| "text".to_owned())
+    match value.as_str() {
+        Some(s) if s.contains('\0') => Err("text without a NUL character (\\u0000)".to_owned()),
+        Some(s) => Ok(s.trim().to_owned()),
+        None => Err("text".to_owned()),
+    }
 }
 
 /// true or false.
@@ -319,6 +322,16 @@ mod tests {
         assert_eq!(
             Obj::root(&json!([1])).unwrap_err().to_string(),
             "the body is a list, not a JSON object"
+        );
+    }
+
+    #[test]
+    fn a_nul_character_is_refused_and_named_printably() {
+        let value = json!({"note": "gift\u{0}wrap"});
+        let root = Obj::root(&value).unwrap();
+        assert_eq!(
+            root.text("note").unwrap_err().to_string(),
+            "note is \"gift\\0wrap\", not text without a NUL character (\\u0000)"
         );
     }
 
