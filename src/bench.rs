@@ -24,7 +24,7 @@ use crate::simulate::crm::{CrmSimConfig, spawn_crm};
 use crate::simulate::erp::{ErpCatalogue, ErpSimConfig, spawn_erp};
 use crate::simulate::ledger::DocumentKind;
 use crate::simulate::shopify::{CATALOGUE, OrderFactory};
-use crate::store::{Db, Store};
+use crate::store::{Db, Store, on_pool};
 use crate::web::{self, AppState, WebSettings};
 
 /// What to run.
@@ -164,10 +164,7 @@ async fn durability(store: &Store) -> anyhow::Result<String> {
 
 async fn synced(store: &Store) -> anyhow::Result<i64> {
     let sql = "SELECT COUNT(*) FROM sync_tasks WHERE state = 'synced'";
-    Ok(match store.db() {
-        Db::Sqlite(pool) => sqlx::query_scalar(sql).fetch_one(pool).await?,
-        Db::Postgres(pool) => sqlx::query_scalar(sql).fetch_one(pool).await?,
-    })
+    Ok(on_pool!(store.db(), pool => sqlx::query_scalar(sql).fetch_one(pool).await?))
 }
 
 /// Whether a task is still on its way: what the bench polls, 50 times a second, while it waits.
@@ -175,18 +172,13 @@ async fn synced(store: &Store) -> anyhow::Result<i64> {
 /// which on PostgreSQL was a fifth of the server's work during a run (`pg_stat_statements`).
 async fn in_flight(store: &Store) -> anyhow::Result<bool> {
     let sql = "SELECT EXISTS (SELECT 1 FROM sync_tasks WHERE state IN ('pending', 'retrying', 'running'))";
-    Ok(match store.db() {
-        Db::Sqlite(pool) => sqlx::query_scalar(sql).fetch_one(pool).await?,
-        Db::Postgres(pool) => sqlx::query_scalar(sql).fetch_one(pool).await?,
-    })
+    Ok(on_pool!(store.db(), pool => sqlx::query_scalar(sql).fetch_one(pool).await?))
 }
 
 async fn lags(store: &Store) -> anyhow::Result<Vec<f64>> {
     let sql = "SELECT lag_ms FROM sync_attempts WHERE outcome = 'synced' AND lag_ms IS NOT NULL";
-    let mut lags: Vec<i64> = match store.db() {
-        Db::Sqlite(pool) => sqlx::query_scalar(sql).fetch_all(pool).await?,
-        Db::Postgres(pool) => sqlx::query_scalar(sql).fetch_all(pool).await?,
-    };
+    let mut lags: Vec<i64> =
+        on_pool!(store.db(), pool => sqlx::query_scalar(sql).fetch_all(pool).await?);
     lags.sort_unstable();
     Ok(lags.into_iter().map(|l| l as f64).collect())
 }

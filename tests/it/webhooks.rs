@@ -382,10 +382,8 @@ async fn unknown_topics_and_unreadable_bodies_are_acknowledged_and_kept(app: Tes
         "{body}"
     );
     assert_eq!(
-        app.count(
-            "SELECT COUNT(*) FROM webhook_events WHERE note LIKE '%line_items[0].name%NUL%'"
-        )
-        .await,
+        app.count("SELECT COUNT(*) FROM webhook_events WHERE note LIKE '%line_items[0].name%NUL%'")
+            .await,
         1
     );
     assert_eq!(app.count("SELECT COUNT(*) FROM webhook_events").await, 3);
