@@ -1,9 +1,11 @@
 //! `syncdesk bench`: end-to-end throughput and latency on loopback. SyncDesk (web + workers)
 //! runs on a fresh database next to the simulated CRM and ERP; signed order webhooks are posted
 //! to it; the run ends when every order is acknowledged by both destinations. It prints orders/s,
-//! sync lag P50/P95/P99, webhook ack P50/P99, peak memory, the durability settings in force, and
-//! the ledgers' verdict (lost, duplicated).
+//! sync lag P50/P95/P99, webhook ack P50/P99, CPU time per order (SyncDesk, PostgreSQL, the
+//! load, the rest of the machine), peak memory, the durability settings in force, and the
+//! ledgers' verdict (lost, duplicated).
 
+mod cpu;
 pub mod queue;
 
 use std::sync::Arc;
@@ -183,22 +185,121 @@ async fn lags(store: &Store) -> anyhow::Result<Vec<f64>> {
     Ok(lags.into_iter().map(|l| l as f64).collect())
 }
 
+/// The runtime the simulators and the load generator run on. Dropped (also on an early error
+/// return) without waiting for its tasks: a runtime may not block inside another one.
+struct LoadRuntime(Option<tokio::runtime::Runtime>);
+
+impl LoadRuntime {
+    fn start() -> std::io::Result<LoadRuntime> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name(cpu::LOAD_THREADS)
+            .enable_all()
+            .build()?;
+        Ok(LoadRuntime(Some(runtime)))
+    }
+
+    fn spawn<F>(&self, future: F) -> tokio::task::JoinHandle<F::Output>
+    where
+        F: std::future::Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        self.0
+            .as_ref()
+            .expect("running until dropped")
+            .spawn(future)
+    }
+}
+
+impl Drop for LoadRuntime {
+    fn drop(&mut self) {
+        if let Some(runtime) = self.0.take() {
+            runtime.shutdown_background();
+        }
+    }
+}
+
+/// Whether a PostgreSQL URL names a server on this machine (whose processes can be measured).
+fn on_this_machine(url: &str) -> bool {
+    url::Url::parse(url).is_ok_and(|u| {
+        matches!(
+            u.host_str(),
+            None | Some("" | "localhost" | "127.0.0.1" | "[::1]")
+        )
+    })
+}
+
+/// Posts every signed body, `concurrency` at a time (at `rate` orders/s when given), and returns
+/// each acknowledgement's time in ms. Fails if any webhook is not acknowledged.
+async fn send_all(
+    target: String,
+    bodies: Vec<(Vec<u8>, String)>,
+    rate: Option<f64>,
+    concurrency: usize,
+    started: Instant,
+) -> anyhow::Result<Vec<f64>> {
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(concurrency)
+        .build()?;
+    let gate = Arc::new(tokio::sync::Semaphore::new(concurrency));
+    let mut sends = tokio::task::JoinSet::new();
+    let total = bodies.len();
+    for (n, (body, signature)) in bodies.into_iter().enumerate() {
+        if let Some(rate) = rate {
+            let due = started + Duration::from_secs_f64(n as f64 / rate);
+            tokio::time::sleep_until(due.into()).await;
+        }
+        let permit = gate.clone().acquire_owned().await?;
+        let (client, target) = (client.clone(), target.clone());
+        sends.spawn(async move {
+            let sent = Instant::now();
+            let res = client
+                .post(&target)
+                .header("X-Shopify-Topic", "orders/create")
+                .header("X-Shopify-Hmac-Sha256", signature)
+                .header("X-Shopify-Webhook-Id", uuid::Uuid::new_v4().to_string())
+                .header("X-Shopify-Shop-Domain", "bench.myshopify.com")
+                .header("Content-Type", "application/json")
+                .body(body)
+                .send()
+                .await;
+            drop(permit);
+            let ok = res.is_ok_and(|r| r.status().is_success());
+            (ok, sent.elapsed().as_secs_f64() * 1000.0)
+        });
+    }
+    let mut acks = Vec::with_capacity(total);
+    while let Some(done) = sends.join_next().await {
+        let (ok, ms) = done?;
+        if !ok {
+            bail!("a webhook was not acknowledged");
+        }
+        acks.push(ms);
+    }
+    Ok(acks)
+}
+
 /// Runs the benchmark and prints its report.
 pub async fn run(options: BenchOptions) -> anyhow::Result<()> {
     let (url, drop_after) = fresh_database(options.postgres.as_deref()).await?;
     let store = Store::connect_with(&url, options.connections).await?;
     store.migrate().await?;
 
-    let crm = spawn_crm(CrmSimConfig::default()).await?;
-    let codes = CATALOGUE
+    // The simulators and the load generator run on a runtime of their own, so that the CPU
+    // time of SyncDesk's threads can be told apart from theirs.
+    let load = LoadRuntime::start()?;
+    let crm = load.spawn(spawn_crm(CrmSimConfig::default())).await??;
+    let codes: Vec<String> = CATALOGUE
         .iter()
         .filter(|p| !p.sku.is_empty())
-        .map(|p| format!("ERP-{}", p.sku));
-    let erp = spawn_erp(ErpSimConfig {
-        catalogue: ErpCatalogue::from_codes(codes),
-        ..Default::default()
-    })
-    .await?;
+        .map(|p| format!("ERP-{}", p.sku))
+        .collect();
+    let erp = load
+        .spawn(spawn_erp(ErpSimConfig {
+            catalogue: ErpCatalogue::from_codes(codes),
+            ..Default::default()
+        }))
+        .await??;
     for product in CATALOGUE.iter().filter(|p| !p.sku.is_empty()) {
         store
             .save_sku_mapping(product.sku, &format!("ERP-{}", product.sku), &Actor::System)
@@ -249,45 +350,14 @@ pub async fn run(options: BenchOptions) -> anyhow::Result<()> {
         bodies.push((body, signature));
     }
 
-    let client = reqwest::Client::builder()
-        .pool_max_idle_per_host(options.concurrency)
-        .build()?;
     let target = format!("http://{addr}/webhooks/shopify");
-    let gate = Arc::new(tokio::sync::Semaphore::new(options.concurrency));
+    let postgres_local = options.postgres.as_deref().is_some_and(on_this_machine);
+    let cpu_before = cpu::sample(postgres_local);
     let started = Instant::now();
-    let mut sends = tokio::task::JoinSet::new();
-    for (n, (body, signature)) in bodies.into_iter().enumerate() {
-        if let Some(rate) = options.rate {
-            let due = started + Duration::from_secs_f64(n as f64 / rate);
-            tokio::time::sleep_until(due.into()).await;
-        }
-        let permit = gate.clone().acquire_owned().await?;
-        let (client, target) = (client.clone(), target.clone());
-        sends.spawn(async move {
-            let sent = Instant::now();
-            let res = client
-                .post(&target)
-                .header("X-Shopify-Topic", "orders/create")
-                .header("X-Shopify-Hmac-Sha256", signature)
-                .header("X-Shopify-Webhook-Id", uuid::Uuid::new_v4().to_string())
-                .header("X-Shopify-Shop-Domain", "bench.myshopify.com")
-                .header("Content-Type", "application/json")
-                .body(body)
-                .send()
-                .await;
-            drop(permit);
-            let ok = res.is_ok_and(|r| r.status().is_success());
-            (ok, sent.elapsed().as_secs_f64() * 1000.0)
-        });
-    }
-    let mut acks = Vec::with_capacity(options.orders);
-    while let Some(done) = sends.join_next().await {
-        let (ok, ms) = done?;
-        if !ok {
-            bail!("a webhook was not acknowledged");
-        }
-        acks.push(ms);
-    }
+    let (rate, concurrency) = (options.rate, options.concurrency);
+    let mut acks = load
+        .spawn(send_all(target, bodies, rate, concurrency, started))
+        .await??;
     let sent_in = started.elapsed();
 
     let expected = 2 * options.orders as i64;
@@ -301,11 +371,13 @@ pub async fn run(options: BenchOptions) -> anyhow::Result<()> {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let elapsed = started.elapsed();
+    let cpu_after = cpu::sample(postgres_local);
     let done = synced(&store).await?;
     if done != expected {
         bail!("{done} of {expected} deliveries synced; the rest are blocked or dead-lettered");
     }
     workers.shutdown().await;
+    drop(load);
 
     acks.sort_by(f64::total_cmp);
     let lags = lags(&store).await?;
@@ -349,6 +421,24 @@ pub async fn run(options: BenchOptions) -> anyhow::Result<()> {
         percentile(&acks, 50.0),
         percentile(&acks, 99.0)
     );
+    if let (Some(before), Some(after)) = (cpu_before, cpu_after) {
+        let cpu = before.per_order(&after, options.orders);
+        println!(
+            "  CPU per order   SyncDesk {:.2} ms, PostgreSQL {}, simulators and load generator {:.2} ms, rest of the machine {:.2} ms ({} CPUs, {:.0}% busy)",
+            cpu.syncdesk,
+            cpu.postgres
+                .map(|ms| format!("{ms:.2} ms"))
+                .unwrap_or_else(|| if options.postgres.is_some() {
+                    "not on this machine".into()
+                } else {
+                    "none".into()
+                }),
+            cpu.load,
+            cpu.rest,
+            cpu.cpus,
+            cpu.busy * 100.0
+        );
+    }
     println!(
         "  peak memory     {} (whole process: SyncDesk, simulators and load generator)",
         peak_memory_mib()
