@@ -3,7 +3,7 @@
 //! Several workers (in one process or many, on PostgreSQL) share the queue safely: a task is
 //! held by one lease at a time, and a completion is fenced by its lease token.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -171,20 +171,31 @@ impl Worker {
     /// Delivers one task and records the outcome. Never panics; storage errors are logged and
     /// the lease simply expires, so another attempt follows.
     #[tracing::instrument(level = "debug", skip_all, fields(task = task.id, order = task.store_order_id, destination = %task.destination, attempt = task.attempt))]
-    async fn process(&self, task: ClaimedTask) {
-        if let Err(err) = self.try_process(&task).await {
+    async fn process(&self, mut task: ClaimedTask) {
+        let (snapshot, codes) = (task.take_snapshot(), task.take_item_codes());
+        if let Err(err) = self.try_process(&task, snapshot, codes).await {
             tracing::error!(error = %err, "recording a delivery failed; the lease will expire and the task run again");
         }
     }
 
-    async fn try_process(&self, task: &ClaimedTask) -> Result<(), StoreError> {
+    /// `snapshot` and `codes` are what the claim read, if it did.
+    async fn try_process(
+        &self,
+        task: &ClaimedTask,
+        snapshot: Option<(Order, i64, bool)>,
+        codes: Option<HashMap<String, String>>,
+    ) -> Result<(), StoreError> {
         let started_at = Utc::now();
         let clock = Instant::now();
-        let Some((order, version, edited)) = self
-            .store
-            .delivery_snapshot(task.store_order_id, &task.destination)
-            .await?
-        else {
+        let snapshot = match snapshot {
+            Some(snapshot) => Some(snapshot),
+            None => {
+                self.store
+                    .delivery_snapshot(task.store_order_id, &task.destination)
+                    .await?
+            }
+        };
+        let Some((order, version, edited)) = snapshot else {
             return Ok(());
         };
         let Some(destination) = Destination::parse(&task.destination) else {
@@ -201,7 +212,10 @@ impl Worker {
         };
         let delivery = match destination {
             Destination::Crm => self.deliver_crm(&order, version, edit.as_ref()).await,
-            Destination::Erp => self.deliver_erp(&order, version, edit.as_ref()).await,
+            Destination::Erp => {
+                self.deliver_erp(&order, version, edit.as_ref(), codes)
+                    .await
+            }
         };
         let mut rec = AttemptRecord {
             version,
@@ -369,23 +383,29 @@ impl Worker {
     }
 
     /// The ERP gets the sales order (lines mapped to item codes), then whatever cancellation,
-    /// shipments and credit notes the order's state implies.
+    /// shipments and credit notes the order's state implies. `claimed` are the item codes the
+    /// claim read; they are asked for again unless every SKU of the order is among them.
     async fn deliver_erp(
         &self,
         order: &Order,
         version: i64,
         edit: Option<&PayloadEditInForce>,
+        claimed: Option<HashMap<String, String>>,
     ) -> Delivery {
         let skus: BTreeSet<&str> = order
             .lines
             .iter()
             .filter_map(|l| l.sku.as_ref().map(|s| s.as_str()))
             .collect();
-        let codes = match self
-            .store
-            .item_codes(&skus.into_iter().collect::<Vec<_>>())
-            .await
-        {
+        let codes = match claimed {
+            Some(codes) if skus.iter().all(|sku| codes.contains_key(*sku)) => Ok(codes),
+            _ => {
+                self.store
+                    .item_codes(&skus.into_iter().collect::<Vec<_>>())
+                    .await
+            }
+        };
+        let codes = match codes {
             Ok(codes) => codes,
             Err(err) => {
                 return Delivery::Failed(DeliveryError::Transient {

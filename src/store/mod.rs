@@ -193,6 +193,31 @@ pub struct Store {
     writer: Option<writer::Writer>,
 }
 
+/// How long a pooled connection may sit idle before it is checked on its way out of the pool.
+const CHECK_AFTER_IDLE: Duration = Duration::from_secs(10);
+
+/// sqlx checks every connection with a round trip each time it leaves the pool (and again when
+/// it comes back): under load, each statement or transaction run on the pool paid that extra
+/// round trip. A connection just used is known to work; one idle for [`CHECK_AFTER_IDLE`] is
+/// checked. The check on return stays: a connection that broke is closed then, and the
+/// statement that met it fails once (a webhook is answered 503 and redelivered, a delivery runs
+/// again).
+fn checked_when_idle<DB: sqlx::Database>(
+    options: sqlx::pool::PoolOptions<DB>,
+) -> sqlx::pool::PoolOptions<DB> {
+    use sqlx::Connection;
+    options
+        .test_before_acquire(false)
+        .before_acquire(|conn, meta| {
+            Box::pin(async move {
+                if meta.idle_for >= CHECK_AFTER_IDLE {
+                    conn.ping().await?;
+                }
+                Ok(true)
+            })
+        })
+}
+
 impl Store {
     /// Opens the database named by `url` (`sqlite:…` or `postgres:…`) with the default pool
     /// size (16 connections). A SQLite file is created on first use.
@@ -219,14 +244,14 @@ impl Store {
                 .synchronous(SqliteSynchronous::Full)
                 .foreign_keys(true)
                 .busy_timeout(Duration::from_secs(10));
-            let pool = SqlitePoolOptions::new()
+            let pool = checked_when_idle(SqlitePoolOptions::new())
                 .max_connections(max_connections.min(8))
                 .acquire_timeout(Duration::from_secs(10))
                 .connect_with(options.clone())
                 .await
                 .map_err(connect_err)?;
             // The group commit's own connection (see `writer`).
-            let writes = SqlitePoolOptions::new()
+            let writes = checked_when_idle(SqlitePoolOptions::new())
                 .max_connections(1)
                 .acquire_timeout(Duration::from_secs(10))
                 .connect_with(options)
@@ -236,7 +261,7 @@ impl Store {
             Db::Sqlite(pool)
         } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
             let options = PgConnectOptions::from_str(url).map_err(connect_err)?;
-            let pool = PgPoolOptions::new()
+            let pool = checked_when_idle(PgPoolOptions::new())
                 .max_connections(max_connections)
                 .acquire_timeout(Duration::from_secs(10))
                 .connect_with(options)

@@ -35,6 +35,38 @@ pub struct ClaimedTask {
     /// Whether the task had an open (or snoozed) exception when claimed. Only the lease holder
     /// opens a task's exception, so none appears while the lease is held.
     pub open_exception: bool,
+    // PostgreSQL's claim reads what the delivery needs in the same statement (see `CLAIM_PG`):
+    // two round trips fewer per task. SQLite's claim runs on the one writer, which reads nothing
+    // it need not; its worker reads these on another connection.
+    #[sqlx(default)]
+    order_data: Option<Json<Order>>,
+    #[sqlx(default)]
+    order_version: Option<i64>,
+    #[sqlx(default)]
+    order_edited: Option<bool>,
+    #[sqlx(default)]
+    item_codes: Option<Json<HashMap<String, String>>>,
+}
+
+impl ClaimedTask {
+    /// The order as the claim read it (PostgreSQL): its state, version, and whether an edit
+    /// replaces the payload for that version, as [`Store::delivery_snapshot`] returns them.
+    /// `None` when the claim did not read it.
+    pub fn take_snapshot(&mut self) -> Option<(Order, i64, bool)> {
+        let Json(order) = self.order_data.take()?;
+        Some((
+            order,
+            self.order_version?,
+            self.order_edited.unwrap_or(false),
+        ))
+    }
+
+    /// The ERP item codes mapped to the order's SKUs, as the claim read them (PostgreSQL, ERP
+    /// tasks with at least one mapped SKU). A SKU missing here may be unmapped or newer than
+    /// the order's SKU list: ask [`Store::item_codes`] before calling it unmapped.
+    pub fn take_item_codes(&mut self) -> Option<HashMap<String, String>> {
+        self.item_codes.take().map(|Json(codes)| codes)
+    }
 }
 
 /// One attempt, as the timeline and the KPIs keep it.
@@ -108,13 +140,29 @@ RETURNING id, store_order_id, destination, target_version, synced_version, attem
         )
     };
 }
-const CLAIM_PG: &str = claim_sql!(" FOR UPDATE SKIP LOCKED");
+/// PostgreSQL's claim also reads, for each task, the order's current state and version, whether
+/// an edit is in force for that version, and (ERP tasks) the item codes of the order's SKUs.
+const CLAIM_PG: &str = concat!(
+    "WITH claimed AS (",
+    claim_sql!(" FOR UPDATE SKIP LOCKED"),
+    ")
+SELECT c.*, o.data AS order_data, o.version AS order_version,
+    EXISTS (SELECT 1 FROM payload_edits p
+            WHERE p.store_order_id = c.store_order_id AND p.destination = c.destination AND p.version = o.version) AS order_edited,
+    CASE WHEN c.destination = 'erp' THEN
+        (SELECT jsonb_object_agg(m.sku, m.item_code) FROM order_skus s JOIN sku_mappings m ON m.sku = s.sku
+         WHERE s.store_order_id = c.store_order_id) END AS item_codes
+FROM claimed c LEFT JOIN orders o ON o.store_order_id = c.store_order_id"
+);
 const CLAIM_SQLITE: &str = claim_sql!("");
 
 /// [`record_synced`] on PostgreSQL as one statement (data-modifying CTEs run atomically): the
-/// fenced task update, its attempt, and the resolution of its open exception; counts 1, or 0
-/// when the lease was lost (and then nothing else is written).
-const SYNCED_PG: &str = "
+/// fenced task update, its attempt, and — `$resolve` — the resolution of its open exception;
+/// counts 1, or 0 when the lease was lost (and then nothing else is written).
+macro_rules! synced_pg {
+    ($resolve:literal) => {
+        concat!(
+            "
 WITH done AS (
     UPDATE sync_tasks SET synced_version = $3, external_id = $4, lease_token = NULL, lease_expires_at = NULL,
         last_error = NULL, blocked_on = NULL,
@@ -127,12 +175,24 @@ WITH done AS (
 attempt AS (
     INSERT INTO sync_attempts (task_id, store_order_id, destination, version, attempt, started_at, duration_ms,
         outcome, status, message, request_id, lag_ms)
-    SELECT id, store_order_id, destination, $3, $6, $7, $8, $9, $10, $11, $12, $13 FROM done),
+    SELECT id, store_order_id, destination, $3, $6, $7, $8, $9, $10, $11, $12, $13 FROM done)",
+            $resolve,
+            "
+SELECT COUNT(*) FROM done"
+        )
+    };
+}
+const SYNCED_PG: &str = synced_pg!(
+    ",
 resolved AS (
     UPDATE exceptions SET status = 'resolved', resolved_at = $5, resolved_by = 'engine',
         resolution = 'Synced on a later attempt', updated_at = $5
-    WHERE task_id IN (SELECT id FROM done) AND status IN ('open', 'snoozed'))
-SELECT COUNT(*) FROM done";
+    WHERE task_id IN (SELECT id FROM done) AND status IN ('open', 'snoozed'))"
+);
+/// [`SYNCED_PG`] for a task claimed without an open exception (none can open while the lease
+/// is held): the usual case. An `UPDATE exceptions` that changes nothing still fires the
+/// statement triggers that keep the per-cause summary.
+const SYNCED_PG_NOTHING_TO_RESOLVE: &str = synced_pg!("");
 
 /// Records an attempt through `$exec`.
 macro_rules! insert_attempt {
@@ -313,7 +373,12 @@ impl Store {
         let now = Utc::now();
         if let Db::Postgres(pool) = &self.db {
             // The commonest write of all, as one statement: one round trip instead of five.
-            let done: i64 = sqlx::query_scalar(SYNCED_PG)
+            let sql = if task.open_exception {
+                SYNCED_PG
+            } else {
+                SYNCED_PG_NOTHING_TO_RESOLVE
+            };
+            let done: i64 = sqlx::query_scalar(sql)
                 .bind(task.id)
                 .bind(&task.lease_token)
                 .bind(rec.version)

@@ -24,6 +24,7 @@ use crate::webhooks::{Post, later, order_id};
 
 on_both_backends! {
     an_idle_queue_is_polled_without_writes_and_new_work_is_still_claimed => an_idle_queue_is_polled_without_writes_and_new_work_is_still_claimed_sqlite, an_idle_queue_is_polled_without_writes_and_new_work_is_still_claimed_postgres;
+    a_claim_on_postgres_reads_what_the_delivery_sends => a_claim_on_postgres_reads_what_the_delivery_sends_sqlite, a_claim_on_postgres_reads_what_the_delivery_sends_postgres;
     an_order_reaches_the_crm_and_the_erp_and_updates_change_the_same_documents => an_order_reaches_the_crm_and_the_erp_and_updates_change_the_same_documents_sqlite, an_order_reaches_the_crm_and_the_erp_and_updates_change_the_same_documents_postgres;
     an_unmapped_sku_is_one_grouped_exception_until_its_mapping_releases_every_order => an_unmapped_sku_is_one_grouped_exception_until_its_mapping_releases_every_order_sqlite, an_unmapped_sku_is_one_grouped_exception_until_its_mapping_releases_every_order_postgres;
     rejected_credentials_pause_the_destination_with_one_exception => rejected_credentials_pause_the_destination_with_one_exception_sqlite, rejected_credentials_pause_the_destination_with_one_exception_postgres;
@@ -650,4 +651,87 @@ async fn an_idle_queue_is_polled_without_writes_and_new_work_is_still_claimed(ap
     let claimed = app.store.claim_tasks(10, lease).await.unwrap();
     assert_eq!(claimed.len(), 2, "both destinations' tasks are claimed");
     assert!(app.store.claim_tasks(10, lease).await.unwrap().is_empty());
+}
+
+/// PostgreSQL's claim reads each task's order snapshot and (ERP) item codes in the same
+/// statement, exactly what the separate reads return; SQLite's claim, on the one writer, reads
+/// none of it and the worker asks on another connection.
+async fn a_claim_on_postgres_reads_what_the_delivery_sends(app: TestApp) {
+    app.store
+        .save_sku_mapping("TEE-BLK-M", "ERP-TEE-BLK-M", &Actor::System)
+        .await
+        .unwrap();
+    let order = clean_order(432);
+    Post::new("orders/create", &order).send(&app).await;
+    let claimed = app
+        .store
+        .claim_tasks(10, Duration::from_secs(30))
+        .await
+        .unwrap();
+    assert_eq!(claimed.len(), 2);
+    let postgres = app.store.backend() == syncdesk::store::Backend::Postgres;
+    for mut task in claimed {
+        let read = app
+            .store
+            .delivery_snapshot(task.store_order_id, &task.destination)
+            .await
+            .unwrap()
+            .expect("the order is there");
+        let (snapshot, codes) = (task.take_snapshot(), task.take_item_codes());
+        if !postgres {
+            assert!(snapshot.is_none() && codes.is_none());
+            continue;
+        }
+        assert_eq!(snapshot, Some(read), "{} snapshot", task.destination);
+        let expected = (task.destination == "erp").then(|| {
+            std::collections::HashMap::from([(
+                "TEE-BLK-M".to_string(),
+                "ERP-TEE-BLK-M".to_string(),
+            )])
+        });
+        assert_eq!(codes, expected, "{} item codes", task.destination);
+    }
+}
+
+/// A connection PostgreSQL closed (a restart, an administrator) fails the one statement that
+/// meets it and is then replaced: a pooled connection is checked on its way back to the pool,
+/// and on its way out only after sitting idle (checking it every time cost a round trip in
+/// three under load).
+#[tokio::test]
+async fn connections_the_server_closed_are_replaced_postgres() {
+    let app = TestApp::start(crate::harness::Backend::Postgres).await;
+    let syncdesk::store::Db::Postgres(pool) = app.store.db() else {
+        unreachable!("a PostgreSQL store");
+    };
+    // Several connections, each just used.
+    let sleeps: Vec<_> = (0..4)
+        .map(|_| sqlx::query("SELECT pg_sleep(0.05)").execute(pool))
+        .collect();
+    for slept in futures_util::future::join_all(sleeps).await {
+        slept.unwrap();
+    }
+    let killed: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM (SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+         WHERE datname = current_database() AND pid <> pg_backend_pid()) k",
+    )
+    .fetch_one(pool)
+    .await
+    .unwrap();
+    assert!(killed >= 3, "{killed} connections closed");
+    let mut failures = 0;
+    for _ in 0..20 {
+        if app.store.ping().await.is_err() {
+            failures += 1;
+        }
+    }
+    assert!(
+        failures <= killed,
+        "{failures} failures for {killed} closed connections"
+    );
+    for _ in 0..5 {
+        app.store
+            .ping()
+            .await
+            .expect("the pool has replaced what was closed");
+    }
 }
