@@ -87,7 +87,9 @@ impl Outcome {
 /// destination); a skipped one stays skipped.
 /// One statement for every destination in [`DESTINATIONS`] (`$1` the order, `$2` the version,
 /// `$3` the time).
-const ARM_TASKS: &str = "
+macro_rules! arm_tasks {
+    () => {
+        "
 INSERT INTO sync_tasks (store_order_id, destination, state, target_version, attempt, scheduled_at, armed_at, updated_at)
 VALUES ($1, 'crm', 'pending', $2, 0, $3, $3, $3), ($1, 'erp', 'pending', $2, 0, $3, $3, $3)
 ON CONFLICT (store_order_id, destination) DO UPDATE SET
@@ -97,7 +99,18 @@ ON CONFLICT (store_order_id, destination) DO UPDATE SET
     scheduled_at = CASE WHEN sync_tasks.state IN ('synced', 'dead', 'blocked') THEN excluded.scheduled_at ELSE sync_tasks.scheduled_at END,
     armed_at = CASE WHEN sync_tasks.state = 'synced' THEN excluded.armed_at ELSE sync_tasks.armed_at END,
     blocked_on = NULL,
-    updated_at = excluded.updated_at";
+    updated_at = excluded.updated_at"
+    };
+}
+const ARM_TASKS: &str = arm_tasks!();
+/// [`ARM_TASKS`] and the order's SKUs (`$4`, a JSON array: this function is compiled for SQLite
+/// too, which binds no arrays) kept in one round trip, on PostgreSQL.
+const ARM_TASKS_AND_KEEP_SKUS_PG: &str = concat!(
+    "WITH armed AS (",
+    arm_tasks!(),
+    ")
+INSERT INTO order_skus (store_order_id, sku) SELECT $1, jsonb_array_elements_text($4) ON CONFLICT DO NOTHING"
+);
 
 // PostgreSQL locks the order row so concurrent versions of one order apply one after the
 // other; SQLite needs no lock: the transaction already holds the database's single write lock
@@ -427,12 +440,24 @@ on_connection! {
         };
 
         if let Outcome::Applied { store_order_id, version } = &outcome {
-            sqlx::query(ARM_TASKS).bind(store_order_id).bind(version).bind(now).execute(&mut *tx).await?;
-            if let Payload::Order(order) = payload {
-                // For finding orders (and their exceptions) by SKU: one insert for up to 500.
-                let mut skus: Vec<&str> = order.lines.iter().filter_map(|l| l.sku.as_ref().map(|s| s.as_str())).collect();
-                skus.sort_unstable();
-                skus.dedup();
+            // For finding orders (and their exceptions) by SKU.
+            let mut skus: Vec<&str> = match payload {
+                Payload::Order(order) => order.lines.iter().filter_map(|l| l.sku.as_ref().map(|s| s.as_str())).collect(),
+                _ => Vec::new(),
+            };
+            skus.sort_unstable();
+            skus.dedup();
+            if pg {
+                sqlx::query(ARM_TASKS_AND_KEEP_SKUS_PG)
+                    .bind(store_order_id)
+                    .bind(version)
+                    .bind(now)
+                    .bind(Json(&skus))
+                    .execute(&mut *tx)
+                    .await?;
+            } else {
+                sqlx::query(ARM_TASKS).bind(store_order_id).bind(version).bind(now).execute(&mut *tx).await?;
+                // One insert for up to 500 (SQLite's limit on parameters allows more, not many).
                 for chunk in skus.chunks(500) {
                     let rows: Vec<String> = (2..chunk.len() + 2).map(|n| format!("($1, ${n})")).collect();
                     let sql = format!(
@@ -482,5 +507,6 @@ mod tests {
             ARM_TASKS.matches("'pending', $2").count(),
             DESTINATIONS.len()
         );
+        assert!(ARM_TASKS_AND_KEEP_SKUS_PG.contains(ARM_TASKS));
     }
 }
