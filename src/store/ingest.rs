@@ -457,7 +457,7 @@ on_connection! {
                     .await?;
             } else {
                 sqlx::query(ARM_TASKS).bind(store_order_id).bind(version).bind(now).execute(&mut *tx).await?;
-                // One insert for up to 500 (SQLite's limit on parameters allows more, not many).
+                // One insert for up to 500 SKUs.
                 for chunk in skus.chunks(500) {
                     let rows: Vec<String> = (2..chunk.len() + 2).map(|n| format!("($1, ${n})")).collect();
                     let sql = format!(

@@ -36,8 +36,8 @@ pub struct ClaimedTask {
     /// opens a task's exception, so none appears while the lease is held.
     pub open_exception: bool,
     // PostgreSQL's claim reads what the delivery needs in the same statement (see `CLAIM_PG`):
-    // two round trips fewer per task. SQLite's claim runs on the one writer, which reads nothing
-    // it need not; its worker reads these on another connection.
+    // one read fewer per task, two for the ERP's. SQLite's claim runs on the one writer, which
+    // reads nothing it need not; its worker reads these on another connection.
     #[sqlx(default)]
     order_data: Option<Json<Order>>,
     #[sqlx(default)]
