@@ -20,7 +20,9 @@ pub struct SessionCtx {
 }
 
 /// Renders `children` only for a viewer holding one of `roles`; others read why not. This is
-/// for people, not security: every server function checks the role again.
+/// for people, not security: every server function checks the role again. The children can ask
+/// [`viewer_has`] about the viewer's other roles; they are built again whenever the viewer
+/// changes (signing out replaces them with a redirect).
 #[component]
 pub fn Guard(roles: &'static [Role], children: ChildrenFn) -> impl IntoView {
     let session = expect_context::<SessionCtx>();
@@ -30,7 +32,10 @@ pub fn Guard(roles: &'static [Role], children: ChildrenFn) -> impl IntoView {
                 let children = children.clone();
                 Suspend::new(async move {
                     match session.viewer.await {
-                        Ok(Some(viewer)) if viewer.has_any(roles) => children().into_any(),
+                        Ok(Some(viewer)) if viewer.has_any(roles) => {
+                            provide_context(viewer);
+                            children().into_any()
+                        }
                         Ok(Some(_)) => view! { <NoAccess roles/> }.into_any(),
                         Ok(None) => view! { <Redirect path="/login"/> }.into_any(),
                         Err(err) => view! { <p class="alert" role="alert">{err.to_string()}</p> }.into_any(),
@@ -39,6 +44,14 @@ pub fn Guard(roles: &'static [Role], children: ChildrenFn) -> impl IntoView {
             }}
         </Transition>
     }
+}
+
+/// Whether the viewer of the page — under a [`Guard`] — holds `role` (false outside one). Read
+/// once, not tracked: the [`Guard`] rebuilds its page when the viewer changes. A view tracking
+/// the session itself would be run again by the sign-out, in the same turn as the redirect that
+/// takes the page down, and could read the page's own signals after they were disposed.
+pub fn viewer_has(role: Role) -> bool {
+    use_context::<Viewer>().is_some_and(|viewer| viewer.has_any(&[role]))
 }
 
 /// What a signed-in person without the needed role reads.

@@ -12,6 +12,11 @@ export const test = base.extend<{ page: Page }>({
   page: async ({ page }, use) => {
     const errors: string[] = [];
     page.on('pageerror', (err) => errors.push(err.message));
+    // A Rust panic in the wasm reaches `pageerror` only as "unreachable"; its message is logged
+    // to the console first (console_error_panic_hook), so keep that too.
+    page.on('console', (msg) => {
+      if (msg.type() === 'error' && msg.text().includes('panicked at')) errors.push(msg.text());
+    });
     await use(page);
     expect(errors, 'uncaught errors in the page').toEqual([]);
   },

@@ -10,7 +10,7 @@ use leptos::prelude::*;
 use leptos_router::hooks::use_query_map;
 
 use crate::api::{Triage, assignables, exception_groups, list_exceptions};
-use crate::components::{Guard, PageHeader, SessionCtx, query_string};
+use crate::components::{Guard, PageHeader, query_string, viewer_has};
 use crate::model::{
     ExceptionGroupView, ExceptionQuery, ExceptionRow, Role, TriageRequest, TriageTarget,
 };
@@ -73,7 +73,6 @@ struct Pending {
 
 #[component]
 fn Queue() -> impl IntoView {
-    let session = expect_context::<SessionCtx>();
     let params = use_query_map();
     let parsed = Memo::new(move |_| read_query(&params.read()));
 
@@ -114,19 +113,13 @@ fn Queue() -> impl IntoView {
         move || (parsed.get(), tick.get()),
         |((query, before, oldest), _)| list_exceptions(query, before, oldest),
     );
-    let can_act = Signal::derive(move || {
-        session
-            .viewer
-            .get()
-            .and_then(|v| v.ok().flatten())
-            .is_some_and(|v| v.has_any(&[Role::Operator]))
-    });
+    let can_act = viewer_has(Role::Operator);
     // Only operators assign; nobody else asks for the list (the server would refuse, and audit
     // the refusal).
     let people = Resource::new(
-        move || can_act.get(),
-        |act| async move {
-            if act {
+        || (),
+        move |_| async move {
+            if can_act {
                 assignables().await
             } else {
                 Ok(Vec::new())
@@ -387,7 +380,7 @@ fn GroupLine(
     g: ExceptionGroupView,
     query: ExceptionQuery,
     oldest: bool,
-    can_act: Signal<bool>,
+    can_act: bool,
     start: impl Fn(TriageTarget, TriageRequest, String) + Copy + Send + Sync + 'static,
 ) -> impl IntoView {
     let kind = g.kind.clone();
@@ -425,7 +418,7 @@ fn GroupLine(
             <td class="group-actions"><div class="buttons">
                 {map_sku.map(|href| view! { <a class="button small primary" href=href>"Map SKU"</a> })}
                 <a class="button small" href=show>{if g.open == 1 { "Show order".to_string() } else { format!("Show {} orders", g.open) }}</a>
-                {move || (can_act.get() && !auth).then(|| {
+                {(can_act && !auth).then(|| {
                     let (fp, fp2, what, what2) = (fp.clone(), fp2.clone(), what.clone(), what2.clone());
                     view! {
                         <button type="button" class="button small" on:click=move |_| start(TriageTarget::Group { fingerprint: fp.clone() }, TriageRequest::Retry, what.clone())>"Retry all"</button>
@@ -444,7 +437,7 @@ fn List(
     page: Resource<Result<crate::model::ExceptionPage, crate::error::AppError>>,
     people: Resource<Result<Vec<crate::model::Assignable>, crate::error::AppError>>,
     selected: RwSignal<BTreeSet<i64>>,
-    can_act: Signal<bool>,
+    can_act: bool,
     start: impl Fn(TriageTarget, TriageRequest, String) + Copy + Send + Sync + 'static,
 ) -> impl IntoView {
     let title = move || {
@@ -485,7 +478,7 @@ fn List(
     };
     view! {
         <h2 id="list-title">{title}</h2>
-        {move || can_act.get().then(|| view! {
+        {can_act.then(|| view! {
             <div class="bulk" role="group" aria-label="Act on the selection, or on everything matching the filter">
                 <span class="bulk-scope">{move || {
                     let n = selected.get().len();
@@ -538,7 +531,7 @@ fn List(
                         <table class="table exceptions" aria-labelledby="list-title">
                             <thead>
                                 <tr>
-                                    {move || can_act.get().then(|| {
+                                    {can_act.then(move || {
                                         let all_ids = all_ids.clone();
                                         view! {
                                             <th scope="col" class="pick">
@@ -555,7 +548,7 @@ fn List(
                                     <th scope="col">"Problem"</th>
                                     <th scope="col">"Status"</th>
                                     <th scope="col">"Waiting"</th>
-                                    {move || can_act.get().then(|| view! { <th scope="col"><span class="sr-only">"Actions"</span></th> })}
+                                    {can_act.then(|| view! { <th scope="col"><span class="sr-only">"Actions"</span></th> })}
                                 </tr>
                             </thead>
                             <tbody>
@@ -575,7 +568,7 @@ fn List(
 fn ExceptionLine(
     row: ExceptionRow,
     selected: RwSignal<BTreeSet<i64>>,
-    can_act: Signal<bool>,
+    can_act: bool,
     start: impl Fn(TriageTarget, TriageRequest, String) + Copy + Send + Sync + 'static,
 ) -> impl IntoView {
     let id = row.id;
@@ -598,7 +591,7 @@ fn ExceptionLine(
     let what = format!("order {label}");
     view! {
         <tr class:picked=move || selected.with(|s| s.contains(&id))>
-            {move || can_act.get().then(|| view! {
+            {can_act.then(|| view! {
                 <td class="pick">
                     <input type="checkbox" aria-label=format!("Select {label}") disabled=!open
                         prop:checked=move || selected.with(|s| s.contains(&id))
@@ -616,7 +609,7 @@ fn ExceptionLine(
             </td>
             <td class="nowrap">{status}</td>
             <td class="nowrap">{row.age.clone()}</td>
-            {move || can_act.get().then(|| {
+            {can_act.then(move || {
                 let what = what.clone();
                 view! {
                     <td class="nowrap row-actions">

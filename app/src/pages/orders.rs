@@ -5,7 +5,7 @@ use leptos::prelude::*;
 use leptos_router::hooks::{use_params_map, use_query_map};
 
 use crate::api::{EditPayload, ResyncOrder, RetryOrder, SkipOrder, order_detail, recent_orders};
-use crate::components::{Guard, PageHeader, SessionCtx};
+use crate::components::{Guard, PageHeader, viewer_has};
 use crate::model::{OrderDestination, Role};
 
 /// Orders and their state at each destination (operators, managers).
@@ -127,14 +127,6 @@ pub fn OrderDetailPage() -> impl IntoView {
             }
         },
     );
-    let session = expect_context::<SessionCtx>();
-    let can_act = Signal::derive(move || {
-        session
-            .viewer
-            .get()
-            .and_then(|v| v.ok().flatten())
-            .is_some_and(|v| v.has_any(&[Role::Operator]))
-    });
     // The newest of the two actions speaks.
     let last = RwSignal::new(0u8);
     Effect::new(move |prev: Option<usize>| {
@@ -182,6 +174,8 @@ pub fn OrderDetailPage() -> impl IntoView {
             <p class="crumbs"><a href="/orders">"← Orders"</a></p>
             <Transition fallback=|| view! { <p class="muted">"Loading…"</p> }>
                 {move || Suspend::new(async move {
+                    // Asked here, under the guard that knows the viewer.
+                    let can_act = viewer_has(Role::Operator);
                     match order.await {
                         Ok(Some(o)) => view! {
                             <leptos_meta::Title text=format!("Order {}", o.name)/>
@@ -189,7 +183,7 @@ pub fn OrderDetailPage() -> impl IntoView {
                                 <h1>{format!("Order {}", o.name)}</h1>
                                 <p class="lead">{format!("{} · {} · version {} · store state of {} UTC · store id {}", o.lifecycle, o.total, o.version, o.store_updated_at, o.store_order_id)}</p>
                             </header>
-                            {move || can_act.get().then(|| view! {
+                            {can_act.then(|| view! {
                                 <ActionForm action=resync attr:class="inline page-actions">
                                     <input type="hidden" name="store_order_id" value=o.store_order_id/>
                                     <button type="submit" class="button small" title="Read the order's current state from the store and send it to the CRM and the ERP again">"Resync from the store"</button>
@@ -247,7 +241,7 @@ fn DestinationCard(
     retry: ServerAction<RetryOrder>,
     edit: ServerAction<EditPayload>,
     skip: ServerAction<SkipOrder>,
-    can_act: Signal<bool>,
+    can_act: bool,
 ) -> impl IntoView {
     let skippable = matches!(d.state.as_str(), "blocked" | "dead" | "retrying");
     let name = if d.destination == "crm" { "CRM" } else { "ERP" };
@@ -278,7 +272,7 @@ fn DestinationCard(
             {d.original.clone().map(|p| view! {
                 <details><summary>{format!("{name}: the computed payload (kept, not sent)")}</summary><pre class="payload">{p}</pre></details>
             })}
-            {move || can_act.get().then(|| {
+            {can_act.then(|| {
                 let for_retry = dest.clone();
                 let for_edit = dest.clone();
                 let for_skip = dest.clone();
