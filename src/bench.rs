@@ -452,6 +452,12 @@ pub async fn run(options: BenchOptions) -> anyhow::Result<()> {
             writes as f64 / commits.max(1) as f64
         );
     }
+    if let Some((statements, completions)) = store.completion_batch_counts() {
+        println!(
+            "  completions     {completions} synced deliveries in {statements} PostgreSQL statements ({:.1} per statement)",
+            completions as f64 / statements.max(1) as f64
+        );
+    }
 
     store.close().await;
     discard(&url, drop_after).await?;

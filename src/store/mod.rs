@@ -7,6 +7,7 @@
 mod actions;
 mod api_views;
 mod audit;
+mod completions;
 mod edits;
 mod ingest;
 mod reconcile;
@@ -191,6 +192,8 @@ pub struct Store {
     db: Db,
     /// SQLite's group commit for the hot writes; `None` on PostgreSQL.
     writer: Option<writer::Writer>,
+    /// PostgreSQL's batched synced completions; `None` on SQLite.
+    completions: Option<completions::Completions>,
 }
 
 /// How long a pooled connection may sit idle before it is checked on its way out of the pool.
@@ -233,7 +236,7 @@ impl Store {
             url: redacted.clone(),
             source,
         };
-        let mut writer = None;
+        let (mut writer, mut completions) = (None, None);
         let db = if url.starts_with("sqlite:") {
             let options = SqliteConnectOptions::from_str(url)
                 .map_err(connect_err)?
@@ -267,11 +270,16 @@ impl Store {
                 .connect_with(options)
                 .await
                 .map_err(connect_err)?;
+            completions = Some(completions::Completions::spawn(pool.clone()));
             Db::Postgres(pool)
         } else {
             return Err(StoreError::UnsupportedUrl(redacted));
         };
-        Ok(Store { db, writer })
+        Ok(Store {
+            db,
+            writer,
+            completions,
+        })
     }
 
     /// Applies every migration not yet applied (idempotent; safe with several processes, as
@@ -301,6 +309,14 @@ impl Store {
     /// `None` on PostgreSQL.
     pub fn group_commit_counts(&self) -> Option<(u64, u64)> {
         self.writer.as_ref().map(writer::Writer::counts)
+    }
+
+    /// PostgreSQL's batched synced completions so far in this process: (statements,
+    /// completions they carried); `None` on SQLite.
+    pub fn completion_batch_counts(&self) -> Option<(u64, u64)> {
+        self.completions
+            .as_ref()
+            .map(completions::Completions::counts)
     }
 
     /// Whether the database answers a trivial query.

@@ -8,7 +8,7 @@ use std::time::Duration;
 use chrono::{DateTime, TimeDelta, Utc};
 use sqlx::types::Json;
 
-use super::{Db, Store, StoreError, hot_write, is_postgres, on_connection, on_pool};
+use super::{Store, StoreError, hot_write, is_postgres, on_connection, on_pool};
 use crate::domain::Order;
 
 /// A task a worker holds a lease on.
@@ -156,44 +156,6 @@ FROM claimed c LEFT JOIN orders o ON o.store_order_id = c.store_order_id"
 );
 const CLAIM_SQLITE: &str = claim_sql!("");
 
-/// [`record_synced`] on PostgreSQL as one statement (data-modifying CTEs run atomically): the
-/// fenced task update, its attempt, and — `$resolve` — the resolution of its open exception;
-/// counts 1, or 0 when the lease was lost (and then nothing else is written).
-macro_rules! synced_pg {
-    ($resolve:literal) => {
-        concat!(
-            "
-WITH done AS (
-    UPDATE sync_tasks SET synced_version = $3, external_id = $4, lease_token = NULL, lease_expires_at = NULL,
-        last_error = NULL, blocked_on = NULL,
-        state = CASE WHEN target_version > $3 THEN 'pending' ELSE 'synced' END,
-        attempt = 0, scheduled_at = $5,
-        armed_at = CASE WHEN target_version > $3 THEN $5 ELSE armed_at END,
-        updated_at = $5
-    WHERE id = $1 AND lease_token = $2
-    RETURNING id, store_order_id, destination),
-attempt AS (
-    INSERT INTO sync_attempts (task_id, store_order_id, destination, version, attempt, started_at, duration_ms,
-        outcome, status, message, request_id, lag_ms)
-    SELECT id, store_order_id, destination, $3, $6, $7, $8, $9, $10, $11, $12, $13 FROM done)",
-            $resolve,
-            "
-SELECT COUNT(*) FROM done"
-        )
-    };
-}
-const SYNCED_PG: &str = synced_pg!(
-    ",
-resolved AS (
-    UPDATE exceptions SET status = 'resolved', resolved_at = $5, resolved_by = 'engine',
-        resolution = 'Synced on a later attempt', updated_at = $5
-    WHERE task_id IN (SELECT id FROM done) AND status IN ('open', 'snoozed'))"
-);
-/// [`SYNCED_PG`] for a task claimed without an open exception (none can open while the lease
-/// is held): the usual case. An `UPDATE exceptions` that changes nothing still fires the
-/// statement triggers that keep the per-cause summary.
-const SYNCED_PG_NOTHING_TO_RESOLVE: &str = synced_pg!("");
-
 /// Records an attempt through `$exec`.
 macro_rules! insert_attempt {
     ($exec:expr, $task:expr, $rec:expr, $lag:expr) => {{
@@ -252,8 +214,9 @@ macro_rules! open_task_exception {
     }};
 }
 
-fn lag_ms(task: &ClaimedTask, now: DateTime<Utc>) -> i64 {
-    (now - task.armed_at).num_milliseconds().max(0)
+/// From the moment the version was armed to `now`.
+pub(super) fn lag_ms(armed_at: DateTime<Utc>, now: DateTime<Utc>) -> i64 {
+    (now - armed_at).num_milliseconds().max(0)
 }
 
 impl Store {
@@ -370,32 +333,11 @@ impl Store {
         external_id: &str,
         rec: &AttemptRecord,
     ) -> Result<bool, StoreError> {
-        let now = Utc::now();
-        if let Db::Postgres(pool) = &self.db {
-            // The commonest write of all, as one statement: one round trip instead of five.
-            let sql = if task.open_exception {
-                SYNCED_PG
-            } else {
-                SYNCED_PG_NOTHING_TO_RESOLVE
-            };
-            let done: i64 = sqlx::query_scalar(sql)
-                .bind(task.id)
-                .bind(&task.lease_token)
-                .bind(rec.version)
-                .bind(external_id)
-                .bind(now)
-                .bind(task.attempt)
-                .bind(rec.started_at)
-                .bind(rec.duration_ms)
-                .bind(rec.outcome)
-                .bind(rec.status)
-                .bind(rec.message.as_deref())
-                .bind(rec.request_id.as_deref())
-                .bind(lag_ms(task, now))
-                .fetch_one(pool)
-                .await?;
-            return Ok(done == 1);
+        if let Some(completions) = &self.completions {
+            // PostgreSQL: written together with other workers' completions (see `completions`).
+            return completions.synced(task, external_id, rec).await;
         }
+        let now = Utc::now();
         let (task, external_id, rec) = (task.clone(), external_id.to_string(), rec.clone());
         hot_write!(self, record_synced(task, external_id, rec, now))
     }
@@ -558,7 +500,7 @@ on_connection! {
         if done.rows_affected() == 0 {
             return Ok(false);
         }
-        insert_attempt!(&mut *conn, task, rec, Some(lag_ms(task, *now)))?;
+        insert_attempt!(&mut *conn, task, rec, Some(lag_ms(task.armed_at, *now)))?;
         if !task.open_exception {
             // Nothing to resolve: one statement fewer on the commonest write of all.
             return Ok(true);

@@ -172,7 +172,7 @@ impl Writer {
     }
 }
 
-fn not_committed(why: &str) -> StoreError {
+pub(super) fn not_committed(why: &str) -> StoreError {
     StoreError::Database(sqlx::Error::Io(std::io::Error::other(format!(
         "the write was not committed: {why}"
     ))))

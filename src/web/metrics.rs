@@ -36,7 +36,8 @@ pub async fn metrics(
             render(&counts)
                 + &render_reconciliation(reconciliation.as_ref())
                 + &render_refusals(&refusals)
-                + &render_group_commit(&store),
+                + &render_group_commit(&store)
+                + &render_completion_batches(&store),
         )
             .into_response(),
         Err(err) => {
@@ -145,6 +146,30 @@ fn render_group_commit(store: &Store) -> String {
         "Writes (webhooks, claims, completions) those transactions carried; divided by the commits, the batch size.",
     );
     let _ = writeln!(out, "syncdesk_sqlite_group_writes_total {writes}");
+    out
+}
+
+/// PostgreSQL's batched synced completions in this process: statements, and the completions
+/// they carried (nothing on SQLite).
+fn render_completion_batches(store: &Store) -> String {
+    let mut out = String::new();
+    let Some((statements, completions)) = store.completion_batch_counts() else {
+        return out;
+    };
+    header_lines(
+        &mut out,
+        "syncdesk_pg_completion_statements_total",
+        "counter",
+        "Statements that recorded the workers' synced deliveries on PostgreSQL in this process.",
+    );
+    let _ = writeln!(out, "syncdesk_pg_completion_statements_total {statements}");
+    header_lines(
+        &mut out,
+        "syncdesk_pg_completions_total",
+        "counter",
+        "Synced deliveries those statements recorded; divided by the statements, the batch size.",
+    );
+    let _ = writeln!(out, "syncdesk_pg_completions_total {completions}");
     out
 }
 

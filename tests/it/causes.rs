@@ -107,7 +107,7 @@ fn summarised_scopes() -> Vec<ExceptionScope> {
 /// grouped queue answers every summarised scope exactly as the full aggregate does (an age
 /// limit in the future matches every exception but sends the call down the full aggregate).
 /// Returns the groups of the open queue, for the caller to check.
-async fn assert_exact(store: &Store, after: &str) -> Vec<ExceptionGroup> {
+pub(crate) async fn assert_exact(store: &Store, after: &str) -> Vec<ExceptionGroup> {
     let summary = causes(
         store,
         "SELECT status, fingerprint, destination, code, kind, action, CAST(slot AS BIGINT), exceptions, oldest, newest_id

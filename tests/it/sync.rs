@@ -32,6 +32,7 @@ on_both_backends! {
     a_worker_killed_after_the_destination_committed_duplicates_nothing => a_worker_killed_after_the_destination_committed_duplicates_nothing_sqlite, a_worker_killed_after_the_destination_committed_duplicates_nothing_postgres;
     an_outage_holds_the_queue_and_it_drains_without_dead_letters => an_outage_holds_the_queue_and_it_drains_without_dead_letters_sqlite, an_outage_holds_the_queue_and_it_drains_without_dead_letters_postgres;
     several_workers_share_the_queue_without_duplicates => several_workers_share_the_queue_without_duplicates_sqlite, several_workers_share_the_queue_without_duplicates_postgres;
+    completions_recorded_together_each_get_their_own_answer => completions_recorded_together_each_get_their_own_answer_sqlite, completions_recorded_together_each_get_their_own_answer_postgres;
 }
 
 /// The simulated CRM and ERP, an ERP catalogue with `ERP-<sku>` for every catalogue SKU, and a
@@ -734,4 +735,163 @@ async fn connections_the_server_closed_are_replaced_postgres() {
             .await
             .expect("the pool has replaced what was closed");
     }
+}
+
+/// Many workers finishing at once (written together on PostgreSQL, in one group commit on
+/// SQLite): each completion gets its own answer — a stale lease's is refused even beside the
+/// new holder's for the same task — every task is synced once with one attempt, and the
+/// exceptions of tasks that had one resolve, the per-cause summary staying exact.
+async fn completions_recorded_together_each_get_their_own_answer(app: TestApp) {
+    for seed in 0..12 {
+        Post::new("orders/create", &clean_order(600 + seed))
+            .send(&app)
+            .await;
+    }
+    let rec = |version| syncdesk::store::AttemptRecord {
+        version,
+        started_at: chrono::Utc::now(),
+        duration_ms: 3,
+        outcome: "synced",
+        status: Some(201),
+        message: None,
+        request_id: Some("req-1".into()),
+    };
+
+    // Every task fails once, a third of them with an exception people can see; all are due
+    // again at once.
+    let failed = |version| syncdesk::store::AttemptRecord {
+        outcome: "transient",
+        status: Some(503),
+        message: Some("unavailable".into()),
+        ..rec(version)
+    };
+    let first = app
+        .store
+        .claim_tasks(100, Duration::from_secs(30))
+        .await
+        .unwrap();
+    assert_eq!(first.len(), 24);
+    for task in first.iter().step_by(3) {
+        let exception = syncdesk::store::NewException {
+            code: "destination_unavailable".into(),
+            kind: "transient",
+            fingerprint: format!("unavailable:{}", task.destination),
+            message: "The destination is not answering.".into(),
+            action: "Nothing: SyncDesk keeps trying.".into(),
+            fields: vec![],
+        };
+        assert!(
+            app.store
+                .complete_retry(
+                    task,
+                    chrono::Utc::now(),
+                    &failed(task.target_version),
+                    Some(&exception)
+                )
+                .await
+                .unwrap()
+        );
+    }
+    for task in first
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| i % 3 != 0)
+        .map(|(_, t)| t)
+    {
+        assert!(
+            app.store
+                .complete_retry(task, chrono::Utc::now(), &failed(task.target_version), None)
+                .await
+                .unwrap()
+        );
+    }
+    assert_eq!(
+        count(
+            &app,
+            "SELECT COUNT(*) FROM exceptions WHERE status = 'open'"
+        )
+        .await,
+        8
+    );
+
+    // A worker claims them all with a short lease and stalls; another takes them over.
+    let stale = app
+        .store
+        .claim_tasks(100, Duration::from_millis(150))
+        .await
+        .unwrap();
+    assert_eq!(stale.len(), 24);
+    assert_eq!(stale.iter().filter(|t| t.open_exception).count(), 8);
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    let fresh = app
+        .store
+        .claim_tasks(100, Duration::from_secs(30))
+        .await
+        .unwrap();
+    assert_eq!(fresh.len(), 24);
+
+    // Both finish at the same moment.
+    let store = &app.store;
+    let answers = futures_util::future::join_all(
+        stale
+            .iter()
+            .map(|t| (t, "stale"))
+            .chain(fresh.iter().map(|t| (t, "fresh")))
+            .map(|(task, who)| {
+                let rec = rec(task.target_version);
+                async move {
+                    let external_id = format!("{who}-{}", task.id);
+                    let done = store
+                        .complete_synced(task, &external_id, &rec)
+                        .await
+                        .unwrap();
+                    (who, done)
+                }
+            }),
+    )
+    .await;
+    for (who, done) in &answers {
+        assert_eq!(*done, *who == "fresh", "{who} completion answered {done}");
+    }
+    assert_eq!(
+        count(
+            &app,
+            "SELECT COUNT(*) FROM sync_tasks WHERE state = 'synced' AND external_id LIKE 'fresh-%'"
+        )
+        .await,
+        24
+    );
+    assert_eq!(
+        count(
+            &app,
+            "SELECT COUNT(*) FROM sync_attempts WHERE outcome = 'synced'"
+        )
+        .await,
+        24
+    );
+    assert_eq!(
+        count(
+            &app,
+            "SELECT COUNT(*) FROM sync_attempts WHERE outcome = 'synced' AND lag_ms IS NOT NULL AND request_id = 'req-1'"
+        )
+        .await,
+        24
+    );
+    assert_eq!(
+        count(
+            &app,
+            "SELECT COUNT(*) FROM exceptions WHERE status = 'resolved' AND resolved_by = 'engine'"
+        )
+        .await,
+        8
+    );
+    assert_eq!(
+        count(
+            &app,
+            "SELECT COUNT(*) FROM exceptions WHERE status = 'open'"
+        )
+        .await,
+        0
+    );
+    crate::causes::assert_exact(&app.store, "completions recorded together").await;
 }

@@ -1,0 +1,239 @@
+//! PostgreSQL: synced completions written together. A successful delivery is the commonest
+//! write there is (two per order, one per destination), and on its own it costs a round trip,
+//! a transaction and a log flush. Workers hand their completions to one writer task, which
+//! writes whatever has queued — up to [`MAX_BATCH`] — as one statement, and answers each worker
+//! once it has committed. Nothing waits for a batch to fill: when idle, a completion is written
+//! alone at once; under load, completions queue while the previous statement runs.
+//!
+//! The statement is all-or-nothing, so a failed batch loses nothing half-way: every worker in it
+//! gets the error, and its task's lease runs out and the delivery runs again (the destination
+//! write is idempotent). The rows are locked in id order first, so two batches cannot deadlock
+//! each other; an operator's bulk action locking in another order can still meet one, and then
+//! PostgreSQL undoes one side and the batch is written again.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use chrono::{DateTime, Utc};
+use sqlx::PgPool;
+use tokio::sync::{mpsc, oneshot};
+
+use super::StoreError;
+use super::tasks::{AttemptRecord, ClaimedTask, lag_ms};
+use super::writer::not_committed;
+
+/// The most completions one statement carries.
+const MAX_BATCH: usize = 256;
+/// How many times a batch PostgreSQL undid to break a deadlock is written again.
+const DEADLOCK_RETRIES: usize = 3;
+
+/// One worker's completion, owned, and where its answer goes.
+struct Completion {
+    task_id: i64,
+    lease_token: String,
+    version: i64,
+    external_id: String,
+    attempt: i64,
+    started_at: DateTime<Utc>,
+    duration_ms: i64,
+    outcome: &'static str,
+    status: Option<i32>,
+    message: Option<String>,
+    request_id: Option<String>,
+    armed_at: DateTime<Utc>,
+    open_exception: bool,
+    reply: oneshot::Sender<Result<bool, StoreError>>,
+}
+
+/// The queue to the completion writer.
+#[derive(Clone, Debug)]
+pub(crate) struct Completions {
+    queue: mpsc::UnboundedSender<Completion>,
+    counts: Arc<Counts>,
+}
+
+/// Statements written, and the completions they carried.
+#[derive(Debug, Default)]
+struct Counts {
+    statements: AtomicU64,
+    completions: AtomicU64,
+}
+
+impl Completions {
+    /// Starts the writer on the current runtime. It stops when every handle is dropped.
+    pub(crate) fn spawn(pool: PgPool) -> Completions {
+        let (queue, mut pending) = mpsc::unbounded_channel::<Completion>();
+        let counts = Arc::new(Counts::default());
+        let written = counts.clone();
+        tokio::spawn(async move {
+            let mut batch = Vec::with_capacity(MAX_BATCH);
+            while pending.recv_many(&mut batch, MAX_BATCH).await > 0 {
+                let result = write_retrying(&pool, &batch).await;
+                if result.is_ok() {
+                    written.statements.fetch_add(1, Ordering::Relaxed);
+                    let n = batch.len() as u64;
+                    written.completions.fetch_add(n, Ordering::Relaxed);
+                }
+                answer(std::mem::take(&mut batch), result);
+            }
+        });
+        Completions { queue, counts }
+    }
+
+    /// Statements written so far in this process, and the completions they carried.
+    pub(crate) fn counts(&self) -> (u64, u64) {
+        (
+            self.counts.statements.load(Ordering::Relaxed),
+            self.counts.completions.load(Ordering::Relaxed),
+        )
+    }
+
+    /// Queues the completion of `task` and waits for its commit: true when recorded, false when
+    /// the lease had been lost (nothing written for it).
+    pub(crate) async fn synced(
+        &self,
+        task: &ClaimedTask,
+        external_id: &str,
+        rec: &AttemptRecord,
+    ) -> Result<bool, StoreError> {
+        let (reply, answer) = oneshot::channel();
+        let completion = Completion {
+            task_id: task.id,
+            lease_token: task.lease_token.clone(),
+            version: rec.version,
+            external_id: external_id.to_string(),
+            attempt: task.attempt,
+            started_at: rec.started_at,
+            duration_ms: rec.duration_ms,
+            outcome: rec.outcome,
+            status: rec.status,
+            message: rec.message.clone(),
+            request_id: rec.request_id.clone(),
+            armed_at: task.armed_at,
+            open_exception: task.open_exception,
+            reply,
+        };
+        let stopped = || not_committed("the completion writer has stopped");
+        self.queue.send(completion).map_err(|_| stopped())?;
+        answer.await.map_err(|_| stopped())?
+    }
+}
+
+/// Answers every completion of `batch`: recorded when its task and lease are among `done`.
+fn answer(batch: Vec<Completion>, result: Result<Vec<(i64, String)>, Arc<sqlx::Error>>) {
+    for completion in batch {
+        let answer = match &result {
+            Ok(done) => Ok(done
+                .iter()
+                .any(|(id, token)| *id == completion.task_id && *token == completion.lease_token)),
+            Err(err) => Err(not_committed(&err.to_string())),
+        };
+        let _ = completion.reply.send(answer);
+    }
+}
+
+async fn write_retrying(
+    pool: &PgPool,
+    batch: &[Completion],
+) -> Result<Vec<(i64, String)>, Arc<sqlx::Error>> {
+    let mut tries = 0;
+    loop {
+        match write(pool, batch).await {
+            Err(sqlx::Error::Database(db))
+                if db.code().as_deref() == Some("40P01") && tries < DEADLOCK_RETRIES =>
+            {
+                tries += 1;
+            }
+            other => return other.map_err(Arc::new),
+        }
+    }
+}
+
+/// The whole batch as one statement: lock the tasks still held under their lease tokens, in id
+/// order; mark them synced (or pending again when a newer version arrived meanwhile); record
+/// each attempt; and — only when some task had one — resolve their open exceptions. An
+/// `UPDATE exceptions` that changes nothing would still fire the statement triggers that keep
+/// the per-cause summary. Returns the tasks recorded, with their lease tokens: a stale worker's
+/// completion may share a batch with the new lease holder's.
+async fn write(pool: &PgPool, batch: &[Completion]) -> Result<Vec<(i64, String)>, sqlx::Error> {
+    let now = Utc::now();
+    let resolve = batch.iter().any(|c| c.open_exception);
+    let sql = if resolve { SYNCED_RESOLVING } else { SYNCED };
+    let column = |f: fn(&Completion) -> i64| batch.iter().map(f).collect::<Vec<_>>();
+    let texts = |f: fn(&Completion) -> Option<&str>| batch.iter().map(f).collect::<Vec<_>>();
+    sqlx::query_as(sql)
+        .bind(column(|c| c.task_id))
+        .bind(
+            batch
+                .iter()
+                .map(|c| c.lease_token.as_str())
+                .collect::<Vec<_>>(),
+        )
+        .bind(column(|c| c.version))
+        .bind(
+            batch
+                .iter()
+                .map(|c| c.external_id.as_str())
+                .collect::<Vec<_>>(),
+        )
+        .bind(column(|c| c.attempt))
+        .bind(batch.iter().map(|c| c.started_at).collect::<Vec<_>>())
+        .bind(column(|c| c.duration_ms))
+        .bind(batch.iter().map(|c| c.outcome).collect::<Vec<_>>())
+        .bind(batch.iter().map(|c| c.status).collect::<Vec<_>>())
+        .bind(texts(|c| c.message.as_deref()))
+        .bind(texts(|c| c.request_id.as_deref()))
+        .bind(
+            batch
+                .iter()
+                .map(|c| lag_ms(c.armed_at, now))
+                .collect::<Vec<_>>(),
+        )
+        .bind(batch.iter().map(|c| c.open_exception).collect::<Vec<_>>())
+        .bind(now)
+        .fetch_all(pool)
+        .await
+}
+
+macro_rules! synced_batch {
+    ($resolve:literal) => {
+        concat!(
+            "
+WITH input AS (
+    SELECT * FROM unnest($1::bigint[], $2::text[], $3::bigint[], $4::text[], $5::bigint[], $6::timestamptz[],
+                         $7::bigint[], $8::text[], $9::int[], $10::text[], $11::text[], $12::bigint[], $13::bool[])
+        AS i(id, lease_token, version, external_id, attempt, started_at, duration_ms, outcome, status, message,
+             request_id, lag_ms, open_exception)),
+held AS (
+    SELECT t.id FROM sync_tasks t JOIN input i ON i.id = t.id AND i.lease_token = t.lease_token
+    ORDER BY t.id FOR UPDATE OF t),
+done AS (
+    UPDATE sync_tasks t SET synced_version = i.version, external_id = i.external_id, lease_token = NULL,
+        lease_expires_at = NULL, last_error = NULL, blocked_on = NULL,
+        state = CASE WHEN t.target_version > i.version THEN 'pending' ELSE 'synced' END,
+        attempt = 0, scheduled_at = $14,
+        armed_at = CASE WHEN t.target_version > i.version THEN $14 ELSE t.armed_at END,
+        updated_at = $14
+    FROM input i
+    WHERE t.id = i.id AND t.lease_token = i.lease_token AND t.id IN (SELECT id FROM held)
+    RETURNING t.id, i.lease_token, t.store_order_id, t.destination, i.open_exception),
+attempt AS (
+    INSERT INTO sync_attempts (task_id, store_order_id, destination, version, attempt, started_at, duration_ms,
+        outcome, status, message, request_id, lag_ms)
+    SELECT d.id, d.store_order_id, d.destination, i.version, i.attempt, i.started_at, i.duration_ms, i.outcome,
+        i.status, i.message, i.request_id, i.lag_ms
+    FROM done d JOIN input i ON i.id = d.id AND i.lease_token = d.lease_token)",
+            $resolve,
+            "
+SELECT id, lease_token FROM done"
+        )
+    };
+}
+const SYNCED: &str = synced_batch!("");
+const SYNCED_RESOLVING: &str = synced_batch!(
+    ",
+resolved AS (
+    UPDATE exceptions SET status = 'resolved', resolved_at = $14, resolved_by = 'engine',
+        resolution = 'Synced on a later attempt', updated_at = $14
+    WHERE task_id IN (SELECT id FROM done WHERE open_exception) AND status IN ('open', 'snoozed'))"
+);
