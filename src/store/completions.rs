@@ -159,40 +159,28 @@ async fn write(pool: &PgPool, batch: &[Completion]) -> Result<Vec<(i64, String)>
     let now = Utc::now();
     let resolve = batch.iter().any(|c| c.open_exception);
     let sql = if resolve { SYNCED_RESOLVING } else { SYNCED };
-    let column = |f: fn(&Completion) -> i64| batch.iter().map(f).collect::<Vec<_>>();
-    let texts = |f: fn(&Completion) -> Option<&str>| batch.iter().map(f).collect::<Vec<_>>();
     sqlx::query_as(sql)
-        .bind(column(|c| c.task_id))
-        .bind(
-            batch
-                .iter()
-                .map(|c| c.lease_token.as_str())
-                .collect::<Vec<_>>(),
-        )
-        .bind(column(|c| c.version))
-        .bind(
-            batch
-                .iter()
-                .map(|c| c.external_id.as_str())
-                .collect::<Vec<_>>(),
-        )
-        .bind(column(|c| c.attempt))
-        .bind(batch.iter().map(|c| c.started_at).collect::<Vec<_>>())
-        .bind(column(|c| c.duration_ms))
-        .bind(batch.iter().map(|c| c.outcome).collect::<Vec<_>>())
-        .bind(batch.iter().map(|c| c.status).collect::<Vec<_>>())
-        .bind(texts(|c| c.message.as_deref()))
-        .bind(texts(|c| c.request_id.as_deref()))
-        .bind(
-            batch
-                .iter()
-                .map(|c| lag_ms(c.armed_at, now))
-                .collect::<Vec<_>>(),
-        )
-        .bind(batch.iter().map(|c| c.open_exception).collect::<Vec<_>>())
+        .bind(column(batch, |c| c.task_id))
+        .bind(column(batch, |c| c.lease_token.as_str()))
+        .bind(column(batch, |c| c.version))
+        .bind(column(batch, |c| c.external_id.as_str()))
+        .bind(column(batch, |c| c.attempt))
+        .bind(column(batch, |c| c.started_at))
+        .bind(column(batch, |c| c.duration_ms))
+        .bind(column(batch, |c| c.outcome))
+        .bind(column(batch, |c| c.status))
+        .bind(column(batch, |c| c.message.as_deref()))
+        .bind(column(batch, |c| c.request_id.as_deref()))
+        .bind(column(batch, |c| lag_ms(c.armed_at, now)))
+        .bind(column(batch, |c| c.open_exception))
         .bind(now)
         .fetch_all(pool)
         .await
+}
+
+/// One field of every completion, as the array bound to the statement's `unnest`.
+fn column<'a, T>(batch: &'a [Completion], field: impl Fn(&'a Completion) -> T) -> Vec<T> {
+    batch.iter().map(field).collect()
 }
 
 macro_rules! synced_batch {

@@ -71,38 +71,26 @@ fn render_reconciliation(status: Option<&ReconciliationStatus>) -> String {
         "syncdesk_reconciliation_delta{{kind=\"behind\"}} {}",
         status.last_behind
     );
-    header_lines(
+    single(
         &mut out,
         "syncdesk_reconciliation_checked",
         "gauge",
         "Orders the last reconciliation pass read from the store.",
+        status.last_checked,
     );
-    let _ = writeln!(
-        out,
-        "syncdesk_reconciliation_checked {}",
-        status.last_checked
-    );
-    header_lines(
+    single(
         &mut out,
         "syncdesk_reconciliation_passes_total",
         "counter",
         "Reconciliation passes finished, successful or not.",
+        status.passes,
     );
-    let _ = writeln!(
-        out,
-        "syncdesk_reconciliation_passes_total {}",
-        status.passes
-    );
-    header_lines(
+    single(
         &mut out,
         "syncdesk_reconciliation_failing",
         "gauge",
         "1 when the last reconciliation pass could not read the store.",
-    );
-    let _ = writeln!(
-        out,
-        "syncdesk_reconciliation_failing {}",
-        u8::from(status.last_error.is_some())
+        u8::from(status.last_error.is_some()),
     );
     out
 }
@@ -132,20 +120,20 @@ fn render_group_commit(store: &Store) -> String {
     let Some((commits, writes)) = store.group_commit_counts() else {
         return out;
     };
-    header_lines(
+    single(
         &mut out,
         "syncdesk_sqlite_commits_total",
         "counter",
         "Transactions SQLite's group commit made in this process.",
+        commits,
     );
-    let _ = writeln!(out, "syncdesk_sqlite_commits_total {commits}");
-    header_lines(
+    single(
         &mut out,
         "syncdesk_sqlite_group_writes_total",
         "counter",
         "Writes (webhooks, claims, completions) those transactions carried; divided by the commits, the batch size.",
+        writes,
     );
-    let _ = writeln!(out, "syncdesk_sqlite_group_writes_total {writes}");
     out
 }
 
@@ -156,20 +144,20 @@ fn render_completion_batches(store: &Store) -> String {
     let Some((statements, completions)) = store.completion_batch_counts() else {
         return out;
     };
-    header_lines(
+    single(
         &mut out,
         "syncdesk_pg_completion_statements_total",
         "counter",
         "Statements that recorded the workers' synced deliveries on PostgreSQL in this process.",
+        statements,
     );
-    let _ = writeln!(out, "syncdesk_pg_completion_statements_total {statements}");
-    header_lines(
+    single(
         &mut out,
         "syncdesk_pg_completions_total",
         "counter",
         "Synced deliveries those statements recorded; divided by the statements, the batch size.",
+        completions,
     );
-    let _ = writeln!(out, "syncdesk_pg_completions_total {completions}");
     out
 }
 
@@ -184,6 +172,12 @@ fn label(value: &str) -> String {
 fn header_lines(out: &mut String, name: &str, kind: &str, help: &str) {
     let _ = writeln!(out, "# HELP {name} {help}");
     let _ = writeln!(out, "# TYPE {name} {kind}");
+}
+
+/// A metric without labels: its header lines and its one value.
+fn single(out: &mut String, name: &str, kind: &str, help: &str, value: impl std::fmt::Display) {
+    header_lines(out, name, kind, help);
+    let _ = writeln!(out, "{name} {value}");
 }
 
 /// The counts in Prometheus text format.

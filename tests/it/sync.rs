@@ -853,45 +853,26 @@ async fn completions_recorded_together_each_get_their_own_answer(app: TestApp) {
     for (who, done) in &answers {
         assert_eq!(*done, *who == "fresh", "{who} completion answered {done}");
     }
-    assert_eq!(
-        count(
-            &app,
-            "SELECT COUNT(*) FROM sync_tasks WHERE state = 'synced' AND external_id LIKE 'fresh-%'"
-        )
-        .await,
-        24
-    );
-    assert_eq!(
-        count(
-            &app,
-            "SELECT COUNT(*) FROM sync_attempts WHERE outcome = 'synced'"
-        )
-        .await,
-        24
-    );
-    assert_eq!(
-        count(
-            &app,
-            "SELECT COUNT(*) FROM sync_attempts WHERE outcome = 'synced' AND lag_ms IS NOT NULL AND request_id = 'req-1'"
-        )
-        .await,
-        24
-    );
-    assert_eq!(
-        count(
-            &app,
-            "SELECT COUNT(*) FROM exceptions WHERE status = 'resolved' AND resolved_by = 'engine'"
-        )
-        .await,
-        8
-    );
-    assert_eq!(
-        count(
-            &app,
-            "SELECT COUNT(*) FROM exceptions WHERE status = 'open'"
-        )
-        .await,
-        0
-    );
+    for (sql, expected) in [
+        (
+            "SELECT COUNT(*) FROM sync_tasks WHERE state = 'synced' AND external_id LIKE 'fresh-%'",
+            24,
+        ),
+        (
+            "SELECT COUNT(*) FROM sync_attempts WHERE outcome = 'synced'",
+            24,
+        ),
+        (
+            "SELECT COUNT(*) FROM sync_attempts WHERE outcome = 'synced' AND lag_ms IS NOT NULL AND request_id = 'req-1'",
+            24,
+        ),
+        (
+            "SELECT COUNT(*) FROM exceptions WHERE status = 'resolved' AND resolved_by = 'engine'",
+            8,
+        ),
+        ("SELECT COUNT(*) FROM exceptions WHERE status = 'open'", 0),
+    ] {
+        assert_eq!(count(&app, sql).await, expected, "{sql}");
+    }
     crate::causes::assert_exact(&app.store, "completions recorded together").await;
 }
