@@ -458,6 +458,12 @@ pub async fn run(options: BenchOptions) -> anyhow::Result<()> {
             completions as f64 / statements.max(1) as f64
         );
     }
+    if let Some((calls, webhooks)) = store.ingest_batch_counts() {
+        println!(
+            "  ingest          {webhooks} orders' webhooks in {calls} PostgreSQL calls ({:.1} per call)",
+            webhooks as f64 / calls.max(1) as f64
+        );
+    }
 
     store.close().await;
     discard(&url, drop_after).await?;

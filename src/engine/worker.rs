@@ -71,6 +71,17 @@ enum Delivery {
     Failed(DeliveryError),
 }
 
+/// How many deliveries must be free before a worker claims again: any when none is in flight
+/// (`free == concurrency`), else a quarter of its concurrency (at most a batch).
+fn claim_from(free: i64, concurrency: usize, batch: i64) -> i64 {
+    let concurrency = concurrency as i64;
+    if free >= concurrency {
+        1
+    } else {
+        (concurrency / 4).clamp(1, batch.max(1))
+    }
+}
+
 /// A worker over a store and destinations.
 #[derive(Clone)]
 pub struct Worker {
@@ -109,9 +120,12 @@ impl Worker {
                     tracing::error!(error = %err, "waking snoozed exceptions failed");
                 }
             }
-            // Claim only as many as can start now, so leases are not spent waiting.
+            // Claim only as many as can start now, so leases are not spent waiting; and, while
+            // deliveries are in flight, only once a few have finished: a claim costs about as
+            // much for one task as for ten (PostgreSQL: ~1 ms a statement), and under load
+            // claiming each time one delivery finished made claims of one or two tasks.
             let free = permits.available_permits() as i64;
-            let claimed = if free > 0 {
+            let claimed = if free >= claim_from(free, self.config.concurrency, self.config.batch) {
                 match self
                     .store
                     .claim_tasks(free.min(self.config.batch), self.config.lease)
@@ -567,5 +581,22 @@ fn new_exception(problem: &Problem) -> NewException {
         message: problem.message.clone(),
         action: problem.action.to_string(),
         fields: problem.fields.clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::claim_from;
+
+    #[test]
+    fn claims_wait_for_a_quarter_of_the_deliveries_unless_none_is_in_flight() {
+        // Nothing in flight: claim whatever is due, even one task.
+        assert_eq!(claim_from(32, 32, 64), 1);
+        // Deliveries in flight: claim once a quarter of them has finished.
+        assert_eq!(claim_from(3, 32, 64), 8);
+        assert_eq!(claim_from(8, 32, 64), 8);
+        // Never more than a batch, never less than one.
+        assert_eq!(claim_from(3, 32, 4), 4);
+        assert_eq!(claim_from(0, 2, 64), 1);
     }
 }

@@ -1,9 +1,6 @@
-//! PostgreSQL: synced completions written together. A successful delivery is the commonest
-//! write there is (two per order, one per destination), and on its own it costs a round trip,
-//! a transaction and a log flush. Workers hand their completions to one writer task, which
-//! writes whatever has queued — up to [`MAX_BATCH`] — as one statement, and answers each worker
-//! once it has committed. Nothing waits for a batch to fill: when idle, a completion is written
-//! alone at once; under load, completions queue while the previous statement runs.
+//! PostgreSQL: synced completions written together (see `batch`). A successful delivery is the
+//! commonest write there is (two per order, one per destination), and on its own it costs a
+//! round trip, a transaction and a log flush; up to [`MAX_BATCH`] share one statement.
 //!
 //! The statement is all-or-nothing, so a failed batch loses nothing half-way: every worker in it
 //! gets the error, and its task's lease runs out and the delivery runs again (the destination
@@ -11,24 +8,19 @@
 //! each other; an operator's bulk action locking in another order can still meet one, and then
 //! PostgreSQL undoes one side and the batch is written again.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
-
 use chrono::{DateTime, Utc};
 use sqlx::PgPool;
-use tokio::sync::{mpsc, oneshot};
 
 use super::StoreError;
+use super::batch::{BatchWrite, Batcher, column, retrying_deadlocks};
 use super::tasks::{AttemptRecord, ClaimedTask, lag_ms};
 use super::writer::not_committed;
 
 /// The most completions one statement carries.
 const MAX_BATCH: usize = 256;
-/// How many times a batch PostgreSQL undid to break a deadlock is written again.
-const DEADLOCK_RETRIES: usize = 3;
 
-/// One worker's completion, owned, and where its answer goes.
-struct Completion {
+/// One worker's completion, owned.
+pub(crate) struct Completion {
     task_id: i64,
     lease_token: String,
     version: i64,
@@ -42,62 +34,31 @@ struct Completion {
     request_id: Option<String>,
     armed_at: DateTime<Utc>,
     open_exception: bool,
-    reply: oneshot::Sender<Result<bool, StoreError>>,
+}
+
+/// Writes the completions that queued together.
+pub(crate) struct CompletionWriter {
+    pool: PgPool,
 }
 
 /// The queue to the completion writer.
-#[derive(Clone, Debug)]
-pub(crate) struct Completions {
-    queue: mpsc::UnboundedSender<Completion>,
-    counts: Arc<Counts>,
+pub(crate) type Completions = Batcher<CompletionWriter>;
+
+/// Starts the completion writer on the current runtime.
+pub(crate) fn spawn(pool: PgPool) -> Completions {
+    Batcher::spawn(CompletionWriter { pool }, MAX_BATCH)
 }
 
-/// Statements written, and the completions they carried.
-#[derive(Debug, Default)]
-struct Counts {
-    statements: AtomicU64,
-    completions: AtomicU64,
-}
-
-impl Completions {
-    /// Starts the writer on the current runtime. It stops when every handle is dropped.
-    pub(crate) fn spawn(pool: PgPool) -> Completions {
-        let (queue, mut pending) = mpsc::unbounded_channel::<Completion>();
-        let counts = Arc::new(Counts::default());
-        let written = counts.clone();
-        tokio::spawn(async move {
-            let mut batch = Vec::with_capacity(MAX_BATCH);
-            while pending.recv_many(&mut batch, MAX_BATCH).await > 0 {
-                let result = write_retrying(&pool, &batch).await;
-                if result.is_ok() {
-                    written.statements.fetch_add(1, Ordering::Relaxed);
-                    let n = batch.len() as u64;
-                    written.completions.fetch_add(n, Ordering::Relaxed);
-                }
-                answer(std::mem::take(&mut batch), result);
-            }
-        });
-        Completions { queue, counts }
-    }
-
-    /// Statements written so far in this process, and the completions they carried.
-    pub(crate) fn counts(&self) -> (u64, u64) {
-        (
-            self.counts.statements.load(Ordering::Relaxed),
-            self.counts.completions.load(Ordering::Relaxed),
-        )
-    }
-
-    /// Queues the completion of `task` and waits for its commit: true when recorded, false when
-    /// the lease had been lost (nothing written for it).
-    pub(crate) async fn synced(
-        &self,
-        task: &ClaimedTask,
-        external_id: &str,
-        rec: &AttemptRecord,
-    ) -> Result<bool, StoreError> {
-        let (reply, answer) = oneshot::channel();
-        let completion = Completion {
+/// Queues the completion of `task` and waits for its commit: true when recorded, false when the
+/// lease had been lost (nothing written for it).
+pub(crate) async fn synced(
+    completions: &Completions,
+    task: &ClaimedTask,
+    external_id: &str,
+    rec: &AttemptRecord,
+) -> Result<bool, StoreError> {
+    completions
+        .submit(Completion {
             task_id: task.id,
             lease_token: task.lease_token.clone(),
             version: rec.version,
@@ -111,41 +72,27 @@ impl Completions {
             request_id: rec.request_id.clone(),
             armed_at: task.armed_at,
             open_exception: task.open_exception,
-            reply,
-        };
-        let stopped = || not_committed("the completion writer has stopped");
-        self.queue.send(completion).map_err(|_| stopped())?;
-        answer.await.map_err(|_| stopped())?
-    }
+        })
+        .await
 }
 
-/// Answers every completion of `batch`: recorded when its task and lease are among `done`.
-fn answer(batch: Vec<Completion>, result: Result<Vec<(i64, String)>, Arc<sqlx::Error>>) {
-    for completion in batch {
-        let answer = match &result {
-            Ok(done) => Ok(done
-                .iter()
-                .any(|(id, token)| *id == completion.task_id && *token == completion.lease_token)),
-            Err(err) => Err(not_committed(&err.to_string())),
-        };
-        let _ = completion.reply.send(answer);
-    }
-}
+impl BatchWrite for CompletionWriter {
+    type Item = Completion;
+    type Answer = bool;
 
-async fn write_retrying(
-    pool: &PgPool,
-    batch: &[Completion],
-) -> Result<Vec<(i64, String)>, Arc<sqlx::Error>> {
-    let mut tries = 0;
-    loop {
-        match write(pool, batch).await {
-            Err(sqlx::Error::Database(db))
-                if db.code().as_deref() == Some("40P01") && tries < DEADLOCK_RETRIES =>
-            {
-                tries += 1;
-            }
-            other => return other.map_err(Arc::new),
-        }
+    /// Each completion is recorded when its task and lease are among those written; a failed
+    /// statement answers every one with the error.
+    async fn write(&self, batch: &[Completion]) -> Vec<Result<bool, StoreError>> {
+        let result = retrying_deadlocks(|| write(&self.pool, batch)).await;
+        batch
+            .iter()
+            .map(|completion| match &result {
+                Ok(done) => Ok(done.iter().any(|(id, token)| {
+                    *id == completion.task_id && *token == completion.lease_token
+                })),
+                Err(err) => Err(not_committed(&err.to_string())),
+            })
+            .collect()
     }
 }
 
@@ -176,11 +123,6 @@ async fn write(pool: &PgPool, batch: &[Completion]) -> Result<Vec<(i64, String)>
         .bind(now)
         .fetch_all(pool)
         .await
-}
-
-/// One field of every completion, as the array bound to the statement's `unnest`.
-fn column<'a, T>(batch: &'a [Completion], field: impl Fn(&'a Completion) -> T) -> Vec<T> {
-    batch.iter().map(field).collect()
 }
 
 macro_rules! synced_batch {

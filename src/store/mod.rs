@@ -7,6 +7,7 @@
 mod actions;
 mod api_views;
 mod audit;
+mod batch;
 mod completions;
 mod edits;
 mod ingest;
@@ -194,6 +195,8 @@ pub struct Store {
     writer: Option<writer::Writer>,
     /// PostgreSQL's batched synced completions; `None` on SQLite.
     completions: Option<completions::Completions>,
+    /// PostgreSQL's batched order deliveries; `None` on SQLite.
+    ingests: Option<ingest::Ingests>,
 }
 
 /// How long a pooled connection may sit idle before it is checked on its way out of the pool.
@@ -236,7 +239,7 @@ impl Store {
             url: redacted.clone(),
             source,
         };
-        let (mut writer, mut completions) = (None, None);
+        let (mut writer, mut completions, mut ingests) = (None, None, None);
         let db = if url.starts_with("sqlite:") {
             let options = SqliteConnectOptions::from_str(url)
                 .map_err(connect_err)?
@@ -270,7 +273,8 @@ impl Store {
                 .connect_with(options)
                 .await
                 .map_err(connect_err)?;
-            completions = Some(completions::Completions::spawn(pool.clone()));
+            completions = Some(completions::spawn(pool.clone()));
+            ingests = Some(ingest::spawn_pg_writer(pool.clone()));
             Db::Postgres(pool)
         } else {
             return Err(StoreError::UnsupportedUrl(redacted));
@@ -279,6 +283,7 @@ impl Store {
             db,
             writer,
             completions,
+            ingests,
         })
     }
 
@@ -317,6 +322,12 @@ impl Store {
         self.completions
             .as_ref()
             .map(completions::Completions::counts)
+    }
+
+    /// PostgreSQL's batched order deliveries so far in this process: (calls, deliveries they
+    /// carried); `None` on SQLite.
+    pub fn ingest_batch_counts(&self) -> Option<(u64, u64)> {
+        self.ingests.as_ref().map(ingest::Ingests::counts)
     }
 
     /// Whether the database answers a trivial query.

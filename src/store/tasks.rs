@@ -335,7 +335,7 @@ impl Store {
     ) -> Result<bool, StoreError> {
         if let Some(completions) = &self.completions {
             // PostgreSQL: written together with other workers' completions (see `completions`).
-            return completions.synced(task, external_id, rec).await;
+            return super::completions::synced(completions, task, external_id, rec).await;
         }
         let now = Utc::now();
         let (task, external_id, rec) = (task.clone(), external_id.to_string(), rec.clone());

@@ -37,7 +37,7 @@ pub async fn metrics(
                 + &render_reconciliation(reconciliation.as_ref())
                 + &render_refusals(&refusals)
                 + &render_group_commit(&store)
-                + &render_completion_batches(&store),
+                + &render_pg_batches(&store),
         )
             .into_response(),
         Err(err) => {
@@ -137,27 +137,42 @@ fn render_group_commit(store: &Store) -> String {
     out
 }
 
-/// PostgreSQL's batched synced completions in this process: statements, and the completions
-/// they carried (nothing on SQLite).
-fn render_completion_batches(store: &Store) -> String {
+/// PostgreSQL's hot writes written together in this process: the statements, and the writes
+/// they carried — the workers' synced deliveries and the orders' webhooks (nothing on SQLite).
+fn render_pg_batches(store: &Store) -> String {
     let mut out = String::new();
-    let Some((statements, completions)) = store.completion_batch_counts() else {
-        return out;
-    };
-    single(
-        &mut out,
-        "syncdesk_pg_completion_statements_total",
-        "counter",
-        "Statements that recorded the workers' synced deliveries on PostgreSQL in this process.",
-        statements,
-    );
-    single(
-        &mut out,
-        "syncdesk_pg_completions_total",
-        "counter",
-        "Synced deliveries those statements recorded; divided by the statements, the batch size.",
-        completions,
-    );
+    if let Some((statements, completions)) = store.completion_batch_counts() {
+        single(
+            &mut out,
+            "syncdesk_pg_completion_statements_total",
+            "counter",
+            "Statements that recorded the workers' synced deliveries on PostgreSQL in this process.",
+            statements,
+        );
+        single(
+            &mut out,
+            "syncdesk_pg_completions_total",
+            "counter",
+            "Synced deliveries those statements recorded; divided by the statements, the batch size.",
+            completions,
+        );
+    }
+    if let Some((calls, webhooks)) = store.ingest_batch_counts() {
+        single(
+            &mut out,
+            "syncdesk_pg_ingest_calls_total",
+            "counter",
+            "Calls that recorded orders' webhooks on PostgreSQL in this process.",
+            calls,
+        );
+        single(
+            &mut out,
+            "syncdesk_pg_ingested_total",
+            "counter",
+            "Orders' webhooks those calls recorded; divided by the calls, the batch size.",
+            webhooks,
+        );
+    }
     out
 }
 

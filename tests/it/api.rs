@@ -352,10 +352,13 @@ async fn the_openapi_document_and_metrics_are_served_without_a_token(app: TestAp
     ] {
         assert!(text.contains(line), "missing {line:?} in\n{text}");
     }
-    // The CRM's synced delivery, written by PostgreSQL's completion writer.
+    // The CRM's synced delivery, written by PostgreSQL's completion writer; the order's
+    // webhook, by its ingest writer.
     let batched = [
         "syncdesk_pg_completion_statements_total 1",
         "syncdesk_pg_completions_total 1",
+        "syncdesk_pg_ingest_calls_total 1",
+        "syncdesk_pg_ingested_total 1",
     ];
     for line in batched {
         let postgres = app.store.backend() == syncdesk::store::Backend::Postgres;

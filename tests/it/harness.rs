@@ -329,6 +329,15 @@ impl TestApp {
         .unwrap_or_else(|e| panic!("{sql}: {e}"))
     }
 
+    /// Runs a statement that answers nothing (setting up what a test needs).
+    pub async fn execute(&self, sql: &str) {
+        match self.store.db() {
+            syncdesk::store::Db::Sqlite(pool) => sqlx::query(sql).execute(pool).await.map(drop),
+            syncdesk::store::Db::Postgres(pool) => sqlx::query(sql).execute(pool).await.map(drop),
+        }
+        .unwrap_or_else(|e| panic!("{sql}: {e}"))
+    }
+
     /// The text a query answers.
     pub async fn text(&self, sql: &str) -> String {
         match self.store.db() {

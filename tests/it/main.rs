@@ -19,3 +19,4 @@ mod sync;
 mod triage;
 mod web;
 mod webhooks;
+mod webhooks_together;

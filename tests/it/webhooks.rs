@@ -218,7 +218,7 @@ impl Post {
         self.send_to(app.base.clone()).await
     }
 
-    async fn send_to(&self, base: String) -> (StatusCode, Value) {
+    pub async fn send_to(&self, base: String) -> (StatusCode, Value) {
         let mut req = reqwest::Client::new()
             .post(format!("{base}/webhooks/shopify"))
             .header("Content-Type", "application/json")
@@ -468,6 +468,10 @@ async fn a_late_older_update_is_superseded_not_applied(app: TestApp) {
     let id = order_id(&created);
     let mut paid = later(&created, 10);
     paid["financial_status"] = json!("paid");
+    // With a fraction of a second, which the late event's note repeats.
+    let at = chrono::DateTime::parse_from_rfc3339(paid["updated_at"].as_str().expect("updated_at"))
+        .expect("rfc3339");
+    paid["updated_at"] = json!((at + chrono::Duration::microseconds(123_456)).to_rfc3339());
 
     assert_eq!(
         Post::new("orders/paid", &paid).send(&app).await.1["outcome"],
@@ -497,11 +501,31 @@ async fn a_late_older_update_is_superseded_not_applied(app: TestApp) {
         1,
         "the late event stays in the order's timeline"
     );
+    // The note names the state it lost to, written alike by both backends (PostgreSQL's in
+    // the server: migration 0012).
+    let applied_at: chrono::DateTime<chrono::Utc> = paid["updated_at"]
+        .as_str()
+        .and_then(|at| at.parse().ok())
+        .expect("the factory writes updated_at");
+    assert_eq!(
+        app.text(&format!(
+            "SELECT note FROM webhook_events WHERE store_order_id = {id} AND outcome = 'superseded'"
+        ))
+        .await,
+        format!("older than the state applied ({})", applied_at.to_rfc3339())
+    );
 
     // The same state again under a new webhook id (the business key): a duplicate.
     assert_eq!(
         Post::new("orders/updated", &paid).send(&app).await.1["outcome"],
         "duplicate"
+    );
+    assert_eq!(
+        app.text(&format!(
+            "SELECT note FROM webhook_events WHERE store_order_id = {id} AND outcome = 'duplicate'"
+        ))
+        .await,
+        "this order state was received before"
     );
 }
 

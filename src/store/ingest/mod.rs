@@ -5,8 +5,14 @@
 use chrono::{DateTime, Utc};
 use sqlx::types::Json;
 
+mod customer;
+mod postgres;
+
+pub(crate) use postgres::{Ingests, spawn_pg_writer};
+
 use super::{Store, StoreError, hot_write, on_connection};
 use crate::domain::{CustomerRef, FinancialStatus, Order, Refund, StoreCustomer};
+use customer::{CustomerRow, LINK_CUSTOMER_PG, link_customer};
 
 /// The destinations every order is synced to.
 pub const DESTINATIONS: [&str; 2] = ["crm", "erp"];
@@ -103,14 +109,11 @@ ON CONFLICT (store_order_id, destination) DO UPDATE SET
     };
 }
 const ARM_TASKS: &str = arm_tasks!();
-/// [`ARM_TASKS`] and the order's SKUs (`$4`, a JSON array: this function is compiled for SQLite
-/// too, which binds no arrays) kept in one round trip, on PostgreSQL.
-const ARM_TASKS_AND_KEEP_SKUS_PG: &str = concat!(
-    "WITH armed AS (",
-    arm_tasks!(),
-    ")
-INSERT INTO order_skus (store_order_id, sku) SELECT $1, jsonb_array_elements_text($4) ON CONFLICT DO NOTHING"
-);
+/// [`ARM_TASKS`] and the order's SKUs kept, on PostgreSQL: one call of the function migration
+/// 0012 defines with the same rules. The SKUs come as a JSON array (`$4`): this code is compiled
+/// for SQLite too, which binds no arrays.
+const ARM_TASKS_AND_KEEP_SKUS_PG: &str =
+    "SELECT syncdesk_arm_tasks($1, $2, $3, ARRAY(SELECT jsonb_array_elements_text($4)))";
 
 // PostgreSQL locks the order row so concurrent versions of one order apply one after the
 // other; SQLite needs no lock: the transaction already holds the database's single write lock
@@ -122,121 +125,6 @@ const LOCK_ORDER_SQLITE: &str =
 const LOCK_ORDER_DATA_PG: &str =
     "SELECT data, version FROM orders WHERE store_order_id = $1 FOR UPDATE";
 const LOCK_ORDER_DATA_SQLITE: &str = "SELECT data, version FROM orders WHERE store_order_id = $1";
-
-/// Finds or creates the customer an order refers to, deterministically: by the store's customer
-/// id, else by normalised email. (Scored matches become merge proposals for a data steward —
-/// the Identity capability — and are never linked here.) Evaluates to the customer id, or
-/// `None` when the order carries neither key.
-macro_rules! link_customer {
-    ($tx:ident, $customer:expr, $now:expr) => {{
-        let c: &CustomerRef = $customer;
-        let email = c.email.as_ref().map(|e| e.as_str().to_string());
-        let phone = c.phone.as_ref().map(|p| p.as_str().to_string());
-        // One read for both keys: the record of the store account and the record holding the
-        // email (the same row, or none, in the usual case), with what an order may update.
-        let rows: Vec<CustomerRow> = if c.store_customer_id.is_some() || email.is_some() {
-            sqlx::query_as(
-                "SELECT id, store_customer_id, email, phone, first_name, last_name FROM customers
-                 WHERE store_customer_id = $1 OR email = $2",
-            )
-            .bind(c.store_customer_id)
-            .bind(email.as_deref())
-            .fetch_all(&mut *$tx)
-            .await?
-        } else {
-            Vec::new()
-        };
-        let by_store = rows.iter().find(|r| c.store_customer_id.is_some() && r.1 == c.store_customer_id);
-        let by_email = rows.iter().find(|r| email.is_some() && r.2 == email);
-        // Whether the email belongs to another store account's record.
-        let mut email_taken = false;
-        let found: Option<&CustomerRow> = match (by_store, by_email) {
-            (Some(row), _) => Some(row),
-            (None, None) => None,
-            (None, Some(row @ (id, existing, ..))) => match (existing, c.store_customer_id) {
-                // A guest checkout by the same email, now with a store account: link them.
-                (None, Some(store_id)) => {
-                    sqlx::query("UPDATE customers SET store_customer_id = $2 WHERE id = $1")
-                        .bind(*id)
-                        .bind(store_id)
-                        .execute(&mut *$tx)
-                        .await?;
-                    Some(row)
-                }
-                (_, None) => Some(row),
-                (Some(_), Some(_)) => {
-                    email_taken = true;
-                    None
-                }
-            },
-        };
-        // Whether the order brings a detail the record lacks or holds differently.
-        let news = |new: &Option<String>, old: &Option<String>| new.is_some() && new != old;
-        match found {
-            Some((id, _, _, old_phone, old_first, old_last)) => {
-                if news(&phone, old_phone) || news(&c.first_name, old_first) || news(&c.last_name, old_last) {
-                    sqlx::query(
-                        "UPDATE customers SET phone = COALESCE($2, phone), first_name = COALESCE($3, first_name),
-                             last_name = COALESCE($4, last_name), updated_at = $5 WHERE id = $1",
-                    )
-                    .bind(*id)
-                    .bind(phone.as_deref())
-                    .bind(c.first_name.as_deref())
-                    .bind(c.last_name.as_deref())
-                    .bind($now)
-                    .execute(&mut *$tx)
-                    .await?;
-                }
-                // Else nothing new: no write (no row lock held to the commit, no log written).
-                Some(*id)
-            }
-            None if c.store_customer_id.is_none() && email.is_none() => None,
-            None => {
-                // Two store accounts sharing one email keep separate records (the second
-                // without the email); the Identity capability proposes merging them.
-                let email = if email_taken { None } else { email };
-                // Two deliveries for one new customer can race here (PostgreSQL): the loser's
-                // insert does nothing (it waits for the winner's commit) and reads its row.
-                let inserted: Option<i64> = sqlx::query_scalar(
-                    "INSERT INTO customers (store_customer_id, email, phone, first_name, last_name, created_at, updated_at)
-                     VALUES ($1, $2, $3, $4, $5, $6, $6) ON CONFLICT DO NOTHING RETURNING id",
-                )
-                .bind(c.store_customer_id)
-                .bind(email.clone())
-                .bind(phone)
-                .bind(c.first_name.as_deref())
-                .bind(c.last_name.as_deref())
-                .bind($now)
-                .fetch_optional(&mut *$tx)
-                .await?;
-                match inserted {
-                    Some(id) => Some(id),
-                    None => {
-                        sqlx::query_scalar(
-                            "SELECT id FROM customers WHERE store_customer_id = $1 OR (store_customer_id IS NULL AND email = $2)
-                             ORDER BY id LIMIT 1",
-                        )
-                        .bind(c.store_customer_id)
-                        .bind(email)
-                        .fetch_optional(&mut *$tx)
-                        .await?
-                    }
-                }
-            }
-        }
-    }};
-}
-
-/// A customer record as an order's delivery reads it: id, store customer id, email, phone, first
-/// and last name.
-type CustomerRow = (
-    i64,
-    Option<i64>,
-    Option<String>,
-    Option<String>,
-    Option<String>,
-    Option<String>,
-);
 
 /// Adds a refund to the order it belongs to (once), with the totals and status it implies.
 fn apply_refund(order: &mut Order, refund: Refund) {
@@ -274,15 +162,40 @@ ON CONFLICT DO NOTHING RETURNING id";
 
 impl Store {
     /// Records `delivery` and applies `payload` to the canonical order, atomically: on SQLite in
-    /// the writer's next group commit, on PostgreSQL in a transaction of its own.
+    /// the writer's next group commit, on PostgreSQL in a transaction of its own (an order's
+    /// delivery with others that queued, in one call of a function that runs the same steps:
+    /// see [`postgres`]).
     pub async fn ingest(
         &self,
         delivery: Delivery,
         payload: Payload,
     ) -> Result<Outcome, StoreError> {
         let now = Utc::now();
-        hot_write!(self, apply_delivery(delivery, payload, now))
+        match (&self.ingests, payload) {
+            (Some(ingests), Payload::Order(order)) => {
+                ingests
+                    .submit(postgres::OrderDelivery {
+                        delivery,
+                        order,
+                        now,
+                    })
+                    .await
+            }
+            (_, payload) => hot_write!(self, apply_delivery(delivery, payload, now)),
+        }
     }
+}
+
+/// The SKUs an order's lines carry, each once, for finding orders (and their exceptions) by SKU.
+fn order_skus(order: &Order) -> Vec<&str> {
+    let mut skus: Vec<&str> = order
+        .lines
+        .iter()
+        .filter_map(|l| l.sku.as_ref().map(|s| s.as_str()))
+        .collect();
+    skus.sort_unstable();
+    skus.dedup();
+    skus
 }
 
 on_connection! {
@@ -340,12 +253,12 @@ on_connection! {
             Payload::Notice(why) => (Outcome::Recorded, None, Some((*why).to_string())),
             Payload::Unreadable(reason) => (Outcome::Recorded, None, Some(reason.clone())),
             Payload::Customer(customer) => {
-                link_customer!(tx, &customer.customer_ref(), now);
+                link_customer!(tx, pg, &customer.customer_ref(), now);
                 (Outcome::Recorded, None, None)
             }
             Payload::Order(order) => {
                 let customer_id = match &order.customer {
-                    Some(c) => link_customer!(tx, c, now),
+                    Some(c) => link_customer!(tx, pg, c, now),
                     None => None,
                 };
                 let data = Json(order.as_ref());
@@ -440,13 +353,10 @@ on_connection! {
         };
 
         if let Outcome::Applied { store_order_id, version } = &outcome {
-            // For finding orders (and their exceptions) by SKU.
-            let mut skus: Vec<&str> = match payload {
-                Payload::Order(order) => order.lines.iter().filter_map(|l| l.sku.as_ref().map(|s| s.as_str())).collect(),
+            let skus = match payload {
+                Payload::Order(order) => order_skus(order),
                 _ => Vec::new(),
             };
-            skus.sort_unstable();
-            skus.dedup();
             if pg {
                 sqlx::query(ARM_TASKS_AND_KEEP_SKUS_PG)
                     .bind(store_order_id)
@@ -507,6 +417,12 @@ mod tests {
             ARM_TASKS.matches("'pending', $2").count(),
             DESTINATIONS.len()
         );
-        assert!(ARM_TASKS_AND_KEEP_SKUS_PG.contains(ARM_TASKS));
+        // PostgreSQL arms them in the function migration 0012 defines.
+        let function = include_str!("../../../migrations/postgres/0012_ingest_in_one_call.sql");
+        for destination in DESTINATIONS {
+            assert!(function.contains(&format!(
+                "(p_store_order_id, '{destination}', 'pending', p_version"
+            )));
+        }
     }
 }
