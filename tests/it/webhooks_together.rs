@@ -4,15 +4,17 @@
 //! delivers it again — and the others are recorded and armed.
 
 use reqwest::StatusCode;
-use serde_json::Value;
+use serde_json::{Value, json};
+use syncdesk::engine::ingest::accept;
 use syncdesk::simulate::shopify::OrderFactory;
-use syncdesk::store::Backend;
+use syncdesk::store::{Backend, Delivery, IngestOutcome, Store};
 
 use crate::harness::TestApp;
 use crate::webhooks::{Post, order_id};
 
 on_both_backends! {
     one_refused_delivery_among_many_fails_alone => one_refused_delivery_among_many_fails_alone_sqlite, one_refused_delivery_among_many_fails_alone_postgres;
+    several_processes_record_the_same_new_customers_at_once => several_processes_record_the_same_new_customers_at_once_sqlite, several_processes_record_the_same_new_customers_at_once_postgres;
 }
 
 async fn one_refused_delivery_among_many_fails_alone(app: TestApp) {
@@ -100,5 +102,73 @@ async fn one_refused_delivery_among_many_fails_alone(app: TestApp) {
     assert_eq!(
         app.count("SELECT COUNT(*) FROM sync_tasks").await,
         2 * (others + 1)
+    );
+}
+
+/// Three processes, each with its own pool and its own writer (web nodes behind one load
+/// balancer), record at once six orders of each of three new customers, and one webhook that
+/// every process receives: each customer is created once, every order applied once, the webhook
+/// applied once. On PostgreSQL two processes' batches can meet on a new customer's row; one
+/// waits for the other, or, deadlocked, is undone and written again.
+async fn several_processes_record_the_same_new_customers_at_once(app: TestApp) {
+    let url = app.database_url();
+    let mut stores = vec![app.store.clone()];
+    for _ in 0..2 {
+        stores.push(Store::connect_with(&url, 3).await.expect("own pool"));
+    }
+    let delivery = |order: &Value| Delivery {
+        webhook_id: uuid::Uuid::new_v4().to_string(),
+        event_id: None,
+        topic: "orders/create".into(),
+        shop_domain: None,
+        api_version: None,
+        triggered_at: None,
+        body: serde_json::to_vec(order).expect("json"),
+    };
+    let mut together = tokio::task::JoinSet::new();
+    for n in 0..18u64 {
+        let customer = 515_000 + n % 3;
+        let mut order = OrderFactory::new(900 + n).order();
+        let email = format!("new.customer.{customer}@example.com");
+        order["customer"] =
+            json!({"id": customer, "email": email, "first_name": "New", "last_name": "Customer"});
+        order["email"] = json!(email);
+        let (store, delivery) = (stores[n as usize % 3].clone(), delivery(&order));
+        together.spawn(async move { accept(&store, delivery).await });
+    }
+    let everywhere = delivery(&OrderFactory::new(950).order());
+    for store in &stores {
+        let (store, delivery) = (store.clone(), everywhere.clone());
+        together.spawn(async move { accept(&store, delivery).await });
+    }
+    let (mut applied, mut duplicates) = (0, 0);
+    while let Some(done) = together.join_next().await {
+        match done.expect("ingest task").expect("recorded") {
+            IngestOutcome::Applied { .. } => applied += 1,
+            IngestOutcome::Duplicate => duplicates += 1,
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!((applied, duplicates), (19, 2));
+    assert_eq!(
+        app.count(
+            "SELECT COUNT(*) FROM customers WHERE store_customer_id BETWEEN 515000 AND 515002"
+        )
+        .await,
+        3
+    );
+    assert_eq!(
+        app.count(
+            "SELECT COUNT(DISTINCT customer_id) FROM orders WHERE email LIKE 'new.customer.%'"
+        )
+        .await,
+        3
+    );
+    assert_eq!(app.count("SELECT COUNT(*) FROM orders").await, 19);
+    assert_eq!(app.count("SELECT COUNT(*) FROM sync_tasks").await, 38);
+    assert_eq!(
+        app.count("SELECT COUNT(*) FROM webhook_events WHERE duplicate")
+            .await,
+        2
     );
 }
