@@ -1,6 +1,8 @@
-//! Recording store webhooks and applying them to the canonical order, in one transaction per
-//! delivery: after the commit, the raw event is durable, the order holds the newest state, and
-//! every destination has a task aimed at that state.
+//! Recording store webhooks and applying them to the canonical order, atomically: after the
+//! commit, the raw event is durable, the order holds the newest state, and every destination has
+//! a task aimed at that state. SQLite runs [`apply_delivery`] in its writer's group commit;
+//! PostgreSQL runs it for refunds and customer records, and writes orders' deliveries together
+//! in one call of functions that take the same steps ([`postgres`]).
 
 use chrono::{DateTime, Utc};
 use sqlx::types::Json;
