@@ -12,6 +12,7 @@ mod admin;
 mod api;
 mod auth;
 mod causes;
+mod claims;
 mod mappings;
 mod order_actions;
 mod reconcile;

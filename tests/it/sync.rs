@@ -96,7 +96,12 @@ impl Rig {
     }
 
     pub fn worker(&self, store: &Store) -> Worker {
-        let config = WorkerConfig {
+        self.worker_with(store, |_| {})
+    }
+
+    /// A worker as [`Rig::worker`], with `change` made to its configuration.
+    pub fn worker_with(&self, store: &Store, change: impl FnOnce(&mut WorkerConfig)) -> Worker {
+        let mut config = WorkerConfig {
             lease: Duration::from_secs(30),
             retry: RetryPolicy {
                 max_attempts: 8,
@@ -106,6 +111,7 @@ impl Rig {
             },
             ..Default::default()
         };
+        change(&mut config);
         Worker::new(
             store.clone(),
             self.destinations.clone(),
