@@ -1,0 +1,210 @@
+//! What a delivery sends to each destination: the CRM's contact and deal, the ERP's sales order
+//! and the changes that follow it (cancellation, shipments, credit notes), each write with its
+//! idempotency key.
+
+use std::collections::{BTreeSet, HashMap};
+
+use super::{Delivery, Worker};
+use crate::connectors::{DeliveryError, ErpSalesOrder};
+use crate::domain::Order;
+use crate::engine::edit::CrmPayload;
+use crate::engine::exception::Problem;
+use crate::engine::{map, validate};
+use crate::store::PayloadEditInForce;
+
+impl Worker {
+    /// The CRM gets the contact (by email) and the deal (by store order id).
+    pub(super) async fn deliver_crm(
+        &self,
+        order: &Order,
+        version: i64,
+        edit: Option<&PayloadEditInForce>,
+    ) -> Delivery {
+        let (contact, deal) = match edit {
+            Some(edit) => match serde_json::from_value::<CrmPayload>(edit.payload.clone()) {
+                Ok(payload) => (payload.contact, payload.deal),
+                Err(err) => return unreadable_edit(order, edit, &err),
+            },
+            None => (map::crm_contact(order), map::crm_deal(order)),
+        };
+        if let Some(problem) = validate::validate_crm(contact.as_ref(), &deal)
+            .into_iter()
+            .next()
+        {
+            return Delivery::NeedsAction(problem);
+        }
+        let key = idempotency_key(order, version, edit, "crm");
+        if let Some(contact) = &contact
+            && let Err(err) = self.destinations.crm.upsert_contact(contact, &key).await
+        {
+            return Delivery::Failed(err);
+        }
+        match self.destinations.crm.upsert_deal(&deal, &key).await {
+            Ok(ack) => Delivery::Synced(ack),
+            Err(err) => Delivery::Failed(err),
+        }
+    }
+
+    /// The ERP gets the sales order (lines mapped to item codes), then whatever cancellation,
+    /// shipments and credit notes the order's state implies. `claimed` are the item codes the
+    /// claim read; they are asked for again unless every SKU of the order is among them.
+    pub(super) async fn deliver_erp(
+        &self,
+        order: &Order,
+        version: i64,
+        edit: Option<&PayloadEditInForce>,
+        claimed: Option<HashMap<String, String>>,
+    ) -> Delivery {
+        let skus: BTreeSet<&str> = order
+            .lines
+            .iter()
+            .filter_map(|l| l.sku.as_ref().map(|s| s.as_str()))
+            .collect();
+        let codes = match claimed {
+            Some(codes) if skus.iter().all(|sku| codes.contains_key(*sku)) => Ok(codes),
+            _ => {
+                self.store
+                    .item_codes(&skus.into_iter().collect::<Vec<_>>())
+                    .await
+            }
+        };
+        let codes = match codes {
+            Ok(codes) => codes,
+            Err(err) => {
+                return Delivery::Failed(DeliveryError::Transient {
+                    kind: crate::connectors::TransientKind::Server { status: 503 },
+                    message: format!("SyncDesk could not read its SKU mappings: {err}"),
+                    request_id: None,
+                });
+            }
+        };
+        let lookup = |sku: &crate::domain::Sku| codes.get(sku.as_str()).cloned();
+        let sales_order = match edit {
+            Some(edit) => match serde_json::from_value::<ErpSalesOrder>(edit.payload.clone()) {
+                Ok(so) => so,
+                Err(err) => return unreadable_edit(order, edit, &err),
+            },
+            None => match map::erp_sales_order(order, &lookup) {
+                Ok(so) => so,
+                Err(problems) => return needs_action(order, problems),
+            },
+        };
+        if let Some(problem) = validate::validate_erp(&order.name, &sales_order)
+            .into_iter()
+            .next()
+        {
+            return Delivery::NeedsAction(problem);
+        }
+        let key = idempotency_key(order, version, edit, "erp");
+        let ack = match self
+            .destinations
+            .erp
+            .upsert_sales_order(&sales_order, &key)
+            .await
+        {
+            Ok(ack) => ack,
+            Err(err) => return Delivery::Failed(err),
+        };
+        if !map::may_change_document(order) {
+            return Delivery::Synced(ack);
+        }
+        let erp = &self.destinations.erp;
+        let document = match erp
+            .find_sales_order(&order.store_order_id.to_string())
+            .await
+        {
+            Ok(Some(document)) => document,
+            Ok(None) => return Delivery::Synced(ack),
+            Err(err) => return Delivery::Failed(err),
+        };
+        let changes = match map::erp_changes(order, &document, &lookup) {
+            Ok(changes) => changes,
+            Err(problems) => return needs_action(order, problems),
+        };
+        for change in &changes {
+            if let Some(problem) = validate::validate_erp_change(&order.name, change)
+                .into_iter()
+                .next()
+            {
+                return Delivery::NeedsAction(problem);
+            }
+        }
+        let change_key = format!("{}-erp", order.store_order_id);
+        match self
+            .apply_erp_changes(changes, &ack.external_id, &change_key)
+            .await
+        {
+            Ok(()) => Delivery::Synced(ack),
+            Err(err) => Delivery::Failed(err),
+        }
+    }
+
+    async fn apply_erp_changes(
+        &self,
+        changes: Vec<map::ErpChange>,
+        document: &str,
+        key: &str,
+    ) -> Result<(), DeliveryError> {
+        let erp = &self.destinations.erp;
+        for change in changes {
+            // Keyed by what the change is (not by the order version), so a repeat after a
+            // timeout is recognised by the ERP.
+            let key = format!("{key}-{}", change.key());
+            match change {
+                map::ErpChange::Fulfilment(request) => {
+                    erp.add_fulfilment(document, &request, &key).await?;
+                }
+                map::ErpChange::CreditNote(request) => {
+                    erp.add_credit_note(document, &request, &key).await?;
+                }
+                map::ErpChange::Cancel { reason } => {
+                    erp.cancel_sales_order(document, reason.as_deref(), &key)
+                        .await?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The key a version's write is sent with. An edited payload gets its own (the destination
+/// would otherwise answer a retry after a timeout with the first payload's result).
+fn idempotency_key(
+    order: &Order,
+    version: i64,
+    edit: Option<&PayloadEditInForce>,
+    destination: &str,
+) -> String {
+    match edit {
+        Some(edit) => format!(
+            "{}-v{version}-edit{}-{destination}",
+            order.store_order_id, edit.id
+        ),
+        None => format!("{}-v{version}-{destination}", order.store_order_id),
+    }
+}
+
+/// An edit that no longer reads as the payload (checked when saved, so only after an upgrade
+/// changed the payload's shape): a retryable failure with the reason, for people to see.
+fn unreadable_edit(order: &Order, edit: &PayloadEditInForce, err: &serde_json::Error) -> Delivery {
+    Delivery::Failed(DeliveryError::Transient {
+        kind: crate::connectors::TransientKind::Server { status: 500 },
+        message: format!(
+            "The edited payload of order {} (edit {}) cannot be read: {err}. Edit it again.",
+            order.name, edit.id
+        ),
+        request_id: None,
+    })
+}
+
+/// The first of the problems mapping found (mapping fails only with at least one).
+fn needs_action(order: &Order, problems: Vec<Problem>) -> Delivery {
+    match problems.into_iter().next() {
+        Some(problem) => Delivery::NeedsAction(problem),
+        None => Delivery::Failed(DeliveryError::Transient {
+            kind: crate::connectors::TransientKind::Server { status: 500 },
+            message: format!("Order {} could not be prepared for the ERP.", order.name),
+            request_id: None,
+        }),
+    }
+}
