@@ -419,11 +419,16 @@ mod tests {
             ARM_TASKS.matches("'pending', $2").count(),
             DESTINATIONS.len()
         );
-        // PostgreSQL arms them in the function migration 0012 defines.
-        let function = include_str!("../../../migrations/postgres/0012_ingest_in_one_call.sql");
+        // PostgreSQL arms them in the functions of migrations 0012 (`syncdesk_arm_tasks`, for
+        // refunds) and 0013 (inside `syncdesk_ingest_orders`).
+        let arm = include_str!("../../../migrations/postgres/0012_ingest_in_one_call.sql");
+        let ingest = include_str!("../../../migrations/postgres/0013_order_document_as_json.sql");
         for destination in DESTINATIONS {
-            assert!(function.contains(&format!(
+            assert!(arm.contains(&format!(
                 "(p_store_order_id, '{destination}', 'pending', p_version"
+            )));
+            assert!(ingest.contains(&format!(
+                "(order_id, '{destination}', 'pending', syncdesk_ingest_orders.version"
             )));
         }
     }

@@ -1,8 +1,8 @@
-//! Orders' deliveries on PostgreSQL, written together. `syncdesk_ingest_order` (migration 0012)
-//! runs the steps of [`apply_delivery`](super::apply_delivery) inside the server;
-//! `syncdesk_ingest_orders` runs it for every delivery that queued (see `store::batch`), in one
-//! call and one transaction: one round trip and one log flush for all of them, where one
-//! delivery took ~7 round trips as separate statements.
+//! Orders' deliveries on PostgreSQL, written together. `syncdesk_ingest_orders` (migrations
+//! 0012 and 0013) runs the steps of [`apply_delivery`](super::apply_delivery) inside the server
+//! for every delivery that queued (see `store::batch`), in one call and one transaction: one
+//! round trip and one log flush for all of them, where one delivery took ~7 round trips as
+//! separate statements.
 //!
 //! One writer, so two batches never hold each other's rows. A batch that fails is not retried
 //! whole: each of its deliveries is written again alone, so the one that fails is answered with
@@ -72,7 +72,7 @@ impl BatchWrite for IngestWriter {
     }
 }
 
-/// What `syncdesk_ingest_order` answered: the outcome's word and the order's version.
+/// What `syncdesk_ingest_orders` answered for one delivery: the outcome's word and the order's version.
 type Answered = (String, Option<i64>);
 
 fn outcome(order: &Order, (word, version): Answered) -> Result<Outcome, StoreError> {
@@ -88,8 +88,9 @@ fn outcome(order: &Order, (word, version): Answered) -> Result<Outcome, StoreErr
     }
 }
 
+// The order documents go as text and are stored as JSON (migration 0013).
 const INGEST_ORDERS: &str = "SELECT outcome, version FROM syncdesk_ingest_orders(
-    $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17,
+    $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16::json[], $17,
     $18, $19, $20, $21, $22, $23) ORDER BY ordinal";
 
 /// An answer of `syncdesk_ingest_orders` that breaks its contract.
@@ -109,6 +110,11 @@ async fn ingest_together(
     pool: &PgPool,
     batch: &[OrderDelivery],
 ) -> Result<Vec<Answered>, sqlx::Error> {
+    let documents = batch
+        .iter()
+        .map(|d| serde_json::to_string(d.order.as_ref()))
+        .collect::<Result<Vec<String>, _>>()
+        .map_err(|err| sqlx::Error::Encode(err.into()))?;
     sqlx::query_as(INGEST_ORDERS)
         .bind(column(batch, |d| d.delivery.webhook_id.as_str()))
         .bind(column(batch, |d| d.delivery.event_id.as_deref()))
@@ -127,7 +133,7 @@ async fn ingest_together(
         .bind(column(batch, |d| d.order.lifecycle().as_str()))
         .bind(column(batch, |d| d.order.currency.as_str()))
         .bind(column(batch, |d| d.order.total.amount.to_string()))
-        .bind(column(batch, |d| Json(d.order.as_ref())))
+        .bind(documents)
         .bind(column(batch, |d| Json(order_skus(&d.order))))
         .bind(column(batch, |d| customer(d).is_some()))
         .bind(column(batch, |d| {
