@@ -121,21 +121,33 @@ BEGIN
         END IF;
 
         -- The order's task for every destination armed (or re-aimed) at this version, and its
-        -- SKUs kept: `syncdesk_arm_tasks`' statements.
-        INSERT INTO sync_tasks AS t (store_order_id, destination, state, target_version, attempt, scheduled_at,
-            armed_at, updated_at)
-        VALUES (order_id, 'crm', 'pending', syncdesk_ingest_orders.version, 0, arrived, arrived, arrived),
-               (order_id, 'erp', 'pending', syncdesk_ingest_orders.version, 0, arrived, arrived, arrived)
-        ON CONFLICT (store_order_id, destination) DO UPDATE SET
-            target_version = excluded.target_version,
-            state = CASE WHEN t.state IN ('synced', 'dead', 'blocked') THEN 'pending' ELSE t.state END,
-            attempt = CASE WHEN t.state IN ('synced', 'dead', 'blocked') THEN 0 ELSE t.attempt END,
-            scheduled_at = CASE WHEN t.state IN ('synced', 'dead', 'blocked') THEN excluded.scheduled_at ELSE t.scheduled_at END,
-            armed_at = CASE WHEN t.state = 'synced' THEN excluded.armed_at ELSE t.armed_at END,
-            blocked_on = NULL,
-            updated_at = excluded.updated_at;
-        INSERT INTO order_skus (store_order_id, sku)
-        SELECT order_id, jsonb_array_elements_text(p_skus[i]) ON CONFLICT DO NOTHING;
+        -- SKUs kept: `syncdesk_arm_tasks`' statements. A new order has neither tasks nor SKUs
+        -- yet, so they are plainly inserted (an insert that may conflict costs the server a
+        -- probe of the unique index and a speculative insertion for each row).
+        IF version = 1 THEN
+            INSERT INTO sync_tasks (store_order_id, destination, state, target_version, attempt, scheduled_at,
+                armed_at, updated_at)
+            VALUES (order_id, 'crm', 'pending', 1, 0, arrived, arrived, arrived),
+                   (order_id, 'erp', 'pending', 1, 0, arrived, arrived, arrived);
+            -- The SKUs come without repeats (`order_skus` in store/ingest/mod.rs).
+            INSERT INTO order_skus (store_order_id, sku)
+            SELECT order_id, jsonb_array_elements_text(p_skus[i]);
+        ELSE
+            INSERT INTO sync_tasks AS t (store_order_id, destination, state, target_version, attempt, scheduled_at,
+                armed_at, updated_at)
+            VALUES (order_id, 'crm', 'pending', syncdesk_ingest_orders.version, 0, arrived, arrived, arrived),
+                   (order_id, 'erp', 'pending', syncdesk_ingest_orders.version, 0, arrived, arrived, arrived)
+            ON CONFLICT (store_order_id, destination) DO UPDATE SET
+                target_version = excluded.target_version,
+                state = CASE WHEN t.state IN ('synced', 'dead', 'blocked') THEN 'pending' ELSE t.state END,
+                attempt = CASE WHEN t.state IN ('synced', 'dead', 'blocked') THEN 0 ELSE t.attempt END,
+                scheduled_at = CASE WHEN t.state IN ('synced', 'dead', 'blocked') THEN excluded.scheduled_at ELSE t.scheduled_at END,
+                armed_at = CASE WHEN t.state = 'synced' THEN excluded.armed_at ELSE t.armed_at END,
+                blocked_on = NULL,
+                updated_at = excluded.updated_at;
+            INSERT INTO order_skus (store_order_id, sku)
+            SELECT order_id, jsonb_array_elements_text(p_skus[i]) ON CONFLICT DO NOTHING;
+        END IF;
         outcome := 'applied';
         RETURN NEXT;
     END LOOP;

@@ -427,6 +427,8 @@ mod tests {
             assert!(arm.contains(&format!(
                 "(p_store_order_id, '{destination}', 'pending', p_version"
             )));
+            // A new order's tasks, and a known order's.
+            assert!(ingest.contains(&format!("(order_id, '{destination}', 'pending', 1, 0")));
             assert!(ingest.contains(&format!(
                 "(order_id, '{destination}', 'pending', syncdesk_ingest_orders.version"
             )));
