@@ -43,6 +43,8 @@ pub struct BenchOptions {
     pub concurrency: usize,
     /// Workers.
     pub workers: usize,
+    /// Deliveries each worker keeps in flight.
+    pub deliveries_per_worker: usize,
     /// Database connections of the SyncDesk under test (SQLite: at most 8).
     pub connections: u32,
 }
@@ -327,7 +329,10 @@ pub async fn run(options: BenchOptions) -> anyhow::Result<()> {
     let workers = Workers::spawn(
         &store,
         destinations,
-        WorkerConfig::default(),
+        WorkerConfig {
+            concurrency: options.deliveries_per_worker,
+            ..WorkerConfig::default()
+        },
         wake,
         options.workers,
     );
@@ -394,9 +399,10 @@ pub async fn run(options: BenchOptions) -> anyhow::Result<()> {
     println!("SyncDesk end-to-end benchmark");
     println!("  durability      {}", durability(&store).await?);
     println!(
-        "  orders          {} ({} workers, {} database connections, {} webhooks in flight{})",
+        "  orders          {} ({} workers of {} deliveries, {} database connections, {} webhooks in flight{})",
         options.orders,
         options.workers,
+        options.deliveries_per_worker,
         options.connections,
         options.concurrency,
         options

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use anyhow::{Context, bail};
 use app::model::Role;
+use clap::builder::TypedValueParser;
 use clap::{Args, Parser, Subcommand};
 use tokio::net::TcpListener;
 
@@ -158,12 +159,24 @@ struct DestinationArgs {
     /// docs/PERFORMANCE.md).
     #[arg(long, env = "SYNCDESK_WORKERS", default_value_t = 4)]
     workers: usize,
+    /// Deliveries each worker keeps in flight at once; a worker claims again once half of
+    /// them are done, so this also sets how many tasks a claim takes.
+    #[arg(long, env = "SYNCDESK_DELIVERIES_PER_WORKER", default_value_t = WorkerConfig::default().concurrency, value_parser = clap::value_parser!(u16).range(1..=1024).map(usize::from))]
+    deliveries_per_worker: usize,
     /// Requests per second sent to each destination (0: no client-side limit).
     #[arg(long, env = "SYNCDESK_DESTINATION_RATE_LIMIT", default_value_t = 50.0)]
     destination_rate_limit: f64,
 }
 
 impl DestinationArgs {
+    /// How each worker of this process is tuned.
+    fn worker_config(&self) -> WorkerConfig {
+        WorkerConfig {
+            concurrency: self.deliveries_per_worker,
+            ..WorkerConfig::default()
+        }
+    }
+
     /// The destinations, when all four settings are given; an error naming what is missing
     /// when only some are.
     fn settings(&self) -> anyhow::Result<Option<DestinationSettings>> {
@@ -219,6 +232,9 @@ struct BenchArgs {
     /// Workers.
     #[arg(long, default_value_t = 4)]
     workers: usize,
+    /// Deliveries each worker keeps in flight (as SYNCDESK_DELIVERIES_PER_WORKER).
+    #[arg(long, default_value_t = WorkerConfig::default().concurrency, value_parser = clap::value_parser!(u16).range(1..=1024).map(usize::from))]
+    deliveries_per_worker: usize,
     /// Database connections of the SyncDesk under test.
     #[arg(long, default_value_t = 16)]
     connections: u32,
@@ -393,7 +409,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     "no destinations configured (SYNCDESK_CRM_URL …): orders are received but not delivered"
                 );
             }
-            let engine = destinations.map(|d| (d, args.destinations.workers));
+            let engine = destinations.map(|d| {
+                (
+                    d,
+                    args.destinations.workers,
+                    args.destinations.worker_config(),
+                )
+            });
             serve(store, &args.web, engine).await
         }
         Command::Worker(args) => {
@@ -409,7 +431,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let workers = Workers::spawn(
                 &store,
                 destinations.connect()?,
-                WorkerConfig::default(),
+                args.destinations.worker_config(),
                 wake.clone(),
                 count,
             );
@@ -462,6 +484,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 rate: args.rate,
                 concurrency: args.concurrency,
                 workers: args.workers,
+                deliveries_per_worker: args.deliveries_per_worker,
                 connections: args.connections,
             })
             .await
@@ -491,7 +514,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     // The demo loses a webhook now and then; reconcile every minute so a
                     // newcomer sees those orders found.
                     web.shop.reconcile_every = web.shop.reconcile_every.min(60);
-                    serve(store, &web, Some((destinations, 2))).await
+                    serve(
+                        store,
+                        &web,
+                        Some((destinations, 2, WorkerConfig::default())),
+                    )
+                    .await
                 },
             )
             .await
@@ -560,7 +588,7 @@ fn read_password() -> anyhow::Result<String> {
 async fn serve(
     store: Store,
     args: &WebArgs,
-    engine: Option<(DestinationSettings, usize)>,
+    engine: Option<(DestinationSettings, usize, WorkerConfig)>,
 ) -> anyhow::Result<()> {
     let settings = WebSettings {
         tls: args
@@ -580,11 +608,11 @@ async fn serve(
         .with_context(|| format!("cannot listen on {}", args.listen))?;
     let addr = listener.local_addr()?;
     let engine = match engine {
-        Some((settings, count)) => Some((settings.connect()?, count)),
+        Some((settings, count, config)) => Some((settings.connect()?, count, config)),
         None => None,
     };
     let mut state = AppState::new(store.clone(), settings, addr);
-    if let Some((destinations, _)) = &engine {
+    if let Some((destinations, _, _)) = &engine {
         state = state.with_erp(destinations.erp.clone());
     }
     if let Some(shop) = args.shop.admin()? {
@@ -592,14 +620,8 @@ async fn serve(
     }
     tracing::info!(%addr, backend = ?store.backend(), "SyncDesk is serving");
     web::run_background(&store);
-    let workers = engine.map(|(destinations, count)| {
-        Workers::spawn(
-            &store,
-            destinations,
-            WorkerConfig::default(),
-            state.wake.clone(),
-            count,
-        )
+    let workers = engine.map(|(destinations, count, config)| {
+        Workers::spawn(&store, destinations, config, state.wake.clone(), count)
     });
     // Reconciliation takes orders in; only a process that also syncs them runs it.
     let reconciler = match &workers {
