@@ -23,12 +23,17 @@ pub(crate) trait BatchWrite: Send + Sync + 'static {
     type Item: Send + 'static;
     /// What a caller is answered.
     type Answer: Send + 'static;
-    /// Writes `batch` together and answers each of its items, in order. `Ok` for all when
-    /// written together; the counts shown in `/metrics` only count those.
-    fn write(
-        &self,
-        batch: &[Self::Item],
-    ) -> impl Future<Output = Vec<Result<Self::Answer, StoreError>>> + Send;
+    /// Writes `batch`, together when it can, and answers each of its items, in order.
+    fn write(&self, batch: &[Self::Item]) -> impl Future<Output = Written<Self::Answer>> + Send;
+}
+
+/// How a batch was written.
+pub(crate) struct Written<A> {
+    /// Each item's answer, in order.
+    pub(crate) answers: Vec<Result<A, StoreError>>,
+    /// Whether the batch was written in one call; the counts shown in `/metrics` only count
+    /// those (not a batch written again item by item after its call failed).
+    pub(crate) together: bool,
 }
 
 type Queued<W> = (
@@ -77,8 +82,8 @@ impl<W: BatchWrite> Batcher<W> {
             let mut queued = Vec::with_capacity(max);
             while pending.recv_many(&mut queued, max).await > 0 {
                 let (batch, replies): (Vec<_>, Vec<_>) = queued.drain(..).unzip();
-                let answers = writer.write(&batch).await;
-                if answers.iter().all(Result::is_ok) {
+                let Written { answers, together } = writer.write(&batch).await;
+                if together {
                     written.statements.fetch_add(1, Ordering::Relaxed);
                     written
                         .writes

@@ -12,7 +12,7 @@ use chrono::{DateTime, Utc};
 use sqlx::PgPool;
 
 use super::StoreError;
-use super::batch::{BatchWrite, Batcher, column, retrying_deadlocks};
+use super::batch::{BatchWrite, Batcher, Written, column, retrying_deadlocks};
 use super::tasks::{AttemptRecord, ClaimedTask, lag_ms};
 use super::writer::not_committed;
 
@@ -82,9 +82,9 @@ impl BatchWrite for CompletionWriter {
 
     /// Each completion is recorded when its task and lease are among those written; a failed
     /// statement answers every one with the error.
-    async fn write(&self, batch: &[Completion]) -> Vec<Result<bool, StoreError>> {
+    async fn write(&self, batch: &[Completion]) -> Written<bool> {
         let result = retrying_deadlocks(|| write(&self.pool, batch)).await;
-        batch
+        let answers = batch
             .iter()
             .map(|completion| match &result {
                 Ok(done) => Ok(done.iter().any(|(id, token)| {
@@ -92,7 +92,11 @@ impl BatchWrite for CompletionWriter {
                 })),
                 Err(err) => Err(not_committed(&err.to_string())),
             })
-            .collect()
+            .collect();
+        Written {
+            answers,
+            together: result.is_ok(),
+        }
     }
 }
 

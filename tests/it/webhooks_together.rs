@@ -10,11 +10,231 @@ use syncdesk::simulate::shopify::OrderFactory;
 use syncdesk::store::{Backend, Delivery, IngestOutcome, Store};
 
 use crate::harness::TestApp;
-use crate::webhooks::{Post, order_id};
+use crate::webhooks::{Post, later, order_id};
 
 on_both_backends! {
     one_refused_delivery_among_many_fails_alone => one_refused_delivery_among_many_fails_alone_sqlite, one_refused_delivery_among_many_fails_alone_postgres;
     several_processes_record_the_same_new_customers_at_once => several_processes_record_the_same_new_customers_at_once_sqlite, several_processes_record_the_same_new_customers_at_once_postgres;
+    deliveries_of_every_kind_written_together_end_as_they_would_alone => deliveries_of_every_kind_written_together_end_as_they_would_alone_sqlite, deliveries_of_every_kind_written_together_end_as_they_would_alone_postgres;
+}
+
+fn delivery_of(order: &Value) -> Delivery {
+    Delivery {
+        webhook_id: uuid::Uuid::new_v4().to_string(),
+        event_id: None,
+        topic: "orders/create".into(),
+        shop_domain: None,
+        api_version: None,
+        triggered_at: None,
+        body: serde_json::to_vec(order).expect("json"),
+    }
+}
+
+/// The distinct SKUs of an order's lines.
+fn skus_of(order: &Value) -> std::collections::BTreeSet<String> {
+    order["line_items"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|line| line["sku"].as_str())
+        .filter(|sku| !sku.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Deliveries of every kind written together, in one PostgreSQL call (one SQLite transaction):
+/// two new orders of one new customer and a guest checkout by the same email, a webhook
+/// delivered twice, a new order then a newer and an older state of it, a known order's newer
+/// state, and a webhook recorded earlier. Each ends as it would alone and in turn. (PostgreSQL
+/// writes a call's new orders together and runs the others' steps one by one, migration 0015:
+/// the two must not change an outcome.)
+async fn deliveries_of_every_kind_written_together_end_as_they_would_alone(app: TestApp) {
+    let known = OrderFactory::new(700).order();
+    let known_first = delivery_of(&known);
+    assert!(matches!(
+        accept(&app.store, known_first.clone())
+            .await
+            .expect("recorded"),
+        IngestOutcome::Applied { version: 1, .. }
+    ));
+    let customer = |seed: u64, with_id: bool| {
+        let mut order = OrderFactory::new(seed).order();
+        let email = "together@example.com";
+        order["customer"] = if with_id {
+            json!({"id": 516_000, "email": email, "first_name": "Tog", "last_name": "Ether"})
+        } else {
+            Value::Null
+        };
+        order["email"] = json!(email);
+        order
+    };
+    let (first, second, guest) = (
+        customer(701, true),
+        customer(702, true),
+        customer(703, false),
+    );
+    let twice = OrderFactory::new(704).order();
+    let changing = OrderFactory::new(705).order();
+    let (newer, older) = (later(&changing, 5), later(&changing, -5));
+    let twice_delivery = delivery_of(&twice);
+    let deliveries = [
+        (delivery_of(&first), "applied 1"),
+        (twice_delivery.clone(), "applied 1"),
+        (delivery_of(&second), "applied 1"),
+        (twice_delivery, "duplicate"),
+        (delivery_of(&changing), "applied 1"),
+        (delivery_of(&newer), "applied 2"),
+        (delivery_of(&guest), "applied 1"),
+        (delivery_of(&older), "superseded"),
+        (delivery_of(&later(&known, 10)), "applied 2"),
+        (known_first, "duplicate"),
+    ];
+
+    // Held writes make the deliveries queue: a first one waits on the lock, and all these are
+    // written together after it, in the order they queued.
+    let calls_before = app.store.ingest_batch_counts();
+    let held = hold_writes(&app).await;
+    let waiting = {
+        let store = app.store.clone();
+        let pilot = delivery_of(&OrderFactory::new(706).order());
+        tokio::spawn(async move { accept(&store, pilot).await })
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let mut answers = Vec::new();
+    for (delivery, _) in &deliveries {
+        let (store, delivery) = (app.store.clone(), delivery.clone());
+        answers.push(tokio::spawn(async move { accept(&store, delivery).await }));
+        tokio::time::sleep(std::time::Duration::from_millis(30)).await;
+    }
+    held.release().await;
+    assert!(matches!(
+        waiting.await.expect("task").expect("recorded"),
+        IngestOutcome::Applied { version: 1, .. }
+    ));
+    let mut outcomes = Vec::new();
+    for answer in answers {
+        outcomes.push(match answer.await.expect("task").expect("recorded") {
+            IngestOutcome::Applied { version, .. } => format!("applied {version}"),
+            IngestOutcome::Duplicate => "duplicate".into(),
+            IngestOutcome::Superseded { .. } => "superseded".into(),
+            other => format!("{other:?}"),
+        });
+    }
+    let expected: Vec<&str> = deliveries.iter().map(|(_, outcome)| *outcome).collect();
+    assert_eq!(outcomes, expected);
+    if let (Some((calls, _)), Some((calls_after, _))) =
+        (calls_before, app.store.ingest_batch_counts())
+    {
+        assert_eq!(
+            calls_after - calls,
+            2,
+            "the pilot's call, then one for all the others"
+        );
+    }
+
+    // One customer for the two orders of the account and the guest checkout by its email.
+    let customer_of = |order: &Value| {
+        format!(
+            "SELECT customer_id FROM orders WHERE store_order_id = {}",
+            order_id(order)
+        )
+    };
+    let linked = app.count(&customer_of(&first)).await;
+    assert_eq!(app.count(&customer_of(&second)).await, linked);
+    assert_eq!(app.count(&customer_of(&guest)).await, linked);
+    assert_eq!(
+        app.count("SELECT COUNT(*) FROM customers WHERE email = 'together@example.com'")
+            .await,
+        1
+    );
+    // The changing order holds its newest state; the known order its second.
+    let version_of = |order: &Value| {
+        format!(
+            "SELECT version FROM orders WHERE store_order_id = {}",
+            order_id(order)
+        )
+    };
+    assert_eq!(app.count(&version_of(&changing)).await, 2);
+    assert_eq!(app.count(&version_of(&known)).await, 2);
+    assert_eq!(
+        app.count(&format!(
+            "SELECT COUNT(*) FROM webhook_events WHERE store_order_id = {} AND outcome = 'superseded'
+             AND note LIKE 'older than the state applied (%'",
+            order_id(&changing)
+        ))
+        .await,
+        1
+    );
+    // Every order's tasks armed at its version, every SKU kept, every delivery recorded.
+    let orders = [&known, &first, &second, &guest, &twice, &changing];
+    for order in orders {
+        let id = order_id(order);
+        assert_eq!(
+            app.count(&format!(
+                "SELECT COUNT(*) FROM sync_tasks t JOIN orders o ON o.store_order_id = t.store_order_id
+                 WHERE t.store_order_id = {id} AND t.state = 'pending' AND t.target_version = o.version"
+            ))
+            .await,
+            2,
+            "tasks of order {id}"
+        );
+        assert_eq!(
+            app.count(&format!(
+                "SELECT COUNT(*) FROM order_skus WHERE store_order_id = {id}"
+            ))
+            .await,
+            skus_of(order).len() as i64,
+            "SKUs of order {id}"
+        );
+    }
+    assert_eq!(
+        app.count("SELECT COUNT(*) FROM webhook_events").await,
+        1 + 1 + deliveries.len() as i64
+    );
+    assert_eq!(
+        app.count("SELECT COUNT(*) FROM webhook_events WHERE duplicate")
+            .await,
+        2
+    );
+}
+
+/// A transaction on another connection that holds every write of the ingest until released:
+/// PostgreSQL's `webhook_events` locked against inserts, SQLite's write lock taken.
+struct HeldWrites(HeldConnection);
+
+enum HeldConnection {
+    Sqlite(sqlx::pool::PoolConnection<sqlx::Sqlite>),
+    Postgres(sqlx::pool::PoolConnection<sqlx::Postgres>),
+}
+
+async fn hold_writes(app: &TestApp) -> HeldWrites {
+    use sqlx::Executor;
+    HeldWrites(match app.store.db() {
+        syncdesk::store::Db::Sqlite(pool) => {
+            let mut conn = pool.acquire().await.expect("connection");
+            conn.execute("BEGIN IMMEDIATE").await.expect("write lock");
+            HeldConnection::Sqlite(conn)
+        }
+        syncdesk::store::Db::Postgres(pool) => {
+            let mut conn = pool.acquire().await.expect("connection");
+            conn.execute("BEGIN").await.expect("begin");
+            conn.execute("LOCK TABLE webhook_events IN EXCLUSIVE MODE")
+                .await
+                .expect("lock");
+            HeldConnection::Postgres(conn)
+        }
+    })
+}
+
+impl HeldWrites {
+    async fn release(self) {
+        use sqlx::Executor;
+        match self.0 {
+            HeldConnection::Sqlite(mut conn) => conn.execute("COMMIT").await.map(drop),
+            HeldConnection::Postgres(mut conn) => conn.execute("COMMIT").await.map(drop),
+        }
+        .expect("release");
+    }
 }
 
 async fn one_refused_delivery_among_many_fails_alone(app: TestApp) {

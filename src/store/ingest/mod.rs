@@ -420,9 +420,16 @@ mod tests {
             DESTINATIONS.len()
         );
         // PostgreSQL arms them in the functions of migrations 0012 (`syncdesk_arm_tasks`, for
-        // refunds) and 0013 (inside `syncdesk_ingest_orders`).
+        // refunds) and 0015 (inside `syncdesk_ingest_orders`, which replaced 0013's).
         let arm = include_str!("../../../migrations/postgres/0012_ingest_in_one_call.sql");
-        let ingest = include_str!("../../../migrations/postgres/0013_order_document_as_json.sql");
+        let ingest =
+            include_str!("../../../migrations/postgres/0015_new_orders_written_together.sql");
+        // New orders written together: one task per destination of this list.
+        let together = format!(
+            "CROSS JOIN (VALUES {}) AS t(destination)",
+            DESTINATIONS.map(|d| format!("('{d}')")).join(", ")
+        );
+        assert!(ingest.contains(&together), "{together}");
         for destination in DESTINATIONS {
             assert!(arm.contains(&format!(
                 "(p_store_order_id, '{destination}', 'pending', p_version"

@@ -15,7 +15,7 @@ use sqlx::types::Json;
 use super::{Delivery, Outcome, order_skus};
 use crate::domain::{CustomerRef, Order};
 use crate::store::StoreError;
-use crate::store::batch::{BatchWrite, Batcher, column, retrying_deadlocks};
+use crate::store::batch::{BatchWrite, Batcher, Written, column, retrying_deadlocks};
 
 /// The most deliveries one call carries.
 const MAX_BATCH: usize = 64;
@@ -44,13 +44,16 @@ impl BatchWrite for IngestWriter {
     type Item = OrderDelivery;
     type Answer = Outcome;
 
-    async fn write(&self, batch: &[OrderDelivery]) -> Vec<Result<Outcome, StoreError>> {
+    async fn write(&self, batch: &[OrderDelivery]) -> Written<Outcome> {
         match retrying_deadlocks(|| ingest_together(&self.pool, batch)).await {
-            Ok(outcomes) if outcomes.len() == batch.len() => batch
-                .iter()
-                .zip(outcomes)
-                .map(|(d, o)| outcome(&d.order, o))
-                .collect(),
+            Ok(outcomes) if outcomes.len() == batch.len() => Written {
+                answers: batch
+                    .iter()
+                    .zip(outcomes)
+                    .map(|(d, o)| outcome(&d.order, o))
+                    .collect(),
+                together: true,
+            },
             // Each written again alone: only the one the database refuses fails.
             _ => {
                 let mut answers = Vec::with_capacity(batch.len());
@@ -66,7 +69,10 @@ impl BatchWrite for IngestWriter {
                         },
                     );
                 }
-                answers
+                Written {
+                    answers,
+                    together: false,
+                }
             }
         }
     }
