@@ -77,6 +77,10 @@ async fn deliveries_of_every_kind_written_together_end_as_they_would_alone(app: 
     let changing = OrderFactory::new(705).order();
     let (newer, older) = (later(&changing, 5), later(&changing, -5));
     let twice_delivery = delivery_of(&twice);
+    let (plain, plainer) = (
+        OrderFactory::new(707).order(),
+        OrderFactory::new(708).order(),
+    );
     let deliveries = [
         (delivery_of(&first), "applied 1"),
         (twice_delivery.clone(), "applied 1"),
@@ -88,7 +92,11 @@ async fn deliveries_of_every_kind_written_together_end_as_they_would_alone(app: 
         (delivery_of(&older), "superseded"),
         (delivery_of(&later(&known, 10)), "applied 2"),
         (known_first, "duplicate"),
+        (delivery_of(&plain), "applied 1"),
+        (delivery_of(&plainer), "applied 1"),
     ];
+    // PostgreSQL writes new orders together in calls of 10 deliveries or more.
+    assert!(deliveries.len() >= 10);
 
     // Held writes make the deliveries queue: a first one waits on the lock, and all these are
     // written together after it, in the order they queued.
@@ -166,7 +174,9 @@ async fn deliveries_of_every_kind_written_together_end_as_they_would_alone(app: 
         1
     );
     // Every order's tasks armed at its version, every SKU kept, every delivery recorded.
-    let orders = [&known, &first, &second, &guest, &twice, &changing];
+    let orders = [
+        &known, &first, &second, &guest, &twice, &changing, &plain, &plainer,
+    ];
     for order in orders {
         let id = order_id(order);
         assert_eq!(
