@@ -45,11 +45,17 @@ BEGIN
                 count(*) OVER (PARTITION BY u.webhook_id) = 1
                 AND (u.event_id IS NULL OR count(*) OVER (PARTITION BY u.event_id) = 1)
                 AND count(*) OVER (PARTITION BY u.store_order_id) = 1
-                AND NOT EXISTS (SELECT 1 FROM webhook_events e WHERE e.webhook_id = u.webhook_id AND NOT e.duplicate)
-                AND (u.event_id IS NULL
-                     OR NOT EXISTS (SELECT 1 FROM webhook_events e WHERE e.event_id = u.event_id AND NOT e.duplicate))
-                AND NOT EXISTS (SELECT 1 FROM orders o WHERE o.store_order_id = u.store_order_id) AS is_fresh
+                AND by_webhook.seen IS NULL AND by_event.seen IS NULL AND by_order.seen IS NULL AS is_fresh
             FROM unnest(p_webhook_id, p_event_id, p_store_order_id) WITH ORDINALITY AS u(webhook_id, event_id, store_order_id, nth)
+            -- One index probe per delivery and key, whatever the tables' size when the plan was
+            -- made: as NOT EXISTS, a plan made while the tables were small (a new database) read
+            -- them whole into a hash table for every call, ever longer as they grew.
+            LEFT JOIN LATERAL (SELECT TRUE AS seen FROM webhook_events e
+                               WHERE e.webhook_id = u.webhook_id AND NOT e.duplicate LIMIT 1) by_webhook ON TRUE
+            LEFT JOIN LATERAL (SELECT TRUE AS seen FROM webhook_events e
+                               WHERE e.event_id = u.event_id AND NOT e.duplicate LIMIT 1) by_event ON TRUE
+            LEFT JOIN LATERAL (SELECT TRUE AS seen FROM orders o
+                               WHERE o.store_order_id = u.store_order_id LIMIT 1) by_order ON TRUE
         ) d;
     END IF;
 

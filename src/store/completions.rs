@@ -139,8 +139,12 @@ WITH input AS (
         AS i(id, lease_token, version, external_id, attempt, started_at, duration_ms, outcome, status, message,
              request_id, lag_ms, open_exception)),
 held AS (
-    SELECT t.id FROM sync_tasks t JOIN input i ON i.id = t.id AND i.lease_token = t.lease_token
-    ORDER BY t.id FOR UPDATE OF t),
+    -- Each task by its key, locked in id order. As a join, a plan made while `sync_tasks` was
+    -- small (the statement's plan is kept for the connection's life) read the whole table into
+    -- a hash for every batch, ever longer as it grew.
+    SELECT t.id FROM (SELECT id, lease_token FROM input ORDER BY id) i
+    CROSS JOIN LATERAL (SELECT t.id FROM sync_tasks t WHERE t.id = i.id AND t.lease_token = i.lease_token
+                        LIMIT 1 FOR UPDATE) t),
 done AS (
     UPDATE sync_tasks t SET synced_version = i.version, external_id = i.external_id, lease_token = NULL,
         lease_expires_at = NULL, last_error = NULL, blocked_on = NULL,
