@@ -142,8 +142,10 @@ pub async fn shopify(
     match ingest::accept(&state.store, delivery).await {
         Ok(outcome) => {
             if matches!(outcome, IngestOutcome::Applied { .. }) {
-                // Idle workers in this process start on it now rather than at their next poll.
-                state.wake.notify_waiters();
+                // One idle worker in this process starts on it now rather than at its next
+                // poll: one claim takes the order's tasks for every destination. Waking every
+                // worker made each claim, ~2.8 claims per order at 500 orders/s.
+                state.wake.notify_one();
             }
             (StatusCode::OK, Json(json!({ "outcome": outcome.as_str() }))).into_response()
         }
