@@ -452,6 +452,11 @@ pub async fn run(options: BenchOptions) -> anyhow::Result<()> {
             .unwrap_or_else(|| "unknown".into())
     );
     println!("  ledger          lost = {lost}, duplicated = {duplicated}");
+    println!(
+        "  requests        {:.2} to the CRM and {:.2} to the ERP per order",
+        crm.faults().requests_seen() as f64 / options.orders as f64,
+        erp.faults().requests_seen() as f64 / options.orders as f64
+    );
     if let Some((commits, writes)) = store.group_commit_counts() {
         println!(
             "  group commit    {writes} writes in {commits} SQLite transactions ({:.1} per commit)",

@@ -8,7 +8,9 @@
 //!
 //! Idempotency: the store order id is the external id everywhere. The CRM upserts by key; the
 //! ERP has no upsert, so [`ErpApi::upsert_sales_order`] finds by external id before it creates,
-//! and finds again after any answer that leaves the outcome unknown.
+//! and finds again after any answer that leaves the outcome unknown. An order SyncDesk has never
+//! sent ([`ErpApi::create_unsent_sales_order`]) is created without the first find: the ERP's
+//! refusal of a taken external id (409) leads to the find instead.
 
 #![warn(missing_docs)]
 

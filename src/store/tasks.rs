@@ -26,6 +26,9 @@ pub struct ClaimedTask {
     pub synced_version: Option<i64>,
     /// This attempt's number (1 for the first) since the task was last armed.
     pub attempt: i64,
+    /// Claims of this task ever, this one included. Never reset, unlike `attempt`: 1 means no
+    /// earlier worker can have sent anything for this order to this destination.
+    pub claims: i64,
     /// The destination's id for the order, once known.
     pub external_id: Option<String>,
     /// Fencing token of this lease.
@@ -116,7 +119,7 @@ pub struct NewException {
 macro_rules! claim_sql {
     ($lock:literal) => {
         concat!(
-            "UPDATE sync_tasks SET state = 'running', lease_token = $1, lease_expires_at = $2, attempt = attempt + 1, updated_at = $3
+            "UPDATE sync_tasks SET state = 'running', lease_token = $1, lease_expires_at = $2, attempt = attempt + 1, claims = claims + 1, updated_at = $3
 WHERE id IN (
     SELECT id FROM (
         SELECT * FROM (SELECT id, scheduled_at FROM sync_tasks
@@ -135,7 +138,7 @@ WHERE id IN (
                        ORDER BY scheduled_at LIMIT $4", $lock, ") expired) due
     ORDER BY scheduled_at
     LIMIT $4)
-RETURNING id, store_order_id, destination, target_version, synced_version, attempt, external_id, lease_token, armed_at,
+RETURNING id, store_order_id, destination, target_version, synced_version, attempt, claims, external_id, lease_token, armed_at,
     EXISTS (SELECT 1 FROM exceptions x WHERE x.task_id = sync_tasks.id AND x.status IN ('open', 'snoozed')) AS open_exception"
         )
     };

@@ -171,17 +171,33 @@ pub async fn drain(worker: &Worker, app: &TestApp, limit: Duration) {
 async fn an_order_reaches_the_crm_and_the_erp_and_updates_change_the_same_documents(app: TestApp) {
     let rig = rig(&app, Duration::from_secs(5)).await;
     let worker = rig.worker(&app.store);
-    let order = clean_order(11);
+    let mut order = clean_order(11);
+    // Nothing shipped, refunded or cancelled: the sales order is all the ERP gets.
+    order["fulfillments"] = json!([]);
+    order["refunds"] = json!([]);
+    order["cancelled_at"] = Value::Null;
     let id = order_id(&order);
+    let erp_requests = rig.erp.faults().requests_seen();
     Post::new("orders/create", &order).send(&app).await;
     drain(&worker, &app, Duration::from_secs(10)).await;
-    assert_eq!(count(&app, &format!("SELECT COUNT(*) FROM sync_tasks WHERE store_order_id = {id} AND state = 'synced' AND synced_version = 1")).await, 2);
+    assert_eq!(count(&app, &format!("SELECT COUNT(*) FROM sync_tasks WHERE store_order_id = {id} AND state = 'synced' AND synced_version = 1 AND claims = 1")).await, 2);
+    assert_eq!(
+        rig.erp.faults().requests_seen(),
+        erp_requests + 1,
+        "a task's first claim creates the sales order without looking for it first"
+    );
 
     let mut paid = later(&order, 5);
     paid["financial_status"] = json!("paid");
+    let erp_requests = rig.erp.faults().requests_seen();
     Post::new("orders/paid", &paid).send(&app).await;
     drain(&worker, &app, Duration::from_secs(10)).await;
-    assert_eq!(count(&app, &format!("SELECT COUNT(*) FROM sync_tasks WHERE store_order_id = {id} AND state = 'synced' AND synced_version = 2")).await, 2);
+    assert_eq!(count(&app, &format!("SELECT COUNT(*) FROM sync_tasks WHERE store_order_id = {id} AND state = 'synced' AND synced_version = 2 AND claims = 2")).await, 2);
+    assert_eq!(
+        rig.erp.faults().requests_seen(),
+        erp_requests + 1,
+        "a later claim looks for the sales order first (it matches the paid order: no update)"
+    );
 
     let erp = rig.erp.ledger().check();
     assert_eq!(
@@ -418,13 +434,16 @@ async fn a_worker_killed_after_the_destination_committed_duplicates_nothing(app:
     let (canonical, _) = app.store.order_snapshot(id).await.unwrap().unwrap();
     let lookup = |sku: &syncdesk::domain::Sku| Some(format!("ERP-{}", sku.as_str()));
     let sales_order = syncdesk::engine::map::erp_sales_order(&canonical, &lookup).expect("maps");
+    // The task's first claim: A creates without looking first, as a worker does.
+    assert_eq!(erp_task.claims, 1);
     rig.destinations
         .erp
-        .upsert_sales_order(&sales_order, "worker-a")
+        .create_unsent_sales_order(&sales_order, "worker-a")
         .await
         .expect("ERP commits");
 
-    // Its lease expires; worker B takes the task over and delivers it.
+    // Its lease expires; worker B takes the task over (its second claim: B looks first) and
+    // delivers it.
     tokio::time::sleep(Duration::from_millis(300)).await;
     let worker_b = rig.worker(&app.store);
     drain(&worker_b, &app, Duration::from_secs(10)).await;

@@ -92,28 +92,52 @@ pub trait ErpApi: Send + Sync {
         if let Some(doc) = self.find_sales_order(&order.external_id).await? {
             return bring_up_to_date(self, doc, order, idem).await;
         }
-        match self.create_sales_order(order, idem).await {
-            Ok(ack) if !ack.already_existed() => Ok(ack),
-            Ok(duplicate) => match self.find_sales_order(&order.external_id).await? {
-                Some(doc) => bring_up_to_date(self, doc, order, idem).await,
-                None => Err(DeliveryError::Transient {
-                    kind: TransientKind::Server { status: 409 },
-                    message: format!(
-                        "The ERP says {} already holds this order but does not list it yet.",
-                        duplicate.external_id
-                    ),
-                    request_id: duplicate.request_id,
-                }),
-            },
-            Err(error) if may_have_committed(&error) => {
-                // The ERP may have committed before the answer was lost: look before retrying.
-                match self.find_sales_order(&order.external_id).await {
-                    Ok(Some(doc)) => bring_up_to_date(self, doc, order, idem).await,
-                    _ => Err(error),
-                }
+        create_or_bring_up_to_date(self, order, idem).await
+    }
+
+    /// [`ErpApi::upsert_sales_order`] for an order SyncDesk has never sent to this ERP (the
+    /// first claim ever of its task): creates without looking first, which saves a request for
+    /// every new order. Whatever the ERP holds already (a document someone else created, one
+    /// sent before a database restore) is caught as upsert catches it: a 409 on the external
+    /// id, a timeout or a 5xx leads to a find, then an update only if something differs.
+    async fn create_unsent_sales_order(
+        &self,
+        order: &ErpSalesOrder,
+        idem: &str,
+    ) -> Result<Ack, DeliveryError> {
+        create_or_bring_up_to_date(self, order, idem).await
+    }
+}
+
+/// Creates `order`; when the ERP answers that its external id is taken, or a failure leaves
+/// unknown whether the create was applied, finds the document and brings it up to date instead
+/// of creating a second one.
+async fn create_or_bring_up_to_date<E: ErpApi + ?Sized>(
+    erp: &E,
+    order: &ErpSalesOrder,
+    idem: &str,
+) -> Result<Ack, DeliveryError> {
+    match erp.create_sales_order(order, idem).await {
+        Ok(ack) if !ack.already_existed() => Ok(ack),
+        Ok(duplicate) => match erp.find_sales_order(&order.external_id).await? {
+            Some(doc) => bring_up_to_date(erp, doc, order, idem).await,
+            None => Err(DeliveryError::Transient {
+                kind: TransientKind::Server { status: 409 },
+                message: format!(
+                    "The ERP says {} already holds this order but does not list it yet.",
+                    duplicate.external_id
+                ),
+                request_id: duplicate.request_id,
+            }),
+        },
+        Err(error) if may_have_committed(&error) => {
+            // The ERP may have committed before the answer was lost: look before retrying.
+            match erp.find_sales_order(&order.external_id).await {
+                Ok(Some(doc)) => bring_up_to_date(erp, doc, order, idem).await,
+                _ => Err(error),
             }
-            Err(error) => Err(error),
         }
+        Err(error) => Err(error),
     }
 }
 

@@ -109,6 +109,77 @@ async fn upsert_recovers_from_its_own_commit_then_timeout_in_one_call() {
 }
 
 #[tokio::test]
+async fn an_unsent_order_is_created_with_one_request() {
+    let (sim, erp) = erp().await;
+    let before = sim.faults().requests_seen();
+    let ack = erp
+        .create_unsent_sales_order(&order("1020"), "1020:v1")
+        .await
+        .expect("created");
+    assert_eq!(ack.status, 201);
+    assert_eq!(
+        sim.faults().requests_seen(),
+        before + 1,
+        "the create only, no find before it"
+    );
+    assert_eq!(
+        sim.ledger().check().count(DocumentKind::SalesOrder, "1020"),
+        1
+    );
+}
+
+#[tokio::test]
+async fn an_unsent_order_the_erp_already_holds_is_found_and_updated_not_duplicated() {
+    let (sim, erp) = erp().await;
+    // Someone else created it (or SyncDesk did, before its database was restored).
+    let first = erp
+        .create_sales_order(&order("1021"), "elsewhere")
+        .await
+        .expect("created");
+    let mut changed = order("1021");
+    changed.lines[0].quantity = dec("4");
+    let ack = erp
+        .create_unsent_sales_order(&changed, "1021:v1")
+        .await
+        .expect("brought up to date");
+    assert_eq!(ack.external_id, first.external_id);
+    assert_eq!(ack.status, 200, "updated");
+    let doc = erp
+        .find_sales_order("1021")
+        .await
+        .expect("found")
+        .expect("exists");
+    assert_eq!(doc.order.lines[0].quantity, dec("4"));
+    let check = sim.ledger().check();
+    assert_eq!(check.count(DocumentKind::SalesOrder, "1021"), 1);
+    assert!(check.duplicated.is_empty());
+    let effects: Vec<Effect> = sim.ledger().entries().iter().map(|e| e.effect).collect();
+    assert_eq!(effects, [Effect::Created, Effect::Updated]);
+}
+
+#[tokio::test]
+async fn an_unsent_order_recovers_from_its_own_commit_then_timeout_in_one_call() {
+    let (sim, erp) = erp().await;
+    sim.faults().update(|f| {
+        f.commit_then_timeout_rate = 1.0;
+        f.hang_ms = 5_000;
+    });
+    let ack = erp
+        .create_unsent_sales_order(&order("1022"), "1022:v1")
+        .await
+        .expect("recovered");
+    let doc = erp
+        .find_sales_order("1022")
+        .await
+        .expect("found")
+        .expect("exists");
+    assert_eq!(ack.external_id, doc.document_number);
+    let check = sim.ledger().check();
+    assert_eq!(check.count(DocumentKind::SalesOrder, "1022"), 1);
+    assert!(check.duplicated.is_empty());
+}
+
+#[tokio::test]
 async fn a_duplicate_create_answers_already_exists_with_the_document_number() {
     let (sim, erp) = erp().await;
     let first = erp

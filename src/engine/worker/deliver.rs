@@ -48,12 +48,15 @@ impl Worker {
     /// The ERP gets the sales order (lines mapped to item codes), then whatever cancellation,
     /// shipments and credit notes the order's state implies. `claimed` are the item codes the
     /// claim read; they are asked for again unless every SKU of the order is among them.
+    /// `never_sent`: this is the task's first claim ever, so the sales order is created without
+    /// looking for it first.
     pub(super) async fn deliver_erp(
         &self,
         order: &Order,
         version: i64,
         edit: Option<&PayloadEditInForce>,
         claimed: Option<HashMap<String, String>>,
+        never_sent: bool,
     ) -> Delivery {
         let skus: BTreeSet<&str> = order
             .lines
@@ -96,19 +99,19 @@ impl Worker {
             return Delivery::NeedsAction(problem);
         }
         let key = idempotency_key(order, version, edit, "erp");
-        let ack = match self
-            .destinations
-            .erp
-            .upsert_sales_order(&sales_order, &key)
-            .await
-        {
+        let erp = &self.destinations.erp;
+        let sent = if never_sent {
+            erp.create_unsent_sales_order(&sales_order, &key).await
+        } else {
+            erp.upsert_sales_order(&sales_order, &key).await
+        };
+        let ack = match sent {
             Ok(ack) => ack,
             Err(err) => return Delivery::Failed(err),
         };
         if !map::may_change_document(order) {
             return Delivery::Synced(ack);
         }
-        let erp = &self.destinations.erp;
         let document = match erp
             .find_sales_order(&order.store_order_id.to_string())
             .await

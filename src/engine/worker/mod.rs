@@ -245,7 +245,7 @@ impl Worker {
         let delivery = match destination {
             Destination::Crm => self.deliver_crm(&order, version, edit.as_ref()).await,
             Destination::Erp => {
-                self.deliver_erp(&order, version, edit.as_ref(), codes)
+                self.deliver_erp(&order, version, edit.as_ref(), codes, task.claims == 1)
                     .await
             }
         };

@@ -1,0 +1,8 @@
+-- How many times each task has been claimed, ever. Unlike `attempt`, it is never reset (not by
+-- a newer version, a retry or a release), so a claim that returns 1 knows that no worker before
+-- it can have sent anything for this order to this destination: the ERP's sales order is then
+-- created without looking for it first (a 409 on its external id still leads to a find and an
+-- update). Tasks that exist already count as claimed once, so they keep looking first; new
+-- tasks start at 0. Both statements change the catalogue only: no row is rewritten.
+ALTER TABLE sync_tasks ADD COLUMN claims BIGINT NOT NULL DEFAULT 1;
+ALTER TABLE sync_tasks ALTER COLUMN claims SET DEFAULT 0;
