@@ -22,8 +22,8 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-pub use json::ParseError;
-use json::{BODY, Obj, count, currency, flag, int, parse_json, timestamp};
+use json::{BODY, Obj, count, currency, flag, int, timestamp};
+pub use json::{ParseError, parse_json};
 
 use super::address::{Address, CountryCode};
 use super::customer::{CustomerRef, NormalizedEmail, Phone, StoreCustomer};
@@ -75,8 +75,12 @@ pub fn order_from_json(value: &Value) -> Result<Order, ParseError> {
 
 /// Reads a refunds/create payload.
 pub fn parse_refund(body: &[u8]) -> Result<Refund, ParseError> {
-    let value = parse_json(body)?;
-    let root = Obj::root(&value)?;
+    refund_from_json(&parse_json(body)?)
+}
+
+/// Reads a refunds/create payload already parsed.
+pub fn refund_from_json(value: &Value) -> Result<Refund, ParseError> {
+    let root = Obj::root(value)?;
     match root.object("refund")? {
         Some(inner) if !root.has("id") => read_refund(&inner, None),
         _ => read_refund(&root, None),
@@ -86,8 +90,12 @@ pub fn parse_refund(body: &[u8]) -> Result<Refund, ParseError> {
 /// Reads a customers/create or customers/update payload (or the Admin API's
 /// `{"customer": {…}}`).
 pub fn parse_customer(body: &[u8]) -> Result<StoreCustomer, ParseError> {
-    let value = parse_json(body)?;
-    let root = Obj::root(&value)?;
+    customer_from_json(&parse_json(body)?)
+}
+
+/// Reads a customers/create or customers/update payload already parsed.
+pub fn customer_from_json(value: &Value) -> Result<StoreCustomer, ParseError> {
+    let root = Obj::root(value)?;
     let customer = match root.object("customer")? {
         Some(inner) if !root.has("id") => inner,
         _ => root,
@@ -111,8 +119,12 @@ pub fn parse_customer(body: &[u8]) -> Result<StoreCustomer, ParseError> {
 
 /// Reads an orders/edited payload (`{"order_edit": {…}}`).
 pub fn parse_order_edit(body: &[u8]) -> Result<OrderEdit, ParseError> {
-    let value = parse_json(body)?;
-    let root = Obj::root(&value)?;
+    order_edit_from_json(&parse_json(body)?)
+}
+
+/// Reads an orders/edited payload already parsed.
+pub fn order_edit_from_json(value: &Value) -> Result<OrderEdit, ParseError> {
+    let root = Obj::root(value)?;
     let edit = root
         .object("order_edit")?
         .ok_or_else(|| ParseError::Missing {

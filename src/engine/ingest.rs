@@ -22,6 +22,17 @@ pub const TOPICS: [&str; 10] = [
 /// Reads a body by its topic. A body that cannot be read is kept as `Unreadable` with the
 /// reason (naming the field), so nothing the store sent is lost.
 pub fn read_payload(topic: &str, body: &[u8]) -> Payload {
+    if !TOPICS.contains(&topic) {
+        return Payload::UnknownTopic;
+    }
+    match shopify::parse_json(body) {
+        Ok(value) => read_parsed(topic, &value),
+        Err(e) => Payload::Unreadable(e.to_string()),
+    }
+}
+
+/// [`read_payload`] for a body already parsed as JSON.
+pub fn read_parsed(topic: &str, value: &serde_json::Value) -> Payload {
     let unreadable = |e: shopify::ParseError| Payload::Unreadable(e.to_string());
     match topic {
         "orders/create"
@@ -29,21 +40,21 @@ pub fn read_payload(topic: &str, body: &[u8]) -> Payload {
         | "orders/paid"
         | "orders/fulfilled"
         | "orders/partially_fulfilled"
-        | "orders/cancelled" => shopify::parse_order(body)
+        | "orders/cancelled" => shopify::order_from_json(value)
             .map(|o| Payload::Order(Box::new(o)))
             .unwrap_or_else(unreadable),
         // An edit notice names the order but not its new state, which arrives with the
         // orders/updated the store sends for the same edit (and with reconciliation).
-        "orders/edited" => match shopify::parse_order_edit(body) {
+        "orders/edited" => match shopify::order_edit_from_json(value) {
             Ok(_) => {
                 Payload::Notice("order edit noted; the edited order arrives as orders/updated")
             }
             Err(e) => unreadable(e),
         },
-        "refunds/create" => shopify::parse_refund(body)
+        "refunds/create" => shopify::refund_from_json(value)
             .map(|r| Payload::Refund(Box::new(r)))
             .unwrap_or_else(unreadable),
-        "customers/create" | "customers/update" => shopify::parse_customer(body)
+        "customers/create" | "customers/update" => shopify::customer_from_json(value)
             .map(|c| Payload::Customer(Box::new(c)))
             .unwrap_or_else(unreadable),
         _ => Payload::UnknownTopic,
@@ -53,6 +64,27 @@ pub fn read_payload(topic: &str, body: &[u8]) -> Payload {
 /// Makes a delivery durable and applies it.
 pub async fn accept(store: &Store, delivery: Delivery) -> Result<IngestOutcome, StoreError> {
     let payload = read_payload(&delivery.topic, &delivery.body);
+    record(store, delivery, payload).await
+}
+
+/// [`accept`] for a delivery whose body the caller has already parsed as JSON (the webhook
+/// endpoint does, to refuse a body that is not JSON): the body is not read twice. The parsed
+/// tree is dropped before the write.
+pub async fn accept_parsed(
+    store: &Store,
+    delivery: Delivery,
+    body: serde_json::Value,
+) -> Result<IngestOutcome, StoreError> {
+    let payload = read_parsed(&delivery.topic, &body);
+    drop(body);
+    record(store, delivery, payload).await
+}
+
+async fn record(
+    store: &Store,
+    delivery: Delivery,
+    payload: Payload,
+) -> Result<IngestOutcome, StoreError> {
     if let Payload::Unreadable(reason) = &payload {
         tracing::warn!(topic = %delivery.topic, webhook_id = %delivery.webhook_id, %reason, "store sent a body SyncDesk cannot read; kept for replay");
     }

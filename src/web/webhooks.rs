@@ -121,13 +121,17 @@ pub async fn shopify(
             "missing X-Shopify-Webhook-Id header",
         );
     };
-    if let Err(err) = serde_json::from_slice::<serde::de::IgnoredAny>(&body) {
-        count(&refusals.malformed);
-        return refuse(
-            StatusCode::BAD_REQUEST,
-            &format!("the body is not valid JSON: {err}"),
-        );
-    }
+    // Parsed once: the same tree is read as the topic's payload.
+    let value = match serde_json::from_slice::<serde_json::Value>(&body) {
+        Ok(value) => value,
+        Err(err) => {
+            count(&refusals.malformed);
+            return refuse(
+                StatusCode::BAD_REQUEST,
+                &format!("the body is not valid JSON: {err}"),
+            );
+        }
+    };
     let delivery = Delivery {
         webhook_id,
         event_id: header(&headers, "x-shopify-event-id"),
@@ -139,7 +143,7 @@ pub async fn shopify(
             .map(|t| t.with_timezone(&chrono::Utc)),
         body: body.to_vec(),
     };
-    match ingest::accept(&state.store, delivery).await {
+    match ingest::accept_parsed(&state.store, delivery, value).await {
         Ok(outcome) => {
             if matches!(outcome, IngestOutcome::Applied { .. }) {
                 // One idle worker in this process starts on it now rather than at its next
