@@ -92,20 +92,25 @@ async fn upsert_recovers_from_its_own_commit_then_timeout_in_one_call() {
         f.commit_then_timeout_rate = 1.0;
         f.hang_ms = 5_000;
     });
-    let ack = erp
+    // Both ways in: the upsert (find first) and the create of an order never sent.
+    let upserted = erp
         .upsert_sales_order(&order("1003"), "1003:v1")
         .await
         .expect("recovered");
-    let doc = erp
-        .find_sales_order("1003")
+    let created = erp
+        .create_unsent_sales_order(&order("1023"), "1023:v1")
         .await
-        .expect("found")
-        .expect("exists");
-    assert_eq!(ack.external_id, doc.document_number);
-    assert_eq!(
-        sim.ledger().check().count(DocumentKind::SalesOrder, "1003"),
-        1
-    );
+        .expect("recovered");
+    for (id, ack) in [("1003", upserted), ("1023", created)] {
+        let doc = erp
+            .find_sales_order(id)
+            .await
+            .expect("found")
+            .expect("exists");
+        assert_eq!(ack.external_id, doc.document_number);
+        assert_eq!(sim.ledger().check().count(DocumentKind::SalesOrder, id), 1);
+    }
+    assert!(sim.ledger().check().duplicated.is_empty());
 }
 
 #[tokio::test]
@@ -155,28 +160,6 @@ async fn an_unsent_order_the_erp_already_holds_is_found_and_updated_not_duplicat
     assert!(check.duplicated.is_empty());
     let effects: Vec<Effect> = sim.ledger().entries().iter().map(|e| e.effect).collect();
     assert_eq!(effects, [Effect::Created, Effect::Updated]);
-}
-
-#[tokio::test]
-async fn an_unsent_order_recovers_from_its_own_commit_then_timeout_in_one_call() {
-    let (sim, erp) = erp().await;
-    sim.faults().update(|f| {
-        f.commit_then_timeout_rate = 1.0;
-        f.hang_ms = 5_000;
-    });
-    let ack = erp
-        .create_unsent_sales_order(&order("1022"), "1022:v1")
-        .await
-        .expect("recovered");
-    let doc = erp
-        .find_sales_order("1022")
-        .await
-        .expect("found")
-        .expect("exists");
-    assert_eq!(ack.external_id, doc.document_number);
-    let check = sim.ledger().check();
-    assert_eq!(check.count(DocumentKind::SalesOrder, "1022"), 1);
-    assert!(check.duplicated.is_empty());
 }
 
 #[tokio::test]
