@@ -6,6 +6,7 @@ use chrono::{DateTime, Utc};
 use serde_json::json;
 
 use super::audit::insert_audit;
+use super::batch::retrying_deadlocks;
 use super::{Store, StoreError, on_pool};
 use crate::audit::{Actor, Change};
 
@@ -96,7 +97,17 @@ impl Store {
 
     /// Saves a mapping and releases every order waiting on that SKU: their tasks go back in the
     /// queue and their `missing_sku:erp:<sku>` exceptions resolve, recording the mapping.
+    /// Run again when PostgreSQL undoes it to break a deadlock (nothing of it was written).
     pub async fn save_sku_mapping(
+        &self,
+        sku: &str,
+        item_code: &str,
+        by: &Actor,
+    ) -> Result<(SkuMapping, Released), StoreError> {
+        retrying_deadlocks(|| self.save_sku_mapping_once(sku, item_code, by)).await
+    }
+
+    async fn save_sku_mapping_once(
         &self,
         sku: &str,
         item_code: &str,
@@ -142,7 +153,12 @@ impl Store {
     /// Deletes a SKU's mapping, unless orders still need it: an order carrying the SKU whose
     /// ERP delivery is not finished, or that may still change (not fulfilled, cancelled or
     /// refunded — a shipment or a refund needs the item code too). Refused with how many.
+    /// Run again when PostgreSQL undoes it to break a deadlock (nothing of it was written).
     pub async fn delete_sku_mapping(&self, sku: &str, by: &Actor) -> Result<(), StoreError> {
+        retrying_deadlocks(|| self.delete_sku_mapping_once(sku, by)).await
+    }
+
+    async fn delete_sku_mapping_once(&self, sku: &str, by: &Actor) -> Result<(), StoreError> {
         on_pool!(&self.db, pool => {
             let mut tx = pool.begin().await?;
             // The first statement writes, so on SQLite this transaction holds the write lock.
@@ -181,7 +197,16 @@ impl Store {
 
     /// Puts an exception's task back in the queue now. Two people clicking at once queue it
     /// once; a task already synced at the order's current version is reported as such.
+    /// Run again when PostgreSQL undoes it to break a deadlock (nothing of it was written).
     pub async fn retry_exception(
+        &self,
+        exception_id: i64,
+        by: &Actor,
+    ) -> Result<RetryOutcome, StoreError> {
+        retrying_deadlocks(|| self.retry_exception_once(exception_id, by)).await
+    }
+
+    async fn retry_exception_once(
         &self,
         exception_id: i64,
         by: &Actor,
@@ -247,7 +272,16 @@ impl Store {
 
     /// Resumes a destination paused for rejected credentials (after they were renewed): its
     /// tasks flow again and the destination's exception resolves.
+    /// Run again when PostgreSQL undoes it to break a deadlock (nothing of it was written).
     pub async fn resume_destination(
+        &self,
+        destination: &str,
+        by: &Actor,
+    ) -> Result<bool, StoreError> {
+        retrying_deadlocks(|| self.resume_destination_once(destination, by)).await
+    }
+
+    async fn resume_destination_once(
         &self,
         destination: &str,
         by: &Actor,

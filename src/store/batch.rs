@@ -114,19 +114,38 @@ impl<W: BatchWrite> Batcher<W> {
     }
 }
 
-/// Runs `write` again when PostgreSQL undid it to break a deadlock (an operator's bulk action
-/// locking rows in another order), up to [`DEADLOCK_RETRIES`] times.
-pub(crate) async fn retrying_deadlocks<T, F, Fut>(mut write: F) -> Result<T, sqlx::Error>
+/// An error that says PostgreSQL undid the transaction to break a deadlock (SQLSTATE 40P01):
+/// nothing of it was written, so running it again is safe.
+pub(crate) trait Deadlocked {
+    /// Whether this is that error.
+    fn deadlocked(&self) -> bool;
+}
+
+impl Deadlocked for sqlx::Error {
+    fn deadlocked(&self) -> bool {
+        matches!(self, sqlx::Error::Database(db) if db.code().as_deref() == Some("40P01"))
+    }
+}
+
+impl Deadlocked for StoreError {
+    fn deadlocked(&self) -> bool {
+        matches!(self, StoreError::Database(error) if error.deadlocked())
+    }
+}
+
+/// Runs `write` again when PostgreSQL undid it to break a deadlock, up to
+/// [`DEADLOCK_RETRIES`] times: the batch writers (an operator's bulk action may lock the same
+/// rows in another order) and the operators' transactions (which may meet the batches).
+pub(crate) async fn retrying_deadlocks<T, E, F, Fut>(mut write: F) -> Result<T, E>
 where
+    E: Deadlocked,
     F: FnMut() -> Fut,
-    Fut: Future<Output = Result<T, sqlx::Error>>,
+    Fut: Future<Output = Result<T, E>>,
 {
     let mut tries = 0;
     loop {
         match write().await {
-            Err(sqlx::Error::Database(db))
-                if db.code().as_deref() == Some("40P01") && tries < DEADLOCK_RETRIES =>
-            {
+            Err(error) if error.deadlocked() && tries < DEADLOCK_RETRIES => {
                 tries += 1;
             }
             other => return other,

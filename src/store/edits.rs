@@ -6,6 +6,7 @@ use serde_json::{Value, json};
 use sqlx::types::Json;
 
 use super::audit::insert_audit;
+use super::batch::retrying_deadlocks;
 use super::{RetryOutcome, Store, StoreError, is_postgres, on_pool};
 use crate::audit::{Actor, Change};
 
@@ -92,7 +93,16 @@ impl Store {
     /// its audit entry (`payload.edited`, the changed fields before and after). Refused when
     /// the order has moved past `version`, or while a delivery to the destination is in flight
     /// (it would finish with the old payload and count the version as synced).
+    /// Run again when PostgreSQL undoes it to break a deadlock (nothing of it was written).
     pub async fn save_payload_edit(
+        &self,
+        edit: &NewPayloadEdit,
+        by: &Actor,
+    ) -> Result<RetryOutcome, StoreError> {
+        retrying_deadlocks(|| self.save_payload_edit_once(edit, by)).await
+    }
+
+    async fn save_payload_edit_once(
         &self,
         edit: &NewPayloadEdit,
         by: &Actor,

@@ -6,6 +6,7 @@ use serde_json::json;
 
 use super::actions::release_blocked;
 use super::audit::insert_audit;
+use super::batch::retrying_deadlocks;
 use super::{Released, SkuMapping, Store, StoreError, is_postgres, on_pool};
 use crate::audit::{Actor, Change};
 
@@ -38,7 +39,16 @@ impl Store {
     /// single save (`sku_mapping.saved`, with `"via": "import"`), and releases the orders waiting
     /// on its SKU; one `sku_mapping.imported` entry sums the file up. Any failure rolls
     /// everything back, so a file is never half applied.
+    /// Run again when PostgreSQL undoes it to break a deadlock (nothing of it was written).
     pub async fn import_sku_mappings(
+        &self,
+        rows: &[MappingRow],
+        by: &Actor,
+    ) -> Result<ImportApplied, StoreError> {
+        retrying_deadlocks(|| self.import_sku_mappings_once(rows, by)).await
+    }
+
+    async fn import_sku_mappings_once(
         &self,
         rows: &[MappingRow],
         by: &Actor,

@@ -7,6 +7,7 @@ use serde_json::json;
 
 use super::actions::RetryOutcome;
 use super::audit::insert_audit;
+use super::batch::retrying_deadlocks;
 use super::{Store, StoreError, on_pool};
 use crate::audit::{Actor, Change};
 
@@ -120,7 +121,17 @@ impl Store {
     /// Sends the order to `destination` again now, whatever stopped it (a retry wait, a block,
     /// a dead letter, a skip). Already at the destination at its current version → said so; a
     /// worker on it right now → in flight. Audited.
+    /// Run again when PostgreSQL undoes it to break a deadlock (nothing of it was written).
     pub async fn retry_order(
+        &self,
+        store_order_id: i64,
+        destination: &str,
+        by: &Actor,
+    ) -> Result<RetryOutcome, StoreError> {
+        retrying_deadlocks(|| self.retry_order_once(store_order_id, destination, by)).await
+    }
+
+    async fn retry_order_once(
         &self,
         store_order_id: i64,
         destination: &str,

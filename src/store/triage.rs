@@ -11,6 +11,7 @@ use serde::Serialize;
 use serde_json::json;
 
 use super::audit::insert_audit;
+use super::batch::retrying_deadlocks;
 use super::{Store, StoreError, is_postgres, on_pool};
 use crate::audit::{Actor, Change};
 
@@ -306,7 +307,18 @@ fn actionable(postgres: bool, scope: &ExceptionScope) -> String {
 impl Store {
     /// Applies `action` to every open or snoozed exception in `scope` (or, with `dry_run`,
     /// counts what it would do), in one transaction, audited once.
+    /// Run again when PostgreSQL undoes it to break a deadlock (nothing of it was written).
     pub async fn triage(
+        &self,
+        scope: &ExceptionScope,
+        action: &TriageAction,
+        dry_run: bool,
+        by: &Actor,
+    ) -> Result<TriageReport, StoreError> {
+        retrying_deadlocks(|| self.triage_once(scope, action, dry_run, by)).await
+    }
+
+    async fn triage_once(
         &self,
         scope: &ExceptionScope,
         action: &TriageAction,

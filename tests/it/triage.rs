@@ -913,3 +913,86 @@ async fn an_order_page_shows_the_timeline_and_payloads_and_an_operator_sends_it_
         .await;
     assert_eq!(missing.status, StatusCode::NOT_FOUND);
 }
+
+/// An operator's transaction and another session lock the same two rows in opposite orders;
+/// PostgreSQL undoes the operator's to break the deadlock, and it runs again by itself.
+#[tokio::test]
+async fn a_skip_undone_to_break_a_deadlock_runs_again_postgres() {
+    use sqlx::Connection;
+    let app = TestApp::start(crate::harness::Backend::Postgres).await;
+    let rig = rig(&app, Duration::from_secs(5)).await;
+    let worker = rig.worker(&app.store);
+    let ids = blocked_orders(&app, &worker, 900, 1).await;
+    let task = app
+        .count(&format!(
+            "SELECT id FROM sync_tasks WHERE store_order_id = {} AND destination = 'erp'",
+            ids[0]
+        ))
+        .await;
+    let exception = app
+        .count(&format!("SELECT id FROM exceptions WHERE task_id = {task}"))
+        .await;
+
+    // The other session holds the exception's row and will want the task's. It waits 10 s
+    // before looking for a deadlock, the skip's session 1 s: PostgreSQL undoes the skip.
+    let mut other = sqlx::PgConnection::connect(&app.database_url())
+        .await
+        .expect("second session");
+    for sql in ["SET deadlock_timeout = '10s'", "BEGIN"] {
+        sqlx::query(sql).execute(&mut other).await.expect(sql);
+    }
+    sqlx::query("UPDATE exceptions SET updated_at = updated_at WHERE id = $1")
+        .bind(exception)
+        .execute(&mut other)
+        .await
+        .expect("lock the exception");
+    let store = app.store.clone();
+    let skip = tokio::spawn(async move {
+        let skip = TriageAction::Skip {
+            reason: "Cancelled by phone".into(),
+        };
+        store.triage(&group(), &skip, false, &Actor::System).await
+    });
+    // The skip marks the task skipped (its row locked), then waits for the exception's row.
+    let started = std::time::Instant::now();
+    while app
+        .count("SELECT COUNT(*) FROM pg_locks WHERE NOT granted")
+        .await
+        == 0
+    {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "the skip never waited"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // This closes the cycle. It goes through only once PostgreSQL has undone the skip (had it
+    // undone this session instead, the statement would fail here).
+    sqlx::query("UPDATE sync_tasks SET updated_at = updated_at WHERE id = $1")
+        .bind(task)
+        .execute(&mut other)
+        .await
+        .expect("the task's row, once the skip is undone");
+    sqlx::query("ROLLBACK")
+        .execute(&mut other)
+        .await
+        .expect("rollback");
+
+    let report = skip
+        .await
+        .expect("joined")
+        .expect("the skip ran again after the deadlock");
+    assert_eq!(report.changed, 1);
+    assert_eq!(
+        app.text(&format!(
+            "SELECT status FROM exceptions WHERE id = {exception}"
+        ))
+        .await,
+        "skipped"
+    );
+    assert_eq!(
+        app.text(&format!("SELECT state FROM sync_tasks WHERE id = {task}"))
+            .await,
+        "skipped"
+    );
+}
