@@ -221,14 +221,22 @@ impl Drop for LoadRuntime {
     }
 }
 
-/// Whether a PostgreSQL URL names a server on this machine (whose processes can be measured).
+/// Whether a PostgreSQL URL names a server on this machine (whose processes can be measured):
+/// a loopback host, or a Unix socket's directory, written as the host (`%2Fvar%2Frun%2Fpostgresql`)
+/// or as the `host` parameter, which wins over the URL's host as it does for sqlx and libpq.
 fn on_this_machine(url: &str) -> bool {
-    url::Url::parse(url).is_ok_and(|u| {
-        matches!(
-            u.host_str(),
-            None | Some("" | "localhost" | "127.0.0.1" | "[::1]")
-        )
-    })
+    fn local(host: &str) -> bool {
+        let socket =
+            host.starts_with('/') || host.get(..3).is_some_and(|h| h.eq_ignore_ascii_case("%2f"));
+        socket || matches!(host, "" | "localhost" | "127.0.0.1" | "[::1]" | "::1")
+    }
+    let Ok(url) = url::Url::parse(url) else {
+        return false;
+    };
+    if let Some((_, host)) = url.query_pairs().find(|(key, _)| key == "host") {
+        return local(&host);
+    }
+    url.host_str().is_none_or(local)
 }
 
 /// Posts every signed body, `concurrency` at a time (at `rate` orders/s when given), and returns
@@ -482,4 +490,29 @@ pub async fn run(options: BenchOptions) -> anyhow::Result<()> {
         bail!("the ledgers found lost or duplicated orders");
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::on_this_machine;
+
+    #[test]
+    fn a_server_by_loopback_or_unix_socket_is_on_this_machine() {
+        for url in [
+            "postgres://postgres@127.0.0.1:5432/",
+            "postgres://postgres@localhost/",
+            "postgres:///syncdesk",
+            "postgres://postgres@%2Fvar%2Frun%2Fpostgresql/",
+            "postgres:///?host=/var/run/postgresql&user=postgres",
+        ] {
+            assert!(on_this_machine(url), "{url}");
+        }
+        for url in [
+            "postgres://postgres@db.internal:5432/",
+            "postgres://postgres@127.0.0.1/?host=db.internal",
+            "not a url",
+        ] {
+            assert!(!on_this_machine(url), "{url}");
+        }
+    }
 }
