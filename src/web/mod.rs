@@ -61,9 +61,15 @@ impl Default for WebSettings {
     }
 }
 
-/// Everything a request handler may need.
-#[derive(Clone, FromRef)]
-pub struct AppState {
+/// Everything a request handler may need, behind one pointer: the sign-in check and the
+/// handler each take a copy for every request, and copying the parts one by one (each a
+/// reference count, LeptosOptions several) showed in the webhooks' profile.
+#[derive(Clone)]
+pub struct AppState(Arc<Shared>);
+
+/// What [`AppState`] shares; read through it (`state.store`).
+#[derive(Clone)]
+pub struct Shared {
     /// Leptos' own settings (site root, output name).
     pub leptos_options: LeptosOptions,
     /// Storage.
@@ -93,7 +99,7 @@ impl AppState {
             .build();
         let accounts = Accounts::new(store.clone(), settings.throttle.clone());
         let mappings = Mappings::new(store.clone(), None);
-        AppState {
+        AppState(Arc::new(Shared {
             leptos_options,
             store,
             accounts,
@@ -102,12 +108,12 @@ impl AppState {
             refusals: Arc::default(),
             mappings,
             shop: None,
-        }
+        }))
     }
 
     /// The same state, able to resync orders from the store through `shop`.
     pub fn with_shop(mut self, shop: ShopAdmin) -> AppState {
-        self.shop = Some(shop);
+        Arc::make_mut(&mut self.0).shop = Some(shop);
         self
     }
 
@@ -118,10 +124,37 @@ impl AppState {
 
     /// The same state, checking item codes with `lookup`.
     pub fn with_item_lookup(mut self, lookup: Arc<dyn ItemLookup>) -> AppState {
-        self.mappings = Mappings::new(self.store.clone(), Some(lookup));
+        let shared = Arc::make_mut(&mut self.0);
+        shared.mappings = Mappings::new(shared.store.clone(), Some(lookup));
         self
     }
 }
+
+impl std::ops::Deref for AppState {
+    type Target = Shared;
+
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
+/// The parts handlers and layers extract on their own (`State<Store>`, Leptos' options).
+macro_rules! parts_from_state {
+    ($($field:ident: $part:ty),* $(,)?) => {$(
+        impl FromRef<AppState> for $part {
+            fn from_ref(state: &AppState) -> $part {
+                state.$field.clone()
+            }
+        }
+    )*};
+}
+parts_from_state!(
+    leptos_options: LeptosOptions,
+    store: Store,
+    mappings: Mappings,
+    settings: Arc<WebSettings>,
+    refusals: Arc<webhooks::Refusals>,
+);
 
 /// The whole HTTP application.
 pub fn router(state: AppState) -> Router {
