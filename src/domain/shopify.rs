@@ -20,7 +20,7 @@ use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
+use serde_json_borrow::Value;
 
 use json::{BODY, Obj, count, currency, flag, int, timestamp};
 pub use json::{ParseError, parse_json};
@@ -55,7 +55,7 @@ pub fn parse_order(body: &[u8]) -> Result<Order, ParseError> {
 }
 
 /// Reads an order from JSON already parsed, e.g. one entry of an Admin API `orders` page.
-pub fn order_from_json(value: &Value) -> Result<Order, ParseError> {
+pub fn order_from_json(value: &Value<'_>) -> Result<Order, ParseError> {
     let root = Obj::root(value)?;
     if !root.has("id") {
         if let Some(inner) = root.object("order")? {
@@ -79,7 +79,7 @@ pub fn parse_refund(body: &[u8]) -> Result<Refund, ParseError> {
 }
 
 /// Reads a refunds/create payload already parsed.
-pub fn refund_from_json(value: &Value) -> Result<Refund, ParseError> {
+pub fn refund_from_json(value: &Value<'_>) -> Result<Refund, ParseError> {
     let root = Obj::root(value)?;
     match root.object("refund")? {
         Some(inner) if !root.has("id") => read_refund(&inner, None),
@@ -94,7 +94,7 @@ pub fn parse_customer(body: &[u8]) -> Result<StoreCustomer, ParseError> {
 }
 
 /// Reads a customers/create or customers/update payload already parsed.
-pub fn customer_from_json(value: &Value) -> Result<StoreCustomer, ParseError> {
+pub fn customer_from_json(value: &Value<'_>) -> Result<StoreCustomer, ParseError> {
     let root = Obj::root(value)?;
     let customer = match root.object("customer")? {
         Some(inner) if !root.has("id") => inner,
@@ -123,7 +123,7 @@ pub fn parse_order_edit(body: &[u8]) -> Result<OrderEdit, ParseError> {
 }
 
 /// Reads an orders/edited payload already parsed.
-pub fn order_edit_from_json(value: &Value) -> Result<OrderEdit, ParseError> {
+pub fn order_edit_from_json(value: &Value<'_>) -> Result<OrderEdit, ParseError> {
     let root = Obj::root(value)?;
     let edit = root
         .object("order_edit")?

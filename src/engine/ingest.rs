@@ -32,7 +32,7 @@ pub fn read_payload(topic: &str, body: &[u8]) -> Payload {
 }
 
 /// [`read_payload`] for a body already parsed as JSON.
-pub fn read_parsed(topic: &str, value: &serde_json::Value) -> Payload {
+pub fn read_parsed(topic: &str, value: &serde_json_borrow::Value<'_>) -> Payload {
     let unreadable = |e: shopify::ParseError| Payload::Unreadable(e.to_string());
     match topic {
         "orders/create"
@@ -67,16 +67,13 @@ pub async fn accept(store: &Store, delivery: Delivery) -> Result<IngestOutcome, 
     record(store, delivery, payload).await
 }
 
-/// [`accept`] for a delivery whose body the caller has already parsed as JSON (the webhook
-/// endpoint does, to refuse a body that is not JSON): the body is not read twice. The parsed
-/// tree is dropped before the write.
-pub async fn accept_parsed(
+/// [`accept`] for a delivery whose body the caller has already read with [`read_parsed`] (the
+/// webhook endpoint parses it to refuse a body that is not JSON): the body is not read twice.
+pub async fn accept_read(
     store: &Store,
     delivery: Delivery,
-    body: serde_json::Value,
+    payload: Payload,
 ) -> Result<IngestOutcome, StoreError> {
-    let payload = read_parsed(&delivery.topic, &body);
-    drop(body);
     record(store, delivery, payload).await
 }
 

@@ -122,7 +122,7 @@ pub async fn shopify(
         );
     };
     // Parsed once: the same tree is read as the topic's payload.
-    let value = match serde_json::from_slice::<serde_json::Value>(&body) {
+    let value = match serde_json::from_slice::<serde_json_borrow::Value>(&body) {
         Ok(value) => value,
         Err(err) => {
             count(&refusals.malformed);
@@ -143,7 +143,9 @@ pub async fn shopify(
             .map(|t| t.with_timezone(&chrono::Utc)),
         body: body.to_vec(),
     };
-    match ingest::accept_parsed(&state.store, delivery, value).await {
+    let payload = ingest::read_parsed(&delivery.topic, &value);
+    drop(value);
+    match ingest::accept_read(&state.store, delivery, payload).await {
         Ok(outcome) => {
             if matches!(outcome, IngestOutcome::Applied { .. }) {
                 // One idle worker in this process starts on it now rather than at its next

@@ -9,7 +9,7 @@ use serde_json::Value;
 
 use super::tests::{Mode, receiver, traffic};
 use super::*;
-use crate::domain::shopify::{order_from_json, parse_order};
+use crate::domain::shopify::parse_order;
 
 /// A store with `n` orders of seed 21 in it, no call limit.
 async fn store_with(n: usize) -> StoreHandle {
@@ -62,7 +62,11 @@ async fn all_pages(store: &StoreHandle, first: String) -> Vec<Vec<i64>> {
             .as_array()
             .unwrap()
             .iter()
-            .map(|o| order_from_json(o).unwrap().store_order_id)
+            .map(|o| {
+                parse_order(&serde_json::to_vec(o).unwrap())
+                    .unwrap()
+                    .store_order_id
+            })
             .collect();
         pages.push(ids);
     }
