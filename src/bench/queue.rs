@@ -284,6 +284,10 @@ pub async fn run(options: QueueBenchOptions) -> anyhow::Result<()> {
         "orders: dead (none)",
         time(n, || store.find_orders(None, Some("dead"), 100)).await?,
     ));
+    rows.push((
+        "orders: in flight (none)",
+        time(n, || store.find_orders(None, Some("running"), 100)).await?,
+    ));
     let number = format!("#{}", 100000 + options.orders / 3);
     rows.push((
         "orders: find by number",

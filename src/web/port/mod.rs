@@ -551,14 +551,6 @@ impl Port for WebPort {
     ) -> Result<Vec<OrderView>, AppError> {
         let search = triage::given(&search);
         let state = triage::given(&state);
-        if let Some(s) = &state
-            && !ORDER_STATES.contains(&s.as_str())
-        {
-            return Err(AppError::Invalid(format!(
-                "The state is one of {}.",
-                ORDER_STATES.join(", ")
-            )));
-        }
         let orders = self
             .state
             .store
@@ -796,11 +788,6 @@ fn audit_row(r: AuditRecord) -> AuditRow {
         after: r.after.map(|j| j.0.to_string()),
     }
 }
-
-/// The task states the orders list filters by.
-const ORDER_STATES: [&str; 7] = [
-    "pending", "running", "retrying", "blocked", "dead", "skipped", "synced",
-];
 
 /// "45 s", "12 min", "3 h", "2 d".
 fn age(elapsed: chrono::TimeDelta) -> String {
