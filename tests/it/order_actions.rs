@@ -371,39 +371,34 @@ async fn the_orders_list_filters_by_state_and_an_operator_skips_from_the_order_p
         .expect("the synced order is listed");
     assert_eq!(synced.waiting, None);
     assert_eq!(list("lost").await.status, StatusCode::UNPROCESSABLE_ENTITY);
+    let ids_in = |state: &'static str| {
+        let list = &list;
+        async move {
+            list(state)
+                .await
+                .json::<Vec<app::model::OrderView>>()
+                .iter()
+                .map(|o| o.store_order_id)
+                .collect::<Vec<i64>>()
+        }
+    };
     // Synced at both destinations, the clean order is listed once; the others are synced at
     // the CRM only and listed too.
-    let synced: Vec<i64> = list("synced")
-        .await
-        .json::<Vec<app::model::OrderView>>()
-        .iter()
-        .map(|o| o.store_order_id)
-        .collect();
+    let synced = ids_in("synced").await;
     assert_eq!(synced.iter().filter(|&&o| o == order_id(&fine)).count(), 1);
     assert_eq!(synced.len(), 3, "{synced:?}");
     // A task in flight is found too, though PostgreSQL's index of state changes leaves running
     // tasks out.
-    let running = |state: &str| {
+    let set_crm_state = |state: &str| {
         format!(
             "UPDATE sync_tasks SET state = '{state}' WHERE store_order_id = {} AND destination = 'crm'",
             order_id(&fine)
         )
     };
-    assert!(
-        list("running")
-            .await
-            .json::<Vec<app::model::OrderView>>()
-            .is_empty()
-    );
-    app.execute(&running("running")).await;
-    let in_flight: Vec<i64> = list("running")
-        .await
-        .json::<Vec<app::model::OrderView>>()
-        .iter()
-        .map(|o| o.store_order_id)
-        .collect();
-    assert_eq!(in_flight, [order_id(&fine)]);
-    app.execute(&running("synced")).await;
+    assert!(ids_in("running").await.is_empty());
+    app.execute(&set_crm_state("running")).await;
+    assert_eq!(ids_in("running").await, [order_id(&fine)]);
+    app.execute(&set_crm_state("synced")).await;
     // A search narrowed by a state: the id names the refused order, and the neighbour by its SKU.
     let refused_id = order_id(&refused).to_string();
     for (state, found) in [("blocked", 2), ("synced", 2), ("dead", 0)] {
