@@ -10,12 +10,9 @@ use axum::response::{IntoResponse, Response};
 use std::sync::Arc;
 
 use super::webhooks::Refusals;
-use crate::store::{DESTINATIONS, LAG_BUCKETS_SECONDS, MetricCounts, ReconciliationStatus, Store};
-
-/// Every task state, so a queue that empties shows 0 rather than vanishing.
-const TASK_STATES: [&str; 7] = [
-    "pending", "running", "retrying", "blocked", "synced", "dead", "skipped",
-];
+use crate::store::{
+    DESTINATIONS, LAG_BUCKETS_SECONDS, MetricCounts, ReconciliationStatus, Store, TASK_STATES,
+};
 
 /// The metrics, or 503 when the database cannot be read.
 pub async fn metrics(
