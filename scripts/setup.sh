@@ -28,6 +28,14 @@ if ! wasm-bindgen --version 2>/dev/null | grep -q " ${WASM_BINDGEN_VERSION}"; th
   cargo install wasm-bindgen-cli --version "${WASM_BINDGEN_VERSION}"
 fi
 
+# jemalloc, the server's allocator, is built from its C sources with make and a C compiler.
+if ! command -v make >/dev/null 2>&1 || ! command -v cc >/dev/null 2>&1; then
+  say "installing make and a C compiler (for jemalloc)"
+  if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq make gcc >/dev/null
+fi
+
 if [ "$what" = test ]; then
   if ! command -v chromium >/dev/null 2>&1; then
     say "installing Debian's chromium"
