@@ -3,8 +3,9 @@
 //! `exceptions` have an open ERP exception spread over causes the way real queues look (a few
 //! big SKU groups, a long tail); then the store calls behind each screen are timed, each many
 //! times, and their P50/P95 printed: the grouped queue, the first page of the list, a group
-//! expanded, the orders list, an order found by number, by email and by SKU, and a bulk retry's
-//! dry-run count.
+//! expanded, the orders list, an order found by number, by email and by SKU, a bulk retry's
+//! dry-run count, and what a `/metrics` scrape reads (each order also has its webhook, and each
+//! task one attempt).
 
 use std::time::Instant;
 
@@ -52,7 +53,16 @@ fn seed_sql(postgres: bool, orders: i64, exceptions: i64) -> Vec<String> {
     };
     let t = at("i");
     let t0 = at("0");
-    let true_ = if postgres { "TRUE" } else { "1" };
+    let (true_, false_) = if postgres {
+        ("TRUE", "FALSE")
+    } else {
+        ("1", "0")
+    };
+    let body = if postgres {
+        "'\\x7b7d'::bytea"
+    } else {
+        "X'7b7d'"
+    };
     let sku = "CASE WHEN i % 2 = 0 THEN 'HOT-' || (i % 20) ELSE 'SKU-' || (i % 2000) END";
     vec![
         format!(
@@ -81,6 +91,23 @@ fn seed_sql(postgres: bool, orders: i64, exceptions: i64) -> Vec<String> {
                     'Map SKU', {fields}, 'open', t.updated_at, t.updated_at
              FROM sync_tasks t WHERE t.destination = 'erp' AND t.state = 'blocked'"
         ),
+        // Each order's webhook and each task's one attempt (the blocked ones' needs action),
+        // with lags spread over the histogram: what `/metrics` counts.
+        format!(
+            "INSERT INTO webhook_events (webhook_id, event_id, topic, shop_domain, api_version, triggered_at,
+                 received_at, body, duplicate, outcome, store_order_id, order_updated_at)
+             SELECT 'wh-' || i, 'ev-' || i, 'orders/create', 'bench.myshopify.com', '2025-10', {t}, {t}, {body},
+                    {false_}, 'applied', i, {t}
+             FROM ({series}) s"
+        ),
+        "INSERT INTO sync_attempts (task_id, store_order_id, destination, version, attempt, started_at,
+             duration_ms, outcome, status, lag_ms)
+         SELECT id, store_order_id, destination, 1, 1, updated_at, 40,
+                CASE WHEN state = 'blocked' THEN 'needs_action' ELSE 'synced' END,
+                CASE WHEN state = 'blocked' THEN 422 ELSE 201 END,
+                CASE WHEN state = 'blocked' THEN NULL ELSE id % 3000 END
+         FROM sync_tasks"
+            .to_string(),
         // One person has taken every 20th exception (5% of the queue).
         format!(
             "INSERT INTO users (id, email, display_name, password_hash, active, created_at, updated_at)
@@ -287,6 +314,10 @@ pub async fn run(options: QueueBenchOptions) -> anyhow::Result<()> {
     rows.push((
         "orders: in flight (none)",
         time(n, || store.find_orders(None, Some("running"), 100)).await?,
+    ));
+    rows.push((
+        "metrics: one scrape's counts",
+        time(n, || store.metric_counts()).await?,
     ));
     let number = format!("#{}", 100000 + options.orders / 3);
     rows.push((

@@ -241,31 +241,35 @@ impl Store {
         Ok(n)
     }
 
-    /// The counts `/metrics` reports, read in a handful of aggregate queries.
+    /// The counts `/metrics` reports, read in a handful of small queries: the attempts, the lag
+    /// histogram and the webhooks from the counters the triggers of `attempt_counts` and
+    /// `webhook_counts` keep (a few rows, however long the history), the queue depth from the
+    /// tasks still in the queue (through the indexes on their state).
     pub async fn metric_counts(&self) -> Result<MetricCounts, StoreError> {
-        // One COUNT per bucket over the synced attempts; COUNT is BIGINT on PostgreSQL and never
-        // NULL, unlike SUM over no rows.
-        let buckets: Vec<String> = LAG_BUCKETS_SECONDS
-            .iter()
-            .map(|s| {
-                format!(
-                    "COUNT(CASE WHEN lag_ms <= {} THEN 1 END)",
-                    (s * 1000.0).round() as i64
-                )
-            })
-            .collect();
-        let lag_sql = format!(
-            "SELECT COUNT(*), CAST(COALESCE(SUM(lag_ms), 0) AS BIGINT), {}
-             FROM sync_attempts WHERE outcome = 'synced' AND lag_ms IS NOT NULL",
-            buckets.join(", ")
-        );
-        let counts = on_pool!(&self.db, pool => {
-            use sqlx::Row;
-            let queue_depth = sqlx::query_as::<_, (String, String, i64)>(
-                "SELECT destination, state, COUNT(*) FROM sync_tasks GROUP BY destination, state ORDER BY destination, state",
-            )
-            .fetch_all(pool)
-            .await?;
+        // The waiting states through `sync_tasks_due` (PostgreSQL's holds only those), the
+        // states that wait on an operator through `sync_tasks_by_state_change`.
+        const QUEUE_DEPTH: &str = "
+            SELECT destination, state, COUNT(*) FROM sync_tasks
+            WHERE state IN ('pending', 'retrying', 'running') GROUP BY destination, state
+            UNION ALL
+            SELECT destination, state, COUNT(*) FROM sync_tasks
+            WHERE state IN ('blocked', 'dead') GROUP BY destination, state";
+        // SUM over BIGINT is NUMERIC on PostgreSQL.
+        const ATTEMPTS: &str = "
+            SELECT destination, outcome, CAST(SUM(attempts) AS BIGINT) FROM attempt_counts
+            GROUP BY destination, outcome ORDER BY destination, outcome";
+        const LAGS: &str = "
+            SELECT lag_le_ms, CAST(SUM(attempts) AS BIGINT), CAST(SUM(lag_sum_ms) AS BIGINT)
+            FROM attempt_counts WHERE lag_le_ms >= 0 GROUP BY lag_le_ms";
+        // An outcome's count is 0 only when every delivery recorded under it was rewritten to
+        // another in the same transaction: not an outcome any delivery ended with.
+        const WEBHOOKS: &str = "
+            SELECT outcome, CAST(SUM(webhooks) AS BIGINT) FROM webhook_counts
+            GROUP BY outcome HAVING SUM(webhooks) > 0 ORDER BY outcome";
+        let (queue_depth, exceptions_open, attempts, lags, webhooks, paused) = on_pool!(&self.db, pool => {
+            let queue_depth = sqlx::query_as::<_, (String, String, i64)>(QUEUE_DEPTH)
+                .fetch_all(pool)
+                .await?;
             // From the per-cause summary of open and snoozed exceptions: a scrape reads a few
             // thousand rows, not every open exception.
             let exceptions_open = sqlx::query_as::<_, (String, i64)>(
@@ -273,35 +277,63 @@ impl Store {
             )
             .fetch_all(pool)
             .await?;
-            let attempts = sqlx::query_as::<_, (String, String, i64)>(
-                "SELECT destination, outcome, COUNT(*) FROM sync_attempts GROUP BY destination, outcome ORDER BY destination, outcome",
-            )
-            .fetch_all(pool)
-            .await?;
-            let lag = sqlx::query(&lag_sql).fetch_one(pool).await?;
-            let mut lag_buckets = Vec::with_capacity(LAG_BUCKETS_SECONDS.len());
-            for i in 0..LAG_BUCKETS_SECONDS.len() {
-                lag_buckets.push(lag.try_get::<i64, _>(i + 2)?);
-            }
-            let webhooks = sqlx::query_as::<_, (String, i64)>(
-                "SELECT outcome, COUNT(*) FROM webhook_events GROUP BY outcome ORDER BY outcome",
-            )
-            .fetch_all(pool)
-            .await?;
+            let attempts = sqlx::query_as::<_, (String, String, i64)>(ATTEMPTS)
+                .fetch_all(pool)
+                .await?;
+            let lags = sqlx::query_as::<_, (i64, i64, i64)>(LAGS).fetch_all(pool).await?;
+            let webhooks = sqlx::query_as::<_, (String, i64)>(WEBHOOKS)
+                .fetch_all(pool)
+                .await?;
             let paused = sqlx::query_as::<_, (String, bool)>("SELECT name, paused FROM destinations ORDER BY name")
                 .fetch_all(pool)
                 .await?;
-            Ok::<_, StoreError>(MetricCounts {
-                queue_depth,
-                exceptions_open,
-                attempts,
-                lag_count: lag.try_get::<i64, _>(0)?,
-                lag_sum_ms: lag.try_get::<i64, _>(1)?,
-                lag_buckets,
-                webhooks,
-                paused,
-            })
+            Ok::<_, StoreError>((queue_depth, exceptions_open, attempts, lags, webhooks, paused))
         })?;
-        Ok(counts)
+        Ok(MetricCounts {
+            queue_depth,
+            exceptions_open,
+            attempts,
+            lag_buckets: cumulative_lag_buckets(&lags),
+            lag_count: lags.iter().map(|(_, n, _)| n).sum(),
+            lag_sum_ms: lags.iter().map(|(_, _, ms)| ms).sum(),
+            webhooks,
+            paused,
+        })
+    }
+}
+
+/// The histogram's cumulative counts, one per bound of [`LAG_BUCKETS_SECONDS`], from the synced
+/// attempts counted per bucket bound `(bound in ms, attempts, their summed lag)`.
+fn cumulative_lag_buckets(lags: &[(i64, i64, i64)]) -> Vec<i64> {
+    LAG_BUCKETS_SECONDS
+        .iter()
+        .map(|s| {
+            let bound_ms = (s * 1000.0).round() as i64;
+            lags.iter()
+                .filter(|(le, _, _)| *le <= bound_ms)
+                .map(|(_, n, _)| n)
+                .sum()
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_bucket_counts_the_lags_at_or_under_its_bound() {
+        // 2 lags of at most 50 ms, 3 in (50, 100], 4 in (2.5 s, 5 s], 1 past a minute.
+        let lags = [
+            (100, 3, 240),
+            (50, 2, 60),
+            (5000, 4, 14_000),
+            (i64::MAX, 1, 90_000),
+        ];
+        assert_eq!(
+            cumulative_lag_buckets(&lags),
+            vec![2, 5, 5, 5, 5, 5, 9, 9, 9, 9],
+            "bounds: {LAG_BUCKETS_SECONDS:?}"
+        );
     }
 }

@@ -45,7 +45,7 @@ pub use timeline::{AttemptEntry, EventEntry, ExceptionEntry, TIMELINE_LIMIT, Tim
 pub use tokens::TokenRecord;
 pub use triage::{Assignee, ExceptionScope, TriageAction, TriageReport};
 pub use users::{NewUser, UserCredentials, UserRecord};
-pub use views::{ExceptionGroup, OrderRow, TASK_STATES, UnmappedSku};
+pub use views::{ExceptionGroup, OrderRow, QUEUE_STATES, TASK_STATES, UnmappedSku};
 
 /// Runs `$body` with `$pool` bound to whichever backend `$db` holds. The body is compiled once
 /// per backend, so the same SQL and binds are type-checked against both.

@@ -6,11 +6,16 @@ use chrono::{DateTime, Utc};
 use super::triage::{Assignee, ExceptionScope, bind_scope, given, scope_sql};
 use super::{Store, StoreError, is_postgres, on_pool};
 
-/// The states a destination's task can be in, as `sync_tasks.state` holds them. The metrics
-/// report every one (a queue that empties shows 0 rather than vanishing), in this order.
+/// The states a destination's task can be in, as `sync_tasks.state` holds them.
 pub const TASK_STATES: [&str; 7] = [
     "pending", "running", "retrying", "blocked", "synced", "dead", "skipped",
 ];
+
+/// The states of a task still waiting for something (a worker, a retry, an operator): the
+/// queue depth `/metrics` reports, every one (a queue that empties shows 0 rather than
+/// vanishing), in this order. Synced and skipped tasks are done; their number only grows with
+/// history, and counting them took a scan of every task.
+pub const QUEUE_STATES: [&str; 5] = ["pending", "running", "retrying", "blocked", "dead"];
 
 /// Open exceptions sharing one cause.
 #[derive(Clone, Debug, PartialEq, Eq, sqlx::FromRow)]

@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use super::webhooks::Refusals;
 use crate::store::{
-    DESTINATIONS, LAG_BUCKETS_SECONDS, MetricCounts, ReconciliationStatus, Store, TASK_STATES,
+    DESTINATIONS, LAG_BUCKETS_SECONDS, MetricCounts, QUEUE_STATES, ReconciliationStatus, Store,
 };
 
 /// The metrics, or 503 when the database cannot be read.
@@ -200,10 +200,10 @@ pub fn render(c: &MetricCounts) -> String {
         &mut out,
         "syncdesk_queue_depth",
         "gauge",
-        "Sync tasks by destination and state.",
+        "Sync tasks not done yet (waiting for a worker, a retry or an operator), by destination and state.",
     );
     for dest in DESTINATIONS {
-        for state in TASK_STATES {
+        for state in QUEUE_STATES {
             let n = c
                 .queue_depth
                 .iter()

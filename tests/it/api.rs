@@ -13,13 +13,14 @@ use syncdesk::simulate::shopify::OrderFactory;
 use syncdesk::store::{AttemptRecord, ClaimedTask, NewException};
 
 use crate::harness::TestApp;
-use crate::webhooks::{Post, order_id};
+use crate::webhooks::{Post, later, order_id};
 
 on_both_backends! {
     requests_without_a_live_token_or_the_right_role_are_refused_in_json => requests_without_a_live_token_or_the_right_role_are_refused_in_json_sqlite, requests_without_a_live_token_or_the_right_role_are_refused_in_json_postgres;
     a_sku_mapping_put_by_a_token_releases_the_blocked_order_and_is_audited => a_sku_mapping_put_by_a_token_releases_the_blocked_order_and_is_audited_sqlite, a_sku_mapping_put_by_a_token_releases_the_blocked_order_and_is_audited_postgres;
     an_order_shows_both_destinations_and_a_retry_queues_once_then_reports_applied => an_order_shows_both_destinations_and_a_retry_queues_once_then_reports_applied_sqlite, an_order_shows_both_destinations_and_a_retry_queues_once_then_reports_applied_postgres;
     the_openapi_document_and_metrics_are_served_without_a_token => the_openapi_document_and_metrics_are_served_without_a_token_sqlite, the_openapi_document_and_metrics_are_served_without_a_token_postgres;
+    the_metrics_count_attempts_and_webhooks_as_they_are_written => the_metrics_count_attempts_and_webhooks_as_they_are_written_sqlite, the_metrics_count_attempts_and_webhooks_as_they_are_written_postgres;
 }
 
 const UNMAPPED: &str = "NEW-GIZMO";
@@ -338,9 +339,10 @@ async fn the_openapi_document_and_metrics_are_served_without_a_token(app: TestAp
             .starts_with("text/plain")
     );
     let text = res.text().await.expect("text");
+    // Done tasks are not queue depth (and counting them read every task).
+    assert!(!text.contains("state=\"synced\""), "{text}");
     for line in [
         "syncdesk_queue_depth{destination=\"erp\",state=\"blocked\"} 1",
-        "syncdesk_queue_depth{destination=\"crm\",state=\"synced\"} 1",
         "syncdesk_queue_depth{destination=\"crm\",state=\"pending\"} 0",
         "syncdesk_exceptions_open{code=\"missing_sku\"} 1",
         "syncdesk_attempts_total{destination=\"crm\",outcome=\"synced\"} 1",
@@ -363,5 +365,63 @@ async fn the_openapi_document_and_metrics_are_served_without_a_token(app: TestAp
     for line in batched {
         let postgres = app.store.backend() == syncdesk::store::Backend::Postgres;
         assert_eq!(text.contains(line), postgres, "{line:?} in\n{text}");
+    }
+}
+
+/// The counters behind `/metrics` follow every write of what they count: attempts written one
+/// statement at a time and many in one statement, lags on each side of the histogram's bounds,
+/// and webhooks whose outcome the ingest rewrote (a duplicate, a superseded state).
+async fn the_metrics_count_attempts_and_webhooks_as_they_are_written(app: TestApp) {
+    let id = blocked_order(&app).await;
+    app.assert_metric_counters_match_the_rows().await;
+
+    // (outcome, lag in ms), at the CRM's task: the bounds of the first and last buckets and
+    // just past them; a synced attempt without a lag; a failure, which has no lag to count.
+    app.execute(
+        "INSERT INTO sync_attempts (task_id, store_order_id, destination, version, attempt, started_at,
+             duration_ms, outcome, lag_ms)
+         SELECT t.id, t.store_order_id, t.destination, 1, 1, t.updated_at, 5, v.column1, v.column2
+         FROM sync_tasks t,
+              (VALUES ('synced', 0), ('synced', 50), ('synced', 51), ('synced', 2500), ('synced', 60000),
+                      ('synced', 60001), ('synced', NULL), ('transient', 70)) v
+         WHERE t.destination = 'crm'",
+    )
+    .await;
+    let order = OrderFactory::new(7).order();
+    for (body, expected) in [
+        (order.clone(), "duplicate"),
+        (later(&order, -30), "superseded"),
+        (later(&order, 30), "applied"),
+    ] {
+        let (status, reply) = Post::new("orders/updated", &body).send(&app).await;
+        assert_eq!(status, StatusCode::OK, "{reply}");
+        assert_eq!(
+            app.text(&format!(
+                "SELECT outcome FROM webhook_events WHERE store_order_id = {id} ORDER BY id DESC LIMIT 1"
+            ))
+            .await,
+            expected
+        );
+    }
+    app.assert_metric_counters_match_the_rows().await;
+
+    let text = reqwest::get(format!("{}/metrics", app.base))
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    // Seven synced attempts with a lag besides the first delivery's; one of them past a minute.
+    for line in [
+        "syncdesk_sync_lag_seconds_count 7",
+        "syncdesk_sync_lag_seconds_bucket{le=\"+Inf\"} 7",
+        "syncdesk_sync_lag_seconds_bucket{le=\"60\"} 6",
+        "syncdesk_attempts_total{destination=\"crm\",outcome=\"transient\"} 1",
+        "syncdesk_attempts_total{destination=\"crm\",outcome=\"synced\"} 8",
+        "syncdesk_webhooks_total{outcome=\"applied\"} 2",
+        "syncdesk_webhooks_total{outcome=\"duplicate\"} 1",
+        "syncdesk_webhooks_total{outcome=\"superseded\"} 1",
+    ] {
+        assert!(text.contains(line), "missing {line:?} in\n{text}");
     }
 }

@@ -547,6 +547,8 @@ async fn an_outage_holds_the_queue_and_it_drains_without_dead_letters(app: TestA
         0,
         "nothing is left for a person once the queue drained"
     );
+    // Failed attempts and late successes, with their lags, are in the metrics' counters.
+    app.assert_metric_counters_match_the_rows().await;
 }
 
 async fn several_workers_share_the_queue_without_duplicates(app: TestApp) {
@@ -605,6 +607,8 @@ async fn several_workers_share_the_queue_without_duplicates(app: TestApp) {
         erp.extra_documents() + rig.crm.ledger().check().extra_documents(),
         0
     );
+    // Each process's completions counted once, whichever slot of the counters it wrote.
+    app.assert_metric_counters_match_the_rows().await;
 }
 
 /// Found by the benchmark: the per-destination request rate was ignored (every destination was

@@ -206,6 +206,8 @@ async fn deliveries_of_every_kind_written_together_end_as_they_would_alone(app: 
             .await,
         2
     );
+    // The metrics' counters followed the deliveries written together, and their rewrites.
+    app.assert_metric_counters_match_the_rows().await;
 }
 
 /// A transaction on another connection that holds every write of the ingest until released:
