@@ -396,6 +396,17 @@ async fn the_orders_list_filters_by_state_and_an_operator_skips_from_the_order_p
         )
     };
     assert!(ids_in("running").await.is_empty());
+    // The page keeps the state chosen in its menu, and says that nothing is in it (not how to
+    // search: there was no search).
+    let html = operator.page("/orders?state=running").await.body;
+    assert!(
+        html.contains(r#"<option value="running" selected"#),
+        "{html}"
+    );
+    assert!(
+        html.contains("No order is in this state at the CRM or the ERP right now."),
+        "{html}"
+    );
     app.execute(&set_crm_state("running")).await;
     assert_eq!(ids_in("running").await, [order_id(&fine)]);
     app.execute(&set_crm_state("synced")).await;

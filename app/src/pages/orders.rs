@@ -27,7 +27,7 @@ pub fn OrdersPage() -> impl IntoView {
                     <div class="field">
                         <label for="o-state">"State at a destination"</label>
                         <select id="o-state" name="state">
-                            {[("", "Any"), ("blocked", "Needs action"), ("retrying", "Retrying"), ("pending", "Pending"), ("dead", "Dead"), ("skipped", "Skipped"), ("synced", "Synced")]
+                            {[("", "Any"), ("blocked", "Needs action"), ("retrying", "Retrying"), ("pending", "Pending"), ("running", "Being delivered"), ("dead", "Dead"), ("skipped", "Skipped"), ("synced", "Synced")]
                                 .into_iter()
                                 .map(|(value, label)| view! { <option value=value selected=move || state().as_deref().unwrap_or("") == value>{label}</option> })
                                 .collect_view()}
@@ -42,8 +42,10 @@ pub fn OrdersPage() -> impl IntoView {
                     {move || Suspend::new(async move {
                         orders.await.map(|orders| {
                             if orders.is_empty() {
-                                let text = if search().is_some() || state().is_some() {
+                                let text = if search().is_some() {
                                     "No order matches. Search by the order number (#1042), the customer's email, or a SKU on the order."
+                                } else if state().is_some() {
+                                    "No order is in this state at the CRM or the ERP right now."
                                 } else {
                                     "No orders yet. They appear as soon as the store sends its first webhook."
                                 };
