@@ -103,10 +103,6 @@ impl Drop for Cleanup {
     }
 }
 
-/// Attempts by destination and outcome, webhooks by outcome, and the lag histogram's count,
-/// sum and buckets, counted from the rows.
-type Recount = (Vec<(String, String, i64)>, Vec<(String, i64)>, Vec<i64>);
-
 /// A running SyncDesk on a fresh database.
 pub struct TestApp {
     /// `http://127.0.0.1:<port>`.
@@ -356,70 +352,57 @@ impl TestApp {
     pub async fn assert_metric_counters_match_the_rows(&self) {
         use syncdesk::store::LAG_BUCKETS_SECONDS;
         let counted = self.store.metric_counts().await.expect("metric counts");
-        let buckets: Vec<String> = LAG_BUCKETS_SECONDS
-            .iter()
-            .map(|s| {
-                format!(
-                    "COUNT(CASE WHEN lag_ms <= {} THEN 1 END)",
-                    (s * 1000.0).round() as i64
-                )
-            })
-            .collect();
-        let attempts_sql = "SELECT destination, outcome, COUNT(*) FROM sync_attempts
-                            GROUP BY destination, outcome ORDER BY destination, outcome";
-        let webhooks_sql =
-            "SELECT outcome, COUNT(*) FROM webhook_events GROUP BY outcome ORDER BY outcome";
-        let lag_sql = format!(
-            "SELECT COUNT(*), CAST(COALESCE(SUM(lag_ms), 0) AS BIGINT), {}
-             FROM sync_attempts WHERE outcome = 'synced' AND lag_ms IS NOT NULL",
-            buckets.join(", ")
-        );
-        let (attempts, webhooks, lag): Recount = match self.store.db() {
-            syncdesk::store::Db::Sqlite(pool) => {
-                use sqlx::Row;
-                let row = sqlx::query(&lag_sql).fetch_one(pool).await.expect("lags");
-                (
-                    sqlx::query_as(attempts_sql)
-                        .fetch_all(pool)
-                        .await
-                        .expect("attempts"),
-                    sqlx::query_as(webhooks_sql)
-                        .fetch_all(pool)
-                        .await
-                        .expect("webhooks"),
-                    (0..row.len()).map(|i| row.get::<i64, _>(i)).collect(),
-                )
-            }
-            syncdesk::store::Db::Postgres(pool) => {
-                use sqlx::Row;
-                let row = sqlx::query(&lag_sql).fetch_one(pool).await.expect("lags");
-                (
-                    sqlx::query_as(attempts_sql)
-                        .fetch_all(pool)
-                        .await
-                        .expect("attempts"),
-                    sqlx::query_as(webhooks_sql)
-                        .fetch_all(pool)
-                        .await
-                        .expect("webhooks"),
-                    (0..row.len()).map(|i| row.get::<i64, _>(i)).collect(),
-                )
-            }
+        let total = |rows: i64, table: &'static str| async move {
+            assert_eq!(
+                rows,
+                self.count(&format!("SELECT COUNT(*) FROM {table}")).await,
+                "every row of {table} is counted"
+            );
+        };
+        total(
+            counted.attempts.iter().map(|(_, _, n)| n).sum(),
+            "sync_attempts",
+        )
+        .await;
+        for (destination, outcome, n) in &counted.attempts {
+            let sql = format!(
+                "SELECT COUNT(*) FROM sync_attempts WHERE destination = '{destination}' AND outcome = '{outcome}'"
+            );
+            assert_eq!(*n, self.count(&sql).await, "{destination} {outcome}");
+        }
+        total(
+            counted.webhooks.iter().map(|(_, n)| n).sum(),
+            "webhook_events",
+        )
+        .await;
+        for (outcome, n) in &counted.webhooks {
+            let sql = format!("SELECT COUNT(*) FROM webhook_events WHERE outcome = '{outcome}'");
+            assert_eq!(*n, self.count(&sql).await, "webhooks {outcome}");
+        }
+        let lags = |what: &str| {
+            format!(
+                "SELECT CAST(COALESCE({what}, 0) AS BIGINT) FROM sync_attempts
+                 WHERE outcome = 'synced' AND lag_ms IS NOT NULL"
+            )
         };
         assert_eq!(
-            counted.attempts, attempts,
-            "attempts by destination and outcome"
+            counted.lag_count,
+            self.count(&lags("COUNT(*)")).await,
+            "lag count"
         );
-        assert_eq!(counted.webhooks, webhooks, "webhooks by outcome");
         assert_eq!(
-            (
-                counted.lag_count,
-                counted.lag_sum_ms,
-                &counted.lag_buckets[..]
-            ),
-            (lag[0], lag[1], &lag[2..]),
-            "the lag histogram: count, sum, buckets"
+            counted.lag_sum_ms,
+            self.count(&lags("SUM(lag_ms)")).await,
+            "lag sum"
         );
+        assert_eq!(counted.lag_buckets.len(), LAG_BUCKETS_SECONDS.len());
+        for (seconds, n) in LAG_BUCKETS_SECONDS.iter().zip(&counted.lag_buckets) {
+            let bound = (seconds * 1000.0).round() as i64;
+            let sql = lags(&format!(
+                "SUM(CASE WHEN lag_ms <= {bound} THEN 1 ELSE 0 END)"
+            ));
+            assert_eq!(*n, self.count(&sql).await, "lags at or under {seconds} s");
+        }
     }
 
     /// The audit entries with exactly this action, newest first.
