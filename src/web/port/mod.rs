@@ -1,14 +1,15 @@
 //! The server's implementation of the UI's [`Port`]: session and role checks, then one call
 //! into accounts or the store, with errors turned into sentences.
 
+mod orders;
+mod skus;
 mod timeline;
 
 use app::error::AppError;
 use app::model::{
     Assignable, AuditPage, AuditQuery, AuditRow, ExceptionGroupView, ExceptionPage, ExceptionQuery,
-    ExceptionRow, ImportOutcome, MappingSaved, OrderDestination, OrderPage, OrderView,
-    RejectedMapping, Role, SkuMappingView, TriageOutcome, TriageRequest, TriageTarget,
-    UnmappedSkuView, UserRow, Viewer,
+    ExceptionRow, ImportOutcome, MappingSaved, OrderPage, OrderView, Role, SkuMappingView,
+    TriageOutcome, TriageRequest, TriageTarget, UnmappedSkuView, UserRow, Viewer,
 };
 use app::port::Port;
 use axum::http::request::Parts;
@@ -19,13 +20,8 @@ use super::session::{CurrentUser, SIGNED_IN_AT, USER_ID, client_address};
 use super::{AppState, triage};
 use crate::accounts::{AddUserError, SignInError};
 use crate::audit::{Actor, Change};
-use crate::engine::edit::EditError;
 use crate::engine::mappings::MappingError;
-use crate::engine::resync::ResyncError;
-use crate::store::{
-    AuditFilter, AuditRecord, ExceptionFilter, RetryOutcome, StoreError, UserRecord,
-};
-use timeline::timeline_entries;
+use crate::store::{AuditFilter, AuditRecord, ExceptionFilter, StoreError, UserRecord};
 
 /// The port for one request.
 pub struct WebPort {
@@ -394,21 +390,7 @@ impl Port for WebPort {
     }
 
     async fn unmapped_skus(&self, _by: &Viewer) -> Result<Vec<UnmappedSkuView>, AppError> {
-        let now = chrono::Utc::now();
-        let rows = self
-            .state
-            .store
-            .unmapped_skus(200)
-            .await
-            .map_err(store_error)?;
-        Ok(rows
-            .into_iter()
-            .map(|u| UnmappedSkuView {
-                sku: u.sku,
-                orders: u.orders,
-                oldest_age: age(now - u.oldest),
-            })
-            .collect())
+        skus::unmapped(&self.state).await
     }
 
     async fn sku_mappings(
@@ -416,22 +398,7 @@ impl Port for WebPort {
         _by: &Viewer,
         search: Option<String>,
     ) -> Result<Vec<SkuMappingView>, AppError> {
-        let search = triage::given(&search);
-        let rows = self
-            .state
-            .store
-            .sku_mappings(search.as_deref(), 500)
-            .await
-            .map_err(store_error)?;
-        Ok(rows
-            .into_iter()
-            .map(|m| SkuMappingView {
-                sku: m.sku,
-                item_code: m.item_code,
-                updated_at: m.updated_at.format("%Y-%m-%d %H:%M").to_string(),
-                updated_by: m.updated_by,
-            })
-            .collect())
+        skus::mappings(&self.state, search).await
     }
 
     async fn save_sku_mapping(
@@ -440,34 +407,7 @@ impl Port for WebPort {
         sku: String,
         item_code: String,
     ) -> Result<MappingSaved, AppError> {
-        let saved = self
-            .state
-            .mappings
-            .save(&sku, &item_code, &actor(by))
-            .await
-            .map_err(mapping_error)?;
-        if saved.released.tasks > 0 {
-            self.state.wake.notify_waiters();
-        }
-        let orders = match saved.released.tasks {
-            0 => "no order was waiting on it".to_string(),
-            1 => "1 order released and on its way to the ERP".to_string(),
-            n => format!("{n} orders released and on their way to the ERP"),
-        };
-        let mut summary = format!(
-            "SKU {} now maps to {}: {orders}.",
-            saved.mapping.sku, saved.mapping.item_code
-        );
-        if let Some(why) = &saved.unchecked {
-            summary.push(' ');
-            summary.push_str(why);
-        }
-        Ok(MappingSaved {
-            summary,
-            sku: saved.mapping.sku,
-            item_code: saved.mapping.item_code,
-            released: saved.released.tasks,
-        })
+        skus::save(&self.state, by, sku, item_code).await
     }
 
     async fn import_sku_mappings(
@@ -475,60 +415,15 @@ impl Port for WebPort {
         by: &Viewer,
         csv: String,
     ) -> Result<ImportOutcome, AppError> {
-        let report = self
-            .state
-            .mappings
-            .import_csv(&csv, &actor(by))
-            .await
-            .map_err(mapping_error)?;
-        if report
-            .applied
-            .as_ref()
-            .is_some_and(|a| a.released_tasks > 0)
-        {
-            self.state.wake.notify_waiters();
-        }
-        Ok(ImportOutcome {
-            summary: report.summary(),
-            applied: report.applied.is_some(),
-            rejected: report
-                .rejected
-                .into_iter()
-                .map(|r| RejectedMapping {
-                    line: r.line,
-                    sku: r.sku,
-                    reason: r.reason,
-                })
-                .collect(),
-        })
+        skus::import(&self.state, by, csv).await
     }
 
     async fn delete_sku_mapping(&self, by: &Viewer, sku: String) -> Result<String, AppError> {
-        let sku = sku.trim().to_string();
-        self.state
-            .store
-            .delete_sku_mapping(&sku, &actor(by))
-            .await
-            .map_err(store_error)?;
-        Ok(format!(
-            "Deleted the mapping of SKU {sku}. A new order with it will wait for a mapping."
-        ))
+        skus::delete(&self.state, by, sku).await
     }
 
     async fn sku_history(&self, _by: &Viewer) -> Result<Vec<AuditRow>, AppError> {
-        let filter = AuditFilter {
-            action_prefix: Some("sku_mapping.".into()),
-            actor_contains: None,
-            before_id: None,
-            limit: 50,
-        };
-        let rows = self
-            .state
-            .store
-            .audit_entries(&filter)
-            .await
-            .map_err(store_error)?;
-        Ok(rows.into_iter().map(audit_row).collect())
+        skus::history(&self.state).await
     }
 
     async fn assignables(&self, _by: &Viewer) -> Result<Vec<Assignable>, AppError> {
@@ -549,115 +444,11 @@ impl Port for WebPort {
         search: Option<String>,
         state: Option<String>,
     ) -> Result<Vec<OrderView>, AppError> {
-        let search = triage::given(&search);
-        let state = triage::given(&state);
-        let orders = self
-            .state
-            .store
-            .find_orders(search.as_deref(), state.as_deref(), 100)
-            .await
-            .map_err(store_error)?;
-        let now = chrono::Utc::now();
-        Ok(orders
-            .into_iter()
-            .map(|o| OrderView {
-                waiting: [o.crm_waiting_since, o.erp_waiting_since]
-                    .into_iter()
-                    .flatten()
-                    .min()
-                    .map(|since| age(now - since)),
-                store_order_id: o.store_order_id,
-                name: o.name,
-                lifecycle: o.lifecycle.replace('_', " "),
-                total: format!("{} {}", o.currency, o.total),
-                crm: o.crm_state.unwrap_or_else(|| "none".into()),
-                erp: o.erp_state.unwrap_or_else(|| "none".into()),
-                updated_at: o.updated_at.format("%Y-%m-%d %H:%M:%S").to_string(),
-            })
-            .collect())
+        orders::recent(&self.state, search, state).await
     }
 
     async fn order_page(&self, _by: &Viewer, store_order_id: i64) -> Result<OrderPage, AppError> {
-        let store = &self.state.store;
-        let detail = store
-            .order_detail(store_order_id)
-            .await
-            .map_err(store_error)?
-            .ok_or_else(|| {
-                AppError::NotFound("No order with that id has reached SyncDesk.".into())
-            })?;
-        let (order, _) = store
-            .order_snapshot(store_order_id)
-            .await
-            .map_err(store_error)?
-            .ok_or_else(|| {
-                AppError::NotFound("No order with that id has reached SyncDesk.".into())
-            })?;
-        let previews = crate::engine::preview::payloads(store, &order)
-            .await
-            .map_err(store_error)?;
-        let timeline = store
-            .order_timeline(store_order_id)
-            .await
-            .map_err(store_error)?;
-        let edits = store
-            .payload_edits(store_order_id)
-            .await
-            .map_err(store_error)?;
-        let pretty = |v: &serde_json::Value| serde_json::to_string_pretty(v).ok();
-        let destinations = detail
-            .destinations
-            .iter()
-            .map(|d| {
-                let preview = previews.iter().find(|p| p.destination == d.destination);
-                // The newest edit for the current version is what the destination gets.
-                let edit = edits
-                    .iter()
-                    .find(|e| e.destination == d.destination && e.version == detail.version);
-                match edit {
-                    Some(e) => OrderDestination {
-                        destination: d.destination.clone(),
-                        state: d.state.clone(),
-                        target_version: d.target_version,
-                        synced_version: d.synced_version,
-                        external_id: d.external_id.clone(),
-                        payload: pretty(&e.payload.0),
-                        edited: Some(format!(
-                            "by {} at {} UTC: sent instead of the computed payload for version {}.",
-                            e.created_by,
-                            e.created_at.format("%Y-%m-%d %H:%M:%S"),
-                            e.version
-                        )),
-                        original: pretty(&e.original.0),
-                        problems: Vec::new(),
-                    },
-                    None => OrderDestination {
-                        destination: d.destination.clone(),
-                        state: d.state.clone(),
-                        target_version: d.target_version,
-                        synced_version: d.synced_version,
-                        external_id: d.external_id.clone(),
-                        payload: preview.and_then(|p| p.payload.as_ref()).and_then(pretty),
-                        edited: None,
-                        original: None,
-                        problems: preview.map(|p| p.problems.clone()).unwrap_or_default(),
-                    },
-                }
-            })
-            .collect();
-        Ok(OrderPage {
-            store_order_id,
-            name: detail.name,
-            lifecycle: detail.lifecycle.replace('_', " "),
-            total: format!("{} {}", detail.currency, detail.total),
-            version: detail.version,
-            store_updated_at: detail
-                .store_updated_at
-                .format("%Y-%m-%d %H:%M:%S")
-                .to_string(),
-            destinations,
-            timeline: timeline_entries(timeline, &edits),
-        })
+        orders::page(&self.state, store_order_id).await
     }
 
     async fn skip_order(
@@ -667,54 +458,11 @@ impl Port for WebPort {
         destination: String,
         reason: String,
     ) -> Result<String, AppError> {
-        if destination != "crm" && destination != "erp" {
-            return Err(AppError::Invalid("The destination is crm or erp.".into()));
-        }
-        let scope = crate::store::ExceptionScope {
-            order: Some(store_order_id),
-            destination: Some(destination.clone()),
-            ..Default::default()
-        };
-        let report = self
-            .state
-            .store
-            .triage(
-                &scope,
-                &crate::store::TriageAction::Skip {
-                    reason: reason.trim().to_string(),
-                },
-                false,
-                &actor(by),
-            )
-            .await
-            .map_err(store_error)?;
-        let place = destination.to_uppercase();
-        Ok(if report.changed == 0 {
-            format!(
-                "Nothing to skip: the order has no open exception at the {place}. Skip is for an order that needs action."
-            )
-        } else {
-            format!(
-                "Skipped: the order will not be sent to the {place}, and the reason is on its timeline. \"Send to the {place} again\" undoes it."
-            )
-        })
+        orders::skip(&self.state, by, store_order_id, destination, reason).await
     }
 
     async fn resync_order(&self, by: &Viewer, store_order_id: i64) -> Result<String, AppError> {
-        let resynced = crate::engine::resync::resync(
-            &self.state.store,
-            self.state.shop.as_ref(),
-            store_order_id,
-            &actor(by),
-        )
-        .await
-        .map_err(|err| match err {
-            ResyncError::Store(err) => store_error(err),
-            ResyncError::NotInStore(_) => AppError::NotFound(err.to_string()),
-            other => AppError::Conflict(other.to_string()),
-        })?;
-        self.state.wake.notify_waiters();
-        Ok(resynced.summary())
+        orders::resync(&self.state, by, store_order_id).await
     }
 
     async fn edit_payload(
@@ -725,25 +473,15 @@ impl Port for WebPort {
         version: i64,
         payload: String,
     ) -> Result<String, AppError> {
-        let saved = crate::engine::edit::save(
-            &self.state.store,
+        orders::edit_payload(
+            &self.state,
+            by,
             store_order_id,
-            &destination,
+            destination,
             version,
-            &payload,
-            &actor(by),
+            payload,
         )
         .await
-        .map_err(|err| match err {
-            EditError::Invalid(message) => AppError::Invalid(message),
-            EditError::Conflict(message) => AppError::Conflict(message),
-            EditError::NotFound => {
-                AppError::NotFound("No order with that id has reached SyncDesk.".into())
-            }
-            EditError::Store(err) => store_error(err),
-        })?;
-        self.state.wake.notify_waiters();
-        Ok(saved.summary(&destination))
     }
 
     async fn retry_order(
@@ -752,28 +490,7 @@ impl Port for WebPort {
         store_order_id: i64,
         destination: String,
     ) -> Result<String, AppError> {
-        if destination != "crm" && destination != "erp" {
-            return Err(AppError::Invalid("The destination is crm or erp.".into()));
-        }
-        let outcome = self
-            .state
-            .store
-            .retry_order(store_order_id, &destination, &actor(by))
-            .await
-            .map_err(store_error)?;
-        let place = destination.to_uppercase();
-        Ok(match outcome {
-            RetryOutcome::Queued => {
-                self.state.wake.notify_waiters();
-                format!("Queued: the order goes to the {place} again now.")
-            }
-            RetryOutcome::AlreadyApplied => format!(
-                "Already applied: the {place} has this order's current state, so nothing was sent."
-            ),
-            RetryOutcome::InFlight => {
-                format!("In flight: the order is being delivered to the {place} right now.")
-            }
-        })
+        orders::retry(&self.state, by, store_order_id, destination).await
     }
 }
 
