@@ -1,13 +1,18 @@
 -- `/metrics`' counters, kept as the rows they count are written. A scrape used to count every
 -- delivery attempt and every webhook ever received (`GROUP BY` over the whole of
 -- `sync_attempts` and `webhook_events`), so its cost grew with history without end; it now adds
--- up these few rows.
+-- up these few rows. They count the rows ever written: deleting attempts or webhooks (nothing
+-- does) would not lower them, as a Prometheus counter never goes down.
 --
 -- Exact at every commit: statement triggers change the counts in the same statement as the rows
 -- they count, whoever writes those (the workers' batches, the ingest, an operator's action).
--- Each count is split over up to 8 slots by the writer's connection (slot = backend pid % 8):
--- a count's row stays locked from the change to the commit, so with one row per count every
--- process's batch writer would commit after the other's. Readers add the slots up.
+-- Each connection keeps its own rows (slot = its backend pid): a counter row stays locked from
+-- the change to the commit, and an ingest transaction runs several statements that also lock
+-- orders, customers and tasks, so two connections sharing a counter row could each wait for the
+-- other. With a row per live connection, no writer ever waits for another's counters. Rows of
+-- connections that have closed are added into slot 0 from time to time
+-- (`Store::fold_metric_counts`), so the tables stay a few rows per open connection. Readers add
+-- the slots up.
 
 -- Delivery attempts by destination and outcome, and, for synced attempts with a lag, the
 -- histogram bucket the lag falls in.
@@ -18,7 +23,8 @@ CREATE TABLE attempt_counts (
     -- `LAG_BUCKETS_SECONDS` in store/api_views.rs); 9223372036854775807 past the last bound;
     -- -1 for an attempt without a lag (any outcome but synced).
     lag_le_ms   BIGINT NOT NULL,
-    slot        SMALLINT NOT NULL,
+    -- The writing connection's backend pid; 0 for counts folded from closed connections.
+    slot        INTEGER NOT NULL,
     attempts    BIGINT NOT NULL,
     -- The lags of those attempts, summed (0 without a lag).
     lag_sum_ms  BIGINT NOT NULL,
@@ -29,7 +35,7 @@ CREATE TABLE attempt_counts (
 -- outcome in the same transaction when it ends otherwise, so a committed count never goes down.
 CREATE TABLE webhook_counts (
     outcome  TEXT NOT NULL,
-    slot     SMALLINT NOT NULL,
+    slot     INTEGER NOT NULL,
     webhooks BIGINT NOT NULL,
     PRIMARY KEY (outcome, slot)
 );
@@ -53,12 +59,12 @@ LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
     END
 $$;
 
--- Attempts are only ever inserted. One write per count the statement touched, in key order, so
--- two statements cannot lock the same rows in opposite orders.
+-- Attempts are only ever inserted. One write per count the statement touched, into this
+-- connection's rows.
 CREATE FUNCTION attempt_counts_follow() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     INSERT INTO attempt_counts AS c (destination, outcome, lag_le_ms, slot, attempts, lag_sum_ms)
-    SELECT a.destination, a.outcome, a.lag_le_ms, pg_backend_pid() % 8, COUNT(*),
+    SELECT a.destination, a.outcome, a.lag_le_ms, pg_backend_pid(), COUNT(*),
            COALESCE(SUM(a.lag_ms) FILTER (WHERE a.lag_le_ms >= 0), 0)
     FROM (SELECT destination, outcome, lag_ms, syncdesk_lag_le_ms(outcome, lag_ms) AS lag_le_ms
           FROM new_attempts) a
@@ -80,13 +86,13 @@ CREATE FUNCTION webhook_counts_follow() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     IF TG_OP = 'INSERT' THEN
         INSERT INTO webhook_counts AS c (outcome, slot, webhooks)
-        SELECT outcome, pg_backend_pid() % 8, COUNT(*) FROM new_events GROUP BY outcome ORDER BY outcome
+        SELECT outcome, pg_backend_pid(), COUNT(*) FROM new_events GROUP BY outcome ORDER BY outcome
         ON CONFLICT (outcome, slot) DO UPDATE SET webhooks = c.webhooks + excluded.webhooks;
     ELSE
         -- A rewrite moves a delivery from its old outcome to its new one. Rows whose outcome
         -- stayed cancel out (and a statement that changed none writes nothing).
         INSERT INTO webhook_counts AS c (outcome, slot, webhooks)
-        SELECT outcome, pg_backend_pid() % 8, SUM(delta) FROM (
+        SELECT outcome, pg_backend_pid(), SUM(delta) FROM (
             SELECT outcome, -1 AS delta FROM old_events
             UNION ALL
             SELECT outcome, 1 FROM new_events
@@ -108,7 +114,9 @@ CREATE TRIGGER webhook_counts_update AFTER UPDATE ON webhook_events
 REFERENCING OLD TABLE AS old_events NEW TABLE AS new_events
 FOR EACH STATEMENT EXECUTE FUNCTION webhook_counts_follow();
 
--- What is there already, counted once, in slot 0.
+-- What is there already, counted once, in slot 0. Creating the triggers above locked out writes
+-- to both tables until this migration commits, so nothing is missed or counted twice (writers
+-- wait that long: under a second at 2M attempts and 1M webhooks).
 INSERT INTO attempt_counts (destination, outcome, lag_le_ms, slot, attempts, lag_sum_ms)
 SELECT destination, outcome, lag_le_ms, 0, COUNT(*), COALESCE(SUM(lag_ms) FILTER (WHERE lag_le_ms >= 0), 0)
 FROM (SELECT destination, outcome, lag_ms, syncdesk_lag_le_ms(outcome, lag_ms) AS lag_le_ms FROM sync_attempts) a

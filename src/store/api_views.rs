@@ -8,7 +8,7 @@ use serde::Serialize;
 use sqlx::types::Json;
 
 use super::triage::{ExceptionScope, bind_scope, scope_sql};
-use super::{Store, StoreError, is_postgres, on_pool};
+use super::{Db, Store, StoreError, is_postgres, on_pool};
 
 /// How many attempts per destination an order's detail shows (newest first).
 pub const ORDER_ATTEMPTS_SHOWN: i64 = 20;
@@ -300,6 +300,42 @@ impl Store {
             paused,
         })
     }
+
+    /// Moves the metric counters of PostgreSQL connections that have closed into slot 0 (each
+    /// connection counts into rows of its own: migration 0018), so the counter tables stay a few
+    /// rows per open connection. SQLite's one writer keeps one row per count: nothing to do.
+    ///
+    /// Safe beside writers and other folds: a closed connection writes its rows no more; should
+    /// its pid be reused and the new connection add to a row being moved, one waits for the
+    /// other (neither holds anything the other needs next) and the row's latest count is moved;
+    /// two folds move each row once (the second finds it gone).
+    pub async fn fold_metric_counts(&self) -> Result<(), StoreError> {
+        const CLOSED: &str =
+            "slot <> 0 AND NOT EXISTS (SELECT FROM pg_stat_activity a WHERE a.pid = slot)";
+        let Db::Postgres(pool) = &self.db else {
+            return Ok(());
+        };
+        sqlx::query(&format!(
+            "WITH moved AS (DELETE FROM attempt_counts WHERE {CLOSED}
+                            RETURNING destination, outcome, lag_le_ms, attempts, lag_sum_ms)
+             INSERT INTO attempt_counts AS c (destination, outcome, lag_le_ms, slot, attempts, lag_sum_ms)
+             SELECT destination, outcome, lag_le_ms, 0, SUM(attempts), SUM(lag_sum_ms) FROM moved
+             GROUP BY destination, outcome, lag_le_ms ORDER BY destination, outcome, lag_le_ms
+             ON CONFLICT (destination, outcome, lag_le_ms, slot) DO UPDATE SET
+                 attempts = c.attempts + excluded.attempts, lag_sum_ms = c.lag_sum_ms + excluded.lag_sum_ms"
+        ))
+        .execute(pool)
+        .await?;
+        sqlx::query(&format!(
+            "WITH moved AS (DELETE FROM webhook_counts WHERE {CLOSED} RETURNING outcome, webhooks)
+             INSERT INTO webhook_counts AS c (outcome, slot, webhooks)
+             SELECT outcome, 0, SUM(webhooks) FROM moved GROUP BY outcome ORDER BY outcome
+             ON CONFLICT (outcome, slot) DO UPDATE SET webhooks = c.webhooks + excluded.webhooks"
+        ))
+        .execute(pool)
+        .await?;
+        Ok(())
+    }
 }
 
 /// The histogram's cumulative counts, one per bound of [`LAG_BUCKETS_SECONDS`], from the synced
@@ -320,6 +356,41 @@ fn cumulative_lag_buckets(lags: &[(i64, i64, i64)]) -> Vec<i64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The triggers put each lag into a bucket by bounds written out in SQL; they must be the
+    /// histogram's.
+    #[test]
+    fn the_migrations_bucket_lags_at_the_histograms_bounds() {
+        let bounds: Vec<i64> = LAG_BUCKETS_SECONDS
+            .iter()
+            .map(|s| (s * 1000.0).round() as i64)
+            .collect();
+        for (name, sql) in [
+            (
+                "PostgreSQL 0018",
+                include_str!("../../migrations/postgres/0018_metric_counts.sql"),
+            ),
+            (
+                "SQLite 0012",
+                include_str!("../../migrations/sqlite/0012_metric_counts.sql"),
+            ),
+        ] {
+            let written: Vec<i64> = sql
+                .split("lag_ms <= ")
+                .skip(1)
+                .map(|rest| {
+                    let bound = rest.split_whitespace().next().expect("a bound");
+                    bound.parse().expect("a number")
+                })
+                .collect();
+            // Each CASE lists every bound, in order.
+            assert!(!written.is_empty(), "{name}");
+            assert_eq!(written.len() % bounds.len(), 0, "{name}: {written:?}");
+            for case in written.chunks(bounds.len()) {
+                assert_eq!(case, bounds, "{name}");
+            }
+        }
+    }
 
     #[test]
     fn each_bucket_counts_the_lags_at_or_under_its_bound() {

@@ -44,6 +44,25 @@ pub async fn metrics(
     }
 }
 
+/// How often a process folds the metric counters of closed connections (PostgreSQL).
+const COUNTER_FOLD: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Folds the metric counters of closed PostgreSQL connections every [`COUNTER_FOLD`], for as
+/// long as the process runs (see [`Store::fold_metric_counts`]).
+pub fn spawn_counter_fold(store: &Store) {
+    let store = store.clone();
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(COUNTER_FOLD);
+        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            every.tick().await;
+            if let Err(err) = store.fold_metric_counts().await {
+                tracing::warn!(error = %err, "folding the metric counters failed");
+            }
+        }
+    });
+}
+
 /// What the last reconciliation pass found: the store's orders that were missing here or
 /// behind it (the reconciliation delta), and whether the last pass failed. Nothing before the
 /// first pass.

@@ -207,8 +207,10 @@ pub async fn serve(
         .await
 }
 
-/// Starts the background work every SyncDesk process shares (today: sweeping expired sessions;
-/// the sync engine's workers join here).
+/// Starts the background work every SyncDesk process shares: sweeping expired sessions, and
+/// folding the metric counters of closed database connections (the sync engine's workers join
+/// here).
 pub fn run_background(store: &Store) {
     session::spawn_expired_deletion(store);
+    metrics::spawn_counter_fold(store);
 }

@@ -21,6 +21,7 @@ on_both_backends! {
     an_order_shows_both_destinations_and_a_retry_queues_once_then_reports_applied => an_order_shows_both_destinations_and_a_retry_queues_once_then_reports_applied_sqlite, an_order_shows_both_destinations_and_a_retry_queues_once_then_reports_applied_postgres;
     the_openapi_document_and_metrics_are_served_without_a_token => the_openapi_document_and_metrics_are_served_without_a_token_sqlite, the_openapi_document_and_metrics_are_served_without_a_token_postgres;
     the_metrics_count_attempts_and_webhooks_as_they_are_written => the_metrics_count_attempts_and_webhooks_as_they_are_written_sqlite, the_metrics_count_attempts_and_webhooks_as_they_are_written_postgres;
+    the_metric_counters_of_open_and_closed_connections_stay_exact => the_metric_counters_of_open_and_closed_connections_stay_exact_sqlite, the_metric_counters_of_open_and_closed_connections_stay_exact_postgres;
 }
 
 const UNMAPPED: &str = "NEW-GIZMO";
@@ -424,4 +425,80 @@ async fn the_metrics_count_attempts_and_webhooks_as_they_are_written(app: TestAp
     ] {
         assert!(text.contains(line), "missing {line:?} in\n{text}");
     }
+}
+
+/// Each PostgreSQL connection counts into rows of its own: two transactions writing webhooks at
+/// once never wait for each other's counters (an ingest transaction holds its counter rows
+/// until it commits, while it locks orders and tasks too), and once a connection has closed its
+/// rows are folded into one without changing a count. SQLite has one writer and one row per
+/// count: the fold leaves it as it is.
+async fn the_metric_counters_of_open_and_closed_connections_stay_exact(app: TestApp) {
+    blocked_order(&app).await;
+    if app.store.backend() == syncdesk::store::Backend::Postgres {
+        let pool = sqlx::postgres::PgPoolOptions::new()
+            .max_connections(2)
+            .connect(&app.database_url())
+            .await
+            .expect("a pool of two");
+        let event = |n: u8| {
+            format!(
+                "INSERT INTO webhook_events (webhook_id, topic, received_at, body, outcome)
+                 VALUES ('held-{n}', 'orders/create', now(), '\\x7b7d'::bytea, 'applied')"
+            )
+        };
+        let mut first = pool.begin().await.expect("begin");
+        sqlx::query(&event(1))
+            .execute(&mut *first)
+            .await
+            .expect("first insert");
+        let mut second = pool.begin().await.expect("begin");
+        tokio::time::timeout(
+            Duration::from_secs(5),
+            sqlx::query(&event(2)).execute(&mut *second),
+        )
+        .await
+        .expect("the second writer does not wait for the first one's counters")
+        .expect("second insert");
+        let mut pids = Vec::new();
+        for tx in [&mut first, &mut second] {
+            let pid: i32 = sqlx::query_scalar("SELECT pg_backend_pid()")
+                .fetch_one(&mut **tx)
+                .await
+                .expect("pid");
+            pids.push(pid.to_string());
+        }
+        second.commit().await.expect("commit");
+        first.commit().await.expect("commit");
+        let pids = pids.join(", ");
+        assert_eq!(
+            app.count(&format!(
+                "SELECT COUNT(*) FROM webhook_counts WHERE slot IN ({pids})"
+            ))
+            .await,
+            2,
+            "a row for each connection"
+        );
+        app.assert_metric_counters_match_the_rows().await;
+
+        pool.close().await;
+        let gone = format!("SELECT COUNT(*) FROM pg_stat_activity WHERE pid IN ({pids})");
+        for _ in 0..100 {
+            if app.count(&gone).await == 0 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        app.store.fold_metric_counts().await.expect("fold");
+        assert_eq!(
+            app.count(&format!(
+                "SELECT COUNT(*) FROM webhook_counts WHERE slot IN ({pids})"
+            ))
+            .await,
+            0,
+            "the closed connections' rows are folded"
+        );
+    }
+    app.store.fold_metric_counts().await.expect("fold");
+    app.store.fold_metric_counts().await.expect("a second fold");
+    app.assert_metric_counters_match_the_rows().await;
 }
