@@ -1,0 +1,285 @@
+//! Command-line interface: every flag can also come from the environment (the flags and
+//! subcommands in `args`, the server in `serve`).
+
+mod args;
+mod serve;
+
+use std::io::{BufRead, IsTerminal};
+use std::sync::Arc;
+
+use anyhow::{Context, bail};
+use clap::{Parser, Subcommand};
+
+use args::{
+    BackfillArgs, BenchArgs, DatabaseArgs, DemoArgs, ServeArgs, SimulateArgs, TokenCommand,
+    UserCommand, WorkerArgs,
+};
+use serve::{serve, shutdown_signal};
+
+use crate::accounts::{Accounts, ThrottlePolicy, new_token};
+use crate::audit::Actor;
+use crate::engine::Workers;
+use crate::engine::reconcile::reconcile_since;
+use crate::engine::worker::WorkerConfig;
+use crate::secret::Secret;
+use crate::store::Store;
+
+/// SyncDesk keeps ecommerce orders consistent across a store, a CRM and an ERP.
+#[derive(Debug, Parser)]
+#[command(name = "syncdesk", version, about, propagate_version = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+// Parsed once at start-up; the size difference between subcommands costs nothing.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Serve the web app and API, and run the background work.
+    Serve(ServeArgs),
+    /// Run only the workers (no web server): for scaling workers apart from the web.
+    Worker(WorkerArgs),
+    /// Apply database migrations and exit.
+    Migrate(DatabaseArgs),
+    /// Start a demo on a fresh SQLite database with a simulated store, CRM and ERP, and live
+    /// order traffic; sign-in details are printed.
+    Demo(DemoArgs),
+    /// Run the simulated store (signed webhooks to --target, Admin API), CRM and ERP on loopback.
+    Simulate(SimulateArgs),
+    /// Measure end-to-end throughput and latency on loopback (simulated CRM and ERP, fresh
+    /// database); prints the figures, the durability settings and the ledgers' verdict.
+    Bench(BenchArgs),
+    /// Take in every order the store changed since a date, through its Admin API (orders
+    /// SyncDesk already has at the store's state are left alone); running workers sync them.
+    Backfill(BackfillArgs),
+    /// Manage user accounts.
+    #[command(subcommand)]
+    User(UserCommand),
+    /// Manage API bearer tokens.
+    #[command(subcommand)]
+    Token(TokenCommand),
+}
+
+/// Parses the command line and runs it.
+pub fn try_main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    init_tracing();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(run(cli))
+}
+
+fn init_tracing() {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_env("SYNCDESK_LOG")
+        .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,tower_sessions=warn"));
+    let json = std::env::var("SYNCDESK_LOG_FORMAT").is_ok_and(|f| f == "json");
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if json {
+        builder.json().init();
+    } else {
+        builder.compact().init();
+    }
+}
+
+async fn open(database: &DatabaseArgs) -> anyhow::Result<Store> {
+    let store =
+        Store::connect_with(&database.database_url, database.database_max_connections).await?;
+    store.migrate().await?;
+    Ok(store)
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Serve(args) => {
+            let destinations = args.destinations.settings()?;
+            let store = open(&args.database).await?;
+            if store.user_count().await? == 0 {
+                tracing::warn!(
+                    "no user accounts yet: create the first admin with `syncdesk user add --role admin`"
+                );
+            }
+            if destinations.is_none() {
+                tracing::warn!(
+                    "no destinations configured (SYNCDESK_CRM_URL …): orders are received but not delivered"
+                );
+            }
+            let engine = destinations.map(|d| {
+                (
+                    d,
+                    args.destinations.workers,
+                    args.destinations.worker_config(),
+                )
+            });
+            serve(store, &args.web, engine).await
+        }
+        Command::Worker(args) => {
+            let Some(destinations) = args.destinations.settings()? else {
+                bail!(
+                    "a worker needs its destinations: set SYNCDESK_CRM_URL, SYNCDESK_CRM_TOKEN, SYNCDESK_ERP_URL and SYNCDESK_ERP_TOKEN"
+                );
+            };
+            let store = open(&args.database).await?;
+            crate::web::run_background(&store);
+            let count = args.destinations.workers;
+            let wake: Arc<tokio::sync::Notify> = Arc::default();
+            let workers = Workers::spawn(
+                &store,
+                destinations.connect()?,
+                args.destinations.worker_config(),
+                wake.clone(),
+                count,
+            );
+            let reconciler = args.shop.reconciler(&store, wake)?;
+            tracing::info!(workers = count, "workers running; stop with Ctrl-C");
+            shutdown_signal().await;
+            if let Some(reconciler) = reconciler {
+                reconciler.shutdown().await;
+            }
+            workers.shutdown().await;
+            Ok(())
+        }
+        Command::Backfill(args) => {
+            let store = open(&args.database).await?;
+            let shop = crate::connectors::ShopAdmin::new(
+                args.store_url,
+                &args.store_token,
+                std::time::Duration::from_secs(30),
+            )?;
+            let found = reconcile_since(&store, &shop, args.since, None).await?;
+            store
+                .record(
+                    &crate::audit::Change::new(&Actor::System, "orders.backfilled", "store").after(
+                        serde_json::json!({
+                            "since": args.since,
+                            "checked": found.checked,
+                            "missing": found.missing,
+                            "behind": found.behind,
+                        }),
+                    ),
+                )
+                .await?;
+            println!("{}", found.summary());
+            store.close().await;
+            Ok(())
+        }
+        Command::Bench(args) if args.queue => {
+            crate::bench::queue::run(crate::bench::queue::QueueBenchOptions {
+                postgres: args.postgres,
+                orders: args.orders as i64,
+                exceptions: args.exceptions.min(args.orders as i64),
+                samples: args.samples.max(1),
+            })
+            .await
+        }
+        Command::Bench(args) => {
+            crate::bench::run(crate::bench::BenchOptions {
+                postgres: args.postgres,
+                orders: args.orders,
+                rate: args.rate,
+                concurrency: args.concurrency,
+                workers: args.workers,
+                deliveries_per_worker: args.deliveries_per_worker,
+                connections: args.connections,
+            })
+            .await
+        }
+        Command::Migrate(database) => {
+            open(&database).await?;
+            println!("Database is up to date.");
+            Ok(())
+        }
+        Command::Simulate(args) => {
+            let secret = Secret::new(args.shopify_webhook_secret);
+            crate::demo::simulate(args.target, secret, args.rate, args.seed, args.burst).await
+        }
+        Command::Demo(args) => {
+            let mut web = args.web.clone();
+            let options = crate::demo::DemoOptions {
+                traffic: (!args.no_traffic).then_some(args.rate),
+                listen: web.listen,
+            };
+            crate::demo::run(
+                &args.demo_db,
+                options,
+                |store, destinations, secret, admin| async move {
+                    web.shopify_webhook_secret = Some(secret.expose().to_string());
+                    web.shop.store_url = Some(admin.url);
+                    web.shop.store_token = Some(admin.token.expose().to_string());
+                    // The demo loses a webhook now and then; reconcile every minute so a
+                    // newcomer sees those orders found.
+                    web.shop.reconcile_every = web.shop.reconcile_every.min(60);
+                    serve(
+                        store,
+                        &web,
+                        Some((destinations, 2, WorkerConfig::default())),
+                    )
+                    .await
+                },
+            )
+            .await
+        }
+        Command::User(UserCommand::Add {
+            database,
+            email,
+            name,
+            roles,
+        }) => {
+            let store = open(&database).await?;
+            let password = read_password()?;
+            let accounts = Accounts::new(store, ThrottlePolicy::default());
+            let name = name.unwrap_or_else(|| email.clone());
+            let user = accounts
+                .add_user(&email, &name, password, roles, &Actor::System)
+                .await?;
+            let roles = user
+                .roles
+                .iter()
+                .map(|r| r.as_str())
+                .collect::<Vec<_>>()
+                .join(", ");
+            println!("Added {} ({roles}).", user.email);
+            Ok(())
+        }
+        Command::Token(TokenCommand::Create {
+            database,
+            name,
+            roles,
+        }) => {
+            let store = open(&database).await?;
+            let (secret, hash) = new_token();
+            let token = store
+                .create_token(&name, &hash, &roles, &Actor::System)
+                .await?;
+            println!(
+                "Token {:?} created (id {}). Copy it now; it is not shown again:\n{secret}",
+                token.name, token.id
+            );
+            Ok(())
+        }
+    }
+}
+
+/// Reads a password without echo from a terminal, or the first line of piped standard input.
+fn read_password() -> anyhow::Result<String> {
+    let stdin = std::io::stdin();
+    if stdin.is_terminal() {
+        let first = rpassword::prompt_password("Password (at least 12 characters): ")?;
+        let second = rpassword::prompt_password("Repeat it: ")?;
+        if first != second {
+            bail!("the two passwords differ");
+        }
+        Ok(first)
+    } else {
+        let mut line = String::new();
+        stdin
+            .lock()
+            .read_line(&mut line)
+            .context("reading the password from standard input")?;
+        Ok(line.trim_end_matches(['\r', '\n']).to_string())
+    }
+}
