@@ -135,7 +135,8 @@ impl Deadlocked for StoreError {
 
 /// Runs `write` again when PostgreSQL undid it to break a deadlock, up to
 /// [`DEADLOCK_RETRIES`] times: the batch writers (an operator's bulk action may lock the same
-/// rows in another order) and the operators' transactions (which may meet the batches).
+/// rows in another order), the operators' transactions (which may meet the batches) and the
+/// hot writes, such as a refund's delivery (which may meet a worker's or an operator's).
 pub(crate) async fn retrying_deadlocks<T, E, F, Fut>(mut write: F) -> Result<T, E>
 where
     E: Deadlocked,

@@ -85,7 +85,8 @@ macro_rules! on_connection {
 pub(crate) use on_connection;
 
 /// Runs `$name(…)` (an [`on_connection!`] write) as a hot write: on SQLite in the writer's next
-/// group commit, on PostgreSQL in a transaction of its own. The arguments are owned locals,
+/// group commit, on PostgreSQL in a transaction of its own (run again when PostgreSQL undoes it
+/// to break a deadlock). The arguments are owned locals,
 /// moved into the write and lent to `$name` by reference; the SQLite writer may run the write
 /// again after a rolled-back batch, so it shares them between runs.
 macro_rules! hot_write {
@@ -110,11 +111,17 @@ macro_rules! hot_write {
                 tx.commit().await?;
                 Ok(done)
             }
+            // PostgreSQL may undo the transaction to break a deadlock (a worker or an operator
+            // locking the same order and tasks in another order): nothing of it was written, so
+            // it is written again rather than failed.
             (None, $crate::store::Db::Postgres(pool)) => {
-                let mut tx = pool.begin().await?;
-                let done = $name::postgres(&mut tx, $(&$arg),*).await?;
-                tx.commit().await?;
-                Ok(done)
+                $crate::store::batch::retrying_deadlocks(|| async {
+                    let mut tx = pool.begin().await?;
+                    let done = $name::postgres(&mut tx, $(&$arg),*).await?;
+                    tx.commit().await?;
+                    Ok::<_, $crate::store::StoreError>(done)
+                })
+                .await
             }
         }
     }};

@@ -1,5 +1,8 @@
 //! `POST /webhooks/shopify`: signature, bad input, duplicates (also concurrent), late and stale
-//! updates, and the sync tasks a new order state arms.
+//! updates, the sync tasks a new order state arms, and a delivery PostgreSQL undid to break a
+//! deadlock, written again.
+
+use std::time::Duration;
 
 use base64::Engine;
 use hmac::{Hmac, Mac};
@@ -559,5 +562,74 @@ async fn a_newer_state_re_arms_a_synced_task(app: TestApp) {
         ))
         .await,
         2
+    );
+}
+
+/// PostgreSQL undoes one side of a deadlock. When that side is a delivery written on its own (a
+/// refund here, which locks its order and then the order's tasks), SyncDesk writes it again
+/// instead of answering 503: the store's refund is applied once. PostgreSQL only: SQLite's one
+/// writer never meets another in a deadlock.
+#[tokio::test]
+async fn a_delivery_undone_to_break_a_deadlock_is_written_again_postgres() {
+    let app = TestApp::start(crate::harness::Backend::Postgres).await;
+    let mut factory = OrderFactory::new(880);
+    let order = factory.order();
+    let (status, body) = Post::new("orders/create", &order).send(&app).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let id = order_id(&order);
+    let refunded = factory.refunded(&order, rust_decimal::Decimal::new(1000, 2));
+    let refund = syncdesk::simulate::shopify::latest_refund(&refunded).expect("a refund");
+
+    // Another transaction (a worker's, say) holds the order's tasks and will want the order. It
+    // waits 30 s before looking for a deadlock, so PostgreSQL undoes the refund's side (1 s).
+    let pool = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(1)
+        .connect(&app.database_url())
+        .await
+        .expect("a connection");
+    let mut other = pool.begin().await.expect("begin");
+    sqlx::query("SET LOCAL deadlock_timeout = '30s'")
+        .execute(&mut *other)
+        .await
+        .expect("set");
+    sqlx::query(&format!(
+        "SELECT id FROM sync_tasks WHERE store_order_id = {id} FOR UPDATE"
+    ))
+    .fetch_all(&mut *other)
+    .await
+    .expect("lock the tasks");
+    let holder = async {
+        // Once the refund waits for the tasks, ask for its order, then let go.
+        let waiting = "SELECT COUNT(*) FROM pg_stat_activity
+                       WHERE wait_event_type = 'Lock' AND datname = current_database()";
+        for _ in 0..200 {
+            if app.count(waiting).await > 0 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        sqlx::query(&format!(
+            "SELECT store_order_id FROM orders WHERE store_order_id = {id} FOR UPDATE"
+        ))
+        .fetch_all(&mut *other)
+        .await
+        .expect("the order, once the refund's side is undone");
+        other.commit().await.expect("commit");
+    };
+    let post = Post::new("refunds/create", &refund);
+    let ((status, body), ()) = tokio::join!(post.send(&app), holder);
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        app.count(&format!(
+            "SELECT version FROM orders WHERE store_order_id = {id}"
+        ))
+        .await,
+        2,
+        "the refund is applied once"
+    );
+    assert_eq!(
+        app.text("SELECT outcome FROM webhook_events WHERE topic = 'refunds/create'")
+            .await,
+        "applied"
     );
 }
