@@ -16,6 +16,14 @@ pub const ORDER_ATTEMPTS_SHOWN: i64 = 20;
 /// The upper bounds (seconds) of the sync-lag histogram's buckets, `+Inf` aside.
 pub const LAG_BUCKETS_SECONDS: [f64; 10] = [0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0];
 
+/// The bounds of [`LAG_BUCKETS_SECONDS`] in milliseconds, as `sync_attempts.lag_ms` and the
+/// counters' `lag_le_ms` hold lags.
+pub fn lag_bucket_bounds_ms() -> impl Iterator<Item = i64> {
+    LAG_BUCKETS_SECONDS
+        .iter()
+        .map(|s| (s * 1000.0).round() as i64)
+}
+
 /// An order as the API shows it.
 #[derive(Clone, Debug, Serialize, sqlx::FromRow)]
 pub struct OrderDetail {
@@ -341,10 +349,8 @@ impl Store {
 /// The histogram's cumulative counts, one per bound of [`LAG_BUCKETS_SECONDS`], from the synced
 /// attempts counted per bucket bound `(bound in ms, attempts, their summed lag)`.
 fn cumulative_lag_buckets(lags: &[(i64, i64, i64)]) -> Vec<i64> {
-    LAG_BUCKETS_SECONDS
-        .iter()
-        .map(|s| {
-            let bound_ms = (s * 1000.0).round() as i64;
+    lag_bucket_bounds_ms()
+        .map(|bound_ms| {
             lags.iter()
                 .filter(|(le, _, _)| *le <= bound_ms)
                 .map(|(_, n, _)| n)
@@ -361,10 +367,7 @@ mod tests {
     /// histogram's.
     #[test]
     fn the_migrations_bucket_lags_at_the_histograms_bounds() {
-        let bounds: Vec<i64> = LAG_BUCKETS_SECONDS
-            .iter()
-            .map(|s| (s * 1000.0).round() as i64)
-            .collect();
+        let bounds: Vec<i64> = lag_bucket_bounds_ms().collect();
         for (name, sql) in [
             (
                 "PostgreSQL 0018",

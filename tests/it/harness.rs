@@ -350,7 +350,7 @@ impl TestApp {
     /// `/metrics`' counters, kept by triggers as attempts and webhooks are written, against the
     /// rows they count, counted whole.
     pub async fn assert_metric_counters_match_the_rows(&self) {
-        use syncdesk::store::LAG_BUCKETS_SECONDS;
+        use syncdesk::store::{LAG_BUCKETS_SECONDS, lag_bucket_bounds_ms};
         let counted = self.store.metric_counts().await.expect("metric counts");
         let total = |rows: i64, table: &'static str| async move {
             assert_eq!(
@@ -396,12 +396,11 @@ impl TestApp {
             "lag sum"
         );
         assert_eq!(counted.lag_buckets.len(), LAG_BUCKETS_SECONDS.len());
-        for (seconds, n) in LAG_BUCKETS_SECONDS.iter().zip(&counted.lag_buckets) {
-            let bound = (seconds * 1000.0).round() as i64;
+        for (bound, n) in lag_bucket_bounds_ms().zip(&counted.lag_buckets) {
             let sql = lags(&format!(
                 "SUM(CASE WHEN lag_ms <= {bound} THEN 1 ELSE 0 END)"
             ));
-            assert_eq!(*n, self.count(&sql).await, "lags at or under {seconds} s");
+            assert_eq!(*n, self.count(&sql).await, "lags at or under {bound} ms");
         }
     }
 
