@@ -477,6 +477,12 @@ pub async fn run(options: BenchOptions) -> anyhow::Result<()> {
             completions as f64 / statements.max(1) as f64
         );
     }
+    let (claims, claimed) = store.claim_counts();
+    let handed_off = store.handed_off_count().unwrap_or(0);
+    println!(
+        "  claims          {claims} claims took {claimed} tasks ({:.1} per claim); {handed_off} tasks handed off at ingest",
+        claimed as f64 / claims.max(1) as f64
+    );
     if let Some((calls, webhooks)) = store.ingest_batch_counts() {
         println!(
             "  ingest          {webhooks} orders' webhooks in {calls} PostgreSQL calls ({:.1} per call)",

@@ -64,12 +64,15 @@ impl DestinationSettings {
 
 /// Running workers.
 pub struct Workers {
+    store: Store,
     stop: watch::Sender<bool>,
     handles: Vec<JoinHandle<()>>,
 }
 
 impl Workers {
-    /// Starts `count` workers over `store`. `wake` is notified by ingest when work arrives.
+    /// Starts `count` workers over `store`. `wake` is notified by ingest when work arrives. On
+    /// PostgreSQL, new orders' tasks are handed to them as the ingest writes them
+    /// (`store::handoff`).
     pub fn spawn(
         store: &Store,
         destinations: Destinations,
@@ -78,7 +81,9 @@ impl Workers {
         count: usize,
     ) -> Workers {
         let (stop, stopped) = watch::channel(false);
-        let handles = (0..count.max(1))
+        let count = count.max(1);
+        store.start_handoff(config.lease, count * config.concurrency);
+        let handles = (0..count)
             .map(|_| {
                 let worker = Worker::new(
                     store.clone(),
@@ -89,14 +94,22 @@ impl Workers {
                 tokio::spawn(worker.run(stopped.clone()))
             })
             .collect();
-        Workers { stop, handles }
+        Workers {
+            store: store.clone(),
+            stop,
+            handles,
+        }
     }
 
-    /// Stops claiming, lets deliveries in flight finish and record their outcome.
+    /// Stops claiming, lets deliveries in flight finish and record their outcome, and puts the
+    /// tasks handed off but not started back to pending.
     pub async fn shutdown(self) {
         let _ = self.stop.send(true);
         for handle in self.handles {
             let _ = handle.await;
+        }
+        if let Err(err) = self.store.stop_handoff().await {
+            tracing::error!(error = %err, "releasing handed-off tasks failed; their leases will run out");
         }
     }
 }

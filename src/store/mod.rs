@@ -10,6 +10,7 @@ mod audit;
 mod batch;
 mod completions;
 mod edits;
+mod handoff;
 mod ingest;
 mod reconcile;
 mod sku_import;
@@ -23,6 +24,7 @@ mod views;
 mod writer;
 
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
@@ -204,6 +206,25 @@ pub struct Store {
     completions: Option<completions::Completions>,
     /// PostgreSQL's batched order deliveries; `None` on SQLite.
     ingests: Option<ingest::Ingests>,
+    /// PostgreSQL's new tasks leased at ingest to this process's workers; `None` on SQLite.
+    handoff: Option<Arc<handoff::Handoff>>,
+    /// Claims run in this process.
+    claims: Arc<ClaimCounts>,
+}
+
+/// Claims run in this process, and the tasks they took (for the benchmark).
+#[derive(Debug, Default)]
+struct ClaimCounts {
+    claims: std::sync::atomic::AtomicU64,
+    tasks: std::sync::atomic::AtomicU64,
+}
+
+impl ClaimCounts {
+    fn counted(&self, tasks: usize) {
+        use std::sync::atomic::Ordering::Relaxed;
+        self.claims.fetch_add(1, Relaxed);
+        self.tasks.fetch_add(tasks as u64, Relaxed);
+    }
 }
 
 /// How long a pooled connection may sit idle before it is checked on its way out of the pool.
@@ -246,7 +267,7 @@ impl Store {
             url: redacted.clone(),
             source,
         };
-        let (mut writer, mut completions, mut ingests) = (None, None, None);
+        let (mut writer, mut completions, mut ingests, mut handoff) = (None, None, None, None);
         let db = if url.starts_with("sqlite:") {
             let options = SqliteConnectOptions::from_str(url)
                 .map_err(connect_err)?
@@ -281,7 +302,9 @@ impl Store {
                 .await
                 .map_err(connect_err)?;
             completions = Some(completions::spawn(pool.clone()));
-            ingests = Some(ingest::spawn_pg_writer(pool.clone()));
+            let tasks = Arc::new(handoff::Handoff::default());
+            ingests = Some(ingest::spawn_pg_writer(pool.clone(), tasks.clone()));
+            handoff = Some(tasks);
             Db::Postgres(pool)
         } else {
             return Err(StoreError::UnsupportedUrl(redacted));
@@ -291,6 +314,8 @@ impl Store {
             writer,
             completions,
             ingests,
+            handoff,
+            claims: Arc::default(),
         })
     }
 
@@ -329,6 +354,15 @@ impl Store {
         self.completions
             .as_ref()
             .map(completions::Completions::counts)
+    }
+
+    /// Claims so far in this process: (claims, tasks they took).
+    pub fn claim_counts(&self) -> (u64, u64) {
+        use std::sync::atomic::Ordering::Relaxed;
+        (
+            self.claims.claims.load(Relaxed),
+            self.claims.tasks.load(Relaxed),
+        )
     }
 
     /// PostgreSQL's batched order deliveries so far in this process: (calls, deliveries they

@@ -52,6 +52,36 @@ pub struct ClaimedTask {
 }
 
 impl ClaimedTask {
+    /// A new order's task as the ingest leased it (see `store::handoff`): first attempt, first
+    /// claim, nothing sent yet, no exception; the order is the one the webhook carried, at
+    /// version 1, with no edit, and (ERP) the item codes the ingest read.
+    pub(crate) fn handed_off(
+        id: i64,
+        destination: &str,
+        order: &Order,
+        lease_token: &str,
+        armed_at: DateTime<Utc>,
+        item_codes: Option<HashMap<String, String>>,
+    ) -> ClaimedTask {
+        ClaimedTask {
+            id,
+            store_order_id: order.store_order_id,
+            destination: destination.to_string(),
+            target_version: 1,
+            synced_version: None,
+            attempt: 1,
+            claims: 1,
+            external_id: None,
+            lease_token: lease_token.to_string(),
+            armed_at,
+            open_exception: false,
+            order_data: Some(Json(order.clone())),
+            order_version: Some(1),
+            order_edited: Some(false),
+            item_codes: item_codes.map(Json),
+        }
+    }
+
     /// The order as the claim read it (PostgreSQL): its state, version, and whether an edit
     /// replaces the payload for that version, as [`Store::delivery_snapshot`] returns them.
     /// `None` when the claim did not read it.
@@ -241,13 +271,27 @@ impl Store {
             }
             let claimed: Vec<ClaimedTask> = hot_write!(self, claim(token, expires, now, limit))?;
             writer.set_idle(claimed.is_empty());
+            self.claims.counted(claimed.len());
             return Ok(claimed);
         }
         // One statement needs no transaction around it.
-        on_pool!(&self.db, pool => {
+        let claimed = on_pool!(&self.db, pool => {
             let sql = if is_postgres(pool) { CLAIM_PG } else { CLAIM_SQLITE };
-            Ok(sqlx::query_as::<_, ClaimedTask>(sql).bind(&token).bind(expires).bind(now).bind(limit).fetch_all(pool).await?)
-        })
+            sqlx::query_as::<_, ClaimedTask>(sql).bind(&token).bind(expires).bind(now).bind(limit).fetch_all(pool).await?
+        });
+        self.claims.counted(claimed.len());
+        Ok(claimed)
+    }
+
+    /// Puts handed-off tasks that no worker started back to pending, as they were before the
+    /// ingest leased them (see `store::handoff`); a task whose lease another worker has taken
+    /// since is left alone. Returns how many.
+    pub(crate) async fn release_unstarted(&self, tasks: &[ClaimedTask]) -> Result<u64, StoreError> {
+        // Only PostgreSQL hands tasks off.
+        let super::Db::Postgres(pool) = &self.db else {
+            return Ok(0);
+        };
+        Ok(release_unstarted(pool, tasks).await?)
     }
 
     /// Whether any task is due for a claim at `now` (SQLite's idle check; a destination's pause
@@ -414,7 +458,7 @@ impl Store {
         exception: &NewException,
     ) -> Result<bool, StoreError> {
         let now = Utc::now();
-        on_pool!(&self.db, pool => {
+        let paused = on_pool!(&self.db, pool => {
             let mut tx = pool.begin().await?;
             let done = sqlx::query(
                 "UPDATE sync_tasks SET state = 'pending', attempt = attempt - 1, lease_token = NULL, lease_expires_at = NULL,
@@ -455,7 +499,13 @@ impl Store {
             .await?;
             tx.commit().await?;
             Ok::<bool, StoreError>(true)
-        })
+        })?;
+        if paused {
+            // Nothing more goes out with credentials it refuses: the tasks handed off to this
+            // process for it and not started go back to pending, as the claims skip it.
+            self.release_handed_off_to(&task.destination).await?;
+        }
+        Ok(paused)
     }
 
     /// Names of the destinations currently paused.
@@ -558,4 +608,28 @@ on_connection! {
         }
         Ok(true)
     }
+}
+
+/// [`Store::release_unstarted`] on PostgreSQL's pool.
+pub(crate) async fn release_unstarted(
+    pool: &sqlx::PgPool,
+    tasks: &[ClaimedTask],
+) -> Result<u64, sqlx::Error> {
+    if tasks.is_empty() {
+        return Ok(0);
+    }
+    let ids: Vec<i64> = tasks.iter().map(|t| t.id).collect();
+    let tokens: Vec<&str> = tasks.iter().map(|t| t.lease_token.as_str()).collect();
+    let released = sqlx::query(
+        "UPDATE sync_tasks t SET state = 'pending', lease_token = NULL, lease_expires_at = NULL,
+             attempt = t.attempt - 1, claims = t.claims - 1, updated_at = $3
+         FROM unnest($1::bigint[], $2::text[]) AS u(id, lease_token)
+         WHERE t.id = u.id AND t.lease_token = u.lease_token AND t.state = 'running'",
+    )
+    .bind(&ids)
+    .bind(&tokens)
+    .bind(Utc::now())
+    .execute(pool)
+    .await?;
+    Ok(released.rows_affected())
 }

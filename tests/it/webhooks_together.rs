@@ -18,7 +18,7 @@ on_both_backends! {
     deliveries_of_every_kind_written_together_end_as_they_would_alone => deliveries_of_every_kind_written_together_end_as_they_would_alone_sqlite, deliveries_of_every_kind_written_together_end_as_they_would_alone_postgres;
 }
 
-fn delivery_of(order: &Value) -> Delivery {
+pub fn delivery_of(order: &Value) -> Delivery {
     Delivery {
         webhook_id: uuid::Uuid::new_v4().to_string(),
         event_id: None,
@@ -212,14 +212,14 @@ async fn deliveries_of_every_kind_written_together_end_as_they_would_alone(app: 
 
 /// A transaction on another connection that holds every write of the ingest until released:
 /// PostgreSQL's `webhook_events` locked against inserts, SQLite's write lock taken.
-struct HeldWrites(HeldConnection);
+pub struct HeldWrites(HeldConnection);
 
 enum HeldConnection {
     Sqlite(sqlx::pool::PoolConnection<sqlx::Sqlite>),
     Postgres(sqlx::pool::PoolConnection<sqlx::Postgres>),
 }
 
-async fn hold_writes(app: &TestApp) -> HeldWrites {
+pub async fn hold_writes(app: &TestApp) -> HeldWrites {
     use sqlx::Executor;
     HeldWrites(match app.store.db() {
         syncdesk::store::Db::Sqlite(pool) => {
@@ -239,7 +239,7 @@ async fn hold_writes(app: &TestApp) -> HeldWrites {
 }
 
 impl HeldWrites {
-    async fn release(self) {
+    pub async fn release(self) {
         use sqlx::Executor;
         match self.0 {
             HeldConnection::Sqlite(mut conn) => conn.execute("COMMIT").await.map(drop),

@@ -94,31 +94,62 @@ struct Wait {
     on_finished_delivery: bool,
 }
 
-/// After a turn of the loop (`claim`: it claimed; `idle`: it got nothing; `drained`: it got
-/// fewer than it asked for), how the worker waits, or `None` to go on at once:
-/// - it got all it asked for: at once, more may be due;
+/// What a worker's last claim found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Found {
+    /// All it asked for: more may be due.
+    All,
+    /// Fewer than it asked for: the queue was drained.
+    Fewer,
+    /// Nothing: the queue was empty.
+    Nothing,
+}
+
+/// Whether a claim is due whatever woke the worker: at once after one that got all it asked
+/// for, [`CLAIM_WAIT`] after one that got fewer, `idle_poll` after one that got nothing.
+fn claim_due(last: Found, since_claim: Duration, idle_poll: Duration) -> bool {
+    match last {
+        Found::All => true,
+        Found::Fewer => since_claim >= CLAIM_WAIT,
+        Found::Nothing => since_claim >= idle_poll,
+    }
+}
+
+/// After a turn of the loop (`claim`: it claimed; `idle`: it got nothing this turn; `last`: what
+/// its last claim, this turn's or an earlier one, found; `free`: slots free before the claim;
+/// `since_claim`: time since the last claim), how the worker waits, or `None` to go on at once:
+/// - its claim got all it asked for: at once, more may be due;
+/// - every slot is busy: until one delivery finishes;
 /// - it waits for slots to free up: until one delivery finishes or [`CLAIM_WAIT`] is over;
-/// - the queue is empty and deliveries are in flight: for new work or [`CLAIM_WAIT`] — not
-///   for each delivery that finishes, which would claim again and find little or nothing;
+/// - its last claim drained the queue and deliveries are in flight: for new work, or until
+///   [`CLAIM_WAIT`] after that claim (`idle_poll` when it found nothing at all) — not for each
+///   delivery that finishes, which would claim again and find little or nothing, and not from
+///   each handoff, which would put the claim off for as long as new orders keep coming (new
+///   orders' tasks handed off need no claim, and other new work wakes the worker);
 /// - nothing in flight and nothing due: for new work or `idle_poll`.
 fn wait_after(
     claim: bool,
     idle: bool,
-    drained: bool,
+    last: Found,
     in_flight: bool,
     free: i64,
     since_claim: Duration,
     idle_poll: Duration,
 ) -> Option<Wait> {
+    let drained = last != Found::All;
     if !idle && !drained {
         return None;
     }
-    let pause = if drained && in_flight {
-        CLAIM_WAIT
-    } else if !claim && free > 0 {
-        CLAIM_WAIT.saturating_sub(since_claim)
-    } else {
-        idle_poll
+    if free <= 0 && in_flight {
+        return Some(Wait {
+            pause: idle_poll,
+            on_finished_delivery: true,
+        });
+    }
+    let pause = match (drained, claim, in_flight) {
+        (true, _, _) if last == Found::Nothing => idle_poll.saturating_sub(since_claim),
+        (true, _, true) | (_, false, _) => CLAIM_WAIT.saturating_sub(since_claim),
+        _ => idle_poll,
     };
     Some(Wait {
         pause,
@@ -157,6 +188,11 @@ impl Worker {
         let mut running = JoinSet::new();
         let mut last_sweep = tokio::time::Instant::now();
         let mut last_claim = last_sweep;
+        // What the last claim found: fewer tasks than it asked for means nothing more was due.
+        let mut last = Found::All;
+        // Whether this turn may claim. Not when handed-off tasks alone woke the worker after a
+        // claim that emptied the queue: they need no claim, and one would find nothing.
+        let mut may_claim = true;
         while !*stop.borrow() {
             // Snoozed exceptions whose time has come are open again.
             if last_sweep.elapsed() >= SNOOZE_SWEEP {
@@ -169,15 +205,18 @@ impl Worker {
             // deliveries are in flight, only once half of them have finished or a short wait
             // has passed: a claim costs about as much for one task as for a dozen (PostgreSQL
             // under the benchmark: ~1 ms for 8–10 tasks, 0.7 ms for 14), and under load
-            // claiming each time one delivery finished made claims of one or two tasks.
+            // claiming each time one delivery finished made claims of one or two tasks. A claim
+            // that is due goes before the handed-off tasks below: retries, updates and rescues
+            // wait their turn behind new orders, never for good.
             let free = permits.available_permits() as i64;
             let since_claim = last_claim.elapsed();
-            let claim = claim_now(
-                free,
-                self.config.concurrency,
-                self.config.batch,
-                since_claim,
-            );
+            let claim = (may_claim || claim_due(last, since_claim, self.config.idle_poll))
+                && claim_now(
+                    free,
+                    self.config.concurrency,
+                    self.config.batch,
+                    since_claim,
+                );
             let requested = free.min(self.config.batch);
             let claimed = if claim {
                 last_claim = tokio::time::Instant::now();
@@ -195,38 +234,71 @@ impl Worker {
             // waits for new work (ingest's wake) or CLAIM_WAIT, rather than following each
             // delivery that finishes with a claim that finds little or nothing (under the
             // benchmark on PostgreSQL that was ~6 claims of ~11 tasks per ingest call).
-            let drained = claim && (claimed.len() as i64) < requested;
+            if claim {
+                last = match claimed.len() as i64 {
+                    0 => Found::Nothing,
+                    n if n < requested => Found::Fewer,
+                    _ => Found::All,
+                };
+                self.store.note_claim(last == Found::All);
+            }
             let idle = claimed.is_empty();
             for task in claimed {
-                let Ok(permit) = permits.clone().acquire_owned().await else {
+                if !self.start(&permits, &mut running, task).await {
                     return;
-                };
-                let worker = self.clone();
-                running.spawn(async move {
-                    worker.process(task).await;
-                    drop(permit);
-                });
+                }
+            }
+            // New orders' tasks the ingest leased to this process's workers, in the slots
+            // left (PostgreSQL, `store::handoff`): they need no claim.
+            for task in self.store.take_handed_off(permits.available_permits()) {
+                if !self.start(&permits, &mut running, task).await {
+                    return;
+                }
             }
             while running.try_join_next().is_some() {}
+            may_claim = true;
             if let Some(wait) = wait_after(
                 claim,
                 idle,
-                drained,
+                last,
                 !running.is_empty(),
                 free,
-                since_claim,
+                last_claim.elapsed(),
                 self.config.idle_poll,
             ) {
                 tokio::select! {
                     _ = stop.changed() => {}
                     () = self.wake.notified() => {}
                     () = tokio::time::sleep(wait.pause) => {}
+                    // Only with a free slot: a worker with none would take the wake-up
+                    // from one that has.
+                    () = self.store.handed_off(), if permits.available_permits() > 0 => {
+                        may_claim = last == Found::All;
+                    }
                     Some(_) = running.join_next(), if wait.on_finished_delivery => {}
                 }
             }
         }
         // Let deliveries in flight finish and record their outcome.
         while running.join_next().await.is_some() {}
+    }
+
+    /// Starts delivering `task` in a free slot; false once the slots are closed.
+    async fn start(
+        &self,
+        permits: &Arc<Semaphore>,
+        running: &mut JoinSet<()>,
+        task: ClaimedTask,
+    ) -> bool {
+        let Ok(permit) = permits.clone().acquire_owned().await else {
+            return false;
+        };
+        let worker = self.clone();
+        running.spawn(async move {
+            worker.process(task).await;
+            drop(permit);
+        });
+        true
     }
 
     /// Claims one batch and works it to the end (for tests and tools). Returns how many tasks
@@ -455,46 +527,95 @@ fn new_exception(problem: &Problem) -> NewException {
 
 #[cfg(test)]
 mod tests {
-    use super::{CLAIM_WAIT, Wait, claim_now, wait_after};
+    use super::{CLAIM_WAIT, Found, Wait, claim_due, claim_now, wait_after};
     use std::time::Duration;
 
     #[test]
     fn a_claim_that_empties_the_queue_waits_for_new_work_not_for_each_finished_delivery() {
         let (poll, just) = (Duration::from_millis(100), Duration::from_millis(1));
         // Got all it asked for: claim again at once.
-        assert_eq!(wait_after(true, false, false, true, 20, just, poll), None);
-        // Got fewer (the queue is empty) with deliveries in flight: new work or CLAIM_WAIT.
-        let drained = Wait {
-            pause: CLAIM_WAIT,
-            on_finished_delivery: false,
-        };
         assert_eq!(
-            wait_after(true, false, true, true, 40, just, poll),
-            Some(drained)
+            wait_after(true, false, Found::All, true, 20, just, poll),
+            None
         );
+        // Got fewer (the queue is drained) with deliveries in flight: new work or CLAIM_WAIT.
         assert_eq!(
-            wait_after(true, true, true, true, 40, just, poll),
+            wait_after(true, false, Found::Fewer, true, 40, just, poll),
             Some(Wait {
-                pause: CLAIM_WAIT,
+                pause: CLAIM_WAIT - just,
+                on_finished_delivery: false
+            })
+        );
+        // Got nothing with deliveries in flight: new work or the idle poll.
+        assert_eq!(
+            wait_after(true, true, Found::Nothing, true, 40, just, poll),
+            Some(Wait {
+                pause: poll - just,
                 on_finished_delivery: false
             })
         );
         // Waiting for half the slots: a finished delivery is worth a look.
         assert_eq!(
-            wait_after(false, true, false, true, 5, just, poll),
+            wait_after(false, true, Found::All, true, 5, just, poll),
             Some(Wait {
                 pause: CLAIM_WAIT - just,
                 on_finished_delivery: true
             })
         );
+        // Every slot busy: a finished delivery, whatever the time since the last claim.
+        assert_eq!(
+            wait_after(false, true, Found::All, true, 0, CLAIM_WAIT * 3, poll),
+            Some(Wait {
+                pause: poll,
+                on_finished_delivery: true
+            })
+        );
         // Nothing in flight, nothing due: the idle poll.
         assert_eq!(
-            wait_after(true, true, true, false, 64, just, poll),
+            wait_after(true, true, Found::Nothing, false, 64, Duration::ZERO, poll),
             Some(Wait {
                 pause: poll,
                 on_finished_delivery: false
             })
         );
+    }
+
+    #[test]
+    fn handed_off_tasks_do_not_put_off_the_next_claim() {
+        let poll = Duration::from_millis(100);
+        // Woken by a handoff 30 ms after a claim that drained the queue: the next claim is
+        // still due CLAIM_WAIT after that one (the idle poll after one that found nothing),
+        // not after this wake.
+        let since = Duration::from_millis(30);
+        assert_eq!(
+            wait_after(false, true, Found::Fewer, true, 40, since, poll),
+            Some(Wait {
+                pause: CLAIM_WAIT - since,
+                on_finished_delivery: false
+            })
+        );
+        assert_eq!(
+            wait_after(false, true, Found::Nothing, true, 40, since, poll),
+            Some(Wait {
+                pause: poll - since,
+                on_finished_delivery: false
+            })
+        );
+        // Its time has come: no wait, and the next turn claims.
+        assert_eq!(
+            wait_after(false, true, Found::Nothing, true, 40, poll * 2, poll),
+            Some(Wait {
+                pause: Duration::ZERO,
+                on_finished_delivery: false
+            })
+        );
+        assert!(claim_now(40, 64, 64, poll * 2));
+        // And it claims then even if a handoff, not the timer, is what woke it.
+        assert!(!claim_due(Found::Nothing, since, poll));
+        assert!(!claim_due(Found::Fewer, since, poll));
+        assert!(claim_due(Found::Fewer, CLAIM_WAIT, poll));
+        assert!(claim_due(Found::Nothing, poll, poll));
+        assert!(claim_due(Found::All, Duration::ZERO, poll));
     }
 
     #[test]

@@ -64,6 +64,9 @@ pub enum Outcome {
         store_order_id: i64,
         /// Our version of the order now.
         version: i64,
+        /// Its tasks were leased to this process's workers as they were written: no claim is
+        /// needed to start them (see `store::handoff`).
+        handed_off: bool,
     },
     /// The same delivery, event, or order state was seen before: nothing applied twice.
     Duplicate,
@@ -284,7 +287,7 @@ on_connection! {
                 .await?;
                 let key = Some((order.store_order_id, order.updated_at));
                 match inserted {
-                    Some(version) => (Outcome::Applied { store_order_id: order.store_order_id, version }, key, None),
+                    Some(version) => (Outcome::Applied { store_order_id: order.store_order_id, version, handed_off: false }, key, None),
                     None => {
                         // PostgreSQL: lock the row so concurrent versions of one order apply
                         // one after the other. SQLite: this transaction already holds the
@@ -312,7 +315,7 @@ on_connection! {
                             .bind(now)
                             .execute(&mut *tx)
                             .await?;
-                            (Outcome::Applied { store_order_id: order.store_order_id, version }, key, None)
+                            (Outcome::Applied { store_order_id: order.store_order_id, version, handed_off: false }, key, None)
                         } else if order.updated_at == stored_at {
                             (Outcome::Duplicate, key, Some("this order state was received before".into()))
                         } else {
@@ -347,14 +350,14 @@ on_connection! {
                             .bind(now)
                             .execute(&mut *tx)
                             .await?;
-                            (Outcome::Applied { store_order_id: refund.order_id, version }, None, None)
+                            (Outcome::Applied { store_order_id: refund.order_id, version, handed_off: false }, None, None)
                         }
                     }
                 }
             }
         };
 
-        if let Outcome::Applied { store_order_id, version } = &outcome {
+        if let Outcome::Applied { store_order_id, version, .. } = &outcome {
             let skus = match payload {
                 Payload::Order(order) => order_skus(order),
                 _ => Vec::new(),

@@ -2,13 +2,17 @@
 //! 0012 and 0013) runs the steps of [`apply_delivery`](super::apply_delivery) inside the server
 //! for every delivery that queued (see `store::batch`), in one call and one transaction: one
 //! round trip and one log flush for all of them, where one delivery took ~7 round trips as
-//! separate statements.
+//! separate statements. While workers run in this process, the call also leases new orders'
+//! tasks to them (migration 0019, `store::handoff`).
 //!
 //! One writer, so two batches never hold each other's rows. A batch that fails is not retried
 //! whole: each of its deliveries is written again alone, so the one that fails is answered with
 //! its error (the store delivers it again) and the others are recorded.
 
-use chrono::{DateTime, Utc};
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use chrono::{DateTime, TimeDelta, Utc};
 use sqlx::PgPool;
 use sqlx::types::Json;
 
@@ -16,6 +20,8 @@ use super::{Delivery, Outcome, order_skus};
 use crate::domain::{CustomerRef, Order};
 use crate::store::StoreError;
 use crate::store::batch::{BatchWrite, Batcher, Written, column, retrying_deadlocks};
+use crate::store::handoff::{Handoff, Leased};
+use crate::store::tasks::{ClaimedTask, release_unstarted};
 
 /// The most deliveries one call carries.
 const MAX_BATCH: usize = 64;
@@ -30,14 +36,24 @@ pub(crate) struct OrderDelivery {
 /// Writes the deliveries that queued together.
 pub(crate) struct IngestWriter {
     pool: PgPool,
+    /// Where new orders' tasks leased in the call go (see `store::handoff`).
+    handoff: Arc<Handoff>,
+}
+
+/// The lease an ingest call may put new orders' tasks under.
+struct Lease {
+    token: String,
+    leased: Leased,
+    /// How many new orders may have their tasks leased (two tasks each).
+    orders: i32,
 }
 
 /// The queue to the ingest writer.
 pub(crate) type Ingests = Batcher<IngestWriter>;
 
 /// Starts the ingest writer on the current runtime.
-pub(crate) fn spawn_pg_writer(pool: PgPool) -> Ingests {
-    Batcher::spawn(IngestWriter { pool }, MAX_BATCH)
+pub(crate) fn spawn_pg_writer(pool: PgPool, handoff: Arc<Handoff>) -> Ingests {
+    Batcher::spawn(IngestWriter { pool, handoff }, MAX_BATCH)
 }
 
 impl BatchWrite for IngestWriter {
@@ -45,22 +61,49 @@ impl BatchWrite for IngestWriter {
     type Answer = Outcome;
 
     async fn write(&self, batch: &[OrderDelivery]) -> Written<Outcome> {
-        match retrying_deadlocks(|| ingest_together(&self.pool, batch)).await {
-            Ok(outcomes) if outcomes.len() == batch.len() => Written {
-                answers: batch
+        let lease = self.handoff.leases().map(|leases| Lease {
+            token: uuid::Uuid::now_v7().to_string(),
+            leased: Leased {
+                expires_at: Utc::now()
+                    + TimeDelta::from_std(leases.lease).unwrap_or(TimeDelta::seconds(60)),
+                lease: leases.lease,
+            },
+            orders: i32::try_from(leases.room / 2).unwrap_or(i32::MAX),
+        });
+        match retrying_deadlocks(|| ingest_together(&self.pool, batch, lease.as_ref())).await {
+            Ok(outcomes) if outcomes.len() == batch.len() => {
+                let mut handed_off = Vec::new();
+                let answers = batch
                     .iter()
                     .zip(outcomes)
-                    .map(|(d, o)| outcome(&d.order, o))
-                    .collect(),
-                together: true,
-            },
+                    .map(|(d, answered)| {
+                        if let Some(lease) = &lease {
+                            handed_off.extend(leased_tasks(d, &answered, &lease.token));
+                        }
+                        outcome(&d.order, answered)
+                    })
+                    .collect();
+                if let Some(lease) = &lease {
+                    let refused = self.handoff.push(handed_off, &lease.leased);
+                    // The workers stopped while the call was under way.
+                    if let Err(err) = release_unstarted(&self.pool, &refused).await {
+                        tracing::error!(error = %err, "releasing handed-off tasks failed; their leases will run out");
+                    }
+                }
+                Written {
+                    answers,
+                    together: true,
+                }
+            }
             // Each written again alone: only the one the database refuses fails.
             _ => {
                 let mut answers = Vec::with_capacity(batch.len());
                 for d in batch {
                     let alone = std::slice::from_ref(d);
+                    // Without a lease (a rare path): these tasks are claimed.
                     answers.push(
-                        match retrying_deadlocks(|| ingest_together(&self.pool, alone)).await {
+                        match retrying_deadlocks(|| ingest_together(&self.pool, alone, None)).await
+                        {
                             Ok(mut answered) if answered.len() == 1 => {
                                 outcome(&d.order, answered.remove(0))
                             }
@@ -78,15 +121,40 @@ impl BatchWrite for IngestWriter {
     }
 }
 
-/// What `syncdesk_ingest_orders` answered for one delivery: the outcome's word and the order's version.
-type Answered = (String, Option<i64>);
+/// What `syncdesk_ingest_orders` answered for one delivery: the outcome's word, the order's
+/// version, and the tasks leased in the call (with the ERP's item codes).
+#[derive(sqlx::FromRow)]
+struct Answered {
+    outcome: String,
+    version: Option<i64>,
+    crm_task: Option<i64>,
+    erp_task: Option<i64>,
+    item_codes: Option<Json<HashMap<String, String>>>,
+}
 
-fn outcome(order: &Order, (word, version): Answered) -> Result<Outcome, StoreError> {
+/// The tasks of `d` the call leased, as a claim would have answered them.
+fn leased_tasks(d: &OrderDelivery, answered: &Answered, token: &str) -> Vec<ClaimedTask> {
+    let crm = answered
+        .crm_task
+        .map(|id| ClaimedTask::handed_off(id, "crm", &d.order, token, d.now, None));
+    let erp = answered.erp_task.map(|id| {
+        let codes = answered
+            .item_codes
+            .as_ref()
+            .map(|Json(codes)| codes.clone());
+        ClaimedTask::handed_off(id, "erp", &d.order, token, d.now, codes)
+    });
+    crm.into_iter().chain(erp).collect()
+}
+
+fn outcome(order: &Order, answered: Answered) -> Result<Outcome, StoreError> {
     let store_order_id = order.store_order_id;
-    match (word.as_str(), version) {
+    let handed_off = answered.crm_task.is_some() || answered.erp_task.is_some();
+    match (answered.outcome.as_str(), answered.version) {
         ("applied", Some(version)) => Ok(Outcome::Applied {
             store_order_id,
             version,
+            handed_off,
         }),
         ("duplicate", _) => Ok(Outcome::Duplicate),
         ("superseded", _) => Ok(Outcome::Superseded { store_order_id }),
@@ -95,9 +163,9 @@ fn outcome(order: &Order, (word, version): Answered) -> Result<Outcome, StoreErr
 }
 
 // The order documents go as text and are stored as JSON (migration 0013).
-const INGEST_ORDERS: &str = "SELECT outcome, version FROM syncdesk_ingest_orders(
-    $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16::json[], $17,
-    $18, $19, $20, $21, $22, $23) ORDER BY ordinal";
+const INGEST_ORDERS: &str = "SELECT outcome, version, crm_task, erp_task, item_codes
+    FROM syncdesk_ingest_orders($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15,
+        $16::json[], $17, $18, $19, $20, $21, $22, $23, $24, $25, $26) ORDER BY ordinal";
 
 /// An answer of `syncdesk_ingest_orders` that breaks its contract.
 fn unexpected(what: &str) -> StoreError {
@@ -115,6 +183,7 @@ fn customer(d: &OrderDelivery) -> Option<&CustomerRef> {
 async fn ingest_together(
     pool: &PgPool,
     batch: &[OrderDelivery],
+    lease: Option<&Lease>,
 ) -> Result<Vec<Answered>, sqlx::Error> {
     let documents = batch
         .iter()
@@ -157,6 +226,9 @@ async fn ingest_together(
         .bind(column(batch, |d| {
             customer(d).and_then(|c| c.last_name.as_deref())
         }))
+        .bind(lease.map(|l| l.token.as_str()))
+        .bind(lease.map(|l| l.leased.expires_at))
+        .bind(lease.map_or(0, |l| l.orders))
         .fetch_all(pool)
         .await
 }

@@ -1,0 +1,336 @@
+//! The handoff (PostgreSQL): a new order's tasks leased to this process's workers in the same
+//! call that writes them, so that the commonest delivery of all starts without a claim.
+//!
+//! While workers run in this process ([`Store::start_handoff`]), each ingest call asks for
+//! leases on as many tasks as the workers have room for. `syncdesk_ingest_orders` (migration
+//! 0019) inserts those tasks already running under the lease, as a claim would leave them, and
+//! answers their ids; the call's tasks are queued here and the workers take them before they
+//! claim. Each such task is written twice (inserted, completed) instead of three times, and the
+//! order is not read back: the worker delivers the order the webhook carried.
+//!
+//! Nothing is lost when the process dies with tasks still queued here: they are running tasks
+//! under a lease in the database, and the claims rescue them once it runs out, as they rescue a
+//! dead worker's. A queued task whose lease has run half its course is left to that rescue
+//! rather than started late; on a clean stop, the tasks still queued are put back to pending
+//! ([`Store::stop_handoff`]).
+
+use std::collections::VecDeque;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+use chrono::{DateTime, TimeDelta, Utc};
+use tokio::sync::Notify;
+
+use super::tasks::ClaimedTask;
+use super::{Store, StoreError};
+
+/// The most tasks queued here at once, not yet started (and never more than the workers have
+/// delivery slots). Beyond it, new orders' tasks are written pending and claimed.
+const ROOM: usize = 128;
+
+/// Tasks leased at ingest, waiting for this process's workers.
+#[derive(Debug, Default)]
+pub(crate) struct Handoff {
+    queue: Mutex<Queue>,
+    ready: Notify,
+    /// Tasks handed off so far, for the benchmark.
+    handed_off: AtomicU64,
+    /// Whether the workers' last claim took all it asked for: work is waiting in the database.
+    backlog: AtomicBool,
+}
+
+#[derive(Debug, Default)]
+struct Queue {
+    /// The lease the workers take tasks under; `None` while no worker runs in this process.
+    lease: Option<Duration>,
+    /// The workers' delivery slots, all together.
+    slots: usize,
+    tasks: VecDeque<Queued>,
+}
+
+#[derive(Debug)]
+struct Queued {
+    task: ClaimedTask,
+    /// Past this, half the task's lease is spent: it is left to the claims' rescue.
+    start_by: DateTime<Utc>,
+}
+
+/// Leases the ingest may take now.
+pub(crate) struct Leases {
+    /// How long each lasts.
+    pub(crate) lease: Duration,
+    /// How many tasks may be leased.
+    pub(crate) room: usize,
+}
+
+/// The lease an ingest call put tasks under.
+pub(crate) struct Leased {
+    /// When it runs out.
+    pub(crate) expires_at: DateTime<Utc>,
+    /// How long it was.
+    pub(crate) lease: Duration,
+}
+
+impl Handoff {
+    fn queue(&self) -> std::sync::MutexGuard<'_, Queue> {
+        // A panic while the lock was held left the queue as it was: take it as it is.
+        self.queue
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The leases an ingest call may ask for: none while no worker runs here; none while work
+    /// waits in the database (the last claim took all it asked for), so that new orders queue
+    /// behind it, for a claim, oldest first; else up to [`ROOM`] queued, and no more than the
+    /// workers' slots.
+    pub(crate) fn leases(&self) -> Option<Leases> {
+        let queue = self.queue();
+        let lease = queue.lease?;
+        let room = if self.backlog.load(Ordering::Relaxed) {
+            0
+        } else {
+            queue.slots.min(ROOM).saturating_sub(queue.tasks.len())
+        };
+        Some(Leases { lease, room })
+    }
+
+    /// Queues tasks the ingest leased (committed) under `leased` and tells the workers. Once the
+    /// handoff has stopped (a call was under way), the tasks are answered back, to be released.
+    #[must_use]
+    pub(crate) fn push(&self, tasks: Vec<ClaimedTask>, leased: &Leased) -> Vec<ClaimedTask> {
+        if tasks.is_empty() {
+            return tasks;
+        }
+        let mut queue = self.queue();
+        if queue.lease.is_none() {
+            return tasks;
+        }
+        self.handed_off
+            .fetch_add(tasks.len() as u64, Ordering::Relaxed);
+        let half = TimeDelta::from_std(leased.lease / 2).unwrap_or(TimeDelta::zero());
+        let start_by = leased.expires_at - half;
+        queue
+            .tasks
+            .extend(tasks.into_iter().map(|task| Queued { task, start_by }));
+        drop(queue);
+        self.ready.notify_one();
+        Vec::new()
+    }
+
+    /// Up to `max` queued tasks, oldest first. Tasks whose lease has run half its course are
+    /// dropped: the claims rescue them once it runs out.
+    pub(crate) fn take(&self, max: usize) -> Vec<ClaimedTask> {
+        let mut queue = self.queue();
+        if queue.lease.is_none() {
+            return Vec::new();
+        }
+        let now = Utc::now();
+        let mut taken = Vec::new();
+        while taken.len() < max {
+            let Some(queued) = queue.tasks.pop_front() else {
+                break;
+            };
+            if now <= queued.start_by {
+                taken.push(queued.task);
+            }
+        }
+        if !queue.tasks.is_empty() {
+            // Another worker may have room for the rest.
+            self.ready.notify_one();
+        }
+        taken
+    }
+
+    /// Takes every queued task for `destination` out of the queue.
+    fn take_for(&self, destination: &str) -> Vec<ClaimedTask> {
+        let mut queue = self.queue();
+        let (theirs, others) = queue
+            .tasks
+            .drain(..)
+            .partition(|queued| queued.task.destination == destination);
+        queue.tasks = others;
+        theirs
+            .into_iter()
+            .map(|queued: Queued| queued.task)
+            .collect()
+    }
+}
+
+impl Store {
+    /// Hands new orders' tasks to this process's workers as the ingest writes them, under
+    /// `lease`, no more queued than their `slots` all together (PostgreSQL; SQLite claims every
+    /// task). Called when workers start here.
+    pub fn start_handoff(&self, lease: Duration, slots: usize) {
+        if let Some(handoff) = &self.handoff {
+            let mut queue = handoff.queue();
+            queue.lease = Some(lease);
+            queue.slots = slots;
+        }
+    }
+
+    /// Tells the handoff what a worker's claim found: when it took all it asked for, work is
+    /// waiting in the database, and new orders' tasks are written pending behind it.
+    pub fn note_claim(&self, took_all: bool) {
+        if let Some(handoff) = &self.handoff {
+            handoff.backlog.store(took_all, Ordering::Relaxed);
+        }
+    }
+
+    /// Stops the handoff and puts the tasks still queued back to pending, for any worker to
+    /// claim (called once this process's workers have stopped). Returns how many.
+    pub async fn stop_handoff(&self) -> Result<u64, StoreError> {
+        let Some(handoff) = &self.handoff else {
+            return Ok(0);
+        };
+        let tasks: Vec<ClaimedTask> = {
+            let mut queue = handoff.queue();
+            queue.lease = None;
+            queue.tasks.drain(..).map(|queued| queued.task).collect()
+        };
+        self.release_unstarted(&tasks).await
+    }
+
+    /// Puts the tasks queued here for `destination` back to pending (it was paused).
+    pub(crate) async fn release_handed_off_to(&self, destination: &str) -> Result<u64, StoreError> {
+        match &self.handoff {
+            Some(handoff) => self.release_unstarted(&handoff.take_for(destination)).await,
+            None => Ok(0),
+        }
+    }
+
+    /// Tasks handed off in this process so far; `None` on SQLite.
+    pub fn handed_off_count(&self) -> Option<u64> {
+        self.handoff
+            .as_ref()
+            .map(|handoff| handoff.handed_off.load(Ordering::Relaxed))
+    }
+
+    /// Up to `max` tasks the ingest leased to this process's workers.
+    pub fn take_handed_off(&self, max: usize) -> Vec<ClaimedTask> {
+        match &self.handoff {
+            Some(handoff) if max > 0 => handoff.take(max),
+            _ => Vec::new(),
+        }
+    }
+
+    /// Resolves when tasks are handed off (never on SQLite).
+    pub async fn handed_off(&self) {
+        match &self.handoff {
+            Some(handoff) => handoff.ready.notified().await,
+            None => std::future::pending().await,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::shopify::parse_order;
+    use crate::simulate::shopify::OrderFactory;
+
+    fn tasks(ids: std::ops::Range<i64>, destination: &str) -> Vec<ClaimedTask> {
+        let body = serde_json::to_vec(&OrderFactory::new(7).order()).expect("json");
+        let order = parse_order(&body).expect("an order");
+        ids.map(|id| ClaimedTask::handed_off(id, destination, &order, "token", Utc::now(), None))
+            .collect()
+    }
+
+    /// A lease of `lease` that started `ago`.
+    fn leased(lease: Duration, ago: Duration) -> Leased {
+        let started = Utc::now() - TimeDelta::from_std(ago).expect("a delta");
+        Leased {
+            expires_at: started + TimeDelta::from_std(lease).expect("a delta"),
+            lease,
+        }
+    }
+
+    fn ids(tasks: &[ClaimedTask]) -> Vec<i64> {
+        tasks.iter().map(|t| t.id).collect()
+    }
+
+    #[test]
+    fn leases_only_while_workers_run_and_only_as_many_as_there_is_room_for() {
+        let handoff = Handoff::default();
+        let lease = Duration::from_secs(60);
+        assert!(handoff.leases().is_none(), "no worker here: no lease");
+        let refused = handoff.push(tasks(0..2, "crm"), &leased(lease, Duration::ZERO));
+        assert_eq!(
+            ids(&refused),
+            [0, 1],
+            "stopped: answered back, to be released"
+        );
+        {
+            let mut queue = handoff.queue();
+            queue.lease = Some(lease);
+            queue.slots = 256;
+        }
+        let leases = handoff.leases().expect("leases");
+        assert_eq!((leases.lease, leases.room), (lease, ROOM));
+        assert!(
+            handoff
+                .push(tasks(0..100, "crm"), &leased(lease, Duration::ZERO))
+                .is_empty()
+        );
+        assert_eq!(handoff.leases().expect("leases").room, ROOM - 100);
+        assert!(
+            handoff
+                .push(tasks(100..200, "crm"), &leased(lease, Duration::ZERO))
+                .is_empty()
+        );
+        assert_eq!(handoff.leases().expect("leases").room, 0);
+        assert_eq!(handoff.handed_off.load(Ordering::Relaxed), 200);
+        // No more than the workers' slots; none while work waits in the database.
+        let handoff = Handoff::default();
+        {
+            let mut queue = handoff.queue();
+            queue.lease = Some(lease);
+            queue.slots = 10;
+        }
+        assert!(
+            handoff
+                .push(tasks(0..3, "crm"), &leased(lease, Duration::ZERO))
+                .is_empty()
+        );
+        assert_eq!(handoff.leases().expect("leases").room, 7);
+        handoff.backlog.store(true, Ordering::Relaxed);
+        assert_eq!(handoff.leases().expect("leases").room, 0);
+    }
+
+    #[test]
+    fn workers_take_the_oldest_first_and_leave_a_half_spent_lease_to_the_rescue() {
+        let handoff = Handoff::default();
+        let lease = Duration::from_secs(60);
+        handoff.queue().lease = Some(lease);
+        assert!(
+            handoff
+                .push(tasks(0..3, "crm"), &leased(lease, Duration::from_secs(1)))
+                .is_empty()
+        );
+        // Half spent: the call that wrote these waited 31 s for its locks.
+        let late = leased(lease, Duration::from_secs(31));
+        assert!(handoff.push(tasks(3..5, "crm"), &late).is_empty());
+        assert!(
+            handoff
+                .push(tasks(5..6, "crm"), &leased(lease, Duration::ZERO))
+                .is_empty()
+        );
+        assert_eq!(ids(&handoff.take(2)), [0, 1]);
+        assert!(handoff.take(0).is_empty());
+        assert_eq!(ids(&handoff.take(10)), [2, 5]);
+        assert!(handoff.take(10).is_empty());
+    }
+
+    #[test]
+    fn a_paused_destinations_tasks_leave_the_queue() {
+        let handoff = Handoff::default();
+        let lease = Duration::from_secs(60);
+        handoff.queue().lease = Some(lease);
+        let now = leased(lease, Duration::ZERO);
+        assert!(handoff.push(tasks(0..2, "crm"), &now).is_empty());
+        assert!(handoff.push(tasks(2..4, "erp"), &now).is_empty());
+        assert!(handoff.push(tasks(4..5, "crm"), &now).is_empty());
+        assert_eq!(ids(&handoff.take_for("erp")), [2, 3]);
+        assert_eq!(ids(&handoff.take(10)), [0, 1, 4]);
+    }
+}

@@ -1,0 +1,279 @@
+//! The handoff (`store::handoff`): on PostgreSQL, a new order's tasks are leased to this
+//! process's workers in the call that writes them, alone or with others, and start without a
+//! claim; SQLite writes them pending for a claim, as before. Tasks handed off and never started are put back to
+//! pending on a clean stop, and rescued by the claims when the process dies holding them.
+
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use syncdesk::engine::ingest::accept;
+use syncdesk::simulate::ledger::DocumentKind;
+use syncdesk::store::{Backend, IngestOutcome, Store};
+
+use crate::harness::TestApp;
+use crate::sync::{UNMAPPED, clean_order, drain, rig};
+use crate::webhooks::order_id;
+use crate::webhooks_together::{delivery_of, hold_writes};
+
+on_both_backends! {
+    new_orders_start_without_a_claim => new_orders_start_without_a_claim_sqlite, new_orders_start_without_a_claim_postgres;
+    handed_off_tasks_never_started_are_released_or_rescued => handed_off_tasks_never_started_are_released_or_rescued_sqlite, handed_off_tasks_never_started_are_released_or_rescued_postgres;
+}
+
+/// Ingests `orders` as new orders written together: `pilot` waits on held writes, alone, and
+/// the others queue behind it and go in one call (PostgreSQL writes new orders together in calls
+/// of ten or more, and the others one by one). Returns each one's outcome, the pilot's first.
+async fn ingest_together(app: &TestApp, pilot: &Value, orders: &[Value]) -> Vec<IngestOutcome> {
+    assert!(orders.len() >= 10);
+    let held = hold_writes(app).await;
+    let pilot = {
+        let store = app.store.clone();
+        let delivery = delivery_of(pilot);
+        tokio::spawn(async move { accept(&store, delivery).await })
+    };
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut answers = Vec::new();
+    for order in orders {
+        let (store, delivery) = (app.store.clone(), delivery_of(order));
+        answers.push(tokio::spawn(async move { accept(&store, delivery).await }));
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    held.release().await;
+    let mut outcomes = vec![pilot.await.expect("task").expect("recorded")];
+    for answer in answers {
+        outcomes.push(answer.await.expect("task").expect("recorded"));
+    }
+    outcomes
+}
+
+fn ids_of(orders: &[Value]) -> String {
+    orders
+        .iter()
+        .map(|o| order_id(o).to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Waits until `sql` counts `want`.
+async fn until(app: &TestApp, sql: &str, want: i64, limit: Duration) {
+    let started = Instant::now();
+    loop {
+        let got = app.count(sql).await;
+        if got == want {
+            return;
+        }
+        assert!(
+            started.elapsed() < limit,
+            "{sql}: {got}, not {want}, after {limit:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn new_orders_start_without_a_claim(app: TestApp) {
+    let rig = rig(&app, Duration::from_secs(10)).await;
+    app.store.start_handoff(Duration::from_secs(30), 64);
+    // A first order alone, then eleven together with one whose SKU has no item code (its ERP
+    // task is handed off too, and blocks), then one more alone.
+    let pilot = clean_order(1300);
+    let mut together: Vec<Value> = (1301..1312).map(clean_order).collect();
+    let mut unmapped = clean_order(1312);
+    unmapped["line_items"][0]["sku"] = json!(UNMAPPED);
+    together.push(unmapped.clone());
+    let alone = clean_order(1313);
+    let postgres = app.store.backend() == Backend::Postgres;
+
+    let mut outcomes = ingest_together(&app, &pilot, &together).await;
+    outcomes.push(
+        accept(&app.store, delivery_of(&alone))
+            .await
+            .expect("recorded"),
+    );
+    for outcome in &outcomes {
+        match outcome {
+            IngestOutcome::Applied {
+                version: 1,
+                handed_off,
+                ..
+            } => assert_eq!(*handed_off, postgres, "{outcome:?}"),
+            other => panic!("expected applied, got {other:?}"),
+        }
+    }
+    let mut orders = vec![pilot];
+    orders.extend(together);
+    orders.push(alone.clone());
+    let ids = ids_of(&orders);
+    // Written as a claim leaves a task: running under a lease, its first attempt and claim.
+    let leased = format!(
+        "SELECT COUNT(*) FROM sync_tasks WHERE store_order_id IN ({ids}) AND state = 'running'
+         AND attempt = 1 AND claims = 1 AND lease_token IS NOT NULL AND lease_expires_at > CURRENT_TIMESTAMP"
+    );
+    assert_eq!(app.count(&leased).await, if postgres { 28 } else { 0 });
+    let pending = format!(
+        "SELECT COUNT(*) FROM sync_tasks WHERE store_order_id IN ({ids}) AND state = 'pending'
+         AND attempt = 0 AND claims = 0 AND lease_token IS NULL"
+    );
+    assert_eq!(app.count(&pending).await, if postgres { 0 } else { 28 });
+
+    // A worker takes them (SQLite: claims them) and delivers each once.
+    let worker = rig.worker(&app.store);
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let running = tokio::spawn(worker.run(stopped));
+    until(
+        &app,
+        &format!(
+            "SELECT COUNT(*) FROM sync_tasks WHERE store_order_id IN ({ids}) AND claims = 1
+             AND (state = 'synced' OR (state = 'blocked' AND store_order_id = {} AND destination = 'erp'))",
+            order_id(&unmapped)
+        ),
+        28,
+        Duration::from_secs(20),
+    )
+    .await;
+    stop.send(true).expect("stop");
+    running.await.expect("worker");
+    let (_, claimed) = app.store.claim_counts();
+    assert_eq!(claimed, if postgres { 0 } else { 28 }, "tasks claimed");
+    assert_eq!(
+        app.count(&format!(
+            "SELECT COUNT(*) FROM exceptions WHERE store_order_id = {} AND status = 'open'
+             AND fingerprint = 'missing_sku:erp:{UNMAPPED}'",
+            order_id(&unmapped)
+        ))
+        .await,
+        1,
+        "the unmapped SKU is named"
+    );
+    let (crm, erp) = (rig.crm.ledger().check(), rig.erp.ledger().check());
+    for order in orders.iter().filter(|o| **o != unmapped) {
+        let id = order_id(order).to_string();
+        assert_eq!(crm.count(DocumentKind::Deal, &id), 1, "order {id}'s deal");
+        assert_eq!(erp.count(DocumentKind::SalesOrder, &id), 1, "order {id}");
+    }
+    assert_eq!(crm.extra_documents() + erp.extra_documents(), 0);
+    // The sales orders carry what the webhooks said, with the item codes the ingest read (alone
+    // and together).
+    for order in [&orders[0], &orders[1]] {
+        let document = rig
+            .erp_api()
+            .find_sales_order(&order_id(order).to_string())
+            .await
+            .expect("find")
+            .expect("a sales order");
+        let lines = &document.order.lines;
+        assert_eq!(
+            lines.len(),
+            order["line_items"].as_array().map_or(0, Vec::len)
+        );
+        assert!(lines.iter().all(|line| line.item_code == "ERP-TEE-BLK-M"));
+        assert_eq!(
+            Some(document.order.currency.as_str()),
+            order["currency"].as_str()
+        );
+    }
+    app.assert_metric_counters_match_the_rows().await;
+}
+
+async fn handed_off_tasks_never_started_are_released_or_rescued(app: TestApp) {
+    let rig = rig(&app, Duration::from_secs(10)).await;
+    let postgres = app.store.backend() == Backend::Postgres;
+
+    // A clean stop with tasks still queued puts them back to pending. The CRM is paused: its
+    // tasks are not handed off, as a claim would not take them.
+    app.execute("UPDATE destinations SET paused = TRUE WHERE name = 'crm'")
+        .await;
+    app.store.start_handoff(Duration::from_secs(30), 64);
+    let stopped: Vec<Value> = (1399..1412).map(clean_order).collect();
+    ingest_together(&app, &stopped[0], &stopped[1..]).await;
+    let ids = ids_of(&stopped);
+    let state_of = |destination: &str, state: &str| {
+        format!(
+            "SELECT COUNT(*) FROM sync_tasks WHERE store_order_id IN ({ids})
+             AND destination = '{destination}' AND state = '{state}'"
+        )
+    };
+    assert_eq!(app.count(&state_of("crm", "pending")).await, 13);
+    assert_eq!(
+        app.count(&state_of("erp", "running")).await,
+        if postgres { 13 } else { 0 }
+    );
+    let released = app.store.stop_handoff().await.expect("released");
+    assert_eq!(released, if postgres { 13 } else { 0 });
+    assert_eq!(
+        app.count(&format!(
+            "SELECT COUNT(*) FROM sync_tasks WHERE store_order_id IN ({ids}) AND state = 'pending'
+             AND attempt = 0 AND claims = 0 AND lease_token IS NULL AND lease_expires_at IS NULL"
+        ))
+        .await,
+        26
+    );
+    app.execute("UPDATE destinations SET paused = FALSE WHERE name = 'crm'")
+        .await;
+
+    // This process dies with tasks handed off and never started (nothing takes them from its
+    // queue). Another process's worker rescues them once their lease has run out.
+    app.store.start_handoff(Duration::from_secs(30), 64);
+    let lost: Vec<Value> = (1419..1432).map(clean_order).collect();
+    ingest_together(&app, &lost[0], &lost[1..]).await;
+    let lost_ids = ids_of(&lost);
+    // What it held: each task as a claim would have answered it, the ERP's with the item codes
+    // of the order's SKUs.
+    let held = app.store.take_handed_off(100);
+    assert_eq!(held.len(), if postgres { 26 } else { 0 });
+    for mut task in held {
+        let codes = task.take_item_codes();
+        match task.destination.as_str() {
+            "erp" => assert_eq!(
+                codes,
+                Some([("TEE-BLK-M".to_string(), "ERP-TEE-BLK-M".to_string())].into()),
+                "{task:?}"
+            ),
+            _ => assert_eq!(codes, None),
+        }
+        assert_eq!((task.attempt, task.claims, task.target_version), (1, 1, 1));
+        let (order, version, edited) = task.take_snapshot().expect("the order");
+        assert_eq!(
+            (order.store_order_id, version, edited),
+            (task.store_order_id, 1, false)
+        );
+    }
+    let other = Store::connect(&app.database_url())
+        .await
+        .expect("another process");
+    let worker = rig.worker(&other);
+    assert_eq!(
+        worker.run_once().await.expect("claim"),
+        if postgres { 26 } else { 52 },
+        "the released tasks are claimed; the lost ones' leases still hold"
+    );
+    // Their leases run out.
+    if postgres {
+        app.execute(&format!(
+            "UPDATE sync_tasks SET lease_expires_at = CURRENT_TIMESTAMP - INTERVAL '1 second'
+             WHERE store_order_id IN ({lost_ids}) AND state = 'running'"
+        ))
+        .await;
+    }
+    drain(&worker, &app, Duration::from_secs(20)).await;
+    let synced_with = |ids: &str, claims: i64| {
+        format!(
+            "SELECT COUNT(*) FROM sync_tasks WHERE store_order_id IN ({ids}) AND state = 'synced'
+             AND claims = {claims}"
+        )
+    };
+    assert_eq!(app.count(&synced_with(&ids, 1)).await, 26);
+    // A rescue is a task's second claim, so its ERP delivery looks for the document first.
+    assert_eq!(
+        app.count(&synced_with(&lost_ids, if postgres { 2 } else { 1 }))
+            .await,
+        26
+    );
+    let (crm, erp) = (rig.crm.ledger().check(), rig.erp.ledger().check());
+    for order in stopped.iter().chain(&lost) {
+        let id = order_id(order).to_string();
+        assert_eq!(crm.count(DocumentKind::Deal, &id), 1, "order {id}'s deal");
+        assert_eq!(erp.count(DocumentKind::SalesOrder, &id), 1, "order {id}");
+    }
+    assert_eq!(crm.extra_documents() + erp.extra_documents(), 0);
+    app.assert_metric_counters_match_the_rows().await;
+}
