@@ -240,7 +240,11 @@ impl Worker {
                     n if n < requested => Found::Fewer,
                     _ => Found::All,
                 };
-                self.store.note_claim(last == Found::All);
+                // Work waits in the database when a claim of half the slots or more came back
+                // full (a small claim coming back full says little).
+                let slots = i64::try_from(self.config.concurrency).unwrap_or(i64::MAX);
+                self.store
+                    .note_claim(last == Found::All && requested >= (slots / 2).max(1));
             }
             let idle = claimed.is_empty();
             for task in claimed {
