@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 use syncdesk::engine::ingest::accept;
 use syncdesk::simulate::ledger::DocumentKind;
-use syncdesk::store::{Backend, IngestOutcome, Store};
+use syncdesk::store::{AttemptRecord, Backend, IngestOutcome, NewException, Store};
 
 use crate::harness::TestApp;
 use crate::sync::{UNMAPPED, clean_order, drain, rig};
@@ -18,6 +18,7 @@ use crate::webhooks_together::{delivery_of, hold_writes};
 on_both_backends! {
     new_orders_start_without_a_claim => new_orders_start_without_a_claim_sqlite, new_orders_start_without_a_claim_postgres;
     handed_off_tasks_never_started_are_released_or_rescued => handed_off_tasks_never_started_are_released_or_rescued_sqlite, handed_off_tasks_never_started_are_released_or_rescued_postgres;
+    a_destination_that_refuses_our_credentials_gets_none_of_the_queued_tasks => a_destination_that_refuses_our_credentials_gets_none_of_the_queued_tasks_sqlite, a_destination_that_refuses_our_credentials_gets_none_of_the_queued_tasks_postgres;
 }
 
 /// Ingests `orders` as new orders written together: `pilot` waits on held writes, alone, and
@@ -276,4 +277,65 @@ async fn handed_off_tasks_never_started_are_released_or_rescued(app: TestApp) {
     }
     assert_eq!(crm.extra_documents() + erp.extra_documents(), 0);
     app.assert_metric_counters_match_the_rows().await;
+}
+
+async fn a_destination_that_refuses_our_credentials_gets_none_of_the_queued_tasks(app: TestApp) {
+    let postgres = app.store.backend() == Backend::Postgres;
+    app.store.start_handoff(Duration::from_secs(30), 64);
+    let orders: Vec<Value> = (1500..1513).map(clean_order).collect();
+    ingest_together(&app, &orders[0], &orders[1..]).await;
+    let ids = ids_of(&orders);
+    // A worker's ERP delivery is refused for its credentials (SQLite: a claimed one).
+    let mut started = if postgres {
+        app.store.take_handed_off(2)
+    } else {
+        app.store
+            .claim_tasks(2, Duration::from_secs(30))
+            .await
+            .expect("claim")
+    };
+    let erp = started
+        .iter()
+        .position(|t| t.destination == "erp")
+        .map(|at| started.swap_remove(at))
+        .expect("the first order's ERP task");
+    let refused = AttemptRecord {
+        version: 1,
+        started_at: chrono::Utc::now(),
+        duration_ms: 3,
+        outcome: "auth",
+        status: Some(401),
+        message: Some("invalid token".into()),
+        request_id: None,
+    };
+    let exception = NewException {
+        code: "credentials_rejected".into(),
+        kind: "needs_action",
+        fingerprint: "auth:erp".into(),
+        message: "The ERP rejected SyncDesk's credentials.".into(),
+        action: "Renew the ERP token".into(),
+        fields: Vec::new(),
+    };
+    assert!(
+        app.store
+            .pause_destination(&erp, &refused, &exception)
+            .await
+            .expect("paused")
+    );
+    // Every ERP task of these orders waits, pending, for the credentials; none is left running
+    // in this process's queue to go out with the ones the ERP refuses. The CRM's are untouched.
+    let state_of = |destination: &str, state: &str| {
+        format!(
+            "SELECT COUNT(*) FROM sync_tasks WHERE store_order_id IN ({ids})
+             AND destination = '{destination}' AND state = '{state}'"
+        )
+    };
+    assert_eq!(app.count(&state_of("erp", "pending")).await, 13);
+    assert_eq!(
+        app.count(&state_of("crm", "running")).await,
+        if postgres { 13 } else { 1 }
+    );
+    let queued = app.store.take_handed_off(100);
+    assert_eq!(queued.len(), if postgres { 12 } else { 0 });
+    assert!(queued.iter().all(|t| t.destination == "crm"), "{queued:?}");
 }
