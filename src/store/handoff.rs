@@ -199,6 +199,17 @@ impl Store {
         }
     }
 
+    /// Puts handed-off tasks that no worker started back to pending, as they were before the
+    /// ingest leased them (see `store::handoff`); a task whose lease another worker has taken
+    /// since is left alone. Returns how many.
+    pub(crate) async fn release_unstarted(&self, tasks: &[ClaimedTask]) -> Result<u64, StoreError> {
+        // Only PostgreSQL hands tasks off.
+        let super::Db::Postgres(pool) = &self.db else {
+            return Ok(0);
+        };
+        Ok(release_unstarted(pool, tasks).await?)
+    }
+
     /// Tasks handed off in this process so far; `None` on SQLite.
     pub fn handed_off_count(&self) -> Option<u64> {
         self.handoff
@@ -221,6 +232,30 @@ impl Store {
             None => std::future::pending().await,
         }
     }
+}
+
+/// [`Store::release_unstarted`] on PostgreSQL's pool.
+pub(crate) async fn release_unstarted(
+    pool: &sqlx::PgPool,
+    tasks: &[ClaimedTask],
+) -> Result<u64, sqlx::Error> {
+    if tasks.is_empty() {
+        return Ok(0);
+    }
+    let ids: Vec<i64> = tasks.iter().map(|t| t.id).collect();
+    let tokens: Vec<&str> = tasks.iter().map(|t| t.lease_token.as_str()).collect();
+    let released = sqlx::query(
+        "UPDATE sync_tasks t SET state = 'pending', lease_token = NULL, lease_expires_at = NULL,
+             attempt = t.attempt - 1, claims = t.claims - 1, updated_at = $3
+         FROM unnest($1::bigint[], $2::text[]) AS u(id, lease_token)
+         WHERE t.id = u.id AND t.lease_token = u.lease_token AND t.state = 'running'",
+    )
+    .bind(&ids)
+    .bind(&tokens)
+    .bind(Utc::now())
+    .execute(pool)
+    .await?;
+    Ok(released.rows_affected())
 }
 
 #[cfg(test)]

@@ -20,8 +20,8 @@ use super::{Delivery, Outcome, order_skus};
 use crate::domain::{CustomerRef, Order};
 use crate::store::StoreError;
 use crate::store::batch::{BatchWrite, Batcher, Written, column, retrying_deadlocks};
-use crate::store::handoff::{Handoff, Leased};
-use crate::store::tasks::{ClaimedTask, release_unstarted};
+use crate::store::handoff::{Handoff, Leased, release_unstarted};
+use crate::store::tasks::ClaimedTask;
 
 /// The most deliveries one call carries.
 const MAX_BATCH: usize = 64;
