@@ -119,6 +119,9 @@ struct DealBody {
     external_id: Option<String>,
     #[serde(default)]
     contact_email: Option<String>,
+    /// The contact, upserted by its email in the same write, before the deal that names it.
+    #[serde(default)]
+    contact: Option<ContactBody>,
     name: String,
     amount: Decimal,
     currency: String,
@@ -170,6 +173,19 @@ impl CrmData {
             let message = "The email in the body does not match the one in the path.";
             return Err(SimError::unprocessable("invalid_field", "email", message));
         }
+        let (status, record) = self.upsert_contact(email, body, write, ledger)?;
+        Ok(Answer::json(status, &record))
+    }
+
+    /// Checks a contact's fields, then creates (201) or updates (200) the contact with this
+    /// (normalised, valid) email. A body that changes nothing records no effect.
+    fn upsert_contact(
+        &mut self,
+        email: String,
+        body: ContactBody,
+        write: &Write,
+        ledger: &Ledger,
+    ) -> Result<(StatusCode, CrmContactRecord), SimError> {
         rules::optional("first_name", body.first_name.as_deref(), limits::NAME)?;
         rules::optional("last_name", body.last_name.as_deref(), limits::NAME)?;
         rules::optional("phone", body.phone.as_deref(), limits::PHONE)?;
@@ -202,7 +218,7 @@ impl CrmData {
                     merge(fields.3, &current.3),
                 );
                 if current == merged {
-                    return Ok(Answer::json(StatusCode::OK, existing));
+                    return Ok((StatusCode::OK, existing.clone()));
                 }
                 (
                     existing.first_name,
@@ -236,7 +252,7 @@ impl CrmData {
             idempotency_key: write.key(),
             body_hash: &write.body_hash,
         });
-        Ok(Answer::json(status, &record))
+        Ok((status, record))
     }
 
     fn put_deal(
@@ -263,18 +279,42 @@ impl CrmData {
         rules::required("name", &body.name, limits::DEAL_NAME)?;
         rules::non_negative("amount", body.amount)?;
         rules::currency("currency", &body.currency)?;
-        let contact = match &body.contact_email {
-            None => None,
-            Some(email) => match self.contacts.get(&normalise_email(email)) {
-                Some(contact) => Some((contact.id.clone(), contact.email.clone())),
-                None => {
-                    let message = "No contact has this email; upsert the contact first.";
+        let contact = match body.contact {
+            Some(contact) => {
+                let email = normalise_email(contact.email.as_deref().unwrap_or_default());
+                valid_email(&email).map_err(|e| e.within("contact"))?;
+                if body
+                    .contact_email
+                    .as_deref()
+                    .is_some_and(|e| normalise_email(e) != email)
+                {
+                    let message = "contact_email does not match the contact's email.";
                     return Err(SimError::unprocessable(
-                        "unknown_contact",
+                        "invalid_field",
                         "contact_email",
                         message,
                     ));
                 }
+                // Every check on the deal's own fields has passed: the contact is written only
+                // when the deal will be too.
+                let (_, contact) = self
+                    .upsert_contact(email, contact, write, ledger)
+                    .map_err(|e| e.within("contact"))?;
+                Some((contact.id, contact.email))
+            }
+            None => match &body.contact_email {
+                None => None,
+                Some(email) => match self.contacts.get(&normalise_email(email)) {
+                    Some(contact) => Some((contact.id.clone(), contact.email.clone())),
+                    None => {
+                        let message = "No contact has this email; upsert the contact first.";
+                        return Err(SimError::unprocessable(
+                            "unknown_contact",
+                            "contact_email",
+                            message,
+                        ));
+                    }
+                },
             },
         };
         let now = Utc::now();

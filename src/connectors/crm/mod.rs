@@ -23,6 +23,22 @@ pub trait CrmApi: Send + Sync {
     /// Creates or updates the deal keyed by the store order id. `idem` is the Idempotency-Key.
     async fn upsert_deal(&self, deal: &CrmDeal, idem: &str) -> Result<Ack, DeliveryError>;
 
+    /// Creates or updates the deal and, when there is one, its contact: the contact first, so
+    /// the deal can name it. The default makes the two writes in turn; a CRM that takes both in
+    /// one write (as the reference CRM does) saves a request per delivery. `idem` is the
+    /// Idempotency-Key of both.
+    async fn upsert_deal_with_contact(
+        &self,
+        contact: Option<&CrmContact>,
+        deal: &CrmDeal,
+        idem: &str,
+    ) -> Result<Ack, DeliveryError> {
+        if let Some(contact) = contact {
+            self.upsert_contact(contact, idem).await?;
+        }
+        self.upsert_deal(deal, idem).await
+    }
+
     /// The deal for a store order id, if the CRM has one.
     async fn find_deal(&self, external_id: &str) -> Result<Option<CrmDealRecord>, DeliveryError>;
 
@@ -48,6 +64,14 @@ impl HttpCrm {
             http: HttpClient::new(config, "CRM")?,
         })
     }
+}
+
+/// A deal's body with its contact inside.
+#[derive(serde::Serialize)]
+struct DealWithContact<'a> {
+    #[serde(flatten)]
+    deal: &'a CrmDeal,
+    contact: &'a CrmContact,
 }
 
 /// The `id` every CRM write answers with.
@@ -99,6 +123,26 @@ impl CrmApi for HttpCrm {
     async fn upsert_deal(&self, deal: &CrmDeal, idem: &str) -> Result<Ack, DeliveryError> {
         let segments = ["v1", "deals", deal.external_id.as_str()];
         self.put_record("upsert_deal", &segments, deal, idem).await
+    }
+
+    /// One `PUT /v1/deals/{external_id}` carrying the contact: the reference CRM upserts the
+    /// contact, then the deal, or neither when either is refused. With a contact the key gets
+    /// `+contact`, so that a deal sent alone under the caller's key (by a SyncDesk from before
+    /// the combined write) is never answered "key reused with a different body".
+    async fn upsert_deal_with_contact(
+        &self,
+        contact: Option<&CrmContact>,
+        deal: &CrmDeal,
+        idem: &str,
+    ) -> Result<Ack, DeliveryError> {
+        let Some(contact) = contact else {
+            return self.upsert_deal(deal, idem).await;
+        };
+        let segments = ["v1", "deals", deal.external_id.as_str()];
+        let body = DealWithContact { deal, contact };
+        let idem = format!("{idem}+contact");
+        self.put_record("upsert_deal", &segments, &body, &idem)
+            .await
     }
 
     async fn find_deal(&self, external_id: &str) -> Result<Option<CrmDealRecord>, DeliveryError> {

@@ -18,7 +18,8 @@ pub mod limits {
     pub const DEAL_NAME: usize = 120;
 }
 
-/// A contact to upsert, keyed by email (`PUT /v1/contacts/{email}`). Absent fields are cleared.
+/// A contact to upsert, keyed by email (`PUT /v1/contacts/{email}`). A field sent as null keeps
+/// what the CRM has.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CrmContact {
     /// The key; the CRM trims and lower-cases it.

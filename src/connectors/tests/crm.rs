@@ -137,6 +137,98 @@ async fn a_deal_for_an_unknown_contact_is_rejected() {
 }
 
 #[tokio::test]
+async fn a_deal_with_its_contact_is_one_write_that_replays_and_refuses_as_one() {
+    let (sim, crm) = crm().await;
+    let jane = contact("Jane@Example.com");
+    let v1 = Utc::now();
+    let paid = deal("1044", v1, DealStage::Paid);
+    let first = crm
+        .upsert_deal_with_contact(Some(&jane), &paid, "1044-v1-crm")
+        .await
+        .expect("created");
+    assert_eq!(first.status, 201);
+    let record = crm.find_deal("1044").await.expect("found").expect("exists");
+    assert_eq!(record.contact_email.as_deref(), Some("jane@example.com"));
+    assert!(record.contact_id.is_some());
+    let kinds: Vec<(DocumentKind, Effect)> = sim
+        .ledger()
+        .entries()
+        .iter()
+        .map(|e| (e.kind, e.effect))
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            (DocumentKind::Contact, Effect::Created),
+            (DocumentKind::Deal, Effect::Created)
+        ]
+    );
+
+    // The same write again (a retry after a timeout) is a replay: no second effect.
+    let replay = crm
+        .upsert_deal_with_contact(Some(&jane), &paid, "1044-v1-crm")
+        .await
+        .expect("replayed");
+    assert_eq!(replay.external_id, first.external_id);
+    assert_eq!(sim.ledger().entries().len(), 2);
+
+    // A contact the CRM refuses refuses the deal too, naming the contact's field: nothing of
+    // either is written.
+    let mut long = contact("ann@example.com");
+    long.phone = Some("1".repeat(41));
+    let mut for_ann = deal("1045", v1, DealStage::Open);
+    for_ann.contact_email = Some("ann@example.com".to_owned());
+    let error = crm
+        .upsert_deal_with_contact(Some(&long), &for_ann, "1045-v1-crm")
+        .await
+        .expect_err("refused");
+    let DeliveryError::Rejected {
+        status, field, max, ..
+    } = &error
+    else {
+        panic!("expected Rejected, got {error:?}");
+    };
+    assert_eq!(
+        (*status, field.as_deref(), *max),
+        (422, Some("contact.phone"), Some(40))
+    );
+    // A deal refused for its own field writes no contact either.
+    let mut unnamed = deal("1046", v1, DealStage::Open);
+    unnamed.contact_email = Some("bo@example.com".to_owned());
+    unnamed.name = String::new();
+    let error = crm
+        .upsert_deal_with_contact(Some(&contact("bo@example.com")), &unnamed, "1046-v1-crm")
+        .await
+        .expect_err("refused");
+    assert_eq!(error.code(), "missing_field");
+    // A deal naming another contact than the one it carries is refused.
+    let error = crm
+        .upsert_deal_with_contact(Some(&contact("cy@example.com")), &for_ann, "1045-v2-crm")
+        .await
+        .expect_err("refused");
+    assert!(
+        matches!(&error, DeliveryError::Rejected { field: Some(f), .. } if f == "contact_email")
+    );
+    assert_eq!(
+        sim.ledger().entries().len(),
+        2,
+        "nothing refused was written"
+    );
+    assert_eq!(crm.find_deal("1045").await.expect("lookup"), None);
+    assert_eq!(crm.find_deal("1046").await.expect("lookup"), None);
+
+    // A deal without a contact (a guest without email) is the deal alone.
+    let mut guest = deal("1047", v1, DealStage::Open);
+    guest.contact_email = None;
+    let alone = crm
+        .upsert_deal_with_contact(None, &guest, "1047-v1-crm")
+        .await
+        .expect("created");
+    assert_eq!(alone.status, 201);
+    assert_eq!(sim.ledger().entries_for("1047").len(), 1);
+}
+
+#[tokio::test]
 async fn deals_changed_since_pages_in_change_order() {
     let (_sim, crm) = crm().await;
     crm.upsert_contact(&contact("jane@example.com"), "c")

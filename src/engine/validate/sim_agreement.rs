@@ -158,31 +158,16 @@ async fn sync_crm(crm: &Sim, order: &Order, tally: &mut Tally) {
         tally.add("crm_refused");
         return;
     }
+    // As the connector sends it: the deal with its contact inside, one write.
+    let mut sent = serde_json::to_value(&deal).unwrap();
     if let Some(contact) = &contact {
-        let path = format!("/v1/contacts/{}", contact.email);
-        let (status, body) = crm
-            .call(
-                Method::PUT,
-                &path,
-                Some(serde_json::to_value(contact).unwrap()),
-            )
-            .await;
-        assert!(
-            status.is_success(),
-            "validated contact refused: {status} {body}"
-        );
+        sent["contact"] = serde_json::to_value(contact).unwrap();
     }
     let path = format!("/v1/deals/{}", deal.external_id);
-    let (status, body) = crm
-        .call(
-            Method::PUT,
-            &path,
-            Some(serde_json::to_value(&deal).unwrap()),
-        )
-        .await;
+    let (status, body) = crm.call(Method::PUT, &path, Some(sent)).await;
     assert!(
         status.is_success(),
-        "validated deal refused: {status} {body} for {deal:?}"
+        "validated deal and contact refused: {status} {body} for {deal:?} {contact:?}"
     );
     tally.add("crm_synced");
 }

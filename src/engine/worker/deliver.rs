@@ -13,7 +13,7 @@ use crate::engine::{map, validate};
 use crate::store::PayloadEditInForce;
 
 impl Worker {
-    /// The CRM gets the contact (by email) and the deal (by store order id).
+    /// The CRM gets the contact (by email) and the deal (by store order id), in one write.
     pub(super) async fn deliver_crm(
         &self,
         order: &Order,
@@ -34,12 +34,11 @@ impl Worker {
             return Delivery::NeedsAction(problem);
         }
         let key = idempotency_key(order, version, edit, "crm");
-        if let Some(contact) = &contact
-            && let Err(err) = self.destinations.crm.upsert_contact(contact, &key).await
+        let crm = &self.destinations.crm;
+        match crm
+            .upsert_deal_with_contact(contact.as_ref(), &deal, &key)
+            .await
         {
-            return Delivery::Failed(err);
-        }
-        match self.destinations.crm.upsert_deal(&deal, &key).await {
             Ok(ack) => Delivery::Synced(ack),
             Err(err) => Delivery::Failed(err),
         }
