@@ -215,10 +215,13 @@ impl Worker {
             return false;
         };
         let worker = self.clone();
-        running.spawn(async move {
+        // Boxed: a delivery's state is ~12 KB, and the runtime copies an unboxed task's whole
+        // state when it starts it, when it finishes and when its end is read (three copies per
+        // delivery, ~3% of the process's CPU in a profile of the benchmark).
+        running.spawn(Box::pin(async move {
             worker.process(task).await;
             drop(permit);
-        });
+        }));
         true
     }
 
@@ -233,7 +236,7 @@ impl Worker {
         let mut running = JoinSet::new();
         for task in tasks {
             let worker = self.clone();
-            running.spawn(async move { worker.process(task).await });
+            running.spawn(Box::pin(async move { worker.process(task).await }));
         }
         while running.join_next().await.is_some() {}
         Ok(n)
