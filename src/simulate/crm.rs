@@ -279,10 +279,17 @@ impl CrmData {
         rules::required("name", &body.name, limits::DEAL_NAME)?;
         rules::non_negative("amount", body.amount)?;
         rules::currency("currency", &body.currency)?;
+        // Out-of-order delivery: an older store version changes nothing, the contact it
+        // carries included.
+        if let Some((_, existing)) = self.deals.get(external_id)
+            && body.source_version < existing.source_version
+        {
+            return Ok(Answer::json(StatusCode::OK, existing));
+        }
         let contact = match body.contact {
             Some(contact) => {
                 let email = normalise_email(contact.email.as_deref().unwrap_or_default());
-                valid_email(&email).map_err(|e| e.within("contact"))?;
+                valid_email(&email)?;
                 if body
                     .contact_email
                     .as_deref()
@@ -297,9 +304,7 @@ impl CrmData {
                 }
                 // Every check on the deal's own fields has passed: the contact is written only
                 // when the deal will be too.
-                let (_, contact) = self
-                    .upsert_contact(email, contact, write, ledger)
-                    .map_err(|e| e.within("contact"))?;
+                let (_, contact) = self.upsert_contact(email, contact, write, ledger)?;
                 Some((contact.id, contact.email))
             }
             None => match &body.contact_email {

@@ -94,15 +94,6 @@ impl SimError {
         SimError::unprocessable("missing_field", field, format!("{field} is required."))
     }
 
-    /// The same error for a field of the object `parent` in a larger body: `phone` becomes
-    /// `contact.phone`.
-    pub(crate) fn within(mut self, parent: &str) -> SimError {
-        if let Some(field) = &mut self.body.field {
-            *field = format!("{parent}.{field}");
-        }
-        self
-    }
-
     /// 422 with `code`, naming `field`.
     pub(crate) fn unprocessable(code: &str, field: &str, message: impl Into<String>) -> SimError {
         let mut error = SimError::new(StatusCode::UNPROCESSABLE_ENTITY, code, message);

@@ -135,7 +135,11 @@ impl CrmApi for HttpCrm {
         deal: &CrmDeal,
         idem: &str,
     ) -> Result<Ack, DeliveryError> {
-        let Some(contact) = contact else {
+        // A deal that names no contact stays without one: the contact goes alone, as before.
+        let Some(contact) = contact.filter(|_| deal.contact_email.is_some()) else {
+            if let Some(contact) = contact {
+                self.upsert_contact(contact, idem).await?;
+            }
             return self.upsert_deal(deal, idem).await;
         };
         let segments = ["v1", "deals", deal.external_id.as_str()];
