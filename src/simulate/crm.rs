@@ -340,14 +340,13 @@ impl CrmData {
         };
         let (status, effect) = match self.deals.get(external_id) {
             Some((_, existing)) => {
-                // Out-of-order delivery: an older store version never overwrites a newer one.
                 let unchanged = CrmDealRecord {
                     id: existing.id.clone(),
                     created_at: existing.created_at,
                     updated_at: existing.updated_at,
                     ..record.clone()
                 };
-                if record.source_version < existing.source_version || unchanged == *existing {
+                if unchanged == *existing {
                     return Ok(Answer::json(StatusCode::OK, existing));
                 }
                 record.id = existing.id.clone();

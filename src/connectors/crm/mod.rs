@@ -33,10 +33,7 @@ pub trait CrmApi: Send + Sync {
         deal: &CrmDeal,
         idem: &str,
     ) -> Result<Ack, DeliveryError> {
-        if let Some(contact) = contact {
-            self.upsert_contact(contact, idem).await?;
-        }
-        self.upsert_deal(deal, idem).await
+        upsert_in_turn(self, contact, deal, idem).await
     }
 
     /// The deal for a store order id, if the CRM has one.
@@ -49,6 +46,19 @@ pub trait CrmApi: Send + Sync {
         cursor: Option<&str>,
         limit: u32,
     ) -> Result<Page<CrmDealRecord>, DeliveryError>;
+}
+
+/// The contact (when there is one), then the deal: two writes under one key.
+async fn upsert_in_turn<C: CrmApi + ?Sized>(
+    crm: &C,
+    contact: Option<&CrmContact>,
+    deal: &CrmDeal,
+    idem: &str,
+) -> Result<Ack, DeliveryError> {
+    if let Some(contact) = contact {
+        crm.upsert_contact(contact, idem).await?;
+    }
+    crm.upsert_deal(deal, idem).await
 }
 
 /// [`CrmApi`] over HTTP, against the reference CRM API.
@@ -137,10 +147,7 @@ impl CrmApi for HttpCrm {
     ) -> Result<Ack, DeliveryError> {
         // A deal that names no contact stays without one: the contact goes alone, as before.
         let Some(contact) = contact.filter(|_| deal.contact_email.is_some()) else {
-            if let Some(contact) = contact {
-                self.upsert_contact(contact, idem).await?;
-            }
-            return self.upsert_deal(deal, idem).await;
+            return upsert_in_turn(self, contact, deal, idem).await;
         };
         let segments = ["v1", "deals", deal.external_id.as_str()];
         let body = DealWithContact { deal, contact };
