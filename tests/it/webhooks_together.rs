@@ -7,7 +7,7 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 use syncdesk::engine::ingest::accept;
 use syncdesk::simulate::shopify::OrderFactory;
-use syncdesk::store::{Backend, Delivery, IngestOutcome, Store};
+use syncdesk::store::{Backend, Db, Delivery, IngestOutcome, Store};
 
 use crate::harness::TestApp;
 use crate::webhooks::{Post, later, order_id};
@@ -16,6 +16,7 @@ on_both_backends! {
     one_refused_delivery_among_many_fails_alone => one_refused_delivery_among_many_fails_alone_sqlite, one_refused_delivery_among_many_fails_alone_postgres;
     several_processes_record_the_same_new_customers_at_once => several_processes_record_the_same_new_customers_at_once_sqlite, several_processes_record_the_same_new_customers_at_once_postgres;
     deliveries_of_every_kind_written_together_end_as_they_would_alone => deliveries_of_every_kind_written_together_end_as_they_would_alone_sqlite, deliveries_of_every_kind_written_together_end_as_they_would_alone_postgres;
+    a_webhooks_raw_body_is_kept_byte_for_byte_in_its_row => a_webhooks_raw_body_is_kept_byte_for_byte_in_its_row_sqlite, a_webhooks_raw_body_is_kept_byte_for_byte_in_its_row_postgres;
 }
 
 pub fn delivery_of(order: &Value) -> Delivery {
@@ -403,4 +404,60 @@ async fn several_processes_record_the_same_new_customers_at_once(app: TestApp) {
             .await,
         2
     );
+}
+
+/// The raw body of every delivery is kept for replay, byte for byte. On PostgreSQL, a store's
+/// order webhook of a few kilobytes stays in its row, compressed (migration 0020): nothing goes
+/// to the table's TOAST relation, which cost two more rows and two more index entries a webhook.
+async fn a_webhooks_raw_body_is_kept_byte_for_byte_in_its_row(app: TestApp) {
+    let mut deliveries = Vec::new();
+    for seed in 0..20 {
+        let delivery = delivery_of(&OrderFactory::new(900 + seed).order());
+        assert!(matches!(
+            accept(&app.store, delivery.clone())
+                .await
+                .expect("recorded"),
+            IngestOutcome::Applied { .. }
+        ));
+        deliveries.push(delivery);
+    }
+    let largest = deliveries.iter().map(|d| d.body.len()).max().unwrap_or(0);
+    assert!(
+        largest > 4096,
+        "the factory's orders are a few kilobytes: {largest}"
+    );
+    for delivery in &deliveries {
+        let sql = match app.store.db() {
+            Db::Sqlite(_) => "SELECT body FROM webhook_events WHERE webhook_id = ?",
+            Db::Postgres(_) => "SELECT body FROM webhook_events WHERE webhook_id = $1",
+        };
+        let stored: Vec<u8> = match app.store.db() {
+            Db::Sqlite(pool) => {
+                sqlx::query_scalar(sql)
+                    .bind(&delivery.webhook_id)
+                    .fetch_one(pool)
+                    .await
+            }
+            Db::Postgres(pool) => {
+                sqlx::query_scalar(sql)
+                    .bind(&delivery.webhook_id)
+                    .fetch_one(pool)
+                    .await
+            }
+        }
+        .expect("the body");
+        assert_eq!(stored, delivery.body, "kept byte for byte");
+    }
+    if let Db::Postgres(pool) = app.store.db() {
+        let (out_of_line, compressed): (i64, bool) = sqlx::query_as(
+            "SELECT (SELECT pg_relation_size(reltoastrelid) FROM pg_class WHERE oid = 'webhook_events'::regclass),
+                    bool_and(pg_column_size(body) < octet_length(body)) FILTER (WHERE octet_length(body) > 4096)
+             FROM webhook_events",
+        )
+        .fetch_one(pool)
+        .await
+        .expect("sizes");
+        assert_eq!(out_of_line, 0, "no body went out of line");
+        assert!(compressed, "every body past 4 KB is compressed in its row");
+    }
 }
