@@ -13,10 +13,12 @@ use std::collections::BTreeMap;
 use axum::Router;
 use axum::body::{Body, to_bytes};
 use axum::http::{Method, Request, StatusCode};
+use rust_decimal::Decimal;
 use serde_json::Value;
 use tower::ServiceExt;
 
 use super::{validate_crm, validate_erp, validate_erp_change};
+use crate::connectors::crm::{CrmContact, CrmDeal, limits as crm_limits};
 use crate::connectors::{ErpDocument, Page};
 use crate::domain::shopify::parse_order;
 use crate::domain::{Currency, Order, Sku};
@@ -150,14 +152,27 @@ impl Tally {
     }
 }
 
-async fn sync_crm(crm: &Sim, order: &Order, tally: &mut Tally) {
-    let contact = map::crm_contact(order);
-    let deal = map::crm_deal(order);
-    let problems = validate_crm(contact.as_ref(), &deal);
-    if !problems.is_empty() {
-        tally.add("crm_refused");
-        return;
+/// One way to break each of the CRM's rules, for a payload the store's data never breaks them
+/// with (`nth` picks one, or none).
+fn break_a_crm_rule(nth: usize, contact: &mut Option<CrmContact>, deal: &mut CrmDeal) {
+    let over = |limit: usize| "x".repeat(limit + 1);
+    match (nth % 12, contact.as_mut()) {
+        (1, Some(c)) => c.first_name = Some(over(crm_limits::NAME)),
+        (2, Some(c)) => c.last_name = Some(over(crm_limits::NAME)),
+        (3, Some(c)) => c.phone = Some(format!("+1 {}", over(crm_limits::PHONE))),
+        (4, Some(c)) => c.email = "no-at-sign.example.com".into(),
+        (5, Some(c)) => c.email = format!("{}@example.com", over(crm_limits::EMAIL)),
+        (6, _) => deal.name = over(crm_limits::DEAL_NAME),
+        (7, _) => deal.amount = -deal.amount - Decimal::ONE,
+        _ => {}
     }
+}
+
+async fn sync_crm(crm: &Sim, order: &Order, nth: usize, tally: &mut Tally) {
+    let mut contact = map::crm_contact(order);
+    let mut deal = map::crm_deal(order);
+    break_a_crm_rule(nth, &mut contact, &mut deal);
+    let problems = validate_crm(contact.as_ref(), &deal);
     // As the connector sends it: the deal with its contact inside, one write.
     let mut sent = serde_json::to_value(&deal).unwrap();
     if let Some(contact) = &contact {
@@ -165,6 +180,21 @@ async fn sync_crm(crm: &Sim, order: &Order, tally: &mut Tally) {
     }
     let path = format!("/v1/deals/{}", deal.external_id);
     let (status, body) = crm.call(Method::PUT, &path, Some(sent)).await;
+    if !problems.is_empty() {
+        tally.add("crm_refused");
+        for p in &problems {
+            tally.add(p.code);
+        }
+        // The simulator refuses it too, naming a field the validator named: a refusal and a
+        // check before sending land in one exception group.
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+        let field = body["error"]["field"].as_str().unwrap_or_default();
+        assert!(
+            problems.iter().any(|p| p.fields.iter().any(|f| f == field)),
+            "CRM simulator named {field}, validator {problems:?}"
+        );
+        return;
+    }
     assert!(
         status.is_success(),
         "validated deal and contact refused: {status} {body} for {deal:?} {contact:?}"
@@ -292,7 +322,15 @@ async fn what_validation_accepts_the_simulators_accept() {
             for version in history(&mut shop, i) {
                 let order = parse_order(&serde_json::to_vec(&version).unwrap()).unwrap();
                 tally.add("versions");
-                sync_crm(&crm, &order, &mut tally).await;
+                // Every seventh version of an order breaks one of the CRM's rules.
+                let nth = tally.get("versions");
+                sync_crm(
+                    &crm,
+                    &order,
+                    if nth % 7 == 3 { nth / 7 } else { 0 },
+                    &mut tally,
+                )
+                .await;
                 sync_erp(&erp, &order, &mut tally).await;
             }
         }
@@ -300,6 +338,7 @@ async fn what_validation_accepts_the_simulators_accept() {
     // The run covered what it claims to: accepted and refused payloads of every kind.
     for what in [
         "crm_synced",
+        "crm_refused",
         "erp_created",
         "erp_updated",
         "erp_fulfilment",
@@ -309,6 +348,7 @@ async fn what_validation_accepts_the_simulators_accept() {
         "erp_refused",
         "field_too_long",
         "missing_field",
+        "invalid_field",
     ] {
         assert!(tally.get(what) > 0, "nothing was {what}: {tally:?}");
     }
