@@ -22,6 +22,7 @@ use crate::connectors::crm::{CrmContact, CrmDeal, limits as crm_limits};
 use crate::connectors::{ErpDocument, Page};
 use crate::domain::shopify::parse_order;
 use crate::domain::{Currency, Order, Sku};
+use crate::engine::exception::Problem;
 use crate::engine::map::{self, ErpChange};
 use crate::simulate::crm::{CrmSimConfig, build_crm};
 use crate::simulate::erp::{ErpCatalogue, ErpSimConfig, build_erp};
@@ -152,6 +153,27 @@ impl Tally {
     }
 }
 
+/// What the validator refused, the simulator refused too, naming a field the validator named:
+/// a destination's refusal and the check before sending land in one exception group.
+fn refused_alike(
+    what: &'static str,
+    problems: &[Problem],
+    status: StatusCode,
+    answer: &Value,
+    tally: &mut Tally,
+) {
+    tally.add(what);
+    for p in problems {
+        tally.add(p.code);
+    }
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{what}: {answer}");
+    let field = answer["error"]["field"].as_str().unwrap_or_default();
+    assert!(
+        problems.iter().any(|p| p.fields.iter().any(|f| f == field)),
+        "{what}: the simulator named {field}, the validator {problems:?}"
+    );
+}
+
 /// One way to break each of the CRM's rules, for a payload the store's data never breaks them
 /// with (`nth` picks one, or none).
 fn break_a_crm_rule(nth: usize, contact: &mut Option<CrmContact>, deal: &mut CrmDeal) {
@@ -181,18 +203,7 @@ async fn sync_crm(crm: &Sim, order: &Order, nth: usize, tally: &mut Tally) {
     let path = format!("/v1/deals/{}", deal.external_id);
     let (status, body) = crm.call(Method::PUT, &path, Some(sent)).await;
     if !problems.is_empty() {
-        tally.add("crm_refused");
-        for p in &problems {
-            tally.add(p.code);
-        }
-        // The simulator refuses it too, naming a field the validator named: a refusal and a
-        // check before sending land in one exception group.
-        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
-        let field = body["error"]["field"].as_str().unwrap_or_default();
-        assert!(
-            problems.iter().any(|p| p.fields.iter().any(|f| f == field)),
-            "CRM simulator named {field}, validator {problems:?}"
-        );
+        refused_alike("crm_refused", &problems, status, &body, tally);
         return;
     }
     assert!(
@@ -219,18 +230,8 @@ async fn sync_erp(erp: &Sim, order: &Order, tally: &mut Tally) {
     let problems = validate_erp(&order.name, &payload);
     let body = serde_json::to_value(&payload).unwrap();
     if !problems.is_empty() {
-        tally.add("erp_refused");
-        for p in &problems {
-            tally.add(p.code);
-        }
-        // The simulator refuses it too, naming a field the validator named.
         let (status, answer) = erp.call(Method::POST, "/v1/sales-orders", Some(body)).await;
-        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{answer}");
-        let field = answer["error"]["field"].as_str().unwrap_or_default();
-        assert!(
-            problems.iter().any(|p| p.fields.iter().any(|f| f == field)),
-            "simulator named {field}, validator {problems:?}"
-        );
+        refused_alike("erp_refused", &problems, status, &answer, tally);
         return;
     }
     match existing {
