@@ -100,78 +100,30 @@ impl BatchWrite for CompletionWriter {
     }
 }
 
-/// The whole batch as one statement: lock the tasks still held under their lease tokens, in id
-/// order; mark them synced (or pending again when a newer version arrived meanwhile); record
-/// each attempt; and — only when some task had one — resolve their open exceptions. An
-/// `UPDATE exceptions` that changes nothing would still fire the statement triggers that keep
-/// the per-cause summary. Returns the tasks recorded, with their lease tokens: a stale worker's
+/// The whole batch in one call of `syncdesk_complete_synced` (migration 0021): lock the tasks
+/// still held under their lease tokens, in id order; mark them synced (or pending again when a
+/// newer version arrived meanwhile); record each attempt; and resolve the open exceptions of the
+/// tasks that had one. Returns the tasks recorded, with their lease tokens: a stale worker's
 /// completion may share a batch with the new lease holder's.
 async fn write(pool: &PgPool, batch: &[Completion]) -> Result<Vec<(i64, String)>, sqlx::Error> {
     let now = Utc::now();
-    let resolve = batch.iter().any(|c| c.open_exception);
-    let sql = if resolve { SYNCED_RESOLVING } else { SYNCED };
-    sqlx::query_as(sql)
-        .bind(column(batch, |c| c.task_id))
-        .bind(column(batch, |c| c.lease_token.as_str()))
-        .bind(column(batch, |c| c.version))
-        .bind(column(batch, |c| c.external_id.as_str()))
-        .bind(column(batch, |c| c.attempt))
-        .bind(column(batch, |c| c.started_at))
-        .bind(column(batch, |c| c.duration_ms))
-        .bind(column(batch, |c| c.outcome))
-        .bind(column(batch, |c| c.status))
-        .bind(column(batch, |c| c.message.as_deref()))
-        .bind(column(batch, |c| c.request_id.as_deref()))
-        .bind(column(batch, |c| lag_ms(c.armed_at, now)))
-        .bind(column(batch, |c| c.open_exception))
-        .bind(now)
-        .fetch_all(pool)
-        .await
+    sqlx::query_as(
+        "SELECT id, lease_token FROM syncdesk_complete_synced($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
+    )
+    .bind(column(batch, |c| c.task_id))
+    .bind(column(batch, |c| c.lease_token.as_str()))
+    .bind(column(batch, |c| c.version))
+    .bind(column(batch, |c| c.external_id.as_str()))
+    .bind(column(batch, |c| c.attempt))
+    .bind(column(batch, |c| c.started_at))
+    .bind(column(batch, |c| c.duration_ms))
+    .bind(column(batch, |c| c.outcome))
+    .bind(column(batch, |c| c.status))
+    .bind(column(batch, |c| c.message.as_deref()))
+    .bind(column(batch, |c| c.request_id.as_deref()))
+    .bind(column(batch, |c| lag_ms(c.armed_at, now)))
+    .bind(column(batch, |c| c.open_exception))
+    .bind(now)
+    .fetch_all(pool)
+    .await
 }
-
-macro_rules! synced_batch {
-    ($resolve:literal) => {
-        concat!(
-            "
-WITH input AS (
-    SELECT * FROM unnest($1::bigint[], $2::text[], $3::bigint[], $4::text[], $5::bigint[], $6::timestamptz[],
-                         $7::bigint[], $8::text[], $9::int[], $10::text[], $11::text[], $12::bigint[], $13::bool[])
-        AS i(id, lease_token, version, external_id, attempt, started_at, duration_ms, outcome, status, message,
-             request_id, lag_ms, open_exception)),
-held AS (
-    -- Each task by its key, locked in id order. As a join, a plan made while `sync_tasks` was
-    -- small (the statement's plan is kept for the connection's life) read the whole table into
-    -- a hash for every batch, ever longer as it grew.
-    SELECT t.id FROM (SELECT id, lease_token FROM input ORDER BY id) i
-    CROSS JOIN LATERAL (SELECT t.id FROM sync_tasks t WHERE t.id = i.id AND t.lease_token = i.lease_token
-                        LIMIT 1 FOR UPDATE) t),
-done AS (
-    UPDATE sync_tasks t SET synced_version = i.version, external_id = i.external_id, lease_token = NULL,
-        lease_expires_at = NULL, last_error = NULL, blocked_on = NULL,
-        state = CASE WHEN t.target_version > i.version THEN 'pending' ELSE 'synced' END,
-        attempt = 0, scheduled_at = $14,
-        armed_at = CASE WHEN t.target_version > i.version THEN $14 ELSE t.armed_at END,
-        updated_at = $14
-    FROM input i
-    WHERE t.id = i.id AND t.lease_token = i.lease_token AND t.id IN (SELECT id FROM held)
-    RETURNING t.id, i.lease_token, t.store_order_id, t.destination, i.open_exception),
-attempt AS (
-    INSERT INTO sync_attempts (task_id, store_order_id, destination, version, attempt, started_at, duration_ms,
-        outcome, status, message, request_id, lag_ms)
-    SELECT d.id, d.store_order_id, d.destination, i.version, i.attempt, i.started_at, i.duration_ms, i.outcome,
-        i.status, i.message, i.request_id, i.lag_ms
-    FROM done d JOIN input i ON i.id = d.id AND i.lease_token = d.lease_token)",
-            $resolve,
-            "
-SELECT id, lease_token FROM done"
-        )
-    };
-}
-const SYNCED: &str = synced_batch!("");
-const SYNCED_RESOLVING: &str = synced_batch!(
-    ",
-resolved AS (
-    UPDATE exceptions SET status = 'resolved', resolved_at = $14, resolved_by = 'engine',
-        resolution = 'Synced on a later attempt', updated_at = $14
-    WHERE task_id IN (SELECT id FROM done WHERE open_exception) AND status IN ('open', 'snoozed'))"
-);

@@ -766,6 +766,89 @@ async fn connections_the_server_closed_are_replaced_postgres() {
     }
 }
 
+/// The workers' completions reach each task by its key on a table PostgreSQL has never analyzed
+/// (as on a new database, or wherever autovacuum is off): the plan it keeps after a few calls
+/// must not read `sync_tasks` whole, as a hash join made while the table looked small did, once
+/// per batch, ever longer as the table grew.
+#[tokio::test]
+async fn completions_reach_their_tasks_by_key_on_a_table_never_analyzed_postgres() {
+    let app = TestApp::start(crate::harness::Backend::Postgres).await;
+    let syncdesk::store::Db::Postgres(pool) = app.store.db() else {
+        unreachable!("a PostgreSQL app")
+    };
+    for seed in 0..40 {
+        Post::new("orders/create", &clean_order(900 + seed))
+            .send(&app)
+            .await;
+    }
+    let tasks = app
+        .store
+        .claim_tasks(100, Duration::from_secs(30))
+        .await
+        .unwrap();
+    assert_eq!(tasks.len(), 80);
+
+    // Eight batches of ten, more than the five calls after which PostgreSQL keeps a generic
+    // plan, on one connection, counting what this transaction scanned.
+    let mut tx = pool.begin().await.unwrap();
+    let mut recorded = 0;
+    for batch in tasks.chunks(10) {
+        let n = batch.len();
+        let ids: Vec<i64> = batch.iter().map(|t| t.id).collect();
+        let tokens: Vec<&str> = batch.iter().map(|t| t.lease_token.as_str()).collect();
+        let versions: Vec<i64> = batch.iter().map(|t| t.target_version).collect();
+        let external: Vec<String> = batch.iter().map(|t| format!("EXT-{}", t.id)).collect();
+        let done: Vec<(i64, String)> = sqlx::query_as(
+            "SELECT id, lease_token FROM syncdesk_complete_synced($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
+        )
+        .bind(&ids)
+        .bind(&tokens)
+        .bind(&versions)
+        .bind(&external)
+        .bind(vec![1_i64; n])
+        .bind(vec![chrono::Utc::now(); n])
+        .bind(vec![5_i64; n])
+        .bind(vec!["synced"; n])
+        .bind(vec![Some(201_i32); n])
+        .bind(vec![None::<String>; n])
+        .bind(vec![Some("req-1"); n])
+        .bind(vec![Some(10_i64); n])
+        .bind(vec![false; n])
+        .bind(chrono::Utc::now())
+        .fetch_all(&mut *tx)
+        .await
+        .unwrap();
+        assert_eq!(
+            done.len(),
+            n,
+            "every task in the batch is held and recorded"
+        );
+        recorded += done.len();
+    }
+    let (seq_scans, index_scans): (i64, i64) = sqlx::query_as(
+        "SELECT seq_scan, COALESCE(idx_scan, 0) FROM pg_stat_xact_user_tables WHERE relname = 'sync_tasks'",
+    )
+    .fetch_one(&mut *tx)
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!(recorded, 80);
+    assert_eq!(
+        seq_scans, 0,
+        "completions read sync_tasks whole {seq_scans} times"
+    );
+    assert!(index_scans >= 160, "{index_scans} index scans");
+    assert_eq!(
+        count(
+            &app,
+            "SELECT COUNT(*) FROM sync_tasks WHERE state = 'synced' AND external_id LIKE 'EXT-%'"
+        )
+        .await,
+        80
+    );
+    assert_eq!(count(&app, "SELECT COUNT(*) FROM sync_attempts").await, 80);
+}
+
 /// Many workers finishing at once (written together on PostgreSQL, in one group commit on
 /// SQLite): each completion gets its own answer — a stale lease's is refused even beside the
 /// new holder's for the same task — every task is synced once with one attempt, and the

@@ -5,12 +5,25 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use reqwest::Method;
 
 use super::{
-    ErpApi, ErpCancelRequest, ErpCreditNote, ErpCreditNoteRequest, ErpDocument, ErpFulfilment,
-    ErpFulfilmentRequest, ErpSalesOrder,
+    ErpApi, ErpCancelRequest, ErpCreditNoteRequest, ErpDocument, ErpFulfilmentRequest,
+    ErpSalesOrder,
 };
 use crate::connectors::error::{Ack, DeliveryError};
 use crate::connectors::http::{ConnectorConfig, HttpClient, Reply};
 use crate::connectors::wire::Page;
+
+/// What a sales order write's answer is read for: the rest of the document it echoes is
+/// skipped, not built (a flattened `ErpDocument` is buffered field by field first).
+#[derive(serde::Deserialize)]
+struct DocumentNumber {
+    document_number: String,
+}
+
+/// What a fulfilment's or a credit note's answer is read for.
+#[derive(serde::Deserialize)]
+struct RecordNumber {
+    number: String,
+}
 
 /// The reference ERP, over HTTP.
 #[derive(Debug)]
@@ -125,7 +138,7 @@ impl ErpApi for HttpErp {
                 Some(idem),
             )
             .await?;
-        self.created(reply, |doc: ErpDocument| doc.document_number)
+        self.created(reply, |doc: DocumentNumber| doc.document_number)
     }
 
     async fn update_sales_order(
@@ -146,7 +159,7 @@ impl ErpApi for HttpErp {
                 Some(idem),
             )
             .await?;
-        self.created(reply, |doc: ErpDocument| doc.document_number)
+        self.created(reply, |doc: DocumentNumber| doc.document_number)
     }
 
     async fn cancel_sales_order(
@@ -170,7 +183,7 @@ impl ErpApi for HttpErp {
                 Some(idem),
             )
             .await?;
-        self.created(reply, |doc: ErpDocument| doc.document_number)
+        self.created(reply, |doc: DocumentNumber| doc.document_number)
     }
 
     async fn add_fulfilment(
@@ -191,7 +204,7 @@ impl ErpApi for HttpErp {
                 Some(idem),
             )
             .await?;
-        self.created(reply, |f: ErpFulfilment| f.number)
+        self.created(reply, |f: RecordNumber| f.number)
     }
 
     async fn add_credit_note(
@@ -212,7 +225,7 @@ impl ErpApi for HttpErp {
                 Some(idem),
             )
             .await?;
-        self.created(reply, |c: ErpCreditNote| c.number)
+        self.created(reply, |c: RecordNumber| c.number)
     }
 
     async fn sales_orders_changed_since(
