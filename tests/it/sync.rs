@@ -766,6 +766,19 @@ async fn connections_the_server_closed_are_replaced_postgres() {
     }
 }
 
+/// This connection's full reads and index scans of `table` not yet sent to the statistics
+/// collector. They are sent only between transactions (and only once a second), so the
+/// difference of two readings inside one transaction is what that transaction did between them.
+async fn table_scans(tx: &mut sqlx::PgConnection, table: &str) -> (i64, i64) {
+    sqlx::query_as(
+        "SELECT COALESCE(seq_scan, 0), COALESCE(idx_scan, 0) FROM pg_stat_xact_user_tables WHERE relname = $1",
+    )
+    .bind(table)
+    .fetch_one(tx)
+    .await
+    .unwrap()
+}
+
 /// The workers' completions reach each task by its key on a table PostgreSQL has never analyzed
 /// (as on a new database, or wherever autovacuum is off): the plan it keeps after a few calls
 /// must not read `sync_tasks` whole, as a hash join made while the table looked small did, once
@@ -791,6 +804,7 @@ async fn completions_reach_their_tasks_by_key_on_a_table_never_analyzed_postgres
     // Eight batches of ten, more than the five calls after which PostgreSQL keeps a generic
     // plan, on one connection, counting what this transaction scanned.
     let mut tx = pool.begin().await.unwrap();
+    let before = table_scans(&mut tx, "sync_tasks").await;
     let mut recorded = 0;
     for batch in tasks.chunks(10) {
         let n = batch.len();
@@ -825,13 +839,9 @@ async fn completions_reach_their_tasks_by_key_on_a_table_never_analyzed_postgres
         );
         recorded += done.len();
     }
-    let (seq_scans, index_scans): (i64, i64) = sqlx::query_as(
-        "SELECT seq_scan, COALESCE(idx_scan, 0) FROM pg_stat_xact_user_tables WHERE relname = 'sync_tasks'",
-    )
-    .fetch_one(&mut *tx)
-    .await
-    .unwrap();
+    let after = table_scans(&mut tx, "sync_tasks").await;
     tx.commit().await.unwrap();
+    let (seq_scans, index_scans) = (after.0 - before.0, after.1 - before.1);
     assert_eq!(recorded, 80);
     assert_eq!(
         seq_scans, 0,
@@ -847,6 +857,67 @@ async fn completions_reach_their_tasks_by_key_on_a_table_never_analyzed_postgres
         80
     );
     assert_eq!(count(&app, "SELECT COUNT(*) FROM sync_attempts").await, 80);
+}
+
+/// The ingest reads a new order's ERP item codes by probing the SKU mappings' key, on a table
+/// PostgreSQL has never analyzed, instead of hashing every mapping once per order (a catalogue
+/// of thousands in a shop). Eight calls of twelve new orders each, on one connection.
+#[tokio::test]
+async fn the_ingest_reads_item_codes_by_key_on_a_table_never_analyzed_postgres() {
+    let app = TestApp::start(crate::harness::Backend::Postgres).await;
+    let syncdesk::store::Db::Postgres(pool) = app.store.db() else {
+        unreachable!("a PostgreSQL app")
+    };
+    sqlx::query(
+        "INSERT INTO sku_mappings (sku, item_code, updated_at, updated_by)
+         SELECT 'SKU-' || g, 'ERP-' || g, now(), 'test' FROM generate_series(1, 20) g",
+    )
+    .execute(pool)
+    .await
+    .unwrap();
+    let mut tx = pool.begin().await.unwrap();
+    let before = table_scans(&mut tx, "sku_mappings").await;
+    for call in 0..8_i64 {
+        let (first, last) = (1_000 + call * 100, 1_011 + call * 100);
+        // Twelve new orders of two mapped SKUs each, their tasks leased to this caller.
+        let answered: Vec<(Option<serde_json::Value>,)> = sqlx::query_as(
+            "WITH g AS (SELECT g FROM generate_series($1::bigint, $2::bigint) g)
+             SELECT item_codes FROM syncdesk_ingest_orders(
+                 ARRAY(SELECT 'wh-' || g FROM g ORDER BY g), ARRAY(SELECT 'ev-' || g FROM g ORDER BY g),
+                 ARRAY(SELECT 'orders/create' FROM g), ARRAY(SELECT 'shop.myshopify.com' FROM g),
+                 ARRAY(SELECT '2024-10' FROM g), ARRAY(SELECT now() FROM g), ARRAY(SELECT now() FROM g),
+                 ARRAY(SELECT convert_to('{}', 'UTF8') FROM g), ARRAY(SELECT g FROM g ORDER BY g),
+                 ARRAY(SELECT now() FROM g), ARRAY(SELECT '#' || g FROM g ORDER BY g),
+                 ARRAY(SELECT 'buyer' || g || '@example.com' FROM g ORDER BY g), ARRAY(SELECT 'open' FROM g),
+                 ARRAY(SELECT 'EUR' FROM g), ARRAY(SELECT '10.00' FROM g), ARRAY(SELECT '{}'::json FROM g),
+                 ARRAY(SELECT jsonb_build_array('SKU-1', 'SKU-' || (g % 19 + 2)) FROM g ORDER BY g),
+                 ARRAY(SELECT FALSE FROM g), ARRAY(SELECT NULL::bigint FROM g), ARRAY(SELECT NULL::text FROM g),
+                 ARRAY(SELECT NULL::text FROM g), ARRAY(SELECT NULL::text FROM g), ARRAY(SELECT NULL::text FROM g),
+                 'lease', now() + interval '1 hour', 100)",
+        )
+        .bind(first)
+        .bind(last)
+        .fetch_all(&mut *tx)
+        .await
+        .unwrap();
+        assert_eq!(answered.len(), 12);
+        for (codes,) in answered {
+            let codes = codes.expect("the ERP's item codes answered with its leased task");
+            assert_eq!(codes["SKU-1"], "ERP-1");
+            assert_eq!(codes.as_object().map(|c| c.len()), Some(2));
+        }
+    }
+    let after = table_scans(&mut tx, "sku_mappings").await;
+    tx.rollback().await.unwrap();
+    let (seq_scans, index_scans) = (after.0 - before.0, after.1 - before.1);
+    assert_eq!(
+        seq_scans, 0,
+        "the ingest read every SKU mapping {seq_scans} times"
+    );
+    assert!(
+        index_scans >= 96 * 2,
+        "{index_scans} probes for 96 orders of 2 SKUs"
+    );
 }
 
 /// Many workers finishing at once (written together on PostgreSQL, in one group commit on

@@ -72,3 +72,13 @@ BEGIN
     RETURN QUERY SELECT d.id, d.lease_token FROM unnest(done_ids, done_tokens) AS d(id, lease_token);
 END
 $$;
+
+-- The ingest (migration 0019) likewise: each new order's ERP item codes were read by hashing
+-- the whole of `sku_mappings`, once per order, in the plan kept while the table looked small —
+-- a few rows here, a catalogue of thousands in a shop. Without hash and merge joins each SKU is
+-- one probe of the mappings' primary key. Its other joins meet a call's own few dozen rows.
+ALTER FUNCTION syncdesk_ingest_orders(TEXT[], TEXT[], TEXT[], TEXT[], TEXT[], TIMESTAMPTZ[], TIMESTAMPTZ[], BYTEA[],
+    BIGINT[], TIMESTAMPTZ[], TEXT[], TEXT[], TEXT[], TEXT[], TEXT[], JSON[], JSONB[], BOOLEAN[], BIGINT[], TEXT[],
+    TEXT[], TEXT[], TEXT[], TEXT, TIMESTAMPTZ, INT)
+    SET enable_hashjoin = off
+    SET enable_mergejoin = off;
