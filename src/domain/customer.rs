@@ -173,29 +173,35 @@ fn can_exist(number: &phonenumber::PhoneNumber, region: Option<phonenumber::coun
     let own_plan = region
         .and_then(|id| phonenumber::metadata::DATABASE.by_id(id.as_ref()))
         .filter(|plan| plan.country_code() == number.code().value());
-    if let Some(plan) = own_plan {
-        let types = plan.descriptors();
-        let fits = types.general().is_match(&national)
-            && [
-                types.fixed_line(),
-                types.mobile(),
-                types.toll_free(),
-                types.premium_rate(),
-                types.shared_cost(),
-                types.voip(),
-                types.personal_number(),
-                types.pager(),
-                types.uan(),
-                types.voicemail(),
-            ]
-            .into_iter()
-            .flatten()
-            .any(|kind| kind.is_match(&national));
-        if fits {
-            return true;
-        }
+    if let Some(plan) = own_plan
+        && plan.descriptors().general().is_match(&national)
+        && number_types(plan).any(|kind| kind.is_match(&national))
+    {
+        return true;
     }
     number.is_valid()
+}
+
+/// The number types of a numbering plan that make a number valid (those `phonenumber`'s
+/// `number_type` tests), the most common first.
+fn number_types(
+    plan: &phonenumber::metadata::Metadata,
+) -> impl Iterator<Item = &phonenumber::metadata::Descriptor> {
+    let types = plan.descriptors();
+    [
+        types.fixed_line(),
+        types.mobile(),
+        types.toll_free(),
+        types.premium_rate(),
+        types.shared_cost(),
+        types.voip(),
+        types.personal_number(),
+        types.pager(),
+        types.uan(),
+        types.voicemail(),
+    ]
+    .into_iter()
+    .flatten()
 }
 
 /// "+" and 7 to 15 digits, the first not 0: the form [`Phone::parse`] writes.
@@ -374,23 +380,7 @@ mod tests {
         let mut refused = 0;
         for plan_region in regions {
             let plan = phonenumber::metadata::DATABASE.by_id(plan_region).unwrap();
-            let types = plan.descriptors();
-            let examples = [
-                types.fixed_line(),
-                types.mobile(),
-                types.toll_free(),
-                types.premium_rate(),
-                types.shared_cost(),
-                types.voip(),
-                types.personal_number(),
-                types.pager(),
-                types.uan(),
-                types.voicemail(),
-            ]
-            .into_iter()
-            .flatten()
-            .filter_map(|kind| kind.example());
-            for example in examples {
+            for example in number_types(plan).filter_map(|kind| kind.example()) {
                 let mut other_last = example.to_owned();
                 let last = other_last.pop().unwrap();
                 other_last.push(if last == '9' { '0' } else { '9' });
