@@ -1,7 +1,6 @@
 //! The command line's arguments and subcommands (every flag can also come from the environment).
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 
 use anyhow::bail;
 use app::model::Role;
@@ -85,7 +84,7 @@ impl ShopArgs {
     pub(super) fn reconciler(
         &self,
         store: &Store,
-        wake: Arc<tokio::sync::Notify>,
+        wake: crate::engine::wake::Wake,
     ) -> anyhow::Result<Option<Reconciler>> {
         let Some(shop) = self.admin()? else {
             return Ok(None);

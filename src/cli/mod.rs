@@ -5,7 +5,6 @@ mod args;
 mod serve;
 
 use std::io::{BufRead, IsTerminal};
-use std::sync::Arc;
 
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
@@ -126,7 +125,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let store = open(&args.database).await?;
             crate::web::run_background(&store);
             let count = args.destinations.workers;
-            let wake: Arc<tokio::sync::Notify> = Arc::default();
+            let wake = crate::engine::wake::Wake::for_store(&store);
             let workers = Workers::spawn(
                 &store,
                 destinations.connect()?,

@@ -4,12 +4,13 @@
 
 use std::sync::Arc;
 
-use tokio::sync::{Notify, watch};
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::connectors::{ApiToken, ConnectorConfig, HttpCrm, HttpErp};
 use crate::secret::Secret;
 use crate::store::Store;
+use wake::Wake;
 use worker::{Destinations, Worker, WorkerConfig};
 
 pub mod edit;
@@ -22,6 +23,7 @@ pub mod reconcile;
 pub mod resync;
 pub mod retry;
 pub mod validate;
+pub mod wake;
 pub mod worker;
 
 /// Where the destinations are and how to authenticate.
@@ -67,20 +69,23 @@ pub struct Workers {
     store: Store,
     stop: watch::Sender<bool>,
     handles: Vec<JoinHandle<()>>,
+    /// Hears other processes' work (PostgreSQL).
+    listening: JoinHandle<()>,
 }
 
 impl Workers {
-    /// Starts `count` workers over `store`. `wake` is notified by ingest when work arrives. On
-    /// PostgreSQL, new orders' tasks are handed to them as the ingest writes them
-    /// (`store::handoff`).
+    /// Starts `count` workers over `store`. `wake` is told when work is armed. On PostgreSQL,
+    /// new orders' tasks are handed to them as the ingest writes them (`store::handoff`), and
+    /// work armed by other processes wakes them too (`engine::wake`).
     pub fn spawn(
         store: &Store,
         destinations: Destinations,
         config: WorkerConfig,
-        wake: Arc<Notify>,
+        wake: Wake,
         count: usize,
     ) -> Workers {
         let (stop, stopped) = watch::channel(false);
+        let listening = tokio::spawn(wake.clone().listen(store.clone()));
         let count = count.max(1);
         store.start_handoff(config.lease, count * config.concurrency);
         let handles = (0..count)
@@ -98,6 +103,7 @@ impl Workers {
             store: store.clone(),
             stop,
             handles,
+            listening,
         }
     }
 
@@ -105,6 +111,7 @@ impl Workers {
     /// tasks handed off but not started back to pending.
     pub async fn shutdown(self) {
         let _ = self.stop.send(true);
+        self.listening.abort();
         for handle in self.handles {
             let _ = handle.await;
         }

@@ -5,14 +5,14 @@
 //! writes nothing. Scheduled passes find webhooks that never came; a backfill is one pass from a
 //! chosen date.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, TimeDelta, Utc};
-use tokio::sync::{Notify, watch};
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use super::ingest;
+use super::wake::Wake;
 use crate::connectors::ShopAdmin;
 use crate::connectors::shop::{ADMIN_API_VERSION, OrdersPageRef};
 use crate::store::{Delivery, IngestOutcome, Store, StoreError};
@@ -70,7 +70,7 @@ pub async fn reconcile_since(
     store: &Store,
     shop: &ShopAdmin,
     since: DateTime<Utc>,
-    wake: Option<&Notify>,
+    wake: Option<&Wake>,
 ) -> Result<Reconciled, ReconcileError> {
     let mut found = Reconciled::default();
     let mut page = OrdersPageRef::Since(since);
@@ -112,7 +112,7 @@ pub async fn reconcile_since(
             if matches!(outcome, IngestOutcome::Applied { .. })
                 && let Some(wake) = wake
             {
-                wake.notify_waiters();
+                wake.all();
             }
         }
         match listed.next {
@@ -130,7 +130,7 @@ pub struct Reconciler {
 
 impl Reconciler {
     /// Starts the schedule.
-    pub fn spawn(store: &Store, shop: ShopAdmin, every: Duration, wake: Arc<Notify>) -> Reconciler {
+    pub fn spawn(store: &Store, shop: ShopAdmin, every: Duration, wake: Wake) -> Reconciler {
         let (stop, mut stopped) = watch::channel(false);
         let store = store.clone();
         let every_delta = TimeDelta::from_std(every).unwrap_or(TimeDelta::minutes(10));
@@ -163,7 +163,7 @@ async fn scheduled_pass(
     store: &Store,
     shop: &ShopAdmin,
     every: TimeDelta,
-    wake: &Notify,
+    wake: &Wake,
 ) -> Result<(), StoreError> {
     let now = Utc::now();
     let Some(since) = store

@@ -13,6 +13,7 @@ mod edits;
 mod handoff;
 mod ingest;
 mod reconcile;
+mod signal;
 mod sku_import;
 mod tasks;
 mod throttle;
@@ -40,6 +41,7 @@ pub use audit::{AuditFilter, AuditRecord};
 pub use edits::{NewPayloadEdit, PayloadEdit, PayloadEditInForce};
 pub use ingest::{DESTINATIONS, Delivery, Outcome as IngestOutcome, Payload};
 pub use reconcile::ReconciliationStatus;
+pub use signal::WorkListener;
 pub use sku_import::{ImportApplied, MappingRow};
 pub use tasks::{AttemptRecord, ClaimedTask, NewException};
 pub use throttle::ThrottleState;
@@ -212,7 +214,8 @@ pub struct Store {
     claims: Arc<ClaimCounts>,
 }
 
-/// Claims run in this process, and the tasks they took (for the benchmark).
+/// Claims run in this process, and the tasks they took (for the benchmark and tests); on SQLite
+/// a claim an idle check found nothing for counts too.
 #[derive(Debug, Default)]
 struct ClaimCounts {
     claims: std::sync::atomic::AtomicU64,

@@ -267,6 +267,7 @@ impl Store {
             // on any connection decides whether the next one is worth a write transaction (and
             // its fsync) on the one writer.
             if writer.idle() && !self.work_due(now).await? {
+                self.claims.counted(0);
                 return Ok(Vec::new());
             }
             let claimed: Vec<ClaimedTask> = hot_write!(self, claim(token, expires, now, limit))?;

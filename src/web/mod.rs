@@ -78,8 +78,9 @@ pub struct Shared {
     pub accounts: Accounts,
     /// Web settings.
     pub settings: Arc<WebSettings>,
-    /// Notified when ingest arms new work, so idle workers in this process start at once.
-    pub wake: Arc<tokio::sync::Notify>,
+    /// Told when work is armed, so idle workers (in this process, and on PostgreSQL in the
+    /// others) start at once.
+    pub wake: crate::engine::wake::Wake,
     /// Webhooks refused before storage, for the metrics.
     pub refusals: Arc<webhooks::Refusals>,
     /// SKU mapping operations (item codes checked with the ERP when this process has one).
@@ -99,12 +100,13 @@ impl AppState {
             .build();
         let accounts = Accounts::new(store.clone(), settings.throttle.clone());
         let mappings = Mappings::new(store.clone(), None);
+        let wake = crate::engine::wake::Wake::for_store(&store);
         AppState(Arc::new(Shared {
             leptos_options,
             store,
             accounts,
             settings: Arc::new(settings),
-            wake: Arc::default(),
+            wake,
             refusals: Arc::default(),
             mappings,
             shop: None,

@@ -202,7 +202,7 @@ async fn scheduled_passes_are_claimed_once_and_record_what_they_found(app: TestA
         &app.store,
         admin(&app),
         Duration::from_millis(200),
-        std::sync::Arc::default(),
+        syncdesk::engine::wake::Wake::local(),
     );
     let id = order_id(&unheard);
     let started = Instant::now();

@@ -99,6 +99,11 @@ impl Rig {
         self.worker_with(store, |_| {})
     }
 
+    /// The simulators as a worker's destinations.
+    pub fn destinations(&self) -> Destinations {
+        self.destinations.clone()
+    }
+
     /// A worker as [`Rig::worker`], with `change` made to its configuration.
     pub fn worker_with(&self, store: &Store, change: impl FnOnce(&mut WorkerConfig)) -> Worker {
         let mut config = WorkerConfig {
@@ -116,7 +121,7 @@ impl Rig {
             store.clone(),
             self.destinations.clone(),
             config,
-            Arc::default(),
+            syncdesk::engine::wake::Wake::local(),
         )
     }
 }

@@ -8,12 +8,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::{TimeDelta, Utc};
-use tokio::sync::{Notify, Semaphore};
+use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
 use super::exception::{self, Destination, Problem};
 use super::map;
 use super::retry::RetryPolicy;
+use super::wake::Wake;
 use crate::connectors::{Ack, CrmApi, DeliveryError, ErpApi};
 use crate::domain::Order;
 use crate::store::{AttemptRecord, ClaimedTask, NewException, Store, StoreError};
@@ -21,7 +22,7 @@ use crate::store::{AttemptRecord, ClaimedTask, NewException, Store, StoreError};
 mod deliver;
 mod pace;
 
-use pace::{Found, claim_due, claim_now, wait_after};
+use pace::{Found, claim_due, claim_now, idle_wait, wait_after};
 
 /// Tuning of a worker.
 #[derive(Clone, Debug)]
@@ -32,8 +33,13 @@ pub struct WorkerConfig {
     pub concurrency: usize,
     /// How long a claim lasts before another worker may take the task over.
     pub lease: Duration,
-    /// How long to sleep when the queue is empty (a new order wakes the worker sooner).
+    /// How long to sleep after a claim that found nothing (work armed in this process, or on
+    /// PostgreSQL in another, wakes the worker sooner). Each further claim that finds nothing,
+    /// with no delivery in flight, doubles it up to `idle_poll_max`: what an idle queue is polled
+    /// for is retries coming due and leases running out, which can wait that long.
     pub idle_poll: Duration,
+    /// The longest sleep of an idle worker.
+    pub idle_poll_max: Duration,
     /// Retry policy.
     pub retry: RetryPolicy,
     /// From this attempt on, a transient failure is shown as an exception too.
@@ -49,6 +55,7 @@ impl Default for WorkerConfig {
             concurrency: 64,
             lease: Duration::from_secs(60),
             idle_poll: Duration::from_millis(100),
+            idle_poll_max: Duration::from_secs(1),
             retry: RetryPolicy::default(),
             show_transient_from: 3,
         }
@@ -80,7 +87,7 @@ pub struct Worker {
     store: Store,
     destinations: Destinations,
     config: WorkerConfig,
-    wake: Arc<Notify>,
+    wake: Wake,
 }
 
 impl Worker {
@@ -89,7 +96,7 @@ impl Worker {
         store: Store,
         destinations: Destinations,
         config: WorkerConfig,
-        wake: Arc<Notify>,
+        wake: Wake,
     ) -> Worker {
         Worker {
             store,
@@ -107,6 +114,8 @@ impl Worker {
         let mut last_claim = last_sweep;
         // What the last claim found: fewer tasks than it asked for means nothing more was due.
         let mut last = Found::All;
+        // How long to wait after a claim that found nothing: longer after each one in a row.
+        let mut idle = self.config.idle_poll;
         // Whether this turn may claim. Not when handed-off tasks alone woke the worker after a
         // claim that emptied the queue: they need no claim, and one would find nothing.
         let mut may_claim = true;
@@ -127,7 +136,7 @@ impl Worker {
             // wait their turn behind new orders, never for good.
             let free = permits.available_permits() as i64;
             let since_claim = last_claim.elapsed();
-            let claim = (may_claim || claim_due(last, since_claim, self.config.idle_poll))
+            let claim = (may_claim || claim_due(last, since_claim, idle))
                 && claim_now(
                     free,
                     self.config.concurrency,
@@ -152,18 +161,20 @@ impl Worker {
             // delivery that finishes with a claim that finds little or nothing (under the
             // benchmark on PostgreSQL that was ~6 claims of ~11 tasks per ingest call).
             if claim {
-                last = match claimed.len() as i64 {
+                let found = match claimed.len() as i64 {
                     0 => Found::Nothing,
                     n if n < requested => Found::Fewer,
                     _ => Found::All,
                 };
+                idle = idle_wait(found, last, !running.is_empty(), idle, &self.config);
+                last = found;
                 // Work waits in the database when a claim of half the slots or more came back
                 // full (a small claim coming back full says little).
                 let slots = i64::try_from(self.config.concurrency).unwrap_or(i64::MAX);
                 self.store
                     .note_claim(last == Found::All && requested >= (slots / 2).max(1));
             }
-            let idle = claimed.is_empty();
+            let none = claimed.is_empty();
             for task in claimed {
                 if !self.start(&permits, &mut running, task).await {
                     return;
@@ -180,12 +191,12 @@ impl Worker {
             may_claim = true;
             if let Some(wait) = wait_after(
                 claim,
-                idle,
+                none,
                 last,
                 !running.is_empty(),
                 free,
                 last_claim.elapsed(),
-                self.config.idle_poll,
+                idle,
             ) {
                 tokio::select! {
                     _ = stop.changed() => {}

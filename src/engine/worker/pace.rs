@@ -37,6 +37,25 @@ pub(super) enum Found {
     Nothing,
 }
 
+/// The wait after a claim that found `found` (`busy`: with deliveries in flight), the one before
+/// it having found `previous` and been followed by `current`: `idle_poll` after the first that
+/// finds nothing, twice the last wait after each further one of an idle worker (up to
+/// `idle_poll_max`), and `idle_poll` again once one finds work or deliveries are in flight.
+pub(super) fn idle_wait(
+    found: Found,
+    previous: Found,
+    busy: bool,
+    current: Duration,
+    config: &super::WorkerConfig,
+) -> Duration {
+    match (found, previous) {
+        (Found::Nothing, Found::Nothing) if !busy => (current * 2)
+            .min(config.idle_poll_max)
+            .max(config.idle_poll),
+        _ => config.idle_poll,
+    }
+}
+
 /// Whether a claim is due whatever woke the worker: at once after one that got all it asked
 /// for, [`CLAIM_WAIT`] after one that got fewer, `idle_poll` after one that got nothing.
 pub(super) fn claim_due(last: Found, since_claim: Duration, idle_poll: Duration) -> bool {
@@ -91,8 +110,40 @@ pub(super) fn wait_after(
 
 #[cfg(test)]
 mod tests {
-    use super::{CLAIM_WAIT, Found, Wait, claim_due, claim_now, wait_after};
+    use super::{CLAIM_WAIT, Found, Wait, claim_due, claim_now, idle_wait, wait_after};
+    use crate::engine::worker::WorkerConfig;
     use std::time::Duration;
+
+    #[test]
+    fn an_idle_worker_polls_less_and_less_often_and_at_once_again_after_work() {
+        let config = WorkerConfig::default();
+        let (poll, max) = (config.idle_poll, config.idle_poll_max);
+        let mut wait = poll;
+        let mut last = Found::All;
+        let mut waits = Vec::new();
+        for _ in 0..6 {
+            wait = idle_wait(Found::Nothing, last, false, wait, &config);
+            last = Found::Nothing;
+            waits.push(wait.as_millis());
+        }
+        assert_eq!(waits, [100, 200, 400, 800, 1000, 1000]);
+        assert_eq!(max.as_millis(), 1000);
+        // Work found: back to the first wait, and the next empty claim waits that long.
+        assert_eq!(idle_wait(Found::Fewer, last, false, wait, &config), poll);
+        assert_eq!(
+            idle_wait(Found::Nothing, Found::Fewer, false, poll, &config),
+            poll
+        );
+        assert_eq!(
+            idle_wait(Found::All, Found::Nothing, false, max, &config),
+            poll
+        );
+        // A worker with deliveries in flight is not idle: its claims keep their pace.
+        assert_eq!(
+            idle_wait(Found::Nothing, Found::Nothing, true, max, &config),
+            poll
+        );
+    }
 
     #[test]
     fn a_claim_that_empties_the_queue_waits_for_new_work_not_for_each_finished_delivery() {

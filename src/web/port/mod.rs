@@ -384,7 +384,7 @@ impl Port for WebPort {
             .await
             .map_err(store_error)?;
         if !dry_run && report.queued > 0 {
-            self.state.wake.notify_waiters();
+            self.state.wake.all();
         }
         Ok(triage::outcome(&request, &report))
     }

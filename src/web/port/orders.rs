@@ -180,7 +180,7 @@ pub(super) async fn resync(
                 ResyncError::NotInStore(_) => AppError::NotFound(err.to_string()),
                 other => AppError::Conflict(other.to_string()),
             })?;
-    app.wake.notify_waiters();
+    app.wake.all();
     Ok(resynced.summary())
 }
 
@@ -210,7 +210,7 @@ pub(super) async fn edit_payload(
         }
         EditError::Store(err) => store_error(err),
     })?;
-    app.wake.notify_waiters();
+    app.wake.all();
     Ok(saved.summary(&destination))
 }
 
@@ -232,7 +232,7 @@ pub(super) async fn retry(
     let place = destination.to_uppercase();
     Ok(match outcome {
         RetryOutcome::Queued => {
-            app.wake.notify_waiters();
+            app.wake.all();
             format!("Queued: the order goes to the {place} again now.")
         }
         RetryOutcome::AlreadyApplied => format!(

@@ -59,7 +59,7 @@ pub(super) async fn save(
         .await
         .map_err(mapping_error)?;
     if saved.released.tasks > 0 {
-        app.wake.notify_waiters();
+        app.wake.all();
     }
     let orders = match saved.released.tasks {
         0 => "no order was waiting on it".to_string(),
@@ -98,7 +98,7 @@ pub(super) async fn import(
         .as_ref()
         .is_some_and(|a| a.released_tasks > 0)
     {
-        app.wake.notify_waiters();
+        app.wake.all();
     }
     Ok(ImportOutcome {
         summary: report.summary(),
