@@ -190,6 +190,32 @@ FROM claimed c LEFT JOIN orders o ON o.store_order_id = c.store_order_id"
 const CLAIM_SQLITE: &str = claim_sql!("");
 
 /// Records an attempt through `$exec`.
+/// A synced delivery's task, fenced by its lease token (`$1` the task, `$2` the token, `$3` the
+/// version synced, `$4` the external id, `$5` now).
+macro_rules! synced_task {
+    () => {
+        "UPDATE sync_tasks SET synced_version = $3, external_id = $4, lease_token = NULL, lease_expires_at = NULL,
+             last_error = NULL, blocked_on = NULL,
+             state = CASE WHEN target_version > $3 THEN 'pending' ELSE 'synced' END,
+             attempt = 0, scheduled_at = $5,
+             armed_at = CASE WHEN target_version > $3 THEN $5 ELSE armed_at END,
+             updated_at = $5
+         WHERE id = $1 AND lease_token = $2"
+    };
+}
+const SYNCED_TASK: &str = synced_task!();
+/// SQLite: [`SYNCED_TASK`] and its attempt in one call (two statements, sharing the numbered
+/// binds): the writer's calls are each a hand-off to the connection's thread and back, and
+/// this is the commonest write of all. The attempt is written only when the update was
+/// (`changes()`), so a lost lease writes nothing, as before.
+const SYNCED_TASK_AND_ATTEMPT_SQLITE: &str = concat!(
+    synced_task!(),
+    ";
+INSERT INTO sync_attempts (task_id, store_order_id, destination, version, attempt, started_at, duration_ms,
+    outcome, status, message, request_id, lag_ms)
+SELECT $1, $6, $7, $3, $8, $9, $10, $11, $12, $13, $14, $15 WHERE changes() = 1"
+);
+
 macro_rules! insert_attempt {
     ($exec:expr, $task:expr, $rec:expr, $lag:expr) => {{
         let task: &ClaimedTask = $task;
@@ -524,26 +550,37 @@ on_connection! {
 on_connection! {
     /// [`Store::complete_synced`] inside the caller's transaction.
     fn record_synced(conn, pg, task: &ClaimedTask, external_id: &str, rec: &AttemptRecord, now: &DateTime<Utc>) -> Result<bool, StoreError> {
-        let done = sqlx::query(
-            "UPDATE sync_tasks SET synced_version = $3, external_id = $4, lease_token = NULL, lease_expires_at = NULL,
-                 last_error = NULL, blocked_on = NULL,
-                 state = CASE WHEN target_version > $3 THEN 'pending' ELSE 'synced' END,
-                 attempt = 0, scheduled_at = $5,
-                 armed_at = CASE WHEN target_version > $3 THEN $5 ELSE armed_at END,
-                 updated_at = $5
-             WHERE id = $1 AND lease_token = $2",
-        )
-        .bind(task.id)
-        .bind(&task.lease_token)
-        .bind(rec.version)
-        .bind(external_id)
-        .bind(now)
+        let lag = Some(lag_ms(task.armed_at, *now));
+        let update = sqlx::query(if pg { SYNCED_TASK } else { SYNCED_TASK_AND_ATTEMPT_SQLITE })
+            .bind(task.id)
+            .bind(&task.lease_token)
+            .bind(rec.version)
+            .bind(external_id)
+            .bind(now);
+        let done = if pg {
+            update
+        } else {
+            // The attempt too, in the same call (see SYNCED_TASK_AND_ATTEMPT_SQLITE).
+            update
+                .bind(task.store_order_id)
+                .bind(&task.destination)
+                .bind(task.attempt)
+                .bind(rec.started_at)
+                .bind(rec.duration_ms)
+                .bind(rec.outcome)
+                .bind(rec.status)
+                .bind(rec.message.as_deref())
+                .bind(rec.request_id.as_deref())
+                .bind(lag)
+        }
         .execute(&mut *conn)
         .await?;
         if done.rows_affected() == 0 {
             return Ok(false);
         }
-        insert_attempt!(&mut *conn, task, rec, Some(lag_ms(task.armed_at, *now)))?;
+        if pg {
+            insert_attempt!(&mut *conn, task, rec, lag)?;
+        }
         if !task.open_exception {
             // Nothing to resolve: one statement fewer on the commonest write of all.
             return Ok(true);

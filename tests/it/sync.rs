@@ -473,12 +473,22 @@ async fn a_worker_killed_after_the_destination_committed_duplicates_nothing(app:
         message: None,
         request_id: None,
     };
+    let attempts = format!(
+        "SELECT COUNT(*) FROM sync_attempts WHERE task_id = {}",
+        erp_task.id
+    );
+    let recorded = count(&app, &attempts).await;
     assert!(
         !app.store
             .complete_synced(&erp_task, "SO-STALE", &rec)
             .await
             .unwrap(),
         "a stale lease cannot complete"
+    );
+    assert_eq!(
+        count(&app, &attempts).await,
+        recorded,
+        "nor record an attempt"
     );
     assert_ne!(
         app.text(&format!(

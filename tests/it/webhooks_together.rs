@@ -17,6 +17,7 @@ on_both_backends! {
     several_processes_record_the_same_new_customers_at_once => several_processes_record_the_same_new_customers_at_once_sqlite, several_processes_record_the_same_new_customers_at_once_postgres;
     deliveries_of_every_kind_written_together_end_as_they_would_alone => deliveries_of_every_kind_written_together_end_as_they_would_alone_sqlite, deliveries_of_every_kind_written_together_end_as_they_would_alone_postgres;
     a_webhooks_raw_body_is_kept_byte_for_byte_in_its_row => a_webhooks_raw_body_is_kept_byte_for_byte_in_its_row_sqlite, a_webhooks_raw_body_is_kept_byte_for_byte_in_its_row_postgres;
+    an_order_of_a_thousand_skus_keeps_every_one => an_order_of_a_thousand_skus_keeps_every_one_sqlite, an_order_of_a_thousand_skus_keeps_every_one_postgres;
 }
 
 pub fn delivery_of(order: &Value) -> Delivery {
@@ -459,5 +460,40 @@ async fn a_webhooks_raw_body_is_kept_byte_for_byte_in_its_row(app: TestApp) {
         .expect("sizes");
         assert_eq!(out_of_line, 0, "no body went out of line");
         assert!(compressed, "every body past 4 KB is compressed in its row");
+    }
+}
+
+/// SQLite keeps an order's SKUs in inserts of up to 500, the first in the call that arms its
+/// tasks: an order of 1,203 SKUs takes three.
+async fn an_order_of_a_thousand_skus_keeps_every_one(app: TestApp) {
+    let mut order = OrderFactory::new(1700).order();
+    let line = order["line_items"][0].clone();
+    let lines: Vec<Value> = (0..1203)
+        .map(|n| {
+            let mut line = line.clone();
+            line["id"] = json!(9_000_000 + n);
+            line["sku"] = json!(format!("BULK-{n:04}"));
+            line
+        })
+        .collect();
+    order["line_items"] = Value::Array(lines);
+    let id = order_id(&order);
+    assert!(matches!(
+        accept(&app.store, delivery_of(&order))
+            .await
+            .expect("recorded"),
+        IngestOutcome::Applied { version: 1, .. }
+    ));
+    for (sql, want) in [
+        ("SELECT COUNT(*) FROM order_skus", 1203),
+        ("SELECT COUNT(DISTINCT sku) FROM order_skus", 1203),
+        ("SELECT COUNT(*) FROM sync_tasks", 2),
+    ] {
+        assert_eq!(
+            app.count(&format!("{sql} WHERE store_order_id = {id}"))
+                .await,
+            want,
+            "{sql}"
+        );
     }
 }

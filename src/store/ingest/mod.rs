@@ -203,6 +203,17 @@ fn order_skus(order: &Order) -> Vec<&str> {
     skus
 }
 
+/// SQLite: the insert of `count` SKUs of the order `$1`, bound from `$first` on.
+fn keep_skus_sql(count: usize, first: usize) -> String {
+    let rows: Vec<String> = (first..first + count)
+        .map(|n| format!("($1, ${n})"))
+        .collect();
+    format!(
+        "INSERT INTO order_skus (store_order_id, sku) VALUES {} ON CONFLICT DO NOTHING",
+        rows.join(", ")
+    )
+}
+
 on_connection! {
     /// Records a delivery and applies its payload, inside the caller's transaction.
     fn apply_delivery(tx, pg, delivery: &Delivery, payload: &Payload, now: &DateTime<Utc>) -> Result<Outcome, StoreError> {
@@ -371,14 +382,22 @@ on_connection! {
                     .execute(&mut *tx)
                     .await?;
             } else {
-                sqlx::query(ARM_TASKS).bind(store_order_id).bind(version).bind(now).execute(&mut *tx).await?;
-                // One insert for up to 500 SKUs.
-                for chunk in skus.chunks(500) {
-                    let rows: Vec<String> = (2..chunk.len() + 2).map(|n| format!("($1, ${n})")).collect();
-                    let sql = format!(
-                        "INSERT INTO order_skus (store_order_id, sku) VALUES {} ON CONFLICT DO NOTHING",
-                        rows.join(", ")
-                    );
+                // The tasks and the order's SKUs (one insert for up to 500) in one call: each call
+                // is a hand-off to the connection's thread and back (see `writer`).
+                let mut chunks = skus.chunks(500);
+                let first = chunks.next().unwrap_or_default();
+                let sql = if first.is_empty() {
+                    ARM_TASKS.to_string()
+                } else {
+                    format!("{ARM_TASKS};\n{}", keep_skus_sql(first.len(), 4))
+                };
+                let mut arm = sqlx::query(&sql).bind(store_order_id).bind(version).bind(now);
+                for sku in first {
+                    arm = arm.bind(*sku);
+                }
+                arm.execute(&mut *tx).await?;
+                for chunk in chunks {
+                    let sql = keep_skus_sql(chunk.len(), 2);
                     let mut insert = sqlx::query(&sql).bind(store_order_id);
                     for sku in chunk {
                         insert = insert.bind(*sku);
