@@ -220,27 +220,40 @@ macro_rules! insert_attempt {
     ($exec:expr, $task:expr, $rec:expr, $lag:expr) => {{
         let task: &ClaimedTask = $task;
         let rec: &AttemptRecord = $rec;
-        sqlx::query(
-            "INSERT INTO sync_attempts (task_id, store_order_id, destination, version, attempt, started_at, duration_ms,
-                 outcome, status, message, request_id, lag_ms)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+        bind_attempt!(
+            sqlx::query(
+                "INSERT INTO sync_attempts (task_id, version, store_order_id, destination, attempt, started_at,
+                     duration_ms, outcome, status, message, request_id, lag_ms)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+            )
+            .bind(task.id)
+            .bind(rec.version),
+            task,
+            rec,
+            $lag
         )
-        .bind(task.id)
-        .bind(task.store_order_id)
-        .bind(&task.destination)
-        .bind(rec.version)
-        .bind(task.attempt)
-        .bind(rec.started_at)
-        .bind(rec.duration_ms)
-        .bind(rec.outcome)
-        .bind(rec.status)
-        .bind(rec.message.as_deref())
-        .bind(rec.request_id.as_deref())
-        .bind($lag)
         .execute($exec)
         .await
         .map(|_| ())
     }};
+}
+
+/// Binds the rest of an attempt's row to `$query`, in this order: the order, the destination,
+/// the attempt's number, start, duration, outcome, status, message, request id and lag.
+macro_rules! bind_attempt {
+    ($query:expr, $task:expr, $rec:expr, $lag:expr) => {
+        $query
+            .bind($task.store_order_id)
+            .bind(&$task.destination)
+            .bind($task.attempt)
+            .bind($rec.started_at)
+            .bind($rec.duration_ms)
+            .bind($rec.outcome)
+            .bind($rec.status)
+            .bind($rec.message.as_deref())
+            .bind($rec.request_id.as_deref())
+            .bind($lag)
+    };
 }
 
 /// Opens (or refreshes) the one open exception of a task through `$exec`.
@@ -561,17 +574,7 @@ on_connection! {
             update
         } else {
             // The attempt too, in the same call (see SYNCED_TASK_AND_ATTEMPT_SQLITE).
-            update
-                .bind(task.store_order_id)
-                .bind(&task.destination)
-                .bind(task.attempt)
-                .bind(rec.started_at)
-                .bind(rec.duration_ms)
-                .bind(rec.outcome)
-                .bind(rec.status)
-                .bind(rec.message.as_deref())
-                .bind(rec.request_id.as_deref())
-                .bind(lag)
+            bind_attempt!(update, task, rec, lag)
         }
         .execute(&mut *conn)
         .await?;

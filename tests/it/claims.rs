@@ -33,6 +33,14 @@ async fn until(app: &TestApp, sql: &str, want: i64, limit: Duration) -> Duration
     started.elapsed()
 }
 
+/// Counts `order`'s synced tasks (those that also match `and`, say "AND destination = 'crm'").
+fn synced_tasks(order: &serde_json::Value, and: &str) -> String {
+    format!(
+        "SELECT COUNT(*) FROM sync_tasks WHERE store_order_id = {} AND state = 'synced' {and}",
+        order_id(order)
+    )
+}
+
 async fn a_slow_destination_does_not_leave_the_free_slots_idle(app: TestApp) {
     let rig = rig(&app, Duration::from_secs(20)).await;
     // Every ERP call takes 3 s; the CRM answers at once.
@@ -63,10 +71,7 @@ async fn a_slow_destination_does_not_leave_the_free_slots_idle(app: TestApp) {
     Post::new("orders/create", &order).send(&app).await;
     let took = until(
         &app,
-        &format!(
-            "SELECT COUNT(*) FROM sync_tasks WHERE store_order_id = {} AND destination = 'crm' AND state = 'synced'",
-            order_id(&order)
-        ),
+        &synced_tasks(&order, "AND destination = 'crm'"),
         1,
         Duration::from_secs(10),
     )
@@ -106,16 +111,7 @@ async fn an_idle_worker_polls_less_and_less_often(app: TestApp) {
     syncdesk::engine::ingest::accept(&app.store, crate::webhooks_together::delivery_of(&order))
         .await
         .expect("recorded");
-    let took = until(
-        &app,
-        &format!(
-            "SELECT COUNT(*) FROM sync_tasks WHERE store_order_id = {} AND state = 'synced'",
-            order_id(&order)
-        ),
-        2,
-        Duration::from_secs(10),
-    )
-    .await;
+    let took = until(&app, &synced_tasks(&order, ""), 2, Duration::from_secs(10)).await;
     assert!(
         took < config.idle_poll_max + Duration::from_millis(1_500),
         "found after {took:?}"
@@ -158,16 +154,7 @@ async fn work_armed_in_one_process_wakes_the_idle_workers_of_another_postgres() 
     for seed in [1230, 1231] {
         let order = clean_order(seed);
         Post::new("orders/create", &order).send(&app).await;
-        let took = until(
-            &app,
-            &format!(
-                "SELECT COUNT(*) FROM sync_tasks WHERE store_order_id = {} AND state = 'synced'",
-                order_id(&order)
-            ),
-            2,
-            Duration::from_secs(10),
-        )
-        .await;
+        let took = until(&app, &synced_tasks(&order, ""), 2, Duration::from_secs(10)).await;
         assert!(
             took < Duration::from_secs(3),
             "order {seed} waited {took:?}"
