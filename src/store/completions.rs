@@ -13,7 +13,8 @@ use sqlx::PgPool;
 
 use super::StoreError;
 use super::batch::{BatchWrite, Batcher, Written, column, retrying_deadlocks};
-use super::tasks::{AttemptRecord, ClaimedTask, lag_ms};
+use super::outcomes::lag_ms;
+use super::tasks::{AttemptRecord, ClaimedTask};
 use super::writer::not_committed;
 
 /// The most completions one statement carries.

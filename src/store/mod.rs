@@ -12,6 +12,7 @@ mod completions;
 mod edits;
 mod handoff;
 mod ingest;
+mod outcomes;
 mod reconcile;
 mod signal;
 mod sku_import;

@@ -1,0 +1,340 @@
+//! The outcome of a delivery, recorded under its lease: synced, retry later, blocked on an
+//! exception, dead, or its destination paused. Every completion is fenced by the lease token: a
+//! worker whose lease expired (and whose task another worker took) cannot overwrite the newer
+//! worker's record, and records no attempt.
+
+use chrono::{DateTime, Utc};
+use sqlx::types::Json;
+
+use super::tasks::{AttemptRecord, ClaimedTask, NewException};
+use super::{Store, StoreError, hot_write, on_connection, on_pool};
+
+/// A synced delivery's task, fenced by its lease token (`$1` the task, `$2` the token, `$3` the
+/// version synced, `$4` the external id, `$5` now).
+macro_rules! synced_task {
+    () => {
+        "UPDATE sync_tasks SET synced_version = $3, external_id = $4, lease_token = NULL, lease_expires_at = NULL,
+             last_error = NULL, blocked_on = NULL,
+             state = CASE WHEN target_version > $3 THEN 'pending' ELSE 'synced' END,
+             attempt = 0, scheduled_at = $5,
+             armed_at = CASE WHEN target_version > $3 THEN $5 ELSE armed_at END,
+             updated_at = $5
+         WHERE id = $1 AND lease_token = $2"
+    };
+}
+const SYNCED_TASK: &str = synced_task!();
+/// SQLite: [`SYNCED_TASK`] and its attempt in one call (two statements, sharing the numbered
+/// binds): the writer's calls are each a hand-off to the connection's thread and back, and
+/// this is the commonest write of all. The attempt is written only when the update was
+/// (`changes()`), so a lost lease writes nothing, as before.
+const SYNCED_TASK_AND_ATTEMPT_SQLITE: &str = concat!(
+    synced_task!(),
+    ";
+INSERT INTO sync_attempts (task_id, store_order_id, destination, version, attempt, started_at, duration_ms,
+    outcome, status, message, request_id, lag_ms)
+SELECT $1, $6, $7, $3, $8, $9, $10, $11, $12, $13, $14, $15 WHERE changes() = 1"
+);
+
+/// Records an attempt through `$exec`.
+macro_rules! insert_attempt {
+    ($exec:expr, $task:expr, $rec:expr, $lag:expr) => {{
+        let task: &ClaimedTask = $task;
+        let rec: &AttemptRecord = $rec;
+        bind_attempt!(
+            sqlx::query(
+                "INSERT INTO sync_attempts (task_id, version, store_order_id, destination, attempt, started_at,
+                     duration_ms, outcome, status, message, request_id, lag_ms)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+            )
+            .bind(task.id)
+            .bind(rec.version),
+            task,
+            rec,
+            $lag
+        )
+        .execute($exec)
+        .await
+        .map(|_| ())
+    }};
+}
+
+/// Binds the rest of an attempt's row to `$query`, in this order: the order, the destination,
+/// the attempt's number, start, duration, outcome, status, message, request id and lag.
+macro_rules! bind_attempt {
+    ($query:expr, $task:expr, $rec:expr, $lag:expr) => {
+        $query
+            .bind($task.store_order_id)
+            .bind(&$task.destination)
+            .bind($task.attempt)
+            .bind($rec.started_at)
+            .bind($rec.duration_ms)
+            .bind($rec.outcome)
+            .bind($rec.status)
+            .bind($rec.message.as_deref())
+            .bind($rec.request_id.as_deref())
+            .bind($lag)
+    };
+}
+
+/// Opens (or refreshes) the one open exception of a task through `$exec`.
+macro_rules! open_task_exception {
+    ($exec:expr, $task:expr, $exc:expr, $now:expr) => {{
+        let task: &ClaimedTask = $task;
+        let exc: &NewException = $exc;
+        sqlx::query(
+            "INSERT INTO exceptions (task_id, store_order_id, destination, code, kind, fingerprint, message, action, fields,
+                 status, created_at, updated_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'open', $10, $10)
+             ON CONFLICT (task_id) WHERE status IN ('open', 'snoozed') AND task_id IS NOT NULL DO UPDATE SET
+                 code = excluded.code, kind = excluded.kind, fingerprint = excluded.fingerprint,
+                 message = excluded.message, action = excluded.action, fields = excluded.fields,
+                 updated_at = excluded.updated_at",
+        )
+        .bind(task.id)
+        .bind(task.store_order_id)
+        .bind(&task.destination)
+        .bind(&exc.code)
+        .bind(exc.kind)
+        .bind(&exc.fingerprint)
+        .bind(&exc.message)
+        .bind(&exc.action)
+        .bind(Json(&exc.fields))
+        .bind($now)
+        .execute($exec)
+        .await
+        .map(|_| ())
+    }};
+}
+
+/// From the moment the version was armed to `now`.
+pub(super) fn lag_ms(armed_at: DateTime<Utc>, now: DateTime<Utc>) -> i64 {
+    (now - armed_at).num_milliseconds().max(0)
+}
+
+impl Store {
+    /// The destination acknowledged `version`. The task is synced — or re-armed at once when a
+    /// newer version arrived meanwhile — and its open exception resolves itself. Returns false
+    /// when the lease was lost (nothing recorded; the new holder sends the same idempotent
+    /// upsert).
+    pub async fn complete_synced(
+        &self,
+        task: &ClaimedTask,
+        external_id: &str,
+        rec: &AttemptRecord,
+    ) -> Result<bool, StoreError> {
+        if let Some(completions) = &self.completions {
+            // PostgreSQL: written together with other workers' completions (see `completions`).
+            return super::completions::synced(completions, task, external_id, rec).await;
+        }
+        let now = Utc::now();
+        let (task, external_id, rec) = (task.clone(), external_id.to_string(), rec.clone());
+        hot_write!(self, record_synced(task, external_id, rec, now))
+    }
+
+    /// A transient failure: try again at `next_at`. When `exception` is given (the task has
+    /// been failing for a while) it is opened as a transient exception people can see.
+    pub async fn complete_retry(
+        &self,
+        task: &ClaimedTask,
+        next_at: DateTime<Utc>,
+        rec: &AttemptRecord,
+        exception: Option<&NewException>,
+    ) -> Result<bool, StoreError> {
+        self.finish(task, "retrying", Some(next_at), None, rec, exception)
+            .await
+    }
+
+    /// Needs a person: the task is blocked on the exception's fingerprint until released.
+    pub async fn complete_blocked(
+        &self,
+        task: &ClaimedTask,
+        rec: &AttemptRecord,
+        exception: &NewException,
+    ) -> Result<bool, StoreError> {
+        self.finish(
+            task,
+            "blocked",
+            None,
+            Some(&exception.fingerprint),
+            rec,
+            Some(exception),
+        )
+        .await
+    }
+
+    /// Out of attempts: dead-lettered with its history.
+    pub async fn complete_dead(
+        &self,
+        task: &ClaimedTask,
+        rec: &AttemptRecord,
+        exception: &NewException,
+    ) -> Result<bool, StoreError> {
+        self.finish(task, "dead", None, None, rec, Some(exception))
+            .await
+    }
+
+    async fn finish(
+        &self,
+        task: &ClaimedTask,
+        state: &'static str,
+        next_at: Option<DateTime<Utc>>,
+        blocked_on: Option<&str>,
+        rec: &AttemptRecord,
+        exception: Option<&NewException>,
+    ) -> Result<bool, StoreError> {
+        let now = Utc::now();
+        let (task, rec) = (task.clone(), rec.clone());
+        let (blocked_on, exception) = (blocked_on.map(str::to_string), exception.cloned());
+        hot_write!(
+            self,
+            record_finish(task, state, next_at, blocked_on, rec, exception, now)
+        )
+    }
+
+    /// The destination rejected our credentials: pause it (nothing more is sent until they are
+    /// renewed), put the task back untouched, and keep one exception for the destination.
+    pub async fn pause_destination(
+        &self,
+        task: &ClaimedTask,
+        rec: &AttemptRecord,
+        exception: &NewException,
+    ) -> Result<bool, StoreError> {
+        let now = Utc::now();
+        let paused = on_pool!(&self.db, pool => {
+            let mut tx = pool.begin().await?;
+            let done = sqlx::query(
+                "UPDATE sync_tasks SET state = 'pending', attempt = attempt - 1, lease_token = NULL, lease_expires_at = NULL,
+                     updated_at = $3
+                 WHERE id = $1 AND lease_token = $2",
+            )
+            .bind(task.id)
+            .bind(&task.lease_token)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+            if done.rows_affected() == 0 {
+                return Ok(false);
+            }
+            insert_attempt!(&mut *tx, task, rec, None::<i64>)?;
+            sqlx::query("UPDATE destinations SET paused = TRUE, paused_reason = $2, paused_at = $3, updated_at = $3 WHERE name = $1 AND NOT paused")
+                .bind(&task.destination)
+                .bind(&exception.message)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+            sqlx::query(
+                "INSERT INTO exceptions (task_id, store_order_id, destination, code, kind, fingerprint, message, action, fields,
+                     status, created_at, updated_at)
+                 VALUES (NULL, NULL, $1, $2, $3, $4, $5, $6, $7, 'open', $8, $8)
+                 ON CONFLICT (fingerprint) WHERE status IN ('open', 'snoozed') AND task_id IS NULL DO UPDATE SET
+                     message = excluded.message, updated_at = excluded.updated_at",
+            )
+            .bind(&task.destination)
+            .bind(&exception.code)
+            .bind(exception.kind)
+            .bind(&exception.fingerprint)
+            .bind(&exception.message)
+            .bind(&exception.action)
+            .bind(Json(&exception.fields))
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+            tx.commit().await?;
+            Ok::<bool, StoreError>(true)
+        })?;
+        if paused {
+            // Nothing more goes out with credentials it refuses: the tasks handed off to this
+            // process for it and not started go back to pending, as the claims skip it.
+            self.release_handed_off_to(&task.destination).await?;
+        }
+        Ok(paused)
+    }
+
+    /// Names of the destinations currently paused.
+    pub async fn paused_destinations(&self) -> Result<Vec<String>, StoreError> {
+        let names = on_pool!(&self.db, pool => {
+            sqlx::query_scalar::<_, String>("SELECT name FROM destinations WHERE paused ORDER BY name").fetch_all(pool).await
+        })?;
+        Ok(names)
+    }
+}
+
+on_connection! {
+    /// [`Store::complete_synced`] inside the caller's transaction.
+    fn record_synced(conn, pg, task: &ClaimedTask, external_id: &str, rec: &AttemptRecord, now: &DateTime<Utc>) -> Result<bool, StoreError> {
+        let lag = Some(lag_ms(task.armed_at, *now));
+        let update = sqlx::query(if pg { SYNCED_TASK } else { SYNCED_TASK_AND_ATTEMPT_SQLITE })
+            .bind(task.id)
+            .bind(&task.lease_token)
+            .bind(rec.version)
+            .bind(external_id)
+            .bind(now);
+        let done = if pg {
+            update
+        } else {
+            // The attempt too, in the same call (see SYNCED_TASK_AND_ATTEMPT_SQLITE).
+            bind_attempt!(update, task, rec, lag)
+        }
+        .execute(&mut *conn)
+        .await?;
+        if done.rows_affected() == 0 {
+            return Ok(false);
+        }
+        if pg {
+            insert_attempt!(&mut *conn, task, rec, lag)?;
+        }
+        if !task.open_exception {
+            // Nothing to resolve: one statement fewer on the commonest write of all.
+            return Ok(true);
+        }
+        sqlx::query(
+            "UPDATE exceptions SET status = 'resolved', resolved_at = $2, resolved_by = 'engine',
+                 resolution = 'Synced on a later attempt', updated_at = $2
+             WHERE task_id = $1 AND status IN ('open', 'snoozed')",
+        )
+        .bind(task.id)
+        .bind(now)
+        .execute(&mut *conn)
+        .await?;
+        Ok(true)
+    }
+}
+
+on_connection! {
+    /// [`Store::complete_retry`], [`Store::complete_blocked`] and [`Store::complete_dead`]
+    /// inside the caller's transaction.
+    fn record_finish(
+        conn,
+        pg,
+        task: &ClaimedTask,
+        state: &&'static str,
+        next_at: &Option<DateTime<Utc>>,
+        blocked_on: &Option<String>,
+        rec: &AttemptRecord,
+        exception: &Option<NewException>,
+        now: &DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "UPDATE sync_tasks SET state = $3, scheduled_at = COALESCE($4, scheduled_at), blocked_on = $5,
+                 last_error = $6, lease_token = NULL, lease_expires_at = NULL, updated_at = $7
+             WHERE id = $1 AND lease_token = $2",
+        )
+        .bind(task.id)
+        .bind(&task.lease_token)
+        .bind(*state)
+        .bind(*next_at)
+        .bind(blocked_on.as_deref())
+        .bind(rec.message.as_deref())
+        .bind(*now)
+        .execute(&mut *conn)
+        .await?;
+        if done.rows_affected() == 0 {
+            return Ok(false);
+        }
+        insert_attempt!(&mut *conn, task, rec, None::<i64>)?;
+        if let Some(exc) = exception {
+            open_task_exception!(&mut *conn, task, exc, *now)?;
+        }
+        Ok(true)
+    }
+}
