@@ -115,8 +115,8 @@ impl Wake {
     }
 
     /// Hears the other processes' announcements and wakes this process's workers, until
-    /// dropped or the store is closed (PostgreSQL; on SQLite it returns at once). Announcements missed while its
-    /// connection is down are found by the workers' poll.
+    /// dropped or the store is closed (PostgreSQL; on SQLite it returns at once).
+    /// Announcements missed while its connection is down are found by the workers' poll.
     pub async fn listen(self, store: Store) {
         while let Err(error) = self.hear(&store).await {
             if matches!(error, StoreError::Database(sqlx::Error::PoolClosed)) {
@@ -158,6 +158,9 @@ impl Wake {
 impl Announcer {
     /// Starts, once, the task that sends what is pending, one announcement at a time.
     fn start(&self, id: &str) {
+        if self.started.load(Ordering::Acquire) {
+            return;
+        }
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
             return;
         };
