@@ -375,6 +375,7 @@ async fn the_openapi_document_and_metrics_are_served_without_a_token(app: TestAp
 async fn the_metrics_count_attempts_and_webhooks_as_they_are_written(app: TestApp) {
     let id = blocked_order(&app).await;
     app.assert_metric_counters_match_the_rows().await;
+    app.assert_every_row_has_its_parent().await;
 
     // (outcome, lag in ms), at the CRM's task: the bounds of the first and last buckets and
     // just past them; a synced attempt without a lag; a failure, which has no lag to count.
@@ -405,6 +406,7 @@ async fn the_metrics_count_attempts_and_webhooks_as_they_are_written(app: TestAp
         );
     }
     app.assert_metric_counters_match_the_rows().await;
+    app.assert_every_row_has_its_parent().await;
 
     let text = reqwest::get(format!("{}/metrics", app.base))
         .await
@@ -479,6 +481,7 @@ async fn the_metric_counters_of_open_and_closed_connections_stay_exact(app: Test
             "a row for each connection"
         );
         app.assert_metric_counters_match_the_rows().await;
+        app.assert_every_row_has_its_parent().await;
 
         pool.close().await;
         let gone = format!("SELECT COUNT(*) FROM pg_stat_activity WHERE pid IN ({pids})");
@@ -501,4 +504,5 @@ async fn the_metric_counters_of_open_and_closed_connections_stay_exact(app: Test
     app.store.fold_metric_counts().await.expect("fold");
     app.store.fold_metric_counts().await.expect("a second fold");
     app.assert_metric_counters_match_the_rows().await;
+    app.assert_every_row_has_its_parent().await;
 }

@@ -173,6 +173,7 @@ async fn new_orders_start_without_a_claim(app: TestApp) {
         );
     }
     app.assert_metric_counters_match_the_rows().await;
+    app.assert_every_row_has_its_parent().await;
 }
 
 async fn handed_off_tasks_never_started_are_released_or_rescued(app: TestApp) {
@@ -277,6 +278,7 @@ async fn handed_off_tasks_never_started_are_released_or_rescued(app: TestApp) {
     }
     assert_eq!(crm.extra_documents() + erp.extra_documents(), 0);
     app.assert_metric_counters_match_the_rows().await;
+    app.assert_every_row_has_its_parent().await;
 }
 
 async fn a_destination_that_refuses_our_credentials_gets_none_of_the_queued_tasks(app: TestApp) {

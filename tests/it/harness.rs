@@ -404,6 +404,36 @@ impl TestApp {
         }
     }
 
+    /// Every row of the hot tables names a parent that exists. PostgreSQL does not check these
+    /// on write (migration 0022: the parents are written first, in the same transaction, and
+    /// never deleted); SQLite does, as foreign keys.
+    pub async fn assert_every_row_has_its_parent(&self) {
+        for (child, orphans) in [
+            (
+                "sync_tasks",
+                "SELECT COUNT(*) FROM sync_tasks t
+                 WHERE NOT EXISTS (SELECT 1 FROM orders o WHERE o.store_order_id = t.store_order_id)",
+            ),
+            (
+                "order_skus",
+                "SELECT COUNT(*) FROM order_skus s
+                 WHERE NOT EXISTS (SELECT 1 FROM orders o WHERE o.store_order_id = s.store_order_id)",
+            ),
+            (
+                "orders",
+                "SELECT COUNT(*) FROM orders o WHERE o.customer_id IS NOT NULL
+                 AND NOT EXISTS (SELECT 1 FROM customers c WHERE c.id = o.customer_id)",
+            ),
+            (
+                "sync_attempts",
+                "SELECT COUNT(*) FROM sync_attempts a
+                 WHERE NOT EXISTS (SELECT 1 FROM sync_tasks t WHERE t.id = a.task_id)",
+            ),
+        ] {
+            assert_eq!(self.count(orphans).await, 0, "{child} rows without a parent");
+        }
+    }
+
     /// The audit entries with exactly this action, newest first.
     pub async fn audit_of(&self, action: &str) -> Vec<AuditRecord> {
         self.audit()

@@ -299,6 +299,7 @@ async fn an_unmapped_sku_is_one_grouped_exception_until_its_mapping_releases_eve
     for id in &ids {
         assert_eq!(erp.count(DocumentKind::SalesOrder, &id.to_string()), 1);
     }
+    app.assert_every_row_has_its_parent().await;
 }
 
 async fn rejected_credentials_pause_the_destination_with_one_exception(app: TestApp) {
@@ -564,6 +565,7 @@ async fn an_outage_holds_the_queue_and_it_drains_without_dead_letters(app: TestA
     );
     // Failed attempts and late successes, with their lags, are in the metrics' counters.
     app.assert_metric_counters_match_the_rows().await;
+    app.assert_every_row_has_its_parent().await;
 }
 
 async fn several_workers_share_the_queue_without_duplicates(app: TestApp) {
@@ -624,6 +626,7 @@ async fn several_workers_share_the_queue_without_duplicates(app: TestApp) {
     );
     // Each process's completions counted once, whichever slot of the counters it wrote.
     app.assert_metric_counters_match_the_rows().await;
+    app.assert_every_row_has_its_parent().await;
 }
 
 /// Found by the benchmark: the per-destination request rate was ignored (every destination was

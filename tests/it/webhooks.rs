@@ -392,6 +392,7 @@ async fn unknown_topics_and_unreadable_bodies_are_acknowledged_and_kept(app: Tes
     assert_eq!(app.count("SELECT COUNT(*) FROM webhook_events").await, 3);
     assert_eq!(app.count("SELECT COUNT(*) FROM orders").await, 0);
     app.assert_metric_counters_match_the_rows().await;
+    app.assert_every_row_has_its_parent().await;
 }
 
 async fn the_same_delivery_posted_concurrently_is_applied_once(app: TestApp) {

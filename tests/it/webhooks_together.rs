@@ -210,6 +210,7 @@ async fn deliveries_of_every_kind_written_together_end_as_they_would_alone(app: 
     );
     // The metrics' counters followed the deliveries written together, and their rewrites.
     app.assert_metric_counters_match_the_rows().await;
+    app.assert_every_row_has_its_parent().await;
 }
 
 /// A transaction on another connection that holds every write of the ingest until released:
