@@ -1,0 +1,16 @@
+-- Room on each page of `sync_tasks` for its rows' next versions.
+--
+-- A task is written at least twice for each version it syncs: inserted (or re-armed), then
+-- completed. The completion changes indexed columns (its state, when it changed), so it is
+-- never a heap-only update, and it needs room for the row's new version. Pages filled to the
+-- brim by the inserts have none: each completion then put the new version on another page, and
+-- PostgreSQL, which lets go of the old page's lock while it finds one, first marks the old row
+-- locked and logs that: a second lock record after the completion's own `FOR UPDATE`, for
+-- every task (`pg_waldump`: LOCK, LOCK, UPDATE to another block, row after row), with a second
+-- page pinned and locked for each update.
+--
+-- Inserts leave half of each page free, so a task's completion finds room beside it
+-- (docs/PERFORMANCE.md, "room on the task pages"; scripts/pg-complete-bench.sql measures it).
+-- New pages only: rows already written stay where they are. The setting changes the catalogue
+-- only, under a lock that lets reads and writes go on.
+ALTER TABLE sync_tasks SET (fillfactor = 50);
