@@ -75,4 +75,10 @@ test('an admin adds a user, who can then sign in with only their role', async ({
   await expect(other).toHaveURL(/\/merges$/);
   await expect(other.getByRole('navigation', { name: 'Main' }).getByRole('link')).toHaveText(['Merges']);
   await other.close();
+
+  // The audit log shows what was set, field by field, in words.
+  await page.goto('/audit?action=user.created');
+  const change = page.getByRole('row').filter({ hasText: email }).getByRole('cell').last();
+  await expect(change).toContainText('display name Sasha Steward');
+  await expect(change).toContainText('roles steward');
 });

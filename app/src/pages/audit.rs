@@ -66,10 +66,10 @@ fn AuditLog() -> impl IntoView {
                                             <td class="nowrap">{row.at}</td>
                                             <td>{row.actor}</td>
                                             <td><code>{row.action}</code></td>
-                                            <td>{row.target}</td>
+                                            <td class="nowrap"><code>{row.target}</code></td>
                                             <td class="change">
-                                                {row.before.map(|b| view! { <div><span class="muted">"before "</span><code>{b}</code></div> })}
-                                                {row.after.map(|a| view! { <div><span class="muted">"after "</span><code>{a}</code></div> })}
+                                                {row.before.map(|b| change("before", b))}
+                                                {row.after.map(|a| change("after", a))}
                                             </td>
                                         </tr>
                                     }).collect_view()}
@@ -82,5 +82,66 @@ fn AuditLog() -> impl IntoView {
                 })}
             </Transition>
         </section>
+    }
+}
+
+/// One side of a change, as its fields (`item code ERP-10042 · released tasks 3`) when the log
+/// kept an object of them, else as the JSON it kept.
+fn change(side: &'static str, json: String) -> impl IntoView {
+    let shown = match fields(&json) {
+        Some(fields) => fields
+            .into_iter()
+            .map(|(name, value)| {
+                view! { <span class="field"><span class="muted">{name}</span>" "<code>{value}</code></span>" " }
+            })
+            .collect_view()
+            .into_any(),
+        None => view! { <code>{json}</code> }.into_any(),
+    };
+    view! { <div><span class="side">{side}</span>" "{shown}</div> }
+}
+
+/// The fields of a JSON object, names in words (`item_code` → `item code`), values as text (a
+/// list of words as the words, commas between).
+fn fields(json: &str) -> Option<Vec<(String, String)>> {
+    use serde_json::Value;
+    let Value::Object(map) = serde_json::from_str(json).ok()? else {
+        return None;
+    };
+    let text = |value: Value| match value {
+        Value::String(text) => text,
+        Value::Null => "none".to_owned(),
+        Value::Array(items) if items.iter().all(Value::is_string) => items
+            .iter()
+            .filter_map(Value::as_str)
+            .collect::<Vec<_>>()
+            .join(", "),
+        other => other.to_string(),
+    };
+    Some(
+        map.into_iter()
+            .map(|(name, value)| (name.replace('_', " "), text(value)))
+            .collect(),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::fields;
+
+    #[test]
+    fn a_change_shows_its_fields_in_words_and_anything_else_as_kept() {
+        let shown = fields(
+            r#"{"item_code":"ERP-BTL-750","released_tasks":3,"note":null,"roles":["admin","operator"],"ids":[1,2]}"#,
+        );
+        let shown = shown.expect("an object has fields");
+        assert!(shown.contains(&("item code".to_owned(), "ERP-BTL-750".to_owned())));
+        assert!(shown.contains(&("released tasks".to_owned(), "3".to_owned())));
+        assert!(shown.contains(&("note".to_owned(), "none".to_owned())));
+        assert!(shown.contains(&("roles".to_owned(), "admin, operator".to_owned())));
+        assert!(shown.contains(&("ids".to_owned(), "[1,2]".to_owned())));
+        assert_eq!(shown.len(), 5);
+        assert_eq!(fields(r#"["not", "an", "object"]"#), None);
+        assert_eq!(fields("not json"), None);
     }
 }
