@@ -85,8 +85,8 @@ fn AuditLog() -> impl IntoView {
     }
 }
 
-/// One side of a change, as its fields (`item code ERP-10042 · released tasks 3`) when the log
-/// kept an object of them, else as the JSON it kept.
+/// One side of a change, as its fields side by side (`item code ERP-10042`, `released tasks 3`)
+/// when the log kept an object of them, else as the JSON it kept.
 fn change(side: &'static str, json: String) -> impl IntoView {
     let shown = match fields(&json) {
         Some(fields) => fields
