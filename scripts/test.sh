@@ -38,6 +38,9 @@ server=$!
 trap 'kill $server 2>/dev/null || true; rm -rf "$work"' EXIT
 for _ in $(seq 1 150); do curl -fsS "http://127.0.0.1:${port}/healthz" >/dev/null 2>&1 && break; sleep 0.2; done
 export DATABASE_URL="sqlite:${SYNCDESK_DEMO_DB}"
+# The simulated ERP's address, for the test that has it refuse SyncDesk's credentials.
+E2E_ERP_URL=$(sed -n 's/.*and ERP at \(http[^ ]*\)\.$/\1/p' "${work}/server.log" | head -n1)
+export E2E_ERP_URL
 printf '%s\n' "$E2E_PASSWORD" | target/debug/syncdesk user add --email "$E2E_ADMIN_EMAIL" --name "Ada Admin" \
   --role admin --role operator --role steward --role manager >/dev/null
 printf '%s\n' "$E2E_PASSWORD" | target/debug/syncdesk user add --email "$E2E_OPERATOR_EMAIL" --name "Oli Operator" \

@@ -48,6 +48,9 @@ pub trait Port: Send + Sync {
         user_id: i64,
         active: bool,
     ) -> Result<UserRow, AppError>;
+    /// Starts deliveries again to a destination paused for rejected credentials (`crm` or
+    /// `erp`); whether it was paused.
+    async fn resume_destination(&self, by: &Viewer, destination: String) -> Result<bool, AppError>;
     /// A page of the audit log.
     async fn audit_log(&self, by: &Viewer, query: AuditQuery) -> Result<AuditPage, AppError>;
     /// Exceptions matching `query` grouped by cause, biggest first (or oldest first).

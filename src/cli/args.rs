@@ -122,6 +122,11 @@ pub(super) struct DestinationArgs {
     /// Requests per second sent to each destination (0: no client-side limit).
     #[arg(long, env = "SYNCDESK_DESTINATION_RATE_LIMIT", default_value_t = 50.0)]
     pub(super) destination_rate_limit: f64,
+    /// Seconds a claimed delivery is held for the worker that claimed it; after that (its
+    /// process died, say) another worker takes it over. Keep it well above a request's
+    /// timeout (10 s).
+    #[arg(long, env = "SYNCDESK_LEASE_SECS", default_value_t = WorkerConfig::default().lease.as_secs(), value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub(super) lease_secs: u64,
 }
 
 impl DestinationArgs {
@@ -129,6 +134,7 @@ impl DestinationArgs {
     pub(super) fn worker_config(&self) -> WorkerConfig {
         WorkerConfig {
             concurrency: self.deliveries_per_worker,
+            lease: std::time::Duration::from_secs(self.lease_secs),
             ..WorkerConfig::default()
         }
     }

@@ -126,9 +126,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             crate::web::run_background(&store);
             let count = args.destinations.workers;
             let wake = crate::engine::wake::Wake::for_store(&store);
+            let destinations = destinations.connect()?;
+            destinations.resume_renewed(&store).await?;
             let workers = Workers::spawn(
                 &store,
-                destinations.connect()?,
+                destinations,
                 args.destinations.worker_config(),
                 wake.clone(),
                 count,

@@ -41,6 +41,7 @@ pub(super) async fn serve(
     };
     let mut state = AppState::new(store.clone(), settings, addr);
     if let Some((destinations, _, _)) = &engine {
+        destinations.resume_renewed(&store).await?;
         state = state.with_erp(destinations.erp.clone());
     }
     if let Some(shop) = args.shop.admin()? {

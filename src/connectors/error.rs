@@ -33,6 +33,9 @@ pub enum TransientKind {
     RateLimited {
         /// How long to wait before the next request, when known.
         retry_after: Option<Duration>,
+        /// The destination answered 429 (false: our own limiter held the request back, and
+        /// nothing was sent).
+        by_destination: bool,
     },
     /// The destination answered with a server error (5xx, 408) or an unreadable answer.
     Server {
@@ -103,7 +106,7 @@ impl DeliveryError {
     pub fn retry_after(&self) -> Option<Duration> {
         match self {
             DeliveryError::Transient {
-                kind: TransientKind::RateLimited { retry_after },
+                kind: TransientKind::RateLimited { retry_after, .. },
                 ..
             } => *retry_after,
             _ => None,

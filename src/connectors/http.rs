@@ -96,6 +96,15 @@ pub(crate) struct HttpClient {
     limiter: TokenBucket,
     /// "CRM" or "ERP", for sentences people read.
     destination: &'static str,
+    /// Tells this token from another without keeping it (see [`credentials_fingerprint`]).
+    credentials: String,
+}
+
+/// The first 16 hex digits of the token's SHA-256: enough to tell a renewed token from the one
+/// a destination rejected, and nothing that could be sent in its place.
+pub fn credentials_fingerprint(token: &ApiToken) -> String {
+    use sha2::Digest;
+    hex::encode(&sha2::Sha256::digest(token.0.as_bytes())[..8])
 }
 
 impl HttpClient {
@@ -123,7 +132,13 @@ impl HttpClient {
             timeout: config.timeout,
             limiter: TokenBucket::new(config.rate_limit, config.max_local_wait),
             destination,
+            credentials: credentials_fingerprint(&config.token),
         })
+    }
+
+    /// The fingerprint of the token this client sends.
+    pub(crate) fn credentials(&self) -> &str {
+        &self.credentials
     }
 
     /// The URL for `segments` under the base URL, each segment percent-encoded (emails,
@@ -155,6 +170,7 @@ impl HttpClient {
             return Err(DeliveryError::Transient {
                 kind: TransientKind::RateLimited {
                     retry_after: Some(wait),
+                    by_destination: false,
                 },
                 message: format!(
                     "Holding back requests to the {}; next slot in {} s.",
@@ -245,6 +261,7 @@ impl HttpClient {
             429 => DeliveryError::Transient {
                 kind: TransientKind::RateLimited {
                     retry_after: reply.retry_after,
+                    by_destination: true,
                 },
                 message: match reply.retry_after {
                     Some(wait) => format!(

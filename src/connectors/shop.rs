@@ -176,7 +176,10 @@ impl ShopAdmin {
             s if s == StatusCode::TOO_MANY_REQUESTS || s.is_server_error() => {
                 Err(DeliveryError::Transient {
                     kind: if s == StatusCode::TOO_MANY_REQUESTS {
-                        TransientKind::RateLimited { retry_after: None }
+                        TransientKind::RateLimited {
+                            retry_after: None,
+                            by_destination: true,
+                        }
                     } else {
                         TransientKind::Server { status: s.as_u16() }
                     },

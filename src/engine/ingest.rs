@@ -46,9 +46,10 @@ pub fn read_parsed(topic: &str, value: &serde_json_borrow::Value<'_>) -> Payload
         // An edit notice names the order but not its new state, which arrives with the
         // orders/updated the store sends for the same edit (and with reconciliation).
         "orders/edited" => match shopify::order_edit_from_json(value) {
-            Ok(_) => {
-                Payload::Notice("order edit noted; the edited order arrives as orders/updated")
-            }
+            Ok(edit) => Payload::Notice {
+                why: "order edit noted; the edited order arrives as orders/updated",
+                order: Some(edit.order_id),
+            },
             Err(e) => unreadable(e),
         },
         "refunds/create" => shopify::refund_from_json(value)

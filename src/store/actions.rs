@@ -221,13 +221,16 @@ impl Store {
                     .bind(exception_id)
                     .fetch_optional(&mut *tx)
                     .await?;
-            let Some((task_id, status, _destination)) = row else {
+            let Some((task_id, status, destination)) = row else {
                 return Err(StoreError::NotFound("exception"));
             };
             let Some(task_id) = task_id else {
-                return Err(StoreError::Conflict(
-                    "This exception concerns a whole destination; renew its credentials to resume it.".into(),
-                ));
+                return Err(StoreError::Conflict(format!(
+                    "This exception concerns a whole destination. Restart SyncDesk with renewed credentials \
+                     (SYNCDESK_{upper}_TOKEN) and it resumes by itself, or, once they were put right on the \
+                     destination's side, resume it: POST /api/v1/destinations/{destination}/resume.",
+                    upper = destination.to_uppercase()
+                )));
             };
             let (state, target, synced): (String, i64, Option<i64>) =
                 sqlx::query_as("SELECT state, target_version, synced_version FROM sync_tasks WHERE id = $1")
@@ -273,38 +276,78 @@ impl Store {
     /// Resumes a destination paused for rejected credentials (after they were renewed): its
     /// tasks flow again and the destination's exception resolves.
     /// Run again when PostgreSQL undoes it to break a deadlock (nothing of it was written).
+    /// Answers [`StoreError::NotFound`] for a destination SyncDesk does not know.
     pub async fn resume_destination(
         &self,
         destination: &str,
         by: &Actor,
     ) -> Result<bool, StoreError> {
-        retrying_deadlocks(|| self.resume_destination_once(destination, by)).await
+        retrying_deadlocks(|| self.resume_destination_once(destination, by, None)).await
+    }
+
+    /// Resumes `destination` if it is paused for rejected credentials other than those whose
+    /// fingerprint is `credentials` (a process started with renewed ones); audited as SyncDesk
+    /// itself. A destination paused before fingerprints were kept resumes too: at worst its
+    /// next delivery is refused again and pauses it again, with the same one exception.
+    pub async fn resume_if_renewed(
+        &self,
+        destination: &str,
+        credentials: &str,
+    ) -> Result<bool, StoreError> {
+        retrying_deadlocks(|| {
+            self.resume_destination_once(destination, &Actor::System, Some(credentials))
+        })
+        .await
     }
 
     async fn resume_destination_once(
         &self,
         destination: &str,
         by: &Actor,
+        renewed: Option<&str>,
     ) -> Result<bool, StoreError> {
         let now = Utc::now();
         let fingerprint = format!("auth:{destination}");
         on_pool!(&self.db, pool => {
             let mut tx = pool.begin().await?;
+            // The first statement writes, so on SQLite this transaction holds the write lock.
             let resumed = sqlx::query(
-                "UPDATE destinations SET paused = FALSE, paused_reason = NULL, paused_at = NULL, updated_at = $2
-                 WHERE name = $1 AND paused",
+                "UPDATE destinations SET paused = FALSE, paused_reason = NULL, paused_at = NULL,
+                     rejected_credentials = NULL, updated_at = $2
+                 WHERE name = $1 AND paused
+                   AND ($3 IS NULL OR rejected_credentials IS NULL OR rejected_credentials <> $3)",
             )
             .bind(destination)
             .bind(now)
+            .bind(renewed)
             .execute(&mut *tx)
             .await?
             .rows_affected()
                 > 0;
-            let resolution = format!("Credentials renewed by {}", by.label());
+            if !resumed {
+                let known = sqlx::query_scalar::<_, bool>("SELECT paused FROM destinations WHERE name = $1")
+                    .bind(destination)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                if known.is_none() {
+                    return Err(StoreError::NotFound("destination"));
+                }
+                if renewed.is_some() {
+                    // Not paused, or paused for the very credentials this process has.
+                    return Ok(false);
+                }
+            }
+            let resolution = match renewed {
+                Some(_) => "Credentials renewed: SyncDesk started with new ones".to_string(),
+                None => format!("Deliveries resumed by {}", by.label()),
+            };
             let _ = release_blocked!(tx, &fingerprint, &resolution, by.label(), now);
             let change = Change::new(by, "destination.resumed", format!("destination:{destination}"))
                 .before(json!({ "paused": resumed }))
-                .after(json!({ "paused": false }));
+                .after(match renewed {
+                    Some(_) => json!({ "paused": false, "credentials": "renewed" }),
+                    None => json!({ "paused": false }),
+                });
             insert_audit!(&mut *tx, &change)?;
             tx.commit().await?;
             Ok::<bool, StoreError>(resumed)

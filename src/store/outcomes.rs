@@ -193,11 +193,14 @@ impl Store {
 
     /// The destination rejected our credentials: pause it (nothing more is sent until they are
     /// renewed), put the task back untouched, and keep one exception for the destination.
+    /// `credentials` is the rejected credentials' fingerprint, so that a process started with
+    /// other ones can tell they were renewed.
     pub async fn pause_destination(
         &self,
         task: &ClaimedTask,
         rec: &AttemptRecord,
         exception: &NewException,
+        credentials: &str,
     ) -> Result<bool, StoreError> {
         let now = Utc::now();
         let paused = on_pool!(&self.db, pool => {
@@ -216,10 +219,15 @@ impl Store {
                 return Ok(false);
             }
             insert_attempt!(&mut *tx, task, rec, None::<i64>)?;
-            sqlx::query("UPDATE destinations SET paused = TRUE, paused_reason = $2, paused_at = $3, updated_at = $3 WHERE name = $1 AND NOT paused")
+            sqlx::query(
+                "UPDATE destinations SET paused = TRUE, paused_reason = $2, paused_at = $3, rejected_credentials = $4,
+                     updated_at = $3
+                 WHERE name = $1 AND NOT paused",
+            )
                 .bind(&task.destination)
                 .bind(&exception.message)
                 .bind(now)
+                .bind(credentials)
                 .execute(&mut *tx)
                 .await?;
             sqlx::query(

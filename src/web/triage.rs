@@ -220,7 +220,7 @@ pub fn outcome(request: &TriageRequest, report: &TriageReport) -> TriageOutcome 
         }
         if report.destination_wide > 0 {
             parts.push(
-                "A destination whose credentials were rejected resumes only when they are renewed."
+                "A destination whose credentials were rejected resumes when SyncDesk restarts with renewed ones."
                     .to_string(),
             );
         }

@@ -311,6 +311,41 @@ async fn an_order_shows_both_destinations_and_a_retry_queues_once_then_reports_a
     .await;
     assert_eq!(status, StatusCode::CONFLICT, "{body}");
     assert_eq!(body["error"]["code"], "conflict");
+
+    // The destination itself is resumed, by an admin only.
+    app.execute("UPDATE destinations SET paused = TRUE, paused_reason = 'Rejected credentials' WHERE name = 'crm'")
+        .await;
+    let resume = "/api/v1/destinations/crm/resume";
+    let (status, _) = call(&app, Method::POST, resume, None, None).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let (status, body) = call(&app, Method::POST, resume, Some(&ops), None).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    assert_eq!(app.store.paused_destinations().await.unwrap(), ["crm"]);
+    let admin = token(&app, "ops-admin", &[Role::Admin]).await;
+    let (status, body) = call(
+        &app,
+        Method::POST,
+        "/api/v1/destinations/pos/resume",
+        Some(&admin),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+    let (status, body) = call(&app, Method::POST, resume, Some(&admin), None).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        body,
+        json!({ "destination": "crm", "was_paused": true, "paused": false })
+    );
+    assert!(app.store.paused_destinations().await.unwrap().is_empty());
+    assert_eq!(
+        app.text(&format!("SELECT status FROM exceptions WHERE id = {wide}"))
+            .await,
+        "resolved"
+    );
+    let resumed = app.audit_of("destination.resumed").await;
+    assert_eq!(resumed.len(), 1);
+    assert_eq!(resumed[0].actor_label, "token:ops-admin");
 }
 
 async fn the_openapi_document_and_metrics_are_served_without_a_token(app: TestApp) {
@@ -323,6 +358,7 @@ async fn the_openapi_document_and_metrics_are_served_without_a_token(app: TestAp
         "/exception-groups",
         "/exceptions/{id}/retry",
         "/sku-mappings/{sku}",
+        "/destinations/{name}/resume",
     ] {
         assert!(doc["paths"][path].is_object(), "{path} is documented");
     }

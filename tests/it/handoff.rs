@@ -320,7 +320,7 @@ async fn a_destination_that_refuses_our_credentials_gets_none_of_the_queued_task
     };
     assert!(
         app.store
-            .pause_destination(&erp, &refused, &exception)
+            .pause_destination(&erp, &refused, &exception, "0123456789abcdef")
             .await
             .expect("paused")
     );

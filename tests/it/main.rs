@@ -18,6 +18,7 @@ mod mappings;
 mod order_actions;
 mod reconcile;
 mod sync;
+mod topics;
 mod triage;
 mod web;
 mod webhooks;

@@ -28,8 +28,11 @@ on_both_backends! {
     an_order_reaches_the_crm_and_the_erp_and_updates_change_the_same_documents => an_order_reaches_the_crm_and_the_erp_and_updates_change_the_same_documents_sqlite, an_order_reaches_the_crm_and_the_erp_and_updates_change_the_same_documents_postgres;
     an_unmapped_sku_is_one_grouped_exception_until_its_mapping_releases_every_order => an_unmapped_sku_is_one_grouped_exception_until_its_mapping_releases_every_order_sqlite, an_unmapped_sku_is_one_grouped_exception_until_its_mapping_releases_every_order_postgres;
     rejected_credentials_pause_the_destination_with_one_exception => rejected_credentials_pause_the_destination_with_one_exception_sqlite, rejected_credentials_pause_the_destination_with_one_exception_postgres;
+    a_process_started_with_renewed_credentials_resumes_the_destination => a_process_started_with_renewed_credentials_resumes_the_destination_sqlite, a_process_started_with_renewed_credentials_resumes_the_destination_postgres;
     commit_then_timeout_never_creates_a_second_document => commit_then_timeout_never_creates_a_second_document_sqlite, commit_then_timeout_never_creates_a_second_document_postgres;
     a_worker_killed_after_the_destination_committed_duplicates_nothing => a_worker_killed_after_the_destination_committed_duplicates_nothing_sqlite, a_worker_killed_after_the_destination_committed_duplicates_nothing_postgres;
+    retries_that_run_out_dead_letter_the_task_with_every_attempt_kept => retries_that_run_out_dead_letter_the_task_with_every_attempt_kept_sqlite, retries_that_run_out_dead_letter_the_task_with_every_attempt_kept_postgres;
+    a_429_holds_the_delivery_for_its_retry_after => a_429_holds_the_delivery_for_its_retry_after_sqlite, a_429_holds_the_delivery_for_its_retry_after_postgres;
     an_outage_holds_the_queue_and_it_drains_without_dead_letters => an_outage_holds_the_queue_and_it_drains_without_dead_letters_sqlite, an_outage_holds_the_queue_and_it_drains_without_dead_letters_postgres;
     several_workers_share_the_queue_without_duplicates => several_workers_share_the_queue_without_duplicates_sqlite, several_workers_share_the_queue_without_duplicates_postgres;
     completions_recorded_together_each_get_their_own_answer => completions_recorded_together_each_get_their_own_answer_sqlite, completions_recorded_together_each_get_their_own_answer_postgres;
@@ -378,6 +381,94 @@ async fn rejected_credentials_pause_the_destination_with_one_exception(app: Test
     assert_eq!(rig.erp.ledger().check().extra_documents(), 0);
 }
 
+/// Renewing credentials is giving the processes new ones and restarting them: a process that
+/// starts with the credentials the destination refused leaves it paused; one that starts with
+/// others resumes it, resolves its exception, and the waiting orders go out.
+async fn a_process_started_with_renewed_credentials_resumes_the_destination(app: TestApp) {
+    let rig = rig(&app, Duration::from_secs(5)).await;
+    let with_erp_token = |token: &str| {
+        let mut config = ConnectorConfig::new(rig.erp.base_url().clone(), ApiToken::new(token));
+        config.rate_limit = None;
+        Destinations {
+            crm: rig.destinations().crm,
+            erp: Arc::new(HttpErp::new(&config).expect("erp client")),
+        }
+    };
+    let stale = with_erp_token("an-expired-token");
+    let worker = Worker::new(
+        app.store.clone(),
+        stale.clone(),
+        WorkerConfig::default(),
+        syncdesk::engine::wake::Wake::local(),
+    );
+    for seed in 50..54 {
+        Post::new("orders/create", &clean_order(seed))
+            .send(&app)
+            .await;
+    }
+    drain(&worker, &app, Duration::from_secs(5)).await;
+    assert_eq!(app.store.paused_destinations().await.unwrap(), ["erp"]);
+    let rejected = app
+        .text("SELECT rejected_credentials FROM destinations WHERE name = 'erp'")
+        .await;
+    assert_eq!(
+        rejected,
+        syncdesk::connectors::credentials_fingerprint(&ApiToken::new("an-expired-token"))
+    );
+    assert_eq!(rejected.len(), 16);
+    assert!(
+        !rejected.contains("expired"),
+        "a fingerprint, never the token"
+    );
+
+    // Restarted with the same credentials: nothing changes.
+    assert!(stale.resume_renewed(&app.store).await.unwrap().is_empty());
+    assert_eq!(app.store.paused_destinations().await.unwrap(), ["erp"]);
+    assert_eq!(
+        count(
+            &app,
+            "SELECT COUNT(*) FROM exceptions WHERE status = 'open' AND fingerprint = 'auth:erp'"
+        )
+        .await,
+        1
+    );
+
+    // Restarted with the token the ERP accepts: resumed, by SyncDesk itself, and audited.
+    let renewed = rig.destinations();
+    assert_eq!(
+        renewed.resume_renewed(&app.store).await.unwrap(),
+        [syncdesk::engine::exception::Destination::Erp]
+    );
+    assert!(app.store.paused_destinations().await.unwrap().is_empty());
+    assert_eq!(
+        app.text("SELECT resolution FROM exceptions WHERE fingerprint = 'auth:erp'")
+            .await,
+        "Credentials renewed: SyncDesk started with new ones"
+    );
+    assert_eq!(count(&app, "SELECT COUNT(*) FROM audit_log WHERE action = 'destination.resumed' AND actor_kind = 'system' AND target = 'destination:erp'").await, 1);
+    assert_eq!(
+        count(
+            &app,
+            "SELECT COUNT(*) FROM destinations WHERE rejected_credentials IS NOT NULL"
+        )
+        .await,
+        0
+    );
+    // A second process starting with them finds nothing to resume.
+    assert!(renewed.resume_renewed(&app.store).await.unwrap().is_empty());
+
+    drain(&rig.worker(&app.store), &app, Duration::from_secs(10)).await;
+    assert_eq!(
+        count(
+            &app,
+            "SELECT COUNT(*) FROM sync_tasks WHERE destination = 'erp' AND state = 'synced'"
+        )
+        .await,
+        4
+    );
+    assert_eq!(rig.erp.ledger().check().extra_documents(), 0);
+}
+
 async fn commit_then_timeout_never_creates_a_second_document(app: TestApp) {
     let rig = rig(&app, Duration::from_millis(400)).await;
     let worker = rig.worker(&app.store);
@@ -504,6 +595,157 @@ async fn a_worker_killed_after_the_destination_committed_duplicates_nothing(app:
     assert_eq!(erp.extra_documents(), 0);
 }
 
+/// An ERP that keeps failing: after the attempt limit the task is dead-lettered with one
+/// exception saying so, every attempt is kept with what the ERP answered, and a retry once the
+/// ERP is back delivers it (once).
+async fn retries_that_run_out_dead_letter_the_task_with_every_attempt_kept(app: TestApp) {
+    let rig = rig(&app, Duration::from_secs(2)).await;
+    let worker = rig.worker_with(&app.store, |c| c.retry.max_attempts = 3);
+    rig.erp.faults().update(|f| f.error_rate = 1.0);
+    let order = clean_order(70);
+    let id = order_id(&order);
+    Post::new("orders/create", &order).send(&app).await;
+    drain(&worker, &app, Duration::from_secs(10)).await;
+
+    let task =
+        format!("SELECT id FROM sync_tasks WHERE store_order_id = {id} AND destination = 'erp'");
+    assert_eq!(
+        app.text(&format!("SELECT state FROM sync_tasks WHERE id = ({task})"))
+            .await,
+        "dead"
+    );
+    assert_eq!(
+        app.text(&format!(
+            "SELECT state FROM sync_tasks WHERE store_order_id = {id} AND destination = 'crm'"
+        ))
+        .await,
+        "synced",
+        "the CRM is not held back by the ERP"
+    );
+    // Every attempt, with the ERP's status, its message and its request id.
+    assert_eq!(
+        count(&app, &format!(
+            "SELECT COUNT(*) FROM sync_attempts WHERE task_id = ({task}) AND outcome IN ('transient', 'exhausted')
+                 AND status IN (500, 502, 503) AND message IS NOT NULL AND request_id LIKE 'req_%'
+                 AND duration_ms >= 0"
+        ))
+        .await,
+        3
+    );
+    assert_eq!(
+        count(&app, &format!("SELECT COUNT(*) FROM sync_attempts WHERE task_id = ({task}) AND outcome = 'exhausted'")).await,
+        1,
+        "the last of the 3 is the one that gave up"
+    );
+    let message = app
+        .text(&format!(
+            "SELECT message FROM exceptions WHERE task_id = ({task}) AND status = 'open'
+                 AND code = 'dead_letter' AND fingerprint = 'dead_letter:erp' AND kind = 'exhausted'"
+        ))
+        .await;
+    assert!(message.starts_with("Gave up sending order "), "{message}");
+    assert!(message.contains(" to the ERP after 3 tries"), "{message}");
+    assert!(message.contains("last error: "), "{message}");
+    assert_eq!(
+        rig.erp
+            .ledger()
+            .check()
+            .count(DocumentKind::SalesOrder, &id.to_string()),
+        0
+    );
+
+    // The ERP is back; a person retries the dead letter.
+    rig.erp.faults().reset();
+    let exception = count(
+        &app,
+        &format!("SELECT id FROM exceptions WHERE task_id = ({task})"),
+    )
+    .await;
+    app.store
+        .retry_exception(exception, &Actor::System)
+        .await
+        .expect("retry");
+    drain(&worker, &app, Duration::from_secs(10)).await;
+    assert_eq!(
+        app.text(&format!("SELECT state FROM sync_tasks WHERE id = ({task})"))
+            .await,
+        "synced"
+    );
+    assert_eq!(
+        app.text(&format!(
+            "SELECT status FROM exceptions WHERE id = {exception}"
+        ))
+        .await,
+        "resolved"
+    );
+    let erp = rig.erp.ledger().check();
+    assert_eq!(erp.count(DocumentKind::SalesOrder, &id.to_string()), 1);
+    assert_eq!(erp.extra_documents(), 0);
+    app.assert_metric_counters_match_the_rows().await;
+}
+
+/// A CRM answering 429 with `Retry-After: 2`: the delivery waits those 2 seconds (not the
+/// retry policy's milliseconds), is not counted against anything a person must do, and goes
+/// through once the CRM takes requests again.
+async fn a_429_holds_the_delivery_for_its_retry_after(app: TestApp) {
+    let rig = rig(&app, Duration::from_secs(2)).await;
+    let worker = rig.worker(&app.store);
+    rig.crm.faults().update(|f| {
+        f.rate_limit_rate = 1.0;
+        f.retry_after_secs = 2;
+    });
+    let order = clean_order(75);
+    let id = order_id(&order);
+    Post::new("orders/create", &order).send(&app).await;
+    let task =
+        format!("SELECT id FROM sync_tasks WHERE store_order_id = {id} AND destination = 'crm'");
+    let started = Instant::now();
+    worker.run_once().await.unwrap();
+    assert_eq!(
+        count(&app, &format!(
+            "SELECT COUNT(*) FROM sync_attempts WHERE task_id = ({task}) AND outcome = 'transient' AND status = 429 AND request_id LIKE 'req_%'"
+        ))
+        .await,
+        1
+    );
+    assert_eq!(
+        app.text(&format!("SELECT state FROM sync_tasks WHERE id = ({task})"))
+            .await,
+        "retrying"
+    );
+    rig.crm.faults().reset();
+    // The policy alone would retry within 300 ms; the CRM asked for 2 s.
+    while started.elapsed() < Duration::from_millis(1_500) {
+        worker.run_once().await.unwrap();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        count(
+            &app,
+            &format!("SELECT COUNT(*) FROM sync_attempts WHERE task_id = ({task})")
+        )
+        .await,
+        1,
+        "nothing is sent before the Retry-After has passed"
+    );
+    drain(&worker, &app, Duration::from_secs(10)).await;
+    assert_eq!(
+        app.text(&format!("SELECT state FROM sync_tasks WHERE id = ({task})"))
+            .await,
+        "synced"
+    );
+    assert_eq!(
+        count(
+            &app,
+            "SELECT COUNT(*) FROM exceptions WHERE status = 'open'"
+        )
+        .await,
+        0,
+        "a rate limit is the engine's to wait out, not a person's"
+    );
+    assert_eq!(rig.crm.ledger().check().extra_documents(), 0);
+}
+
 async fn an_outage_holds_the_queue_and_it_drains_without_dead_letters(app: TestApp) {
     let rig = rig(&app, Duration::from_secs(2)).await;
     let worker = rig.worker(&app.store);
@@ -566,6 +808,127 @@ async fn an_outage_holds_the_queue_and_it_drains_without_dead_letters(app: TestA
     // Failed attempts and late successes, with their lags, are in the metrics' counters.
     app.assert_metric_counters_match_the_rows().await;
     app.assert_every_row_has_its_parent().await;
+}
+
+/// `syncdesk worker` processes, three of them against one PostgreSQL database: they share the
+/// queue, and when one is killed (SIGKILL, mid-delivery) the others take over its deliveries once
+/// their leases run out. Every order reaches the CRM and the ERP exactly once.
+#[tokio::test]
+async fn worker_processes_share_one_postgres_queue_and_take_over_from_a_killed_one() {
+    let app = TestApp::start(crate::harness::Backend::Postgres).await;
+    let rig = rig(&app, Duration::from_secs(2)).await;
+    rig.erp.faults().update(|f| f.latency_ms = 15);
+    let url = app.database_url();
+    let with_name = |n: usize| {
+        let joiner = if url.contains('?') { '&' } else { '?' };
+        format!("{url}{joiner}application_name=syncdesk-test-worker-{n}")
+    };
+    let logs = tempfile_dir();
+    let mut workers: Vec<tokio::process::Child> = (0..3)
+        .map(|n| {
+            let log =
+                std::fs::File::create(logs.join(format!("worker-{n}.log"))).expect("log file");
+            tokio::process::Command::new(env!("CARGO_BIN_EXE_syncdesk"))
+                .arg("worker")
+                .env("DATABASE_URL", with_name(n))
+                .env("SYNCDESK_DATABASE_MAX_CONNECTIONS", "4")
+                .env("SYNCDESK_CRM_URL", rig.crm.base_url().as_str())
+                .env("SYNCDESK_CRM_TOKEN", rig.crm.token())
+                .env("SYNCDESK_ERP_URL", rig.erp.base_url().as_str())
+                .env("SYNCDESK_ERP_TOKEN", rig.erp.token())
+                .env("SYNCDESK_WORKERS", "1")
+                .env("SYNCDESK_DELIVERIES_PER_WORKER", "4")
+                .env("SYNCDESK_DESTINATION_RATE_LIMIT", "0")
+                .env("SYNCDESK_LEASE_SECS", "3")
+                .env("SYNCDESK_RECONCILE_EVERY", "0")
+                .env("RUST_LOG", "info")
+                .stdout(std::process::Stdio::null())
+                .stderr(log)
+                .kill_on_drop(true)
+                .spawn()
+                .expect("start `syncdesk worker`")
+        })
+        .collect();
+
+    let mut ids = Vec::new();
+    for seed in 200..260 {
+        let order = clean_order(seed);
+        ids.push(order_id(&order).to_string());
+        Post::new("orders/create", &order).send(&app).await;
+    }
+    let synced = "SELECT COUNT(*) FROM sync_tasks WHERE state = 'synced'";
+    let started = Instant::now();
+    // All three are connected to the one database.
+    loop {
+        let connected = count(&app, "SELECT COUNT(DISTINCT application_name) FROM pg_stat_activity WHERE application_name LIKE 'syncdesk-test-worker-%'").await;
+        if connected == 3 {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "only {connected} worker processes connected"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    while count(&app, synced).await < 30 {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "the workers stalled"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    workers[0].start_kill().expect("kill a worker");
+    workers[0].wait().await.expect("killed");
+    while count(&app, synced).await < 120 {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "the other workers did not finish: {} of 120 synced; logs in {}",
+            count(&app, synced).await,
+            logs.display()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    for worker in &mut workers[1..] {
+        assert!(
+            worker.try_wait().expect("status").is_none(),
+            "a worker process exited"
+        );
+    }
+    for (name, sim) in [("CRM", &rig.crm), ("ERP", &rig.erp)] {
+        let ledger = sim.ledger().check();
+        assert_eq!(
+            ledger.extra_documents(),
+            0,
+            "nothing duplicated at the {name}"
+        );
+    }
+    let erp = rig.erp.ledger().check();
+    assert!(
+        erp.missing(DocumentKind::SalesOrder, ids.iter().map(String::as_str))
+            .is_empty()
+    );
+    let crm = rig.crm.ledger().check();
+    assert!(
+        crm.missing(DocumentKind::Deal, ids.iter().map(String::as_str))
+            .is_empty()
+    );
+    assert_eq!(
+        count(
+            &app,
+            "SELECT COUNT(*) FROM exceptions WHERE status = 'open'"
+        )
+        .await,
+        0
+    );
+    drop(workers);
+    let _ = std::fs::remove_dir_all(&logs);
+}
+
+/// A fresh directory for a test's files.
+fn tempfile_dir() -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("syncdesk-it-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    dir
 }
 
 async fn several_workers_share_the_queue_without_duplicates(app: TestApp) {

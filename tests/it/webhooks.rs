@@ -14,6 +14,7 @@ use syncdesk::simulate::shopify::OrderFactory;
 use crate::harness::{TestApp, WEBHOOK_SECRET};
 
 on_both_backends! {
+    the_same_order_state_under_different_webhook_ids_posted_concurrently_is_applied_once => the_same_order_state_under_different_webhook_ids_posted_concurrently_is_applied_once_sqlite, the_same_order_state_under_different_webhook_ids_posted_concurrently_is_applied_once_postgres;
     a_signed_order_is_stored_and_armed_for_every_destination => a_signed_order_is_stored_and_armed_for_every_destination_sqlite, a_signed_order_is_stored_and_armed_for_every_destination_postgres;
     bad_signatures_bad_json_and_oversized_bodies_change_nothing => bad_signatures_bad_json_and_oversized_bodies_change_nothing_sqlite, bad_signatures_bad_json_and_oversized_bodies_change_nothing_postgres;
     unknown_topics_and_unreadable_bodies_are_acknowledged_and_kept => unknown_topics_and_unreadable_bodies_are_acknowledged_and_kept_sqlite, unknown_topics_and_unreadable_bodies_are_acknowledged_and_kept_postgres;
@@ -391,6 +392,68 @@ async fn unknown_topics_and_unreadable_bodies_are_acknowledged_and_kept(app: Tes
     );
     assert_eq!(app.count("SELECT COUNT(*) FROM webhook_events").await, 3);
     assert_eq!(app.count("SELECT COUNT(*) FROM orders").await, 0);
+    app.assert_metric_counters_match_the_rows().await;
+    app.assert_every_row_has_its_parent().await;
+}
+
+/// The store may send one change as several deliveries (each with its own webhook id): the
+/// order id and `updated_at` make them duplicates, also when they arrive at once.
+async fn the_same_order_state_under_different_webhook_ids_posted_concurrently_is_applied_once(
+    app: TestApp,
+) {
+    let order = OrderFactory::new(14).order();
+    let id = order_id(&order);
+    let mut racing = tokio::task::JoinSet::new();
+    for n in 0..8 {
+        let topic = if n % 2 == 0 {
+            "orders/create"
+        } else {
+            "orders/updated"
+        };
+        let (post, base) = (Post::new(topic, &order), app.base.clone());
+        racing.spawn(async move { post.send_to(base).await });
+    }
+    let mut outcomes = Vec::new();
+    while let Some(done) = racing.join_next().await {
+        let (status, body) = done.expect("request task");
+        assert_eq!(status, StatusCode::OK, "{body}");
+        outcomes.push(body["outcome"].as_str().unwrap_or_default().to_string());
+    }
+    outcomes.sort();
+    assert_eq!(
+        outcomes,
+        [
+            "applied",
+            "duplicate",
+            "duplicate",
+            "duplicate",
+            "duplicate",
+            "duplicate",
+            "duplicate",
+            "duplicate"
+        ]
+    );
+    assert_eq!(
+        app.count("SELECT COUNT(DISTINCT webhook_id) FROM webhook_events")
+            .await,
+        8,
+        "eight deliveries, each kept"
+    );
+    assert_eq!(
+        app.count(&format!(
+            "SELECT version FROM orders WHERE store_order_id = {id}"
+        ))
+        .await,
+        1
+    );
+    assert_eq!(
+        app.count(&format!(
+            "SELECT COUNT(*) FROM sync_tasks WHERE store_order_id = {id} AND target_version = 1"
+        ))
+        .await,
+        2,
+        "one task per destination, armed once"
+    );
     app.assert_metric_counters_match_the_rows().await;
     app.assert_every_row_has_its_parent().await;
 }

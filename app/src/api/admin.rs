@@ -81,3 +81,20 @@ pub async fn set_user_active(user_id: i64, active: bool) -> Result<UserRow, AppE
         .await,
     )
 }
+
+/// Starts deliveries again to a destination paused because it rejected SyncDesk's credentials,
+/// once they were put right on its side (admin); whether it was paused.
+#[server(prefix = "/rpc", endpoint = "admin/destinations/resume")]
+pub async fn resume_destination(destination: String) -> Result<bool, AppError> {
+    use crate::port::{port, respond};
+    respond(
+        async {
+            let port = port()?;
+            let by = port
+                .authorize(&[Role::Admin], "resume a destination")
+                .await?;
+            port.resume_destination(&by, destination).await
+        }
+        .await,
+    )
+}

@@ -17,6 +17,11 @@ use super::wire::Page;
 /// What the engine needs from a CRM.
 #[async_trait]
 pub trait CrmApi: Send + Sync {
+    /// The fingerprint of the credentials this client sends
+    /// ([`credentials_fingerprint`](crate::connectors::credentials_fingerprint)): a destination
+    /// paused for rejecting them resumes when a process starts with others.
+    fn credentials(&self) -> &str;
+
     /// Creates or updates the contact with this email. `idem` is the Idempotency-Key.
     async fn upsert_contact(&self, contact: &CrmContact, idem: &str) -> Result<Ack, DeliveryError>;
 
@@ -124,6 +129,10 @@ impl HttpCrm {
 
 #[async_trait]
 impl CrmApi for HttpCrm {
+    fn credentials(&self) -> &str {
+        self.http.credentials()
+    }
+
     async fn upsert_contact(&self, contact: &CrmContact, idem: &str) -> Result<Ack, DeliveryError> {
         let segments = ["v1", "contacts", contact.email.as_str()];
         self.put_record("upsert_contact", &segments, contact, idem)

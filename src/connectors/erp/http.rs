@@ -91,6 +91,10 @@ impl HttpErp {
 
 #[async_trait]
 impl ErpApi for HttpErp {
+    fn credentials(&self) -> &str {
+        self.http.credentials()
+    }
+
     async fn item_exists(&self, code: &str) -> Result<bool, DeliveryError> {
         let segments = ["v1", "items", code];
         let reply = self

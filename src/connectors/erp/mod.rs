@@ -24,6 +24,11 @@ use super::wire::Page;
 /// already taken: the thing exists, which is what the caller wanted.
 #[async_trait]
 pub trait ErpApi: Send + Sync {
+    /// The fingerprint of the credentials this client sends
+    /// ([`credentials_fingerprint`](crate::connectors::credentials_fingerprint)): a destination
+    /// paused for rejecting them resumes when a process starts with others.
+    fn credentials(&self) -> &str;
+
     /// Whether the catalogue knows this item code.
     async fn item_exists(&self, code: &str) -> Result<bool, DeliveryError>;
 

@@ -31,7 +31,7 @@ pub fn from_delivery_error(
             Problem::dead_letter(destination, order_name, attempt, None, &error.to_string())
         }
         DeliveryError::Transient {
-            kind: TransientKind::RateLimited { retry_after },
+            kind: TransientKind::RateLimited { retry_after, .. },
             ..
         } => Problem::rate_limited(destination, *retry_after, next_retry_at),
         DeliveryError::Transient { message, .. } => {

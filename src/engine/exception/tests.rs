@@ -258,6 +258,7 @@ fn connector_errors_are_classified() {
     let slow = transient(
         TransientKind::RateLimited {
             retry_after: Some(Duration::from_secs(30)),
+            by_destination: true,
         },
         "The ERP asked us to slow down; retrying in 30 s.",
     );

@@ -71,6 +71,37 @@ pub struct Destinations {
     pub erp: Arc<dyn ErpApi>,
 }
 
+impl Destinations {
+    /// The fingerprint of the credentials sent to `destination`.
+    pub fn credentials(&self, destination: Destination) -> &str {
+        match destination {
+            Destination::Crm => self.crm.credentials(),
+            Destination::Erp => self.erp.credentials(),
+        }
+    }
+
+    /// Resumes each destination paused for rejected credentials when this process was given
+    /// other ones (renewing them is changing `SYNCDESK_CRM_TOKEN` or `SYNCDESK_ERP_TOKEN` and
+    /// restarting); a destination paused for the very credentials this process has stays
+    /// paused. Returns the destinations resumed.
+    pub async fn resume_renewed(&self, store: &Store) -> Result<Vec<Destination>, StoreError> {
+        let mut resumed = Vec::new();
+        for destination in Destination::ALL {
+            if store
+                .resume_if_renewed(destination.as_str(), self.credentials(destination))
+                .await?
+            {
+                tracing::info!(
+                    destination = destination.as_str(),
+                    "destination resumed: it was paused for rejected credentials, and this process has others"
+                );
+                resumed.push(destination);
+            }
+        }
+        Ok(resumed)
+    }
+}
+
 /// How often a worker opens snoozed exceptions whose time has come.
 const SNOOZE_SWEEP: Duration = Duration::from_secs(15);
 
@@ -363,9 +394,10 @@ impl Worker {
                     retry.max_attempts,
                     None,
                 );
+                let credentials = self.destinations.credentials(destination);
                 Ok(!self
                     .store
-                    .pause_destination(task, &rec, &new_exception(&problem))
+                    .pause_destination(task, &rec, &new_exception(&problem), credentials)
                     .await?)
             }
             DeliveryError::Rejected {
@@ -445,6 +477,14 @@ fn status_of(err: &DeliveryError) -> Option<i32> {
             kind: crate::connectors::TransientKind::Server { status },
             ..
         } => Some(i32::from(*status)),
+        DeliveryError::Transient {
+            kind:
+                crate::connectors::TransientKind::RateLimited {
+                    by_destination: true,
+                    ..
+                },
+            ..
+        } => Some(429),
         DeliveryError::Transient { .. } => None,
     }
 }

@@ -49,8 +49,14 @@ pub enum Payload {
     Customer(Box<StoreCustomer>),
     /// A topic SyncDesk does not act on (acknowledged and recorded).
     UnknownTopic,
-    /// A known topic that changes nothing by itself; the text says why.
-    Notice(&'static str),
+    /// A known topic that changes nothing by itself; `why` says why. A notice about an order
+    /// (orders/edited) names it, so the order's timeline shows it.
+    Notice {
+        /// Why nothing changes.
+        why: &'static str,
+        /// The store's id of the order it concerns, if any.
+        order: Option<i64>,
+    },
     /// A known topic whose body could not be read; the reason names the field.
     Unreadable(String),
 }
@@ -266,7 +272,7 @@ on_connection! {
 
         let (outcome, order_ref, note): (Outcome, Option<OrderRef>, Option<String>) = match payload {
             Payload::UnknownTopic => (Outcome::Recorded, None, Some("topic not used by SyncDesk".into())),
-            Payload::Notice(why) => (Outcome::Recorded, None, Some((*why).to_string())),
+            Payload::Notice { why, .. } => (Outcome::Recorded, None, Some((*why).to_string())),
             Payload::Unreadable(reason) => (Outcome::Recorded, None, Some(reason.clone())),
             Payload::Customer(customer) => {
                 link_customer!(tx, pg, &customer.customer_ref(), now);
@@ -408,7 +414,10 @@ on_connection! {
         }
         let store_order_id = match &outcome {
             Outcome::Applied { store_order_id, .. } | Outcome::Superseded { store_order_id } => Some(*store_order_id),
-            _ => order_ref.map(|(id, _)| id),
+            _ => order_ref.map(|(id, _)| id).or(match payload {
+                Payload::Notice { order, .. } => *order,
+                _ => None,
+            }),
         };
         if presumed.is_some() && matches!(outcome, Outcome::Applied { .. }) && note.is_none() {
             // Recorded so already.

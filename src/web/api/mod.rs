@@ -3,6 +3,7 @@
 //! the same store methods the UI uses, audited as `token:<name>`. Every failure answers
 //! `{"error": {"code", "message"}}`.
 
+mod destinations;
 mod exceptions;
 mod openapi;
 mod orders;
@@ -47,6 +48,7 @@ pub fn router() -> Router<AppState> {
             "/sku-mappings/{sku}",
             get(sku_mappings::show).put(sku_mappings::save),
         )
+        .route("/destinations/{name}/resume", post(destinations::resume))
         .route("/openapi.json", get(openapi::document))
         .fallback(|| async { ApiError::NotFound("No such API route.".into()) })
 }

@@ -195,6 +195,15 @@ pub fn spec() -> Value {
                         "200": { "description": "Applied: `rows`, `created`, `changed`, `unchanged`, `released_tasks`, `resolved_exceptions`, `unchecked`, `message`." },
                         "401": unauth, "403": forbidden,
                         "422": { "description": "Nothing applied. Either the file as a whole is unusable (`error`), or `error.code` is `rows_rejected` and `rejected` lists each bad row as `{line, sku, reason}`." } } } },
+            "/destinations/{name}/resume": { "post": {
+                "summary": "Starts deliveries again to a destination paused because it rejected SyncDesk's credentials, and resolves its `auth:<name>` exception.",
+                "description": "For credentials put right on the destination's side. New credentials (`SYNCDESK_CRM_TOKEN`, `SYNCDESK_ERP_TOKEN`) need no call: a process started with them resumes the destination by itself. If the destination still refuses them, the next delivery pauses it again, with one exception. Needs a token with the admin role. Audited as `token:<name>`.",
+                "parameters": [path_param("name", json!({ "type": "string", "enum": ["crm", "erp"] }), "The destination.")],
+                "responses": { "200": ok("Resumed.", json!({ "type": "object", "properties": {
+                                   "destination": { "type": "string" },
+                                   "was_paused": { "type": "boolean" },
+                                   "paused": { "type": "boolean" } } })),
+                               "401": unauth, "403": forbidden, "404": error_response("No such destination.") } } },
             "/openapi.json": { "get": {
                 "summary": "This document.", "security": [],
                 "responses": { "200": { "description": "OpenAPI 3.1 document." } } } }

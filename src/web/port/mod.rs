@@ -259,6 +259,17 @@ impl Port for WebPort {
         Ok(user_row(user))
     }
 
+    async fn resume_destination(&self, by: &Viewer, destination: String) -> Result<bool, AppError> {
+        let was_paused = self
+            .state
+            .store
+            .resume_destination(&destination, &actor(by))
+            .await
+            .map_err(store_error)?;
+        self.state.wake.all();
+        Ok(was_paused)
+    }
+
     async fn audit_log(&self, _by: &Viewer, query: AuditQuery) -> Result<AuditPage, AppError> {
         const PAGE: i64 = 50;
         let filter = AuditFilter {

@@ -1,0 +1,464 @@
+//! Every webhook topic SyncDesk takes, end to end: posted to the real endpoint, worked by a real
+//! worker against the simulated CRM and ERP. An order's later states (part shipped, all shipped,
+//! refunded) become shipments and a credit note on the one ERP sales order and move the one CRM
+//! deal along its stages; an orders/edited notice is recorded and changes nothing; customers/*
+//! keep the customer record, email normalised and phone in E.164.
+
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use rust_decimal::Decimal;
+use serde_json::{Value, json};
+use syncdesk::connectors::{DealStage, ErpDocument, ErpStatus};
+use syncdesk::simulate::ledger::{DocumentKind, Effect};
+use syncdesk::simulate::shopify::{OrderFactory, latest_refund};
+
+use crate::harness::TestApp;
+use crate::sync::{Rig, clean_order, drain, rig};
+use crate::webhooks::{Post, order_id};
+
+on_both_backends! {
+    an_order_s_shipments_and_refund_reach_the_same_erp_document_and_crm_deal => an_order_s_shipments_and_refund_reach_the_same_erp_document_and_crm_deal_sqlite, an_order_s_shipments_and_refund_reach_the_same_erp_document_and_crm_deal_postgres;
+    customer_topics_keep_one_normalised_customer_record => customer_topics_keep_one_normalised_customer_record_sqlite, customer_topics_keep_one_normalised_customer_record_postgres;
+}
+
+const DRAIN: Duration = Duration::from_secs(10);
+
+/// A clean order (see [`clean_order`]), paid, with at least two units so that part of it can
+/// ship, and the shop's factory standing where it stood after making it, to make its later
+/// states as the store would.
+fn paid_order_of_several_units() -> (OrderFactory, Value) {
+    for seed in 40..200 {
+        let mut order = clean_order(seed);
+        let units: u64 = order["line_items"]
+            .as_array()
+            .expect("lines")
+            .iter()
+            .map(|l| l["quantity"].as_u64().expect("quantity"))
+            .sum();
+        if units < 2 {
+            continue;
+        }
+        // clean_order makes its order with a fresh factory of the same seed.
+        let mut factory = OrderFactory::new(seed);
+        let made = factory.order();
+        assert_eq!(made["id"], order["id"], "the factory made this order");
+        order["financial_status"] = json!("paid");
+        order["total_outstanding"] = json!("0.00");
+        return (factory, order);
+    }
+    unreachable!("some seed makes an order of two units or more")
+}
+
+/// Posts `body` under `topic` and answers the outcome SyncDesk gave the store.
+async fn post(app: &TestApp, topic: &str, body: &Value) -> String {
+    let (status, answer) = Post::new(topic, body).send(app).await;
+    assert_eq!(status, StatusCode::OK, "{topic}: {answer}");
+    answer["outcome"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{topic}: no outcome in {answer}"))
+        .to_string()
+}
+
+/// The order's tasks (both destinations) synced at `version`, and nothing open.
+async fn assert_synced_at(app: &TestApp, id: i64, version: i64, step: &str) {
+    assert_eq!(
+        app.count(&format!(
+            "SELECT version FROM orders WHERE store_order_id = {id}"
+        ))
+        .await,
+        version,
+        "{step}: the order's version"
+    );
+    assert_eq!(
+        app.count(&format!(
+            "SELECT COUNT(*) FROM sync_tasks WHERE store_order_id = {id} AND state = 'synced' AND synced_version = {version}"
+        ))
+        .await,
+        2,
+        "{step}: the CRM and the ERP hold version {version}"
+    );
+    assert_eq!(
+        app.count("SELECT COUNT(*) FROM exceptions WHERE status = 'open'")
+            .await,
+        0,
+        "{step}: no exception"
+    );
+}
+
+async fn erp_document(rig: &Rig, id: i64) -> ErpDocument {
+    rig.erp_api()
+        .find_sales_order(&id.to_string())
+        .await
+        .expect("ask the ERP")
+        .expect("the ERP holds the sales order")
+}
+
+async fn deal_stage(rig: &Rig, id: i64) -> (DealStage, Decimal, Option<String>) {
+    let deal = rig
+        .destinations()
+        .crm
+        .find_deal(&id.to_string())
+        .await
+        .expect("ask the CRM")
+        .expect("the CRM holds the deal");
+    (deal.stage, deal.amount, deal.contact_email)
+}
+
+/// The units a fulfilment of the store's order JSON ships.
+fn units_shipped(fulfilment: &Value) -> Decimal {
+    fulfilment["line_items"]
+        .as_array()
+        .expect("fulfilment lines")
+        .iter()
+        .map(|l| Decimal::from(l["quantity"].as_u64().expect("quantity")))
+        .sum()
+}
+
+fn decimal(value: &Value) -> Decimal {
+    value
+        .as_str()
+        .expect("a money string")
+        .parse()
+        .expect("a decimal")
+}
+
+/// orders/create, then orders/edited (a notice), orders/partially_fulfilled, orders/fulfilled,
+/// refunds/create and the orders/updated the store sends with the refund, each worked before the
+/// next: one sales order, a shipment per store fulfilment on it, one credit note, one deal.
+async fn an_order_s_shipments_and_refund_reach_the_same_erp_document_and_crm_deal(app: TestApp) {
+    let rig = rig(&app, Duration::from_secs(5)).await;
+    let worker = rig.worker(&app.store);
+    let (mut factory, order) = paid_order_of_several_units();
+    let id = order_id(&order);
+    let key = id.to_string();
+    let code = "ERP-TEE-BLK-M";
+    let ordered: Decimal = order["line_items"]
+        .as_array()
+        .expect("lines")
+        .iter()
+        .map(|l| Decimal::from(l["quantity"].as_u64().expect("quantity")))
+        .sum();
+
+    // orders/create: the sales order and the deal.
+    assert_eq!(post(&app, "orders/create", &order).await, "applied");
+    drain(&worker, &app, DRAIN).await;
+    assert_synced_at(&app, id, 1, "orders/create").await;
+    let doc = erp_document(&rig, id).await;
+    assert_eq!(doc.status, ErpStatus::Open);
+    assert!(doc.fulfilments.is_empty() && doc.credit_notes.is_empty());
+    let so_quantity: Decimal = doc.order.lines.iter().map(|l| l.quantity).sum();
+    assert_eq!(so_quantity, ordered, "every unit is on the sales order");
+    assert_eq!(deal_stage(&rig, id).await.0, DealStage::Paid);
+
+    // orders/edited: a notice naming the order, not its new state (which comes with the
+    // orders/updated the store sends for the same edit). Recorded; nothing is armed or sent.
+    let first_line = order["line_items"][0]["id"].clone();
+    let edit = json!({"order_edit": {
+        "id": 1_009_876_543_i64, "app_id": null,
+        "created_at": order["updated_at"], "committed_at": order["updated_at"],
+        "notify_customer": false, "order_id": id, "staff_note": "", "user_id": 42,
+        "line_items": {"additions": [], "removals": [{"id": first_line, "delta": 1}]},
+        "discounts": {"additions": [], "removals": []},
+        "shipping_lines": {"additions": [], "removals": []},
+    }});
+    let (erp_seen, crm_seen) = (
+        rig.erp.faults().requests_seen(),
+        rig.crm.faults().requests_seen(),
+    );
+    let (erp_effects, crm_effects) = (rig.erp.ledger().len(), rig.crm.ledger().len());
+    assert_eq!(post(&app, "orders/edited", &edit).await, "recorded");
+    assert_eq!(
+        app.text("SELECT note FROM webhook_events WHERE topic = 'orders/edited'")
+            .await,
+        "order edit noted; the edited order arrives as orders/updated"
+    );
+    assert_eq!(
+        app.count(
+            "SELECT COUNT(*) FROM webhook_events WHERE topic = 'orders/edited' AND duplicate = FALSE"
+        )
+        .await,
+        1,
+        "the notice is kept"
+    );
+    assert_eq!(
+        app.count(&format!(
+            "SELECT COUNT(*) FROM webhook_events WHERE topic = 'orders/edited' AND store_order_id = {id}"
+        ))
+        .await,
+        1,
+        "the notice is the order's, so its timeline shows it"
+    );
+    drain(&worker, &app, DRAIN).await;
+    assert_synced_at(&app, id, 1, "orders/edited").await;
+    assert_eq!(
+        (
+            rig.erp.faults().requests_seen(),
+            rig.crm.faults().requests_seen()
+        ),
+        (erp_seen, crm_seen),
+        "an edit notice sends nothing"
+    );
+    assert_eq!(
+        (rig.erp.ledger().len(), rig.crm.ledger().len()),
+        (erp_effects, crm_effects)
+    );
+
+    // orders/partially_fulfilled: one fulfilment covering part of the units.
+    let partial = factory.partially_fulfilled(&order);
+    assert_eq!(partial["fulfillment_status"], "partial");
+    let first = partial["fulfillments"][0].clone();
+    let first_key = format!("{id}/{}", first["id"]);
+    assert!(units_shipped(&first) < ordered);
+    assert_eq!(
+        post(&app, "orders/partially_fulfilled", &partial).await,
+        "applied"
+    );
+    drain(&worker, &app, DRAIN).await;
+    assert_synced_at(&app, id, 2, "orders/partially_fulfilled").await;
+    let erp = rig.erp.ledger().check();
+    assert_eq!(erp.count(DocumentKind::SalesOrder, &key), 1);
+    assert_eq!(erp.count(DocumentKind::Fulfilment, &first_key), 1);
+    let doc = erp_document(&rig, id).await;
+    assert_eq!(doc.status, ErpStatus::PartiallyFulfilled);
+    assert_eq!(doc.fulfilments.len(), 1);
+    assert_eq!(doc.fulfilments[0].external_id, first["id"].to_string());
+    assert_eq!(
+        doc.fulfilments[0].tracking_number.as_deref(),
+        first["tracking_number"].as_str()
+    );
+    assert_eq!(doc.fulfilments[0].lines.len(), 1);
+    assert_eq!(doc.fulfilments[0].lines[0].item_code, code);
+    assert_eq!(doc.fulfilments[0].lines[0].quantity, units_shipped(&first));
+    assert_eq!(deal_stage(&rig, id).await.0, DealStage::PartiallyFulfilled);
+
+    // orders/fulfilled: the rest ships, under the same sales order.
+    let fulfilled = factory.fulfilled(&partial);
+    assert_eq!(fulfilled["fulfillment_status"], "fulfilled");
+    let second = fulfilled["fulfillments"][1].clone();
+    let second_key = format!("{id}/{}", second["id"]);
+    assert_eq!(units_shipped(&first) + units_shipped(&second), ordered);
+    assert_eq!(post(&app, "orders/fulfilled", &fulfilled).await, "applied");
+    drain(&worker, &app, DRAIN).await;
+    assert_synced_at(&app, id, 3, "orders/fulfilled").await;
+    let erp = rig.erp.ledger().check();
+    assert_eq!(erp.count(DocumentKind::SalesOrder, &key), 1);
+    assert_eq!(erp.count(DocumentKind::Fulfilment, &first_key), 1);
+    assert_eq!(erp.count(DocumentKind::Fulfilment, &second_key), 1);
+    let doc = erp_document(&rig, id).await;
+    assert_eq!(doc.status, ErpStatus::Fulfilled);
+    let shipments: Vec<(String, Decimal)> = doc
+        .fulfilments
+        .iter()
+        .map(|f| {
+            (
+                f.external_id.clone(),
+                f.lines.iter().map(|l| l.quantity).sum(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        shipments,
+        [
+            (first["id"].to_string(), units_shipped(&first)),
+            (second["id"].to_string(), units_shipped(&second)),
+        ],
+        "both shipments on the one sales order, oldest first"
+    );
+    assert_eq!(deal_stage(&rig, id).await.0, DealStage::Fulfilled);
+
+    // refunds/create: the body is the refund itself, naming its order.
+    let refunded = factory.refunded(&fulfilled, Decimal::new(1500, 2));
+    let refund = latest_refund(&refunded).expect("a refund");
+    assert_eq!(refund["order_id"], json!(id));
+    let returned = decimal(&refund["transactions"][0]["amount"]);
+    assert!(returned > Decimal::ZERO);
+    let refund_key = format!("{id}/{}", refund["id"]);
+    assert_eq!(post(&app, "refunds/create", &refund).await, "applied");
+    assert_eq!(
+        app.count(&format!(
+            "SELECT COUNT(*) FROM webhook_events WHERE topic = 'refunds/create' AND outcome = 'applied' AND store_order_id = {id}"
+        ))
+        .await,
+        1,
+        "the refund is in the order's timeline"
+    );
+    drain(&worker, &app, DRAIN).await;
+    assert_synced_at(&app, id, 4, "refunds/create").await;
+    let erp = rig.erp.ledger().check();
+    assert_eq!(erp.count(DocumentKind::CreditNote, &refund_key), 1);
+    let doc = erp_document(&rig, id).await;
+    assert_eq!(doc.credit_notes.len(), 1);
+    assert_eq!(doc.credit_notes[0].external_id, refund["id"].to_string());
+    assert_eq!(doc.credit_notes[0].amount, returned);
+    assert_eq!(
+        doc.status,
+        ErpStatus::Fulfilled,
+        "a refund ships nothing back"
+    );
+    let total = decimal(&order["total_price"]);
+    let (stage, amount, contact) = deal_stage(&rig, id).await;
+    assert_eq!(stage, DealStage::PartiallyRefunded);
+    assert_eq!(amount, total - returned, "the deal is worth what was kept");
+
+    // The orders/updated the store sends with the refund: applied, and nothing sent twice.
+    assert_eq!(post(&app, "orders/updated", &refunded).await, "applied");
+    drain(&worker, &app, DRAIN).await;
+    assert_synced_at(&app, id, 5, "orders/updated after the refund").await;
+    let doc = erp_document(&rig, id).await;
+    assert_eq!(
+        (doc.fulfilments.len(), doc.credit_notes.len()),
+        (2, 1),
+        "the refund's order state adds no document"
+    );
+    assert_eq!(deal_stage(&rig, id).await.0, DealStage::PartiallyRefunded);
+
+    // The ledgers: one of each document, all on the order's keys; the sales order never changed
+    // or cancelled (shipments and refunds are documents of their own).
+    let erp = rig.erp.ledger().check();
+    assert_eq!(erp.extra_documents(), 0, "{:?}", erp.duplicated);
+    assert_eq!(erp.count(DocumentKind::SalesOrder, &key), 1);
+    assert_eq!(erp.count(DocumentKind::Fulfilment, &first_key), 1);
+    assert_eq!(erp.count(DocumentKind::Fulfilment, &second_key), 1);
+    assert_eq!(erp.count(DocumentKind::CreditNote, &refund_key), 1);
+    let effects: Vec<(DocumentKind, Effect, String)> = rig
+        .erp
+        .ledger()
+        .entries()
+        .into_iter()
+        .map(|e| (e.kind, e.effect, e.external_id))
+        .collect();
+    assert_eq!(
+        effects,
+        [
+            (DocumentKind::SalesOrder, Effect::Created, key.clone()),
+            (DocumentKind::Fulfilment, Effect::Created, first_key),
+            (DocumentKind::Fulfilment, Effect::Created, second_key),
+            (DocumentKind::CreditNote, Effect::Created, refund_key),
+        ]
+    );
+    let crm = rig.crm.ledger().check();
+    assert_eq!(crm.extra_documents(), 0, "{:?}", crm.duplicated);
+    assert_eq!(
+        crm.count(DocumentKind::Deal, &key),
+        1,
+        "one deal, moved along"
+    );
+    if let Some(email) = contact {
+        assert_eq!(crm.count(DocumentKind::Contact, &email), 1);
+    }
+    for topic in [
+        "orders/create",
+        "orders/partially_fulfilled",
+        "orders/fulfilled",
+        "refunds/create",
+        "orders/updated",
+    ] {
+        assert_eq!(
+            app.count(&format!(
+                "SELECT COUNT(*) FROM webhook_events WHERE topic = '{topic}' AND outcome = 'applied' AND duplicate = FALSE AND store_order_id = {id}"
+            ))
+            .await,
+            1,
+            "{topic}"
+        );
+    }
+    app.assert_metric_counters_match_the_rows().await;
+    app.assert_every_row_has_its_parent().await;
+}
+
+/// customers/create and customers/update keep one record of the store account: the email
+/// trimmed and lower-cased, the phone in E.164 (read in the default address's country), the
+/// update's new details written and what it leaves out kept. No order changes, so nothing is
+/// armed for the destinations.
+async fn customer_topics_keep_one_normalised_customer_record(app: TestApp) {
+    const CUSTOMER: i64 = 7_064_055_069_303;
+    let address = |phone: &str, city: &str, zip: &str, country: &str, province: Value| {
+        json!({
+            "id": 8_120_000_001_i64, "customer_id": CUSTOMER, "first_name": "Jo", "last_name": "Bloggs",
+            "company": null, "address1": "12 Harbour Street", "address2": null, "city": city,
+            "province": null, "country": null, "zip": zip, "phone": phone, "name": "Jo Bloggs",
+            "province_code": province, "country_code": country, "country_name": null, "default": true,
+        })
+    };
+    let created = json!({
+        "id": CUSTOMER, "email": "  Jo.Bloggs+Shop@Example.COM ", "accepts_marketing": false,
+        "created_at": "2024-10-02T09:00:00-04:00", "updated_at": "2024-10-02T09:00:00-04:00",
+        "first_name": "Jo", "last_name": "Bloggs", "orders_count": 0, "state": "disabled",
+        "total_spent": "0.00", "last_order_id": null, "note": null, "verified_email": true,
+        "multipass_identifier": null, "tax_exempt": false, "tags": "", "last_order_name": null,
+        "currency": "USD", "phone": "(415) 555-0100", "tax_exemptions": [],
+        "admin_graphql_api_id": format!("gid://shopify/Customer/{CUSTOMER}"),
+        "default_address": address("(415) 555-0100", "San Francisco", "94105", "US", json!("CA")),
+    });
+    let row = format!("SELECT COUNT(*) FROM customers WHERE store_customer_id = {CUSTOMER}");
+    let field =
+        |name: &str| format!("SELECT {name} FROM customers WHERE store_customer_id = {CUSTOMER}");
+
+    assert_eq!(post(&app, "customers/create", &created).await, "recorded");
+    assert_eq!(app.count(&row).await, 1);
+    assert_eq!(app.count("SELECT COUNT(*) FROM customers").await, 1);
+    assert_eq!(
+        app.text(&field("email")).await,
+        "jo.bloggs+shop@example.com"
+    );
+    assert_eq!(app.text(&field("phone")).await, "+14155550100");
+    assert_eq!(app.text(&field("first_name")).await, "Jo");
+    assert_eq!(app.text(&field("last_name")).await, "Bloggs");
+
+    // The customer moves to London: a national number of their new country, a new last name;
+    // the email as the store spells it now (the same mailbox).
+    let mut updated = created.clone();
+    updated["updated_at"] = json!("2024-10-09T15:30:00+01:00");
+    updated["email"] = json!("JO.BLOGGS+shop@example.com");
+    updated["last_name"] = json!("Bloggs-Smith");
+    updated["phone"] = json!("020 7946 0958");
+    updated["first_name"] = Value::Null;
+    updated["default_address"] = address("020 7946 0958", "London", "SW1A 1AA", "GB", Value::Null);
+    assert_eq!(post(&app, "customers/update", &updated).await, "recorded");
+    assert_eq!(app.count(&row).await, 1, "the same record");
+    assert_eq!(app.count("SELECT COUNT(*) FROM customers").await, 1);
+    assert_eq!(
+        app.text(&field("email")).await,
+        "jo.bloggs+shop@example.com"
+    );
+    assert_eq!(app.text(&field("phone")).await, "+442079460958");
+    assert_eq!(app.text(&field("last_name")).await, "Bloggs-Smith");
+    assert_eq!(
+        app.text(&field("first_name")).await,
+        "Jo",
+        "what the update leaves out is kept"
+    );
+
+    // An order of the account links to that record, by its id.
+    let mut order = OrderFactory::new(77).order();
+    order["customer"] = json!({"id": CUSTOMER, "email": "jo.bloggs+shop@example.com"});
+    assert_eq!(post(&app, "orders/create", &order).await, "applied");
+    assert_eq!(
+        app.count(&format!(
+            "SELECT customer_id FROM orders WHERE store_order_id = {}",
+            order_id(&order)
+        ))
+        .await,
+        app.count(&field("id")).await
+    );
+    assert_eq!(app.count("SELECT COUNT(*) FROM customers").await, 1);
+
+    for topic in ["customers/create", "customers/update"] {
+        assert_eq!(
+            app.count(&format!(
+                "SELECT COUNT(*) FROM webhook_events WHERE topic = '{topic}' AND outcome = 'recorded' AND duplicate = FALSE AND note IS NULL"
+            ))
+            .await,
+            1,
+            "{topic} is kept, without a complaint"
+        );
+    }
+    assert_eq!(
+        app.count("SELECT COUNT(*) FROM sync_tasks").await,
+        2,
+        "only the order armed tasks"
+    );
+    app.assert_metric_counters_match_the_rows().await;
+    app.assert_every_row_has_its_parent().await;
+}
