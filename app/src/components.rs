@@ -19,10 +19,26 @@ pub struct SessionCtx {
     pub sign_out: ServerAction<SignOut>,
 }
 
+impl SessionCtx {
+    /// Whether the viewer, once known, holds one of `roles`: for the fetchers of a page's
+    /// resources, which are made in the page's body (see [`Guard`]) and so must not ask the
+    /// server for what the page will not show.
+    pub async fn allows(self, roles: &[Role]) -> bool {
+        matches!(self.viewer.await, Ok(Some(viewer)) if viewer.has_any(roles))
+    }
+}
+
 /// Renders `children` only for a viewer holding one of `roles`; others read why not. This is
 /// for people, not security: every server function checks the role again. The children can ask
 /// [`viewer_has`] about the viewer's other roles; they are built again whenever the viewer
 /// changes (signing out replaces them with a redirect).
+///
+/// On the server the children are built once per rendering pass (a view built in a closure is
+/// built to find its resources, again to wait for them, and again for the HTML), so a page
+/// makes its resources in its own body, outside the Guard, with fetchers that first ask
+/// [`SessionCtx::allows`]. Made under the Guard, each pass made and fetched its own: the server
+/// sent the data of the first and the HTML of the last, and a page whose data changed in
+/// between (an exception written while the queue was rendered) failed to hydrate.
 #[component]
 pub fn Guard(roles: &'static [Role], children: ChildrenFn) -> impl IntoView {
     let session = expect_context::<SessionCtx>();

@@ -15,7 +15,9 @@ export const test = base.extend<{ page: Page }>({
     // A Rust panic in the wasm reaches `pageerror` only as "unreachable"; its message is logged
     // to the console first (console_error_panic_hook), so keep that too.
     page.on('console', (msg) => {
-      if (msg.type() === 'error' && msg.text().includes('panicked at')) errors.push(msg.text());
+      // A hydration mismatch is logged (naming the view's source line) before it panics, or
+      // alone when the framework recovers; either is a page that did not hydrate as rendered.
+      if (msg.type() === 'error' && /panicked at|hydration error/.test(msg.text())) errors.push(msg.text());
     });
     await use(page);
     expect(errors, 'uncaught errors in the page').toEqual([]);

@@ -2,22 +2,14 @@ use leptos::prelude::*;
 use leptos_router::hooks::use_query_map;
 
 use crate::api::list_audit;
-use crate::components::{Guard, PageHeader, encode};
+use crate::components::{Guard, PageHeader, SessionCtx, encode};
 use crate::model::{AuditQuery, Role};
 
 /// The audit log: every change anyone made, newest first (admin).
 #[component]
 pub fn AuditPage() -> impl IntoView {
-    view! {
-        <Guard roles=&[Role::Admin]>
-            <PageHeader title="Audit" lead="Every change made by a person or a token: who, what, when, before and after."/>
-            <AuditLog/>
-        </Guard>
-    }
-}
-
-#[component]
-fn AuditLog() -> impl IntoView {
+    // Made here, once, not under the Guard (see `components::Guard`).
+    let session = expect_context::<SessionCtx>();
     let params = use_query_map();
     let query = move || {
         let p = params.read();
@@ -28,7 +20,34 @@ fn AuditLog() -> impl IntoView {
             before: p.get("before").and_then(|b| b.parse().ok()),
         }
     };
-    let page = Resource::new(query, list_audit);
+    let page = Resource::new(query, move |query| async move {
+        if !session.allows(&[Role::Admin]).await {
+            return Err(crate::error::AppError::Unauthenticated);
+        }
+        list_audit(query).await
+    });
+    view! {
+        <Guard roles=&[Role::Admin]>
+            <PageHeader title="Audit" lead="Every change made by a person or a token: who, what, when, before and after."/>
+            <AuditLog page/>
+        </Guard>
+    }
+}
+
+#[component]
+fn AuditLog(
+    page: Resource<Result<crate::model::AuditPage, crate::error::AppError>>,
+) -> impl IntoView {
+    let params = use_query_map();
+    let query = move || {
+        let p = params.read();
+        let text = |k: &str| p.get(k).filter(|v| !v.trim().is_empty());
+        AuditQuery {
+            action: text("action"),
+            actor: text("actor"),
+            before: p.get("before").and_then(|b| b.parse().ok()),
+        }
+    };
     view! {
         <section class="panel">
             <form method="get" class="filters" aria-label="Filter the audit log">

@@ -8,53 +8,108 @@ use crate::api::{
     DeleteSkuMapping, ImportSkuMappings, SaveSkuMapping, list_sku_mappings, sku_history,
     unmapped_skus,
 };
-use crate::components::{Guard, PageHeader};
+use crate::components::{Guard, PageHeader, SessionCtx};
 use crate::model::{ImportOutcome, Role, UnmappedSkuView};
+
+/// Who may see and change the mappings.
+const WRITERS: &[Role] = &[Role::Operator];
 
 /// Store SKU → ERP item code (operators).
 #[component]
 pub fn SkuMappingsPage() -> impl IntoView {
+    // Made here, once, not under the Guard (see `components::Guard`).
+    let state = MappingsState::new();
     view! {
         <Guard roles=&[Role::Operator]>
             <PageHeader title="SKU mappings" lead="Which ERP item code each store SKU becomes. An order with an unmapped SKU waits here; map it once and every order waiting on it goes through."/>
-            <Mappings/>
+            <Mappings state/>
         </Guard>
     }
 }
 
+/// The page's actions and resources.
+#[derive(Clone, Copy)]
+struct MappingsState {
+    save: ServerAction<SaveSkuMapping>,
+    delete: ServerAction<DeleteSkuMapping>,
+    import: ServerAction<ImportSkuMappings>,
+    unmapped: Resource<Result<Vec<UnmappedSkuView>, crate::error::AppError>>,
+    mappings: Resource<Result<Vec<crate::model::SkuMappingView>, crate::error::AppError>>,
+    history: Resource<Result<Vec<crate::model::AuditRow>, crate::error::AppError>>,
+}
+
+impl MappingsState {
+    fn new() -> MappingsState {
+        let session = expect_context::<SessionCtx>();
+        let params = use_query_map();
+        let search = move || params.read().get("q").filter(|s| !s.trim().is_empty());
+        let save = ServerAction::<SaveSkuMapping>::new();
+        let delete = ServerAction::<DeleteSkuMapping>::new();
+        let import = ServerAction::<ImportSkuMappings>::new();
+        let unmapped = Resource::new(
+            move || (save.version().get(), import.version().get()),
+            move |_| async move {
+                if !session.allows(WRITERS).await {
+                    return Err(crate::error::AppError::Unauthenticated);
+                }
+                unmapped_skus().await
+            },
+        );
+        let mappings = Resource::new(
+            move || {
+                (
+                    search(),
+                    save.version().get(),
+                    delete.version().get(),
+                    import.version().get(),
+                )
+            },
+            move |(q, _, _, _)| async move {
+                if !session.allows(WRITERS).await {
+                    return Err(crate::error::AppError::Unauthenticated);
+                }
+                list_sku_mappings(q).await
+            },
+        );
+        let history = Resource::new(
+            move || {
+                (
+                    save.version().get(),
+                    delete.version().get(),
+                    import.version().get(),
+                )
+            },
+            move |_| async move {
+                if !session.allows(WRITERS).await {
+                    return Err(crate::error::AppError::Unauthenticated);
+                }
+                sku_history().await
+            },
+        );
+        MappingsState {
+            save,
+            delete,
+            import,
+            unmapped,
+            mappings,
+            history,
+        }
+    }
+}
+
 #[component]
-fn Mappings() -> impl IntoView {
+fn Mappings(state: MappingsState) -> impl IntoView {
+    let MappingsState {
+        save,
+        delete,
+        import,
+        unmapped,
+        mappings,
+        history,
+    } = state;
     let params = use_query_map();
     let focus = move || params.read().get("sku").filter(|s| !s.is_empty());
     let search = move || params.read().get("q").filter(|s| !s.trim().is_empty());
-    let save = ServerAction::<SaveSkuMapping>::new();
-    let delete = ServerAction::<DeleteSkuMapping>::new();
-    let import = ServerAction::<ImportSkuMappings>::new();
-    let unmapped = Resource::new(
-        move || (save.version().get(), import.version().get()),
-        |_| unmapped_skus(),
-    );
-    let mappings = Resource::new(
-        move || {
-            (
-                search(),
-                save.version().get(),
-                delete.version().get(),
-                import.version().get(),
-            )
-        },
-        |(q, _, _, _)| list_sku_mappings(q),
-    );
-    let history = Resource::new(
-        move || {
-            (
-                save.version().get(),
-                delete.version().get(),
-                import.version().get(),
-            )
-        },
-        |_| sku_history(),
-    );
     // The newest of the two actions speaks.
     let last = RwSignal::new(0u8);
     Effect::new(move |_| {

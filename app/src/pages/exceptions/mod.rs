@@ -15,9 +15,12 @@ use leptos_router::hooks::use_query_map;
 use confirm::{Confirm, Outcome};
 use rows::{GroupLine, List};
 
-use crate::api::{Triage, assignables, exception_groups, list_exceptions};
-use crate::components::{Guard, PageHeader, query_string, viewer_has};
+use crate::api::{ResumeDestination, Triage, assignables, exception_groups, list_exceptions};
+use crate::components::{Guard, PageHeader, SessionCtx, query_string, viewer_has};
 use crate::model::{ExceptionQuery, Role, TriageRequest, TriageTarget};
+
+/// Who may read the queue.
+const READERS: &[Role] = &[Role::Operator, Role::Manager];
 
 /// How often the queue refreshes itself.
 const REFRESH: Duration = Duration::from_secs(4);
@@ -25,10 +28,13 @@ const REFRESH: Duration = Duration::from_secs(4);
 /// The exception queue (operators act; managers read).
 #[component]
 pub fn ExceptionsPage() -> impl IntoView {
+    // The queue's state and resources are made here, once, not under the Guard: the server
+    // builds what is under it once per rendering pass (see `components::Guard`).
+    let state = QueueState::new();
     view! {
         <Guard roles=&[Role::Operator, Role::Manager]>
             <PageHeader title="Exceptions" lead="Orders the engine could not settle by itself, grouped by cause: fix the cause once and every order waiting on it goes through."/>
-            <Queue/>
+            <Queue state/>
         </Guard>
     }
 }
@@ -79,61 +85,122 @@ pub(super) struct Pending {
     what: String,
 }
 
-#[component]
-fn Queue() -> impl IntoView {
-    let params = use_query_map();
-    let parsed = Memo::new(move |_| read_query(&params.read()));
+/// The queue's signals, actions and resources.
+#[derive(Clone, Copy)]
+struct QueueState {
+    parsed: Memo<(ExceptionQuery, Option<i64>, bool)>,
+    preview: ServerAction<Triage>,
+    apply: ServerAction<Triage>,
+    resume: ServerAction<ResumeDestination>,
+    pending: RwSignal<Option<Pending>>,
+    selected: RwSignal<BTreeSet<i64>>,
+    groups: Resource<Result<Vec<crate::model::ExceptionGroupView>, crate::error::AppError>>,
+    page: Resource<Result<crate::model::ExceptionPage, crate::error::AppError>>,
+    people: Resource<Result<Vec<crate::model::Assignable>, crate::error::AppError>>,
+}
 
-    // Live updates: a tick every few seconds (in the browser only) refetches the lists.
-    let tick = RwSignal::new(0u64);
-    Effect::new(move |_| {
-        if let Ok(handle) = set_interval_with_handle(move || tick.update(|t| *t += 1), REFRESH) {
-            on_cleanup(move || handle.clear());
-        }
-    });
+impl QueueState {
+    fn new() -> QueueState {
+        let session = expect_context::<SessionCtx>();
+        let params = use_query_map();
+        let parsed = Memo::new(move |_| read_query(&params.read()));
 
-    let preview = ServerAction::<Triage>::new();
-    let apply = ServerAction::<Triage>::new();
-    let pending = RwSignal::new(None::<Pending>);
-    let selected = RwSignal::new(BTreeSet::<i64>::new());
-    // After an action: refresh at once and forget the selection.
-    Effect::new(move |prev: Option<usize>| {
-        let v = apply.version().get();
-        if prev.is_some_and(|p| p != v) {
-            selected.set(BTreeSet::new());
-            tick.update(|t| *t += 1);
-        }
-        v
-    });
-
-    let groups = Resource::new(
-        move || (parsed.get().0, tick.get()),
-        |(query, _)| {
-            // The groups ignore the cause filter, so the other causes stay in view.
-            let query = ExceptionQuery {
-                fingerprint: None,
-                ..query
-            };
-            exception_groups(query, false)
-        },
-    );
-    let page = Resource::new(
-        move || (parsed.get(), tick.get()),
-        |((query, before, oldest), _)| list_exceptions(query, before, oldest),
-    );
-    let can_act = viewer_has(Role::Operator);
-    // Only operators assign; nobody else asks for the list (the server would refuse, and audit
-    // the refusal).
-    let people = Resource::new(
-        || (),
-        move |_| async move {
-            if can_act {
-                assignables().await
-            } else {
-                Ok(Vec::new())
+        // Live updates: a tick every few seconds (in the browser only) refetches the lists.
+        let tick = RwSignal::new(0u64);
+        Effect::new(move |_| {
+            if let Ok(handle) = set_interval_with_handle(move || tick.update(|t| *t += 1), REFRESH)
+            {
+                on_cleanup(move || handle.clear());
             }
-        },
-    );
+        });
+
+        let preview = ServerAction::<Triage>::new();
+        let apply = ServerAction::<Triage>::new();
+        let resume = ServerAction::<ResumeDestination>::new();
+        // A resumed destination's exception resolves: refresh at once.
+        Effect::new(move |prev: Option<usize>| {
+            let v = resume.version().get();
+            if prev.is_some_and(|p| p != v) {
+                tick.update(|t| *t += 1);
+            }
+            v
+        });
+        let pending = RwSignal::new(None::<Pending>);
+        let selected = RwSignal::new(BTreeSet::<i64>::new());
+        // After an action: refresh at once and forget the selection.
+        Effect::new(move |prev: Option<usize>| {
+            let v = apply.version().get();
+            if prev.is_some_and(|p| p != v) {
+                selected.set(BTreeSet::new());
+                tick.update(|t| *t += 1);
+            }
+            v
+        });
+
+        // Nobody the page would refuse makes the server refuse them too (and audit the refusal).
+        let groups = Resource::new(
+            move || (parsed.get().0, tick.get()),
+            move |(query, _)| async move {
+                if !session.allows(READERS).await {
+                    return Err(crate::error::AppError::Unauthenticated);
+                }
+                // The groups ignore the cause filter, so the other causes stay in view.
+                let query = ExceptionQuery {
+                    fingerprint: None,
+                    ..query
+                };
+                exception_groups(query, false).await
+            },
+        );
+        let page = Resource::new(
+            move || (parsed.get(), tick.get()),
+            move |((query, before, oldest), _)| async move {
+                if !session.allows(READERS).await {
+                    return Err(crate::error::AppError::Unauthenticated);
+                }
+                list_exceptions(query, before, oldest).await
+            },
+        );
+        // Only operators assign; nobody else asks for the list.
+        let people = Resource::new(
+            || (),
+            move |_| async move {
+                if session.allows(&[Role::Operator]).await {
+                    assignables().await
+                } else {
+                    Ok(Vec::new())
+                }
+            },
+        );
+        QueueState {
+            parsed,
+            preview,
+            apply,
+            resume,
+            pending,
+            selected,
+            groups,
+            page,
+            people,
+        }
+    }
+}
+
+#[component]
+fn Queue(state: QueueState) -> impl IntoView {
+    let QueueState {
+        parsed,
+        preview,
+        apply,
+        resume,
+        pending,
+        selected,
+        groups,
+        page,
+        people,
+    } = state;
+    let can_act = viewer_has(Role::Operator);
+    let can_resume = viewer_has(Role::Admin);
 
     // Starts an action: a single exception goes at once; anything bigger is counted first.
     let start = move |target: TriageTarget, request: TriageRequest, what: String| {
@@ -165,6 +232,7 @@ fn Queue() -> impl IntoView {
     view! {
         <Filters parsed/>
         <Outcome apply/>
+        {move || resume.value().get().and_then(Result::err).map(|e| view! { <p class="alert" role="alert">{e.to_string()}</p> })}
         {move || pending.get().map(|p| view! { <Confirm pending=p preview apply on_close=move || pending.set(None)/> })}
         <section class="panel" aria-labelledby="groups-title">
             <h2 id="groups-title">"By cause"</h2>
@@ -199,7 +267,7 @@ fn Queue() -> impl IntoView {
                                     </tr>
                                 </thead>
                                 <tbody>
-                                    {groups.into_iter().map(|g| view! { <GroupLine g query=query.clone() oldest can_act start/> }).collect_view()}
+                                    {groups.into_iter().map(|g| view! { <GroupLine g query=query.clone() oldest can_act can_resume resume start/> }).collect_view()}
                                 </tbody>
                             </table>
                         }

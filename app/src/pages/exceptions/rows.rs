@@ -6,6 +6,7 @@ use std::collections::BTreeSet;
 use leptos::prelude::*;
 
 use super::queue_href;
+use crate::api::ResumeDestination;
 use crate::model::{ExceptionGroupView, ExceptionQuery, ExceptionRow, TriageRequest, TriageTarget};
 
 /// The SKU a missing-mapping cause is about.
@@ -19,9 +20,13 @@ pub(super) fn GroupLine(
     query: ExceptionQuery,
     oldest: bool,
     can_act: bool,
+    can_resume: bool,
+    resume: ServerAction<ResumeDestination>,
     start: impl Fn(TriageTarget, TriageRequest, String) + Copy + Send + Sync + 'static,
 ) -> impl IntoView {
     let kind = g.kind.clone();
+    // A destination-wide cause (`auth:erp`) names the destination it paused.
+    let paused = g.fingerprint.strip_prefix("auth:").map(str::to_string);
     let show = queue_href(
         &ExceptionQuery {
             fingerprint: Some(g.fingerprint.clone()),
@@ -63,7 +68,15 @@ pub(super) fn GroupLine(
                         <button type="button" class="button small subtle" on:click=move |_| start(TriageTarget::Group { fingerprint: fp2.clone() }, TriageRequest::Skip { reason: String::new() }, what2.clone())>"Skip all…"</button>
                     }
                 })}
-                {auth.then(|| view! { <span class="muted small">"An admin renews the credentials; the destination then resumes by itself."</span> })}
+                {(auth && can_resume).then(|| paused.clone()).flatten().map(|destination| view! {
+                    <button type="button" class="button small"
+                        title="For credentials put right on the destination's side. If it still refuses them, the next delivery pauses it again."
+                        disabled=move || resume.pending().get()
+                        on:click=move |_| { resume.dispatch(ResumeDestination { destination: destination.clone() }); }>
+                        "Resume deliveries"
+                    </button>
+                })}
+                {auth.then(|| view! { <span class="muted small">"An admin renews the credentials and restarts SyncDesk; the destination then resumes by itself."</span> })}
             </div></td>
         </tr>
     }
