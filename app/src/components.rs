@@ -26,6 +26,20 @@ impl SessionCtx {
     pub async fn allows(self, roles: &[Role]) -> bool {
         matches!(self.viewer.await, Ok(Some(viewer)) if viewer.has_any(roles))
     }
+
+    /// `fetch`'s answer for a viewer holding one of `roles`; for anyone else `Unauthenticated`,
+    /// without asking the server (`fetch` does nothing until awaited).
+    pub async fn fetch_if<T>(
+        self,
+        roles: &[Role],
+        fetch: impl std::future::Future<Output = Result<T, AppError>>,
+    ) -> Result<T, AppError> {
+        if self.allows(roles).await {
+            fetch.await
+        } else {
+            Err(AppError::Unauthenticated)
+        }
+    }
 }
 
 /// Renders `children` only for a viewer holding one of `roles`; others read why not. This is

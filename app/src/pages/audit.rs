@@ -11,7 +11,7 @@ pub fn AuditPage() -> impl IntoView {
     // Made here, once, not under the Guard (see `components::Guard`).
     let session = expect_context::<SessionCtx>();
     let params = use_query_map();
-    let query = move || {
+    let query = Memo::new(move |_| {
         let p = params.read();
         let text = |k: &str| p.get(k).filter(|v| !v.trim().is_empty());
         AuditQuery {
@@ -19,35 +19,25 @@ pub fn AuditPage() -> impl IntoView {
             actor: text("actor"),
             before: p.get("before").and_then(|b| b.parse().ok()),
         }
-    };
-    let page = Resource::new(query, move |query| async move {
-        if !session.allows(&[Role::Admin]).await {
-            return Err(crate::error::AppError::Unauthenticated);
-        }
-        list_audit(query).await
     });
+    let page = Resource::new(
+        move || query.get(),
+        move |query| session.fetch_if(&[Role::Admin], list_audit(query)),
+    );
     view! {
         <Guard roles=&[Role::Admin]>
             <PageHeader title="Audit" lead="Every change made by a person or a token: who, what, when, before and after."/>
-            <AuditLog page/>
+            <AuditLog query page/>
         </Guard>
     }
 }
 
 #[component]
 fn AuditLog(
+    query: Memo<AuditQuery>,
     page: Resource<Result<crate::model::AuditPage, crate::error::AppError>>,
 ) -> impl IntoView {
-    let params = use_query_map();
-    let query = move || {
-        let p = params.read();
-        let text = |k: &str| p.get(k).filter(|v| !v.trim().is_empty());
-        AuditQuery {
-            action: text("action"),
-            actor: text("actor"),
-            before: p.get("before").and_then(|b| b.parse().ok()),
-        }
-    };
+    let query = move || query.get();
     view! {
         <section class="panel">
             <form method="get" class="filters" aria-label="Filter the audit log">

@@ -48,12 +48,7 @@ impl MappingsState {
         let import = ServerAction::<ImportSkuMappings>::new();
         let unmapped = Resource::new(
             move || (save.version().get(), import.version().get()),
-            move |_| async move {
-                if !session.allows(WRITERS).await {
-                    return Err(crate::error::AppError::Unauthenticated);
-                }
-                unmapped_skus().await
-            },
+            move |_| session.fetch_if(WRITERS, unmapped_skus()),
         );
         let mappings = Resource::new(
             move || {
@@ -64,12 +59,7 @@ impl MappingsState {
                     import.version().get(),
                 )
             },
-            move |(q, _, _, _)| async move {
-                if !session.allows(WRITERS).await {
-                    return Err(crate::error::AppError::Unauthenticated);
-                }
-                list_sku_mappings(q).await
-            },
+            move |(q, _, _, _)| session.fetch_if(WRITERS, list_sku_mappings(q)),
         );
         let history = Resource::new(
             move || {
@@ -79,12 +69,7 @@ impl MappingsState {
                     import.version().get(),
                 )
             },
-            move |_| async move {
-                if !session.allows(WRITERS).await {
-                    return Err(crate::error::AppError::Unauthenticated);
-                }
-                sku_history().await
-            },
+            move |_| session.fetch_if(WRITERS, sku_history()),
         );
         MappingsState {
             save,

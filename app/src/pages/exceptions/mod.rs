@@ -140,25 +140,19 @@ impl QueueState {
         // Nobody the page would refuse makes the server refuse them too (and audit the refusal).
         let groups = Resource::new(
             move || (parsed.get().0, tick.get()),
-            move |(query, _)| async move {
-                if !session.allows(READERS).await {
-                    return Err(crate::error::AppError::Unauthenticated);
-                }
+            move |(query, _)| {
                 // The groups ignore the cause filter, so the other causes stay in view.
                 let query = ExceptionQuery {
                     fingerprint: None,
                     ..query
                 };
-                exception_groups(query, false).await
+                session.fetch_if(READERS, exception_groups(query, false))
             },
         );
         let page = Resource::new(
             move || (parsed.get(), tick.get()),
-            move |((query, before, oldest), _)| async move {
-                if !session.allows(READERS).await {
-                    return Err(crate::error::AppError::Unauthenticated);
-                }
-                list_exceptions(query, before, oldest).await
+            move |((query, before, oldest), _)| {
+                session.fetch_if(READERS, list_exceptions(query, before, oldest))
             },
         );
         // Only operators assign; nobody else asks for the list.
