@@ -142,6 +142,10 @@ test('an ERP that refuses the credentials pauses with one exception, and an admi
     await expect(group).toBeVisible({ timeout: 20_000 });
     await expect(group).toContainText('rejected our credentials');
     await expect(group).toContainText('An admin renews the credentials and restarts SyncDesk');
+    // No order of its own to send again: the list offers no Retry for it.
+    const wide = page.getByRole('table', { name: 'All in this view' }).getByRole('row').filter({ hasText: 'whole destination' });
+    await expect(wide).toBeVisible();
+    await expect(wide.getByRole('button', { name: 'Retry' })).toHaveCount(0);
   } finally {
     // The ERP accepts them again (as after a fix on its side); SyncDesk still holds back.
     expect((await request.delete(`${erp}_sim/faults`)).status()).toBe(200);

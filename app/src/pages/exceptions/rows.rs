@@ -224,6 +224,9 @@ pub(super) fn ExceptionLine(
 ) -> impl IntoView {
     let id = row.id;
     let open = row.status == "open" || row.status == "snoozed";
+    // A destination-wide exception (rejected credentials) has no order to send again: it is
+    // settled by resuming the destination, from its cause's row above.
+    let retriable = open && row.store_order_id.is_some();
     let order = match (row.store_order_id, row.order_name.clone()) {
         (Some(sid), Some(name)) => {
             view! { <a href=format!("/orders/{sid}")><strong>{name}</strong></a> }.into_any()
@@ -264,7 +267,7 @@ pub(super) fn ExceptionLine(
                 let what = what.clone();
                 view! {
                     <td class="nowrap row-actions">
-                        {open.then(|| view! {
+                        {retriable.then(|| view! {
                             <button type="button" class="button small" on:click=move |_| start(one(), TriageRequest::Retry, what.clone())>"Retry"</button>
                         })}
                     </td>
