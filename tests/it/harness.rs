@@ -173,14 +173,19 @@ async fn fresh_postgres_database() -> (String, String, String) {
     (url.to_string(), admin.to_string(), name)
 }
 
+/// A fresh, empty directory for a test's files.
+pub fn temp_dir() -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("syncdesk-it-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&dir).expect("create a temp dir");
+    dir
+}
+
 /// A fresh, empty database of `backend`, not migrated: its URL, and a guard that removes it when
 /// dropped (unless the test failed).
 pub async fn empty_database(backend: Backend) -> (String, EmptyDatabase) {
     let (url, cleanup) = match backend {
         Backend::Sqlite => {
-            let dir =
-                std::env::temp_dir().join(format!("syncdesk-it-{}", uuid::Uuid::new_v4().simple()));
-            std::fs::create_dir_all(&dir).expect("create a temp dir");
+            let dir = temp_dir();
             let url = format!("sqlite://{}", dir.join("syncdesk.db").display());
             (url, Cleanup::SqliteDir(dir))
         }

@@ -823,7 +823,7 @@ async fn worker_processes_share_one_postgres_queue_and_take_over_from_a_killed_o
         let joiner = if url.contains('?') { '&' } else { '?' };
         format!("{url}{joiner}application_name=syncdesk-test-worker-{n}")
     };
-    let logs = tempfile_dir();
+    let logs = crate::harness::temp_dir();
     let mut workers: Vec<tokio::process::Child> = (0..3)
         .map(|n| {
             let log =
@@ -922,13 +922,6 @@ async fn worker_processes_share_one_postgres_queue_and_take_over_from_a_killed_o
     );
     drop(workers);
     let _ = std::fs::remove_dir_all(&logs);
-}
-
-/// A fresh directory for a test's files.
-fn tempfile_dir() -> std::path::PathBuf {
-    let dir = std::env::temp_dir().join(format!("syncdesk-it-{}", uuid::Uuid::new_v4()));
-    std::fs::create_dir_all(&dir).expect("temp dir");
-    dir
 }
 
 async fn several_workers_share_the_queue_without_duplicates(app: TestApp) {

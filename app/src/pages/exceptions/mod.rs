@@ -117,21 +117,16 @@ impl QueueState {
         let preview = ServerAction::<Triage>::new();
         let apply = ServerAction::<Triage>::new();
         let resume = ServerAction::<ResumeDestination>::new();
-        // A resumed destination's exception resolves: refresh at once.
-        Effect::new(move |prev: Option<usize>| {
-            let v = resume.version().get();
-            if prev.is_some_and(|p| p != v) {
-                tick.update(|t| *t += 1);
-            }
-            v
-        });
         let pending = RwSignal::new(None::<Pending>);
         let selected = RwSignal::new(BTreeSet::<i64>::new());
-        // After an action: refresh at once and forget the selection.
-        Effect::new(move |prev: Option<usize>| {
-            let v = apply.version().get();
-            if prev.is_some_and(|p| p != v) {
-                selected.set(BTreeSet::new());
+        // After an action (or a destination resumed): refresh at once; after a triage action,
+        // forget the selection too.
+        Effect::new(move |prev: Option<(usize, usize)>| {
+            let v = (apply.version().get(), resume.version().get());
+            if let Some(p) = prev.filter(|p| *p != v) {
+                if p.0 != v.0 {
+                    selected.set(BTreeSet::new());
+                }
                 tick.update(|t| *t += 1);
             }
             v
