@@ -1,22 +1,15 @@
 use leptos::prelude::*;
 
 use crate::api::{AddUser, SetUserActive, SetUserRoles, list_users};
-use crate::components::{Guard, PageHeader};
+use crate::components::{Guard, PageHeader, SessionCtx};
+use crate::error::AppError;
 use crate::model::{Role, UserRow};
 
 /// Users and roles: list, add, change roles, deactivate (admin).
 #[component]
 pub fn AdminPage() -> impl IntoView {
-    view! {
-        <Guard roles=&[Role::Admin]>
-            <PageHeader title="Admin" lead="Who can sign in to SyncDesk, and what each person may do."/>
-            <Users/>
-        </Guard>
-    }
-}
-
-#[component]
-fn Users() -> impl IntoView {
+    // Made here, once, not under the Guard (see `components::Guard`).
+    let session = expect_context::<SessionCtx>();
     let add = ServerAction::<AddUser>::new();
     let roles = ServerAction::<SetUserRoles>::new();
     let active = ServerAction::<SetUserActive>::new();
@@ -28,8 +21,23 @@ fn Users() -> impl IntoView {
                 active.version().get(),
             )
         },
-        |_| list_users(),
+        move |_| session.fetch_if(&[Role::Admin], list_users()),
     );
+    view! {
+        <Guard roles=&[Role::Admin]>
+            <PageHeader title="Admin" lead="Who can sign in to SyncDesk, and what each person may do."/>
+            <Users add roles active users/>
+        </Guard>
+    }
+}
+
+#[component]
+fn Users(
+    add: ServerAction<AddUser>,
+    roles: ServerAction<SetUserRoles>,
+    active: ServerAction<SetUserActive>,
+    users: Resource<Result<Vec<UserRow>, AppError>>,
+) -> impl IntoView {
     let outcome = move || {
         let failed = [
             add.value().get().and_then(|r| r.err()),
