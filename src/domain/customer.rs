@@ -239,6 +239,10 @@ pub struct CustomerRef {
     pub first_name: Option<String>,
     /// Family name.
     pub last_name: Option<String>,
+    /// When the store last changed the customer record these details were read from (the
+    /// order's `customer.updated_at`); `None` when the order carries none, as for a guest.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub updated_at: Option<DateTime<Utc>>,
 }
 
 impl CustomerRef {
@@ -287,6 +291,7 @@ impl StoreCustomer {
             phone: self.phone.clone(),
             first_name: self.first_name.clone(),
             last_name: self.last_name.clone(),
+            updated_at: Some(self.updated_at),
         }
     }
 }

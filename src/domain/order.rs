@@ -285,6 +285,18 @@ pub struct Order {
 }
 
 impl Order {
+    /// How recent the order's customer details are, for keeping the newest on the customer's
+    /// record: when the store last changed the customer record they came from, or, when the
+    /// order does not say (a guest checkout), when the order was placed, which is when the
+    /// buyer gave them. Never the order's own `updated_at`: an order paid or shipped later
+    /// still carries the details of its checkout.
+    pub fn customer_details_as_of(&self) -> DateTime<Utc> {
+        self.customer
+            .as_ref()
+            .and_then(|c| c.updated_at)
+            .unwrap_or(self.created_at)
+    }
+
     /// Where the order is in its life. The first rule that applies wins:
     /// cancelled (or payment voided) → refunded → partially refunded → fulfilled →
     /// partially fulfilled → paid → open.

@@ -282,6 +282,7 @@ fn read_customer_ref(
                 phone: read_phone(&c, "phone", own_region)?.or_else(|| order_phone.clone()),
                 first_name: c.text("first_name")?.or_else(|| billing_first.clone()),
                 last_name: c.text("last_name")?.or_else(|| billing_last.clone()),
+                updated_at: c.opt("updated_at", timestamp)?,
             }
         }
         None => CustomerRef {
@@ -292,6 +293,7 @@ fn read_customer_ref(
                 .or_else(|| billing.and_then(Address::phone_e164)),
             first_name: billing_first,
             last_name: billing_last,
+            updated_at: None,
         },
     };
     Ok((found != CustomerRef::default()).then_some(found))

@@ -2,7 +2,8 @@
 //! worker against the simulated CRM and ERP. An order's later states (part shipped, all shipped,
 //! refunded) become shipments and a credit note on the one ERP sales order and move the one CRM
 //! deal along its stages; an orders/edited notice is recorded and changes nothing; customers/*
-//! keep the customer record, email normalised and phone in E.164.
+//! keep the customer record, email normalised and phone in E.164, and its details never go back
+//! to older ones.
 
 use std::time::Duration;
 
@@ -20,6 +21,7 @@ use crate::webhooks::{Post, order_id};
 on_both_backends! {
     an_order_s_shipments_and_refund_reach_the_same_erp_document_and_crm_deal => an_order_s_shipments_and_refund_reach_the_same_erp_document_and_crm_deal_sqlite, an_order_s_shipments_and_refund_reach_the_same_erp_document_and_crm_deal_postgres;
     customer_topics_keep_one_normalised_customer_record => customer_topics_keep_one_normalised_customer_record_sqlite, customer_topics_keep_one_normalised_customer_record_postgres;
+    a_customer_keeps_the_newest_details_the_store_gave => a_customer_keeps_the_newest_details_the_store_gave_sqlite, a_customer_keeps_the_newest_details_the_store_gave_postgres;
 }
 
 const DRAIN: Duration = Duration::from_secs(10);
@@ -459,6 +461,108 @@ async fn customer_topics_keep_one_normalised_customer_record(app: TestApp) {
         2,
         "only the order armed tasks"
     );
+    app.assert_metric_counters_match_the_rows().await;
+    app.assert_every_row_has_its_parent().await;
+}
+
+/// A customer's details (phone, names) are versioned by the store's time, as orders are: a late,
+/// older customers/update is superseded and changes nothing, and an order carrying details older
+/// than those held (its customer object's `updated_at`, or for a guest when the order was placed)
+/// links to the customer without writing them back. Newer details are written.
+async fn a_customer_keeps_the_newest_details_the_store_gave(app: TestApp) {
+    const CUSTOMER: i64 = 7_064_055_069_404;
+    let record = |updated_at: &str, phone: &str, last_name: &str| {
+        json!({
+            "id": CUSTOMER, "email": "sam.lee@example.com", "created_at": "2024-10-02T09:00:00Z",
+            "updated_at": updated_at, "first_name": "Sam", "last_name": last_name, "phone": phone,
+            "state": "enabled", "tags": "", "default_address": null,
+        })
+    };
+    let field =
+        |name: &str| format!("SELECT {name} FROM customers WHERE store_customer_id = {CUSTOMER}");
+    let details = async || {
+        (
+            app.text(&field("phone")).await,
+            app.text(&field("last_name")).await,
+        )
+    };
+
+    let created = record("2024-10-02T09:00:00Z", "+14155550100", "Lee");
+    assert_eq!(post(&app, "customers/create", &created).await, "recorded");
+    let moved = record("2024-10-09T15:30:00Z", "+442079460958", "Lee-Park");
+    assert_eq!(post(&app, "customers/update", &moved).await, "recorded");
+    assert_eq!(details().await, ("+442079460958".into(), "Lee-Park".into()));
+
+    // The store's update of the 5th, delivered late: kept, and superseded.
+    let late = record("2024-10-05T12:00:00Z", "+14155550199", "Lee-Old");
+    assert_eq!(post(&app, "customers/update", &late).await, "superseded");
+    assert_eq!(
+        details().await,
+        ("+442079460958".into(), "Lee-Park".into()),
+        "an older record changes nothing"
+    );
+    assert_eq!(
+        app.count(
+            "SELECT COUNT(*) FROM webhook_events WHERE topic = 'customers/update' AND outcome = 'superseded' \
+             AND note = 'older than the customer''s details held (2024-10-09T15:30:00+00:00)'"
+        )
+        .await,
+        1
+    );
+
+    // An order that carries the customer as the store had them on the 2nd: linked, and the
+    // details held stay.
+    let mut shop = OrderFactory::new(81);
+    let mut stale = shop.order();
+    stale["customer"] = record("2024-10-02T09:00:00Z", "+14155550100", "Lee");
+    assert_eq!(post(&app, "orders/create", &stale).await, "applied");
+    assert_eq!(
+        app.count(&format!(
+            "SELECT customer_id FROM orders WHERE store_order_id = {}",
+            order_id(&stale)
+        ))
+        .await,
+        app.count(&field("id")).await
+    );
+    assert_eq!(details().await, ("+442079460958".into(), "Lee-Park".into()));
+    // One whose customer the store changed since: its details are written.
+    let mut newer = shop.order();
+    newer["customer"] = record("2024-10-20T08:00:00Z", "+442079460958", "Park");
+    assert_eq!(post(&app, "orders/create", &newer).await, "applied");
+    assert_eq!(details().await, ("+442079460958".into(), "Park".into()));
+    assert_eq!(app.count("SELECT COUNT(*) FROM customers").await, 1);
+
+    // A guest's details are as of each checkout: a later state of the earlier order (paid a
+    // day after the second checkout) does not put the first checkout's name back.
+    let guest = |order: &mut Value, placed: &str, last_name: &str| {
+        order["customer"] = Value::Null;
+        order["email"] = json!("guest.buyer@example.com");
+        order["contact_email"] = json!("guest.buyer@example.com");
+        order["created_at"] = json!(placed);
+        order["updated_at"] = json!(placed);
+        order["billing_address"]["first_name"] = json!("Robin");
+        order["billing_address"]["last_name"] = json!(last_name);
+    };
+    let guest_name = "SELECT last_name FROM customers WHERE email = 'guest.buyer@example.com' AND store_customer_id IS NULL";
+    let mut first = shop.order();
+    guest(&mut first, "2024-11-01T10:00:00Z", "First");
+    assert_eq!(post(&app, "orders/create", &first).await, "applied");
+    assert_eq!(app.text(guest_name).await, "First");
+    let mut second = shop.order();
+    guest(&mut second, "2024-11-02T10:00:00Z", "Second");
+    assert_eq!(post(&app, "orders/create", &second).await, "applied");
+    assert_eq!(app.text(guest_name).await, "Second");
+    let mut paid = first.clone();
+    paid["updated_at"] = json!("2024-11-03T10:00:00Z");
+    paid["financial_status"] = json!("paid");
+    assert_eq!(post(&app, "orders/paid", &paid).await, "applied");
+    assert_eq!(
+        app.text(guest_name).await,
+        "Second",
+        "the later state of the first checkout keeps the second checkout's name"
+    );
+    assert_eq!(app.count("SELECT COUNT(*) FROM customers").await, 2);
+
     app.assert_metric_counters_match_the_rows().await;
     app.assert_every_row_has_its_parent().await;
 }

@@ -31,6 +31,11 @@ on_both_backends! {
 async fn customers_are_linked_by_store_account_then_by_email(app: TestApp) {
     let order_by = |seed: u64, customer: Value| {
         let mut order = OrderFactory::new(seed).order();
+        // Placed in the order of their seeds: the details they carry (without a customer
+        // `updated_at`) are as recent as their checkouts.
+        let placed = format!("2024-10-01T10:{:02}:00Z", seed - 900);
+        order["created_at"] = json!(placed);
+        order["updated_at"] = json!(placed);
         order["email"] = json!("Pat.Doe@Example.com");
         // The customer's phone is the one it carries, if any.
         order["phone"] = Value::Null;

@@ -49,6 +49,11 @@ fn reads_a_full_order_payload() {
     assert_eq!(customer.phone.as_ref().unwrap().as_str(), "+14155550100");
     assert_eq!(customer.full_name().as_deref(), Some("Ana Díaz"));
     assert!(!order.is_guest_checkout());
+    // Her details are as recent as her customer record, not the order's later changes.
+    assert_eq!(
+        order.customer_details_as_of().to_rfc3339(),
+        "2024-10-01T13:15:01+00:00"
+    );
 
     let [tee, tote, wrap] = &order.lines[..] else {
         panic!("expected three lines, got {}", order.lines.len());
@@ -131,6 +136,9 @@ fn guest_checkout_is_identified_by_the_order_contact() {
     );
     assert_eq!(guest.first_name.as_deref(), Some("Ana"));
     assert_eq!(guest.last_name.as_deref(), Some("Díaz"));
+    // A guest's details are as recent as the checkout that gave them.
+    assert_eq!(guest.updated_at, None);
+    assert_eq!(order.customer_details_as_of(), order.created_at);
 }
 
 #[test]

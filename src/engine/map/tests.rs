@@ -72,6 +72,7 @@ fn order() -> Order {
             phone: Phone::parse("(415) 555-0100", CountryCode::parse("US").ok()).ok(),
             first_name: Some("Ana".into()),
             last_name: Some("Díaz".into()),
+            updated_at: None,
         }),
         email: Some(email),
         lines: vec![

@@ -2,13 +2,20 @@
 //! inside the ingest's transaction, where `CustomerRef`, [`CustomerRow`] and
 //! [`LINK_CUSTOMER_PG`] are in scope.
 
+use chrono::{DateTime, Utc};
+
 /// Finds or creates the customer an order refers to, deterministically: by the store's customer
 /// id, else by normalised email. (Scored matches become merge proposals for a data steward —
 /// the Identity capability — and are never linked here.) Evaluates to the customer id, or
 /// `None` when the order carries neither key.
+///
+/// `$as_of` is how recent the details (phone, names) are in the store's time
+/// ([`Order::customer_details_as_of`](crate::domain::Order::customer_details_as_of), or a customer
+/// record's `updated_at`): details older than those the record holds are not written.
 macro_rules! link_customer {
-    ($tx:ident, $pg:ident, $customer:expr, $now:expr) => {{
+    ($tx:ident, $pg:ident, $customer:expr, $as_of:expr, $now:expr) => {{
         let c: &CustomerRef = $customer;
+        let as_of: DateTime<Utc> = $as_of;
         let email = c.email.as_ref().map(|e| e.as_str().to_string());
         let phone = c.phone.as_ref().map(|p| p.as_str().to_string());
         if $pg {
@@ -20,6 +27,7 @@ macro_rules! link_customer {
                 .bind(c.first_name.as_deref())
                 .bind(c.last_name.as_deref())
                 .bind($now)
+                .bind(as_of)
                 .fetch_one(&mut *$tx)
                 .await?
         } else {
@@ -27,7 +35,7 @@ macro_rules! link_customer {
         // email (the same row, or none, in the usual case), with what an order may update.
         let rows: Vec<CustomerRow> = if c.store_customer_id.is_some() || email.is_some() {
             sqlx::query_as(
-                "SELECT id, store_customer_id, email, phone, first_name, last_name FROM customers
+                "SELECT id, store_customer_id, email, phone, first_name, last_name, details_as_of FROM customers
                  WHERE store_customer_id = $1 OR email = $2",
             )
             .bind(c.store_customer_id)
@@ -64,19 +72,29 @@ macro_rules! link_customer {
         // Whether the order brings a detail the record lacks or holds differently.
         let news = |new: &Option<String>, old: &Option<String>| new.is_some() && new != old;
         match found {
-            Some((id, _, _, old_phone, old_first, old_last)) => {
-                if news(&phone, old_phone) || news(&c.first_name, old_first) || news(&c.last_name, old_last) {
+            Some((id, _, _, old_phone, old_first, old_last, held_as_of)) => {
+                // Details older than those held change nothing; newer ones are written when
+                // they bring something new, else only how recent they are, when that moved.
+                let newer = held_as_of.is_none_or(|held| as_of >= held);
+                if newer && (news(&phone, old_phone) || news(&c.first_name, old_first) || news(&c.last_name, old_last)) {
                     sqlx::query(
                         "UPDATE customers SET phone = COALESCE($2, phone), first_name = COALESCE($3, first_name),
-                             last_name = COALESCE($4, last_name), updated_at = $5 WHERE id = $1",
+                             last_name = COALESCE($4, last_name), details_as_of = $5, updated_at = $6 WHERE id = $1",
                     )
                     .bind(*id)
                     .bind(phone.as_deref())
                     .bind(c.first_name.as_deref())
                     .bind(c.last_name.as_deref())
+                    .bind(as_of)
                     .bind($now)
                     .execute(&mut *$tx)
                     .await?;
+                } else if held_as_of.is_none_or(|held| as_of > held) {
+                    sqlx::query("UPDATE customers SET details_as_of = $2 WHERE id = $1")
+                        .bind(*id)
+                        .bind(as_of)
+                        .execute(&mut *$tx)
+                        .await?;
                 }
                 // Else nothing new: no write (no row lock held to the commit, no log written).
                 Some(*id)
@@ -89,14 +107,15 @@ macro_rules! link_customer {
                 // Two deliveries for one new customer can race here (PostgreSQL): the loser's
                 // insert does nothing (it waits for the winner's commit) and reads its row.
                 let inserted: Option<i64> = sqlx::query_scalar(
-                    "INSERT INTO customers (store_customer_id, email, phone, first_name, last_name, created_at, updated_at)
-                     VALUES ($1, $2, $3, $4, $5, $6, $6) ON CONFLICT DO NOTHING RETURNING id",
+                    "INSERT INTO customers (store_customer_id, email, phone, first_name, last_name, details_as_of, created_at, updated_at)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $7) ON CONFLICT DO NOTHING RETURNING id",
                 )
                 .bind(c.store_customer_id)
                 .bind(email.clone())
                 .bind(phone)
                 .bind(c.first_name.as_deref())
                 .bind(c.last_name.as_deref())
+                .bind(as_of)
                 .bind($now)
                 .fetch_optional(&mut *$tx)
                 .await?;
@@ -119,11 +138,12 @@ macro_rules! link_customer {
     }};
 }
 
-/// [`link_customer!`] on PostgreSQL: one call of the function migration 0012 defines.
-pub(super) const LINK_CUSTOMER_PG: &str = "SELECT syncdesk_link_customer($1, $2, $3, $4, $5, $6)";
+/// [`link_customer!`] on PostgreSQL: one call of the function migration 0025 defines.
+pub(super) const LINK_CUSTOMER_PG: &str =
+    "SELECT syncdesk_link_customer($1, $2, $3, $4, $5, $6, $7)";
 
 /// A customer record as an order's delivery reads it: id, store customer id, email, phone, first
-/// and last name.
+/// and last name, and how recent those details are.
 pub(super) type CustomerRow = (
     i64,
     Option<i64>,
@@ -131,6 +151,7 @@ pub(super) type CustomerRow = (
     Option<String>,
     Option<String>,
     Option<String>,
+    Option<DateTime<Utc>>,
 );
 
 pub(super) use link_customer;

@@ -76,10 +76,11 @@ pub enum Outcome {
     },
     /// The same delivery, event, or order state was seen before: nothing applied twice.
     Duplicate,
-    /// An older state of the order arrived after a newer one: recorded, not applied.
+    /// An older state arrived after a newer one: recorded, not applied. An order's state, or
+    /// a customer record older than the customer's details held.
     Superseded {
-        /// The store's order id.
-        store_order_id: i64,
+        /// The store's order id; `None` for a customer record.
+        store_order_id: Option<i64>,
     },
     /// Recorded without changing any order (unknown topic, customer record, refund of an order
     /// not seen yet, unreadable body).
@@ -275,12 +276,27 @@ on_connection! {
             Payload::Notice { why, .. } => (Outcome::Recorded, None, Some((*why).to_string())),
             Payload::Unreadable(reason) => (Outcome::Recorded, None, Some(reason.clone())),
             Payload::Customer(customer) => {
-                link_customer!(tx, pg, &customer.customer_ref(), now);
-                (Outcome::Recorded, None, None)
+                let linked: Option<i64> = link_customer!(tx, pg, &customer.customer_ref(), customer.updated_at, now);
+                // Kept as received, but a record older than the details held changed nothing.
+                let held: Option<DateTime<Utc>> = match linked {
+                    Some(id) => sqlx::query_scalar("SELECT details_as_of FROM customers WHERE id = $1")
+                        .bind(id)
+                        .fetch_one(&mut *tx)
+                        .await?,
+                    None => None,
+                };
+                match held {
+                    Some(held) if held > customer.updated_at => (
+                        Outcome::Superseded { store_order_id: None },
+                        None,
+                        Some(format!("older than the customer's details held ({})", held.to_rfc3339())),
+                    ),
+                    _ => (Outcome::Recorded, None, None),
+                }
             }
             Payload::Order(order) => {
                 let customer_id = match &order.customer {
-                    Some(c) => link_customer!(tx, pg, c, now),
+                    Some(c) => link_customer!(tx, pg, c, order.customer_details_as_of(), now),
                     None => None,
                 };
                 let data = Json(order.as_ref());
@@ -337,7 +353,7 @@ on_connection! {
                             (Outcome::Duplicate, key, Some("this order state was received before".into()))
                         } else {
                             (
-                                Outcome::Superseded { store_order_id: order.store_order_id },
+                                Outcome::Superseded { store_order_id: Some(order.store_order_id) },
                                 key,
                                 Some(format!("older than the state applied ({})", stored_at.to_rfc3339())),
                             )
@@ -413,7 +429,9 @@ on_connection! {
             }
         }
         let store_order_id = match &outcome {
-            Outcome::Applied { store_order_id, .. } | Outcome::Superseded { store_order_id } => Some(*store_order_id),
+            Outcome::Applied { store_order_id, .. } | Outcome::Superseded { store_order_id: Some(store_order_id) } => {
+                Some(*store_order_id)
+            }
             _ => order_ref.map(|(id, _)| id).or(match payload {
                 Payload::Notice { order, .. } => *order,
                 _ => None,
@@ -451,22 +469,22 @@ mod tests {
             DESTINATIONS.len()
         );
         // PostgreSQL arms them in the functions of migrations 0012 (`syncdesk_arm_tasks`, for
-        // refunds) and 0015 (inside `syncdesk_ingest_orders`, which replaced 0013's).
+        // refunds) and 0025 (inside `syncdesk_ingest_orders`, which replaced 0019's).
         let arm = include_str!("../../../migrations/postgres/0012_ingest_in_one_call.sql");
         let ingest =
-            include_str!("../../../migrations/postgres/0015_new_orders_written_together.sql");
-        // New orders written together: one task per destination of this list.
-        let together = format!(
-            "CROSS JOIN (VALUES {}) AS t(destination)",
+            include_str!("../../../migrations/postgres/0025_customer_details_versioned.sql");
+        // A new order's tasks, in the loop and written together: one per destination of this
+        // list.
+        let new_order = format!(
+            "FROM (VALUES {}) AS ",
             DESTINATIONS.map(|d| format!("('{d}')")).join(", ")
         );
-        assert!(ingest.contains(&together), "{together}");
+        assert_eq!(ingest.matches(&new_order).count(), 2, "{new_order}");
         for destination in DESTINATIONS {
             assert!(arm.contains(&format!(
                 "(p_store_order_id, '{destination}', 'pending', p_version"
             )));
-            // A new order's tasks, and a known order's.
-            assert!(ingest.contains(&format!("(order_id, '{destination}', 'pending', 1, 0")));
+            // A known order's.
             assert!(ingest.contains(&format!(
                 "(order_id, '{destination}', 'pending', syncdesk_ingest_orders.version"
             )));

@@ -157,7 +157,9 @@ fn outcome(order: &Order, answered: Answered) -> Result<Outcome, StoreError> {
             handed_off,
         }),
         ("duplicate", _) => Ok(Outcome::Duplicate),
-        ("superseded", _) => Ok(Outcome::Superseded { store_order_id }),
+        ("superseded", _) => Ok(Outcome::Superseded {
+            store_order_id: Some(store_order_id),
+        }),
         (other, _) => Err(unexpected(&format!("an outcome of {other:?}"))),
     }
 }
@@ -165,7 +167,7 @@ fn outcome(order: &Order, answered: Answered) -> Result<Outcome, StoreError> {
 // The order documents go as text and are stored as JSON (migration 0013).
 const INGEST_ORDERS: &str = "SELECT outcome, version, crm_task, erp_task, item_codes
     FROM syncdesk_ingest_orders($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15,
-        $16::json[], $17, $18, $19, $20, $21, $22, $23, $24, $25, $26) ORDER BY ordinal";
+        $16::json[], $17, $18, $19, $20, $21, $22, $23, $24, $25, $26, $27) ORDER BY ordinal";
 
 /// An answer of `syncdesk_ingest_orders` that breaks its contract.
 fn unexpected(what: &str) -> StoreError {
@@ -229,6 +231,7 @@ async fn ingest_together(
         .bind(lease.map(|l| l.token.as_str()))
         .bind(lease.map(|l| l.leased.expires_at))
         .bind(lease.map_or(0, |l| l.orders))
+        .bind(column(batch, |d| d.order.customer_details_as_of()))
         .fetch_all(pool)
         .await
 }
