@@ -57,41 +57,48 @@ BEGIN
         END IF;
     END IF;
 
-    IF matched.id IS NOT NULL THEN
-        -- Details older than those held change nothing. Newer ones are written when they bring
-        -- a detail the record lacks or holds differently; else only how recent they are, when
-        -- that moved. The condition is the update's own too: it is checked again against the
-        -- row as it stands once locked, should another transaction have written it meanwhile.
-        IF p_as_of IS NULL OR matched.details_as_of IS NULL OR p_as_of >= matched.details_as_of THEN
-            IF (p_phone IS NOT NULL AND p_phone IS DISTINCT FROM matched.phone)
-                OR (p_first_name IS NOT NULL AND p_first_name IS DISTINCT FROM matched.first_name)
-                OR (p_last_name IS NOT NULL AND p_last_name IS DISTINCT FROM matched.last_name) THEN
-                UPDATE customers SET phone = COALESCE(p_phone, phone), first_name = COALESCE(p_first_name, first_name),
-                    last_name = COALESCE(p_last_name, last_name), details_as_of = COALESCE(p_as_of, details_as_of),
-                    updated_at = p_now
-                WHERE id = matched.id AND (p_as_of IS NULL OR details_as_of IS NULL OR p_as_of >= details_as_of);
-            ELSIF p_as_of > matched.details_as_of OR (matched.details_as_of IS NULL AND p_as_of IS NOT NULL) THEN
-                UPDATE customers SET details_as_of = p_as_of
-                WHERE id = matched.id AND (details_as_of IS NULL OR p_as_of > details_as_of);
-            END IF;
+    IF matched.id IS NULL THEN
+        -- Two store accounts sharing one email keep separate records (the second without the
+        -- email). Two deliveries for one new customer can race here: the loser's insert does
+        -- nothing (it waits for the winner's commit), and it goes on with the winner's row,
+        -- whose details may be older than its own.
+        new_email := CASE WHEN email_taken THEN NULL ELSE p_email END;
+        INSERT INTO customers (store_customer_id, email, phone, first_name, last_name, details_as_of, created_at,
+            updated_at)
+        VALUES (p_store_customer_id, new_email, p_phone, p_first_name, p_last_name, p_as_of, p_now, p_now)
+        ON CONFLICT DO NOTHING RETURNING id INTO linked;
+        IF linked IS NOT NULL THEN
+            RETURN linked;
         END IF;
-        RETURN matched.id;
-    END IF;
-
-    -- Two store accounts sharing one email keep separate records (the second without the
-    -- email). Two deliveries for one new customer can race here: the loser's insert does nothing
-    -- (it waits for the winner's commit) and reads the winner's row.
-    new_email := CASE WHEN email_taken THEN NULL ELSE p_email END;
-    INSERT INTO customers (store_customer_id, email, phone, first_name, last_name, details_as_of, created_at,
-        updated_at)
-    VALUES (p_store_customer_id, new_email, p_phone, p_first_name, p_last_name, p_as_of, p_now, p_now)
-    ON CONFLICT DO NOTHING RETURNING id INTO linked;
-    IF linked IS NULL THEN
-        SELECT id INTO linked FROM customers
+        SELECT * INTO matched FROM customers
         WHERE store_customer_id = p_store_customer_id OR (store_customer_id IS NULL AND email = new_email)
         ORDER BY id LIMIT 1;
+        IF matched.id IS NULL THEN
+            RETURN NULL;
+        END IF;
     END IF;
-    RETURN linked;
+
+    -- The details are written when they are at least as recent as those held and bring a detail
+    -- the record lacks or holds differently, or are more recent. Judged first on the row as
+    -- read, so that a delivery with nothing to write writes nothing (no row lock held to the
+    -- commit, no log written); then again by the update, on the row as it stands once locked,
+    -- should another transaction have written it since: the details held only move forward in
+    -- the store's time.
+    IF (p_as_of IS NULL OR matched.details_as_of IS NULL OR p_as_of >= matched.details_as_of)
+        AND ((p_phone IS NOT NULL AND p_phone IS DISTINCT FROM matched.phone)
+            OR (p_first_name IS NOT NULL AND p_first_name IS DISTINCT FROM matched.first_name)
+            OR (p_last_name IS NOT NULL AND p_last_name IS DISTINCT FROM matched.last_name)
+            OR p_as_of > matched.details_as_of
+            OR (p_as_of IS NOT NULL AND matched.details_as_of IS NULL)) THEN
+        UPDATE customers SET phone = COALESCE(p_phone, phone), first_name = COALESCE(p_first_name, first_name),
+            last_name = COALESCE(p_last_name, last_name), details_as_of = COALESCE(p_as_of, details_as_of),
+            updated_at = CASE WHEN (p_phone IS NOT NULL AND p_phone IS DISTINCT FROM phone)
+                    OR (p_first_name IS NOT NULL AND p_first_name IS DISTINCT FROM first_name)
+                    OR (p_last_name IS NOT NULL AND p_last_name IS DISTINCT FROM last_name) THEN p_now
+                ELSE updated_at END
+        WHERE id = matched.id AND (p_as_of IS NULL OR details_as_of IS NULL OR p_as_of >= details_as_of);
+    END IF;
+    RETURN matched.id;
 END
 $$;
 

@@ -22,6 +22,7 @@ on_both_backends! {
     an_order_s_shipments_and_refund_reach_the_same_erp_document_and_crm_deal => an_order_s_shipments_and_refund_reach_the_same_erp_document_and_crm_deal_sqlite, an_order_s_shipments_and_refund_reach_the_same_erp_document_and_crm_deal_postgres;
     customer_topics_keep_one_normalised_customer_record => customer_topics_keep_one_normalised_customer_record_sqlite, customer_topics_keep_one_normalised_customer_record_postgres;
     a_customer_keeps_the_newest_details_the_store_gave => a_customer_keeps_the_newest_details_the_store_gave_sqlite, a_customer_keeps_the_newest_details_the_store_gave_postgres;
+    customer_records_posted_at_once_leave_the_newest_details => customer_records_posted_at_once_leave_the_newest_details_sqlite, customer_records_posted_at_once_leave_the_newest_details_postgres;
 }
 
 const DRAIN: Duration = Duration::from_secs(10);
@@ -507,7 +508,8 @@ async fn a_customer_keeps_the_newest_details_the_store_gave(app: TestApp) {
              AND note = 'older than the customer''s details held (2024-10-09T15:30:00+00:00)'"
         )
         .await,
-        1
+        1,
+        "the note says how recent the details held are"
     );
 
     // An order that carries the customer as the store had them on the 2nd: linked, and the
@@ -531,6 +533,31 @@ async fn a_customer_keeps_the_newest_details_the_store_gave(app: TestApp) {
     assert_eq!(post(&app, "orders/create", &newer).await, "applied");
     assert_eq!(details().await, ("+442079460958".into(), "Park".into()));
     assert_eq!(app.count("SELECT COUNT(*) FROM customers").await, 1);
+    // That order's details are now the newest held: a record of the 15th is late.
+    let of_the_15th = record("2024-10-15T12:00:00Z", "+14155550115", "Lee-Park");
+    assert_eq!(
+        post(&app, "customers/update", &of_the_15th).await,
+        "superseded"
+    );
+    assert_eq!(details().await, ("+442079460958".into(), "Park".into()));
+    // An order with the same details, as the store had them on the 25th, writes nothing new
+    // but moves how recent they are: a record of the 22nd is late too.
+    let mut same = shop.order();
+    same["customer"] = record("2024-10-25T08:00:00Z", "+442079460958", "Park");
+    assert_eq!(post(&app, "orders/create", &same).await, "applied");
+    let of_the_22nd = record("2024-10-22T12:00:00Z", "+14155550122", "Park");
+    assert_eq!(
+        post(&app, "customers/update", &of_the_22nd).await,
+        "superseded"
+    );
+    assert_eq!(details().await, ("+442079460958".into(), "Park".into()));
+    // A record as recent as the details held, with a change, is written.
+    let also_the_25th = record("2024-10-25T08:00:00Z", "+442079460958", "Park-Lee");
+    assert_eq!(
+        post(&app, "customers/update", &also_the_25th).await,
+        "recorded"
+    );
+    assert_eq!(details().await, ("+442079460958".into(), "Park-Lee".into()));
 
     // A guest's details are as of each checkout: a later state of the earlier order (paid a
     // day after the second checkout) does not put the first checkout's name back.
@@ -565,4 +592,49 @@ async fn a_customer_keeps_the_newest_details_the_store_gave(app: TestApp) {
 
     app.assert_metric_counters_match_the_rows().await;
     app.assert_every_row_has_its_parent().await;
+}
+
+/// A customer's records posted all at once, in no order (PostgreSQL runs them in concurrent
+/// transactions), and an order of the customer's among them: whichever commits last, the record
+/// ends with the newest details, as recent as the newest record.
+async fn customer_records_posted_at_once_leave_the_newest_details(app: TestApp) {
+    const CUSTOMER: i64 = 7_064_055_069_505;
+    const RECORDS: u32 = 16;
+    let record = |nth: u32| {
+        json!({
+            "id": CUSTOMER, "email": "kim.rowe@example.com", "created_at": "2024-10-02T09:00:00Z",
+            "updated_at": format!("2024-10-03T09:{nth:02}:00Z"), "first_name": "Kim",
+            "last_name": format!("Rowe-{nth}"), "phone": format!("+1415555{:04}", 100 + nth),
+            "state": "enabled", "tags": "", "default_address": null,
+        })
+    };
+    // Newer than every record but one, and carrying no details of its own that differ.
+    let mut order = OrderFactory::new(82).order();
+    order["customer"] = record(RECORDS - 2);
+    let mut racing = tokio::task::JoinSet::new();
+    for nth in [7, 0, 12, 3, 15, 9, 1, 14, 5, 11, 2, 13, 8, 4, 10, 6] {
+        let topic = if nth == 0 {
+            "customers/create"
+        } else {
+            "customers/update"
+        };
+        let (post, base) = (Post::new(topic, &record(nth)), app.base.clone());
+        racing.spawn(async move { post.send_to(base).await });
+    }
+    let (post, base) = (Post::new("orders/create", &order), app.base.clone());
+    racing.spawn(async move { post.send_to(base).await });
+    while let Some(done) = racing.join_next().await {
+        let (status, answer) = done.expect("request task");
+        assert_eq!(status, StatusCode::OK, "{answer}");
+    }
+    let newest = RECORDS - 1;
+    assert_eq!(
+        app.text(&format!(
+            "SELECT last_name || ' ' || phone FROM customers WHERE store_customer_id = {CUSTOMER}"
+        ))
+        .await,
+        format!("Rowe-{newest} +1415555{:04}", 100 + newest)
+    );
+    assert_eq!(app.count("SELECT COUNT(*) FROM customers").await, 1);
+    app.assert_metric_counters_match_the_rows().await;
 }

@@ -120,8 +120,8 @@ async fn customers_are_linked_by_store_account_then_by_email(app: TestApp) {
         "a later order fills in what it carries"
     );
 
-    // An order bringing nothing new leaves the record as it is (not even rewritten); one
-    // bringing a new phone number updates it.
+    // An order bringing nothing new leaves the details as they are (`updated_at`, when SyncDesk
+    // last changed them, does not move); one bringing a new phone number updates them.
     let pat = |phone: &str| json!({"id": 555, "email": "pat.doe@example.com", "first_name": "Pat", "last_name": "Doe", "phone": phone});
     post(order_by(906, pat("+44 20 7946 0958"))).await;
     app.count(&format!(
@@ -134,7 +134,7 @@ async fn customers_are_linked_by_store_account_then_by_email(app: TestApp) {
     assert_eq!(
         app.count(&untouched).await,
         1,
-        "nothing new, nothing written"
+        "nothing new, no detail rewritten"
     );
     assert_eq!(app.count(&customer_of(907)).await, guest);
     post(order_by(908, pat("+44 20 7946 0959"))).await;

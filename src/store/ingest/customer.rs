@@ -73,30 +73,30 @@ macro_rules! link_customer {
         let news = |new: &Option<String>, old: &Option<String>| new.is_some() && new != old;
         match found {
             Some((id, _, _, old_phone, old_first, old_last, held_as_of)) => {
-                // Details older than those held change nothing; newer ones are written when
-                // they bring something new, else only how recent they are, when that moved.
-                let newer = held_as_of.is_none_or(|held| as_of >= held);
-                if newer && (news(&phone, old_phone) || news(&c.first_name, old_first) || news(&c.last_name, old_last)) {
+                // Written when at least as recent as the details held and bringing something
+                // new, or more recent (migration 0025 says the same for PostgreSQL); this
+                // transaction holds SQLite's one write lock, so the row is as read.
+                let news = news(&phone, old_phone) || news(&c.first_name, old_first) || news(&c.last_name, old_last);
+                let write = match held_as_of {
+                    None => true,
+                    Some(held) => as_of > *held || (as_of == *held && news),
+                };
+                if write {
                     sqlx::query(
                         "UPDATE customers SET phone = COALESCE($2, phone), first_name = COALESCE($3, first_name),
-                             last_name = COALESCE($4, last_name), details_as_of = $5, updated_at = $6 WHERE id = $1",
+                             last_name = COALESCE($4, last_name), details_as_of = $5, updated_at = COALESCE($6, updated_at)
+                         WHERE id = $1",
                     )
                     .bind(*id)
                     .bind(phone.as_deref())
                     .bind(c.first_name.as_deref())
                     .bind(c.last_name.as_deref())
                     .bind(as_of)
-                    .bind($now)
+                    .bind(news.then_some($now))
                     .execute(&mut *$tx)
                     .await?;
-                } else if held_as_of.is_none_or(|held| as_of > held) {
-                    sqlx::query("UPDATE customers SET details_as_of = $2 WHERE id = $1")
-                        .bind(*id)
-                        .bind(as_of)
-                        .execute(&mut *$tx)
-                        .await?;
                 }
-                // Else nothing new: no write (no row lock held to the commit, no log written).
+                // Else nothing to write: no write (no row lock held to the commit, no log written).
                 Some(*id)
             }
             None if c.store_customer_id.is_none() && email.is_none() => None,
