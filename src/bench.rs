@@ -291,6 +291,8 @@ async fn send_all(
 
 /// Runs the benchmark and prints its report.
 pub async fn run(options: BenchOptions) -> anyhow::Result<()> {
+    // Before anything else runs, on a core of its own.
+    let yardstick = tokio::task::spawn_blocking(cpu::yardstick).await??;
     let (url, drop_after) = fresh_database(options.postgres.as_deref()).await?;
     let store = Store::connect_with(&url, options.connections).await?;
     store.migrate().await?;
@@ -407,6 +409,10 @@ pub async fn run(options: BenchOptions) -> anyhow::Result<()> {
 
     println!("SyncDesk end-to-end benchmark");
     println!("  durability      {}", durability(&store).await?);
+    println!(
+        "  machine speed   {} store orders read and written as JSON by one core in {yardstick:.0} ms (to compare machines: docs/PERFORMANCE.md)",
+        cpu::YARDSTICK_ORDERS
+    );
     println!(
         "  orders          {} ({} workers of {} deliveries, {} database connections, {} webhooks in flight{})",
         options.orders,

@@ -6,6 +6,30 @@
 //! per order for everything that runs there.
 
 use std::path::Path;
+use std::time::Instant;
+
+use crate::domain::shopify::parse_order;
+use crate::simulate::shopify::OrderFactory;
+
+/// How many orders [`yardstick`] reads and writes.
+pub const YARDSTICK_ORDERS: usize = 5_000;
+
+/// The machine's speed at SyncDesk's own kind of work, so that figures taken on different
+/// machines can be compared (they differ by ~2.5× in speed, and the targets are per machine):
+/// one core reads [`YARDSTICK_ORDERS`] store order webhooks into the canonical order and writes
+/// each as JSON. Answers the milliseconds it took.
+pub fn yardstick() -> anyhow::Result<f64> {
+    let mut shop = OrderFactory::new(7);
+    let bodies = (0..100)
+        .map(|_| serde_json::to_vec(&shop.order()))
+        .collect::<Result<Vec<_>, _>>()?;
+    let started = Instant::now();
+    for body in bodies.iter().cycle().take(YARDSTICK_ORDERS) {
+        let order = parse_order(body)?;
+        std::hint::black_box(serde_json::to_vec(&order)?);
+    }
+    Ok(started.elapsed().as_secs_f64() * 1000.0)
+}
 
 /// The name of the load's threads.
 pub const LOAD_THREADS: &str = "bench-load";
