@@ -369,6 +369,7 @@ pub async fn run(options: BenchOptions) -> anyhow::Result<()> {
     let target = url::Url::parse(&format!("http://{addr}/webhooks/shopify"))?;
     let postgres_local = options.postgres.as_deref().is_some_and(on_this_machine);
     let cpu_before = cpu::sample(postgres_local);
+    let writer_before = store.group_commit_counts();
     let started = Instant::now();
     let (rate, concurrency) = (options.rate, options.concurrency);
     let mut acks = load
@@ -388,6 +389,7 @@ pub async fn run(options: BenchOptions) -> anyhow::Result<()> {
     }
     let elapsed = started.elapsed();
     let cpu_after = cpu::sample(postgres_local);
+    let writer_after = store.group_commit_counts();
     let done = synced(&store).await?;
     if done != expected {
         bail!("{done} of {expected} deliveries synced; the rest are blocked or dead-lettered");
@@ -472,10 +474,12 @@ pub async fn run(options: BenchOptions) -> anyhow::Result<()> {
         crm.faults().requests_seen() as f64 / options.orders as f64,
         erp.faults().requests_seen() as f64 / options.orders as f64
     );
-    if let Some((commits, writes)) = store.group_commit_counts() {
+    if let (Some(before), Some(after)) = (writer_before, writer_after) {
+        let (commits, writes) = (after.commits - before.commits, after.writes - before.writes);
         println!(
-            "  group commit    {writes} writes in {commits} SQLite transactions ({:.1} per commit)",
-            writes as f64 / commits.max(1) as f64
+            "  group commit    {writes} writes in {commits} SQLite transactions ({:.1} per commit); the one writer busy {:.0}% of the run",
+            writes as f64 / commits.max(1) as f64,
+            100.0 * (after.busy - before.busy).as_secs_f64() / elapsed.as_secs_f64()
         );
     }
     if let Some((statements, completions)) = store.completion_batch_counts() {

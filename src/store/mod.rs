@@ -51,6 +51,7 @@ pub use tokens::TokenRecord;
 pub use triage::{Assignee, ExceptionScope, TriageAction, TriageReport};
 pub use users::{NewUser, UserCredentials, UserRecord};
 pub use views::{ExceptionGroup, OrderRow, QUEUE_STATES, TASK_STATES, UnmappedSku};
+pub use writer::GroupCommits;
 
 /// Runs `$body` with `$pool` bound to whichever backend `$db` holds. The body is compiled once
 /// per backend, so the same SQL and binds are type-checked against both.
@@ -346,9 +347,8 @@ impl Store {
         &self.db
     }
 
-    /// SQLite's group commit so far in this process: (transactions, writes they carried);
-    /// `None` on PostgreSQL.
-    pub fn group_commit_counts(&self) -> Option<(u64, u64)> {
+    /// SQLite's group commit so far in this process; `None` on PostgreSQL.
+    pub fn group_commit_counts(&self) -> Option<GroupCommits> {
         self.writer.as_ref().map(writer::Writer::counts)
     }
 

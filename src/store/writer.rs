@@ -84,11 +84,39 @@ pub(crate) struct Writer {
 }
 
 /// What the writer has done since it started, for `/metrics`: commits and the writes they
-/// carried (their ratio is the batch size).
+/// carried (their ratio is the batch size), and the time it spent writing.
 #[derive(Debug, Default)]
 struct Counts {
     commits: AtomicU64,
     writes: AtomicU64,
+    busy_micros: AtomicU64,
+}
+
+impl Counts {
+    /// Adds the time since `since` to the time spent writing, and restarts `since`. Called
+    /// before answering, so that a caller who reads the counts after its answer finds its
+    /// write's time in them.
+    fn add_busy(&self, since: &mut std::time::Instant) {
+        let now = std::time::Instant::now();
+        let micros = u64::try_from((now - *since).as_micros()).unwrap_or(u64::MAX);
+        self.busy_micros.fetch_add(micros, Ordering::Relaxed);
+        *since = now;
+    }
+}
+
+/// SQLite's group commit since the process started.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GroupCommits {
+    /// Transactions committed.
+    pub commits: u64,
+    /// Writes (webhooks, claims, completions) they carried; divided by `commits`, the batch
+    /// size.
+    pub writes: u64,
+    /// Time the writer spent in its transactions, from `BEGIN` to the answers. Its growth over a
+    /// span of time, divided by the span, is the share of the time the one writer was busy.
+    /// Near 1 with small batches, more load makes the batches grow (one commit's fsync shared
+    /// by more writes); near 1 with dozens of writes a commit, the writer is the limit.
+    pub busy: std::time::Duration,
 }
 
 impl std::fmt::Debug for Writer {
@@ -133,12 +161,14 @@ impl Writer {
         self.idle.store(idle, Ordering::Relaxed);
     }
 
-    /// Transactions committed and the writes they carried, since the start.
-    pub(crate) fn counts(&self) -> (u64, u64) {
-        (
-            self.counts.commits.load(Ordering::Relaxed),
-            self.counts.writes.load(Ordering::Relaxed),
-        )
+    /// Transactions committed, the writes they carried and the time spent writing, since the
+    /// start.
+    pub(crate) fn counts(&self) -> GroupCommits {
+        GroupCommits {
+            commits: self.counts.commits.load(Ordering::Relaxed),
+            writes: self.counts.writes.load(Ordering::Relaxed),
+            busy: std::time::Duration::from_micros(self.counts.busy_micros.load(Ordering::Relaxed)),
+        }
     }
 
     /// Runs `work` in the next batch; its result once that batch is committed. `work` may run
@@ -181,44 +211,52 @@ pub(super) fn not_committed(why: &str) -> StoreError {
 async fn run(pool: SqlitePool, mut queue: mpsc::Receiver<Job>, counts: Arc<Counts>) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while queue.recv_many(&mut batch, MAX_BATCH).await > 0 {
-        let failed = match together(&pool, &mut batch).await {
-            Ok(true) => {
-                counts.commits.fetch_add(1, Ordering::Relaxed);
-                counts
-                    .writes
-                    .fetch_add(batch.len() as u64, Ordering::Relaxed);
-                None
-            }
-            // A write failed and the batch was rolled back: each one alone.
-            Ok(false) if batch.len() > 1 => {
-                for mut job in batch.drain(..) {
-                    let failed = match alone(&pool, job.as_mut()).await {
-                        Ok(committed) => {
-                            if committed {
-                                counts.commits.fetch_add(1, Ordering::Relaxed);
-                                counts.writes.fetch_add(1, Ordering::Relaxed);
-                            }
-                            None
-                        }
-                        Err(err) => {
-                            tracing::error!(error = %err, "a write failed to commit");
-                            Some(err.to_string())
-                        }
-                    };
-                    job.answer(failed.as_deref());
-                }
-                continue;
-            }
-            // The only write failed: its own error stands.
-            Ok(false) => None,
-            Err(err) => {
-                tracing::error!(error = %err, writes = batch.len(), "a batch of writes failed to commit");
-                Some(err.to_string())
-            }
-        };
-        for job in batch.drain(..) {
-            job.answer(failed.as_deref());
+        write_batch(&pool, &mut batch, &counts).await;
+    }
+}
+
+/// Writes `batch` — together, or each alone when one of them fails — and answers each write.
+async fn write_batch(pool: &SqlitePool, batch: &mut Vec<Job>, counts: &Counts) {
+    let mut since = std::time::Instant::now();
+    let failed = match together(pool, batch).await {
+        Ok(true) => {
+            counts.commits.fetch_add(1, Ordering::Relaxed);
+            counts
+                .writes
+                .fetch_add(batch.len() as u64, Ordering::Relaxed);
+            None
         }
+        // A write failed and the batch was rolled back: each one alone.
+        Ok(false) if batch.len() > 1 => {
+            for mut job in batch.drain(..) {
+                let failed = match alone(pool, job.as_mut()).await {
+                    Ok(committed) => {
+                        if committed {
+                            counts.commits.fetch_add(1, Ordering::Relaxed);
+                            counts.writes.fetch_add(1, Ordering::Relaxed);
+                        }
+                        None
+                    }
+                    Err(err) => {
+                        tracing::error!(error = %err, "a write failed to commit");
+                        Some(err.to_string())
+                    }
+                };
+                counts.add_busy(&mut since);
+                job.answer(failed.as_deref());
+            }
+            return;
+        }
+        // The only write failed: its own error stands.
+        Ok(false) => None,
+        Err(err) => {
+            tracing::error!(error = %err, writes = batch.len(), "a batch of writes failed to commit");
+            Some(err.to_string())
+        }
+    };
+    counts.add_busy(&mut since);
+    for job in batch.drain(..) {
+        job.answer(failed.as_deref());
     }
 }
 
@@ -321,9 +359,17 @@ mod tests {
         let writes = (0..40).map(|n| insert(&writer, n, false));
         let results = futures_util::future::join_all(writes).await;
         assert!(results.iter().all(Result::is_ok));
-        let (commits, carried) = writer.counts();
-        assert_eq!(carried, 40);
+        let GroupCommits {
+            commits,
+            writes,
+            busy,
+        } = writer.counts();
+        assert_eq!(writes, 40);
         assert!(commits < 10, "{commits} commits for 40 writes");
+        assert!(
+            busy > std::time::Duration::ZERO,
+            "the writer's time is counted"
+        );
 
         // Some fail after writing: each failure is answered with its own error and leaves
         // nothing behind; the writes queued with it commit.

@@ -129,11 +129,11 @@ fn render_refusals(refusals: &Refusals) -> String {
     out
 }
 
-/// SQLite's group commit in this process: commits, and the writes they carried (nothing on
-/// PostgreSQL).
+/// SQLite's group commit in this process: commits, the writes they carried and the writer's
+/// time spent writing (nothing on PostgreSQL).
 fn render_group_commit(store: &Store) -> String {
     let mut out = String::new();
-    let Some((commits, writes)) = store.group_commit_counts() else {
+    let Some(counts) = store.group_commit_counts() else {
         return out;
     };
     single(
@@ -141,14 +141,21 @@ fn render_group_commit(store: &Store) -> String {
         "syncdesk_sqlite_commits_total",
         "counter",
         "Transactions SQLite's group commit made in this process.",
-        commits,
+        counts.commits,
     );
     single(
         &mut out,
         "syncdesk_sqlite_group_writes_total",
         "counter",
         "Writes (webhooks, claims, completions) those transactions carried; divided by the commits, the batch size.",
-        writes,
+        counts.writes,
+    );
+    single(
+        &mut out,
+        "syncdesk_sqlite_writer_busy_seconds_total",
+        "counter",
+        "Seconds SQLite's one writer spent writing in this process; its rate is the share of the time it was busy (near 1 with dozens of writes per commit, it is the limit: scale to PostgreSQL).",
+        counts.busy.as_secs_f64(),
     );
     out
 }

@@ -403,6 +403,17 @@ async fn the_openapi_document_and_metrics_are_served_without_a_token(app: TestAp
         let postgres = app.store.backend() == syncdesk::store::Backend::Postgres;
         assert_eq!(text.contains(line), postgres, "{line:?} in\n{text}");
     }
+    // SQLite's one writer: the transactions it committed and the time it spent writing.
+    for name in [
+        "syncdesk_sqlite_commits_total",
+        "syncdesk_sqlite_writer_busy_seconds_total",
+    ] {
+        let value: Option<f64> = text
+            .lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok());
+        let sqlite = app.store.backend() == syncdesk::store::Backend::Sqlite;
+        assert_eq!(value.is_some_and(|v| v > 0.0), sqlite, "{name} in\n{text}");
+    }
 }
 
 /// The counters behind `/metrics` follow every write of what they count: attempts written one

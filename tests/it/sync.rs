@@ -1041,12 +1041,12 @@ async fn the_destination_request_rate_setting_is_honoured() {
 async fn an_idle_queue_is_polled_without_writes_and_new_work_is_still_claimed(app: TestApp) {
     let lease = Duration::from_secs(30);
     assert!(app.store.claim_tasks(10, lease).await.unwrap().is_empty());
-    let commits = app.store.group_commit_counts().map(|(commits, _)| commits);
+    let commits = app.store.group_commit_counts().map(|counts| counts.commits);
     for _ in 0..20 {
         assert!(app.store.claim_tasks(10, lease).await.unwrap().is_empty());
     }
     assert_eq!(
-        app.store.group_commit_counts().map(|(commits, _)| commits),
+        app.store.group_commit_counts().map(|counts| counts.commits),
         commits,
         "idle claims committed"
     );
