@@ -16,6 +16,7 @@ mod outcomes;
 mod reconcile;
 mod signal;
 mod sku_import;
+mod sqlite;
 mod tasks;
 mod throttle;
 mod timeline;
@@ -65,70 +66,31 @@ macro_rules! on_pool {
 }
 pub(crate) use on_pool;
 
-/// Writes one body as an `async fn` for each backend's connection, in a module named `$name`:
-/// `$name::sqlite(conn: &mut SqliteConnection, …)` and `$name::postgres(conn: &mut PgConnection,
-/// …)`, with `$pg` true in the second. For writes that run inside a transaction someone else
-/// opened: SQLite's group commit (see `writer`) or a PostgreSQL transaction of their own.
-macro_rules! on_connection {
-    ($(#[$meta:meta])* fn $name:ident($conn:ident, $pg:ident $(, $arg:ident: $ty:ty)* $(,)?) -> $ret:ty $body:block) => {
-        $(#[$meta])*
-        pub(crate) mod $name {
-            #[allow(unused_imports)]
-            use super::*;
-            #[allow(unused_variables, clippy::too_many_arguments)]
-            pub(crate) async fn sqlite($conn: &mut sqlx::SqliteConnection $(, $arg: $ty)*) -> $ret {
-                let $pg = false;
-                $body
-            }
-            #[allow(unused_variables, clippy::too_many_arguments)]
-            pub(crate) async fn postgres($conn: &mut sqlx::PgConnection $(, $arg: $ty)*) -> $ret {
-                let $pg = true;
-                $body
-            }
-        }
-    };
-}
-pub(crate) use on_connection;
-
-/// Runs `$name(…)` (an [`on_connection!`] write) as a hot write: on SQLite in the writer's next
-/// group commit, on PostgreSQL in a transaction of its own (run again when PostgreSQL undoes it
-/// to break a deadlock). The arguments are owned locals,
-/// moved into the write and lent to `$name` by reference; the SQLite writer may run the write
-/// again after a rolled-back batch, so it shares them between runs.
+/// Runs a hot write: on SQLite `$sqlite(conn, …)` on the writer's connection, in its next group
+/// commit; on PostgreSQL `$postgres(conn, …)` in a transaction of its own, run again when
+/// PostgreSQL undoes it to break a deadlock.
+/// The arguments are owned locals, moved into the write and lent to it by reference: the SQLite
+/// writer may run the write again after a rolled-back batch.
 macro_rules! hot_write {
-    ($store:expr, $name:ident($($arg:ident),* $(,)?)) => {{
+    ($store:expr, $sqlite:path, $postgres:path, ($($arg:ident),* $(,)?)) => {{
         let store: &$crate::store::Store = $store;
         match (&store.writer, &store.db) {
-            (Some(writer), _) => {
-                let shared = std::sync::Arc::new(($($arg,)*));
-                writer
-                    .write(move |conn| {
-                        let shared = shared.clone();
-                        Box::pin(async move {
-                            let ($($arg,)*) = &*shared;
-                            $name::sqlite(conn, $($arg),*).await
-                        })
-                    })
-                    .await
-            }
-            (None, $crate::store::Db::Sqlite(pool)) => {
-                let mut tx = pool.begin().await?;
-                let done = $name::sqlite(&mut tx, $(&$arg),*).await?;
-                tx.commit().await?;
-                Ok(done)
-            }
+            (Some(writer), _) => writer.write(move |conn| $sqlite(conn, $(&$arg),*)).await,
             // PostgreSQL may undo the transaction to break a deadlock (a worker or an operator
             // locking the same order and tasks in another order): nothing of it was written, so
             // it is written again rather than failed.
             (None, $crate::store::Db::Postgres(pool)) => {
                 $crate::store::batch::retrying_deadlocks(|| async {
                     let mut tx = pool.begin().await?;
-                    let done = $name::postgres(&mut tx, $(&$arg),*).await?;
+                    let done = $postgres(&mut tx, $(&$arg),*).await?;
                     tx.commit().await?;
                     Ok::<_, $crate::store::StoreError>(done)
                 })
                 .await
             }
+            (None, $crate::store::Db::Sqlite(_)) => Err($crate::store::writer::not_committed(
+                "SQLite's writer is not running",
+            )),
         }
     }};
 }
@@ -198,6 +160,9 @@ pub enum StoreError {
     /// Any other database error.
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
+    /// A database error on SQLite's writer connection (see `writer`).
+    #[error("database error: {0}")]
+    Sqlite(#[from] rusqlite::Error),
 }
 
 /// The storage interface the rest of SyncDesk uses.
@@ -231,6 +196,9 @@ impl ClaimCounts {
         self.tasks.fetch_add(tasks as u64, Relaxed);
     }
 }
+
+/// How long a SQLite connection waits for another's write lock before it gives up.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// How long a pooled connection may sit idle before it is checked on its way out of the pool.
 const CHECK_AFTER_IDLE: Duration = Duration::from_secs(10);
@@ -282,21 +250,24 @@ impl Store {
                 // process crash. See docs/OPERATIONS.md.
                 .synchronous(SqliteSynchronous::Full)
                 .foreign_keys(true)
-                .busy_timeout(Duration::from_secs(10));
+                .busy_timeout(BUSY_TIMEOUT);
             let pool = checked_when_idle(SqlitePoolOptions::new())
                 .max_connections(max_connections.min(8))
                 .acquire_timeout(Duration::from_secs(10))
                 .connect_with(options.clone())
                 .await
                 .map_err(connect_err)?;
-            // The group commit's own connection (see `writer`).
-            let writes = checked_when_idle(SqlitePoolOptions::new())
-                .max_connections(1)
-                .acquire_timeout(Duration::from_secs(10))
-                .connect_with(options)
-                .await
-                .map_err(connect_err)?;
-            writer = Some(writer::Writer::spawn(writes));
+            // The group commit's own connection (see `writer`), to the file the pool opened.
+            let file = options.get_filename();
+            if file.to_string_lossy().starts_with("file:sqlx-in-memory") {
+                return Err(connect_err(sqlx::Error::Configuration(
+                    "SyncDesk keeps its SQLite database in a file; give its path".into(),
+                )));
+            }
+            let conn = writer::open(file, BUSY_TIMEOUT)
+                .map_err(|err| connect_err(sqlx::Error::Io(std::io::Error::other(err))))?;
+            writer =
+                Some(writer::Writer::spawn(conn).map_err(|err| connect_err(sqlx::Error::Io(err)))?);
             Db::Sqlite(pool)
         } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
             let options = PgConnectOptions::from_str(url).map_err(connect_err)?;

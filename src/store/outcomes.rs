@@ -6,34 +6,53 @@
 use chrono::{DateTime, Utc};
 use sqlx::types::Json;
 
+use rusqlite::Connection;
+
+use super::sqlite::{self, Time};
 use super::tasks::{AttemptRecord, ClaimedTask, NewException};
-use super::{Store, StoreError, hot_write, on_connection, on_pool};
+use super::writer::not_committed;
+use super::{Store, StoreError, hot_write, on_pool};
 
 /// A synced delivery's task, fenced by its lease token (`$1` the task, `$2` the token, `$3` the
-/// version synced, `$4` the external id, `$5` now).
-macro_rules! synced_task {
-    () => {
-        "UPDATE sync_tasks SET synced_version = $3, external_id = $4, lease_token = NULL, lease_expires_at = NULL,
-             last_error = NULL, blocked_on = NULL,
-             state = CASE WHEN target_version > $3 THEN 'pending' ELSE 'synced' END,
-             attempt = 0, scheduled_at = $5,
-             armed_at = CASE WHEN target_version > $3 THEN $5 ELSE armed_at END,
-             updated_at = $5
-         WHERE id = $1 AND lease_token = $2"
-    };
-}
-const SYNCED_TASK: &str = synced_task!();
-/// SQLite: [`SYNCED_TASK`] and its attempt in one call (two statements, sharing the numbered
-/// binds): the writer's calls are each a hand-off to the connection's thread and back, and
-/// this is the commonest write of all. The attempt is written only when the update was
-/// (`changes()`), so a lost lease writes nothing, as before.
-const SYNCED_TASK_AND_ATTEMPT_SQLITE: &str = concat!(
-    synced_task!(),
-    ";
-INSERT INTO sync_attempts (task_id, store_order_id, destination, version, attempt, started_at, duration_ms,
-    outcome, status, message, request_id, lag_ms)
-SELECT $1, $6, $7, $3, $8, $9, $10, $11, $12, $13, $14, $15 WHERE changes() = 1"
-);
+/// version synced, `$4` the external id, `$5` now); SQLite's (PostgreSQL writes synced tasks
+/// together: see `completions`).
+const SYNCED_TASK: &str = "UPDATE sync_tasks SET synced_version = $3, external_id = $4, lease_token = NULL, lease_expires_at = NULL,
+    last_error = NULL, blocked_on = NULL,
+    state = CASE WHEN target_version > $3 THEN 'pending' ELSE 'synced' END,
+    attempt = 0, scheduled_at = $5,
+    armed_at = CASE WHEN target_version > $3 THEN $5 ELSE armed_at END,
+    updated_at = $5
+WHERE id = $1 AND lease_token = $2";
+
+/// An attempt's row (`$1` the task, `$2` the version, then as [`bind_attempt!`] binds them).
+const INSERT_ATTEMPT: &str =
+    "INSERT INTO sync_attempts (task_id, version, store_order_id, destination, attempt, started_at,
+    duration_ms, outcome, status, message, request_id, lag_ms)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)";
+
+/// A synced task's open exception resolves itself (`$1` the task, `$2` now).
+const RESOLVE_SYNCED: &str =
+    "UPDATE exceptions SET status = 'resolved', resolved_at = $2, resolved_by = 'engine',
+    resolution = 'Synced on a later attempt', updated_at = $2
+WHERE task_id = $1 AND status IN ('open', 'snoozed')";
+
+/// A task's outcome other than synced, fenced by its lease token (`$1` the task, `$2` the
+/// token, `$3` the state, `$4` when to try again, `$5` the fingerprint it is blocked on, `$6`
+/// the error, `$7` now).
+const FINISH_TASK: &str =
+    "UPDATE sync_tasks SET state = $3, scheduled_at = COALESCE($4, scheduled_at), blocked_on = $5,
+    last_error = $6, lease_token = NULL, lease_expires_at = NULL, updated_at = $7
+WHERE id = $1 AND lease_token = $2";
+
+/// Opens (or refreshes) the one open exception of a task (`$1` the task, `$2` the order, `$3`
+/// the destination, `$4`–`$9` the exception, `$10` now).
+const OPEN_TASK_EXCEPTION: &str = "INSERT INTO exceptions (task_id, store_order_id, destination, code, kind, fingerprint, message, action, fields,
+    status, created_at, updated_at)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'open', $10, $10)
+ON CONFLICT (task_id) WHERE status IN ('open', 'snoozed') AND task_id IS NOT NULL DO UPDATE SET
+    code = excluded.code, kind = excluded.kind, fingerprint = excluded.fingerprint,
+    message = excluded.message, action = excluded.action, fields = excluded.fields,
+    updated_at = excluded.updated_at";
 
 /// Records an attempt through `$exec`.
 macro_rules! insert_attempt {
@@ -41,13 +60,7 @@ macro_rules! insert_attempt {
         let task: &ClaimedTask = $task;
         let rec: &AttemptRecord = $rec;
         bind_attempt!(
-            sqlx::query(
-                "INSERT INTO sync_attempts (task_id, version, store_order_id, destination, attempt, started_at,
-                     duration_ms, outcome, status, message, request_id, lag_ms)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
-            )
-            .bind(task.id)
-            .bind(rec.version),
+            sqlx::query(INSERT_ATTEMPT).bind(task.id).bind(rec.version),
             task,
             rec,
             $lag
@@ -81,28 +94,20 @@ macro_rules! open_task_exception {
     ($exec:expr, $task:expr, $exc:expr, $now:expr) => {{
         let task: &ClaimedTask = $task;
         let exc: &NewException = $exc;
-        sqlx::query(
-            "INSERT INTO exceptions (task_id, store_order_id, destination, code, kind, fingerprint, message, action, fields,
-                 status, created_at, updated_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'open', $10, $10)
-             ON CONFLICT (task_id) WHERE status IN ('open', 'snoozed') AND task_id IS NOT NULL DO UPDATE SET
-                 code = excluded.code, kind = excluded.kind, fingerprint = excluded.fingerprint,
-                 message = excluded.message, action = excluded.action, fields = excluded.fields,
-                 updated_at = excluded.updated_at",
-        )
-        .bind(task.id)
-        .bind(task.store_order_id)
-        .bind(&task.destination)
-        .bind(&exc.code)
-        .bind(exc.kind)
-        .bind(&exc.fingerprint)
-        .bind(&exc.message)
-        .bind(&exc.action)
-        .bind(Json(&exc.fields))
-        .bind($now)
-        .execute($exec)
-        .await
-        .map(|_| ())
+        sqlx::query(OPEN_TASK_EXCEPTION)
+            .bind(task.id)
+            .bind(task.store_order_id)
+            .bind(&task.destination)
+            .bind(&exc.code)
+            .bind(exc.kind)
+            .bind(&exc.fingerprint)
+            .bind(&exc.message)
+            .bind(&exc.action)
+            .bind(Json(&exc.fields))
+            .bind($now)
+            .execute($exec)
+            .await
+            .map(|_| ())
     }};
 }
 
@@ -126,9 +131,14 @@ impl Store {
             // PostgreSQL: written together with other workers' completions (see `completions`).
             return super::completions::synced(completions, task, external_id, rec).await;
         }
+        let Some(writer) = &self.writer else {
+            return Err(not_committed("SQLite's writer is not running"));
+        };
         let now = Utc::now();
         let (task, external_id, rec) = (task.clone(), external_id.to_string(), rec.clone());
-        hot_write!(self, record_synced(task, external_id, rec, now))
+        writer
+            .write(move |conn| record_synced(conn, &task, &external_id, &rec, now))
+            .await
     }
 
     /// A transient failure: try again at `next_at`. When `exception` is given (the task has
@@ -187,7 +197,9 @@ impl Store {
         let (blocked_on, exception) = (blocked_on.map(str::to_string), exception.cloned());
         hot_write!(
             self,
-            record_finish(task, state, next_at, blocked_on, rec, exception, now)
+            finish_on_writer,
+            record_finish,
+            (task, state, next_at, blocked_on, rec, exception, now)
         )
     }
 
@@ -267,66 +279,128 @@ impl Store {
     }
 }
 
-on_connection! {
-    /// [`Store::complete_synced`] inside the caller's transaction.
-    fn record_synced(conn, pg, task: &ClaimedTask, external_id: &str, rec: &AttemptRecord, now: &DateTime<Utc>) -> Result<bool, StoreError> {
-        let lag = Some(lag_ms(task.armed_at, *now));
-        let update = sqlx::query(if pg { SYNCED_TASK } else { SYNCED_TASK_AND_ATTEMPT_SQLITE })
-            .bind(task.id)
-            .bind(&task.lease_token)
-            .bind(rec.version)
-            .bind(external_id)
-            .bind(now);
-        let done = if pg {
-            update
-        } else {
-            // The attempt too, in the same call (see SYNCED_TASK_AND_ATTEMPT_SQLITE).
-            bind_attempt!(update, task, rec, lag)
-        }
-        .execute(&mut *conn)
-        .await?;
-        if done.rows_affected() == 0 {
-            return Ok(false);
-        }
-        if pg {
-            insert_attempt!(&mut *conn, task, rec, lag)?;
-        }
-        if !task.open_exception {
-            // Nothing to resolve: one statement fewer on the commonest write of all.
-            return Ok(true);
-        }
-        sqlx::query(
-            "UPDATE exceptions SET status = 'resolved', resolved_at = $2, resolved_by = 'engine',
-                 resolution = 'Synced on a later attempt', updated_at = $2
-             WHERE task_id = $1 AND status IN ('open', 'snoozed')",
-        )
-        .bind(task.id)
-        .bind(now)
-        .execute(&mut *conn)
-        .await?;
-        Ok(true)
+/// SQLite: [`Store::complete_synced`] on the writer's connection.
+fn record_synced(
+    conn: &Connection,
+    task: &ClaimedTask,
+    external_id: &str,
+    rec: &AttemptRecord,
+    now: DateTime<Utc>,
+) -> Result<bool, StoreError> {
+    let done = sqlite::execute(
+        conn,
+        SYNCED_TASK,
+        &[
+            &task.id,
+            &task.lease_token,
+            &rec.version,
+            &external_id,
+            &Time(now),
+        ],
+    )?;
+    if done == 0 {
+        return Ok(false);
     }
+    insert_attempt_on_writer(conn, task, rec, Some(lag_ms(task.armed_at, now)))?;
+    if task.open_exception {
+        sqlite::execute(conn, RESOLVE_SYNCED, &[&task.id, &Time(now)])?;
+    }
+    Ok(true)
 }
 
-on_connection! {
-    /// [`Store::complete_retry`], [`Store::complete_blocked`] and [`Store::complete_dead`]
-    /// inside the caller's transaction.
-    fn record_finish(
+/// SQLite: records an attempt on the writer's connection.
+fn insert_attempt_on_writer(
+    conn: &Connection,
+    task: &ClaimedTask,
+    rec: &AttemptRecord,
+    lag: Option<i64>,
+) -> Result<(), StoreError> {
+    sqlite::execute(
         conn,
-        pg,
-        task: &ClaimedTask,
-        state: &&'static str,
-        next_at: &Option<DateTime<Utc>>,
-        blocked_on: &Option<String>,
-        rec: &AttemptRecord,
-        exception: &Option<NewException>,
-        now: &DateTime<Utc>,
-    ) -> Result<bool, StoreError> {
-        let done = sqlx::query(
-            "UPDATE sync_tasks SET state = $3, scheduled_at = COALESCE($4, scheduled_at), blocked_on = $5,
-                 last_error = $6, lease_token = NULL, lease_expires_at = NULL, updated_at = $7
-             WHERE id = $1 AND lease_token = $2",
-        )
+        INSERT_ATTEMPT,
+        &[
+            &task.id,
+            &rec.version,
+            &task.store_order_id,
+            &task.destination,
+            &task.attempt,
+            &Time(rec.started_at),
+            &rec.duration_ms,
+            &rec.outcome,
+            &rec.status,
+            &rec.message,
+            &rec.request_id,
+            &lag,
+        ],
+    )?;
+    Ok(())
+}
+
+/// SQLite: [`Store::complete_retry`], [`Store::complete_blocked`] and [`Store::complete_dead`]
+/// on the writer's connection.
+#[allow(clippy::too_many_arguments)]
+fn finish_on_writer(
+    conn: &Connection,
+    task: &ClaimedTask,
+    state: &&'static str,
+    next_at: &Option<DateTime<Utc>>,
+    blocked_on: &Option<String>,
+    rec: &AttemptRecord,
+    exception: &Option<NewException>,
+    now: &DateTime<Utc>,
+) -> Result<bool, StoreError> {
+    let done = sqlite::execute(
+        conn,
+        FINISH_TASK,
+        &[
+            &task.id,
+            &task.lease_token,
+            state,
+            &next_at.map(Time),
+            blocked_on,
+            &rec.message,
+            &Time(*now),
+        ],
+    )?;
+    if done == 0 {
+        return Ok(false);
+    }
+    insert_attempt_on_writer(conn, task, rec, None)?;
+    if let Some(exc) = exception {
+        sqlite::execute(
+            conn,
+            OPEN_TASK_EXCEPTION,
+            &[
+                &task.id,
+                &task.store_order_id,
+                &task.destination,
+                &exc.code,
+                &exc.kind,
+                &exc.fingerprint,
+                &exc.message,
+                &exc.action,
+                &sqlite::json(&exc.fields)?,
+                &Time(*now),
+            ],
+        )?;
+    }
+    Ok(true)
+}
+
+/// PostgreSQL: [`Store::complete_retry`], [`Store::complete_blocked`] and
+/// [`Store::complete_dead`] inside the caller's transaction.
+#[allow(clippy::too_many_arguments)]
+async fn record_finish(
+    conn: &mut sqlx::PgConnection,
+    task: &ClaimedTask,
+    state: &&'static str,
+    next_at: &Option<DateTime<Utc>>,
+    blocked_on: &Option<String>,
+    rec: &AttemptRecord,
+    exception: &Option<NewException>,
+    now: &DateTime<Utc>,
+) -> Result<bool, StoreError> {
+    let done = sqlx::query(FINISH_TASK)
         .bind(task.id)
         .bind(&task.lease_token)
         .bind(*state)
@@ -336,13 +410,12 @@ on_connection! {
         .bind(*now)
         .execute(&mut *conn)
         .await?;
-        if done.rows_affected() == 0 {
-            return Ok(false);
-        }
-        insert_attempt!(&mut *conn, task, rec, None::<i64>)?;
-        if let Some(exc) = exception {
-            open_task_exception!(&mut *conn, task, exc, *now)?;
-        }
-        Ok(true)
+    if done.rows_affected() == 0 {
+        return Ok(false);
     }
+    insert_attempt!(&mut *conn, task, rec, None::<i64>)?;
+    if let Some(exc) = exception {
+        open_task_exception!(&mut *conn, task, exc, *now)?;
+    }
+    Ok(true)
 }

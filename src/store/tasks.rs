@@ -8,7 +8,8 @@ use std::time::Duration;
 use chrono::{DateTime, TimeDelta, Utc};
 use sqlx::types::Json;
 
-use super::{Store, StoreError, hot_write, is_postgres, on_connection, on_pool};
+use super::sqlite::{self, Time};
+use super::{Store, StoreError, is_postgres, on_pool};
 use crate::domain::Order;
 
 /// A task a worker holds a lease on.
@@ -207,7 +208,9 @@ impl Store {
                 self.claims.counted(0);
                 return Ok(Vec::new());
             }
-            let claimed: Vec<ClaimedTask> = hot_write!(self, claim(token, expires, now, limit))?;
+            let claimed = writer
+                .write(move |conn| claim_on_writer(conn, &token, expires, now, limit))
+                .await?;
             writer.set_idle(claimed.is_empty());
             self.claims.counted(claimed.len());
             return Ok(claimed);
@@ -298,16 +301,37 @@ impl Store {
     }
 }
 
-on_connection! {
-    /// Claims up to `limit` due tasks under the lease `token` (see the claim statements).
-    fn claim(conn, pg, token: &str, expires: &DateTime<Utc>, now: &DateTime<Utc>, limit: &i64) -> Result<Vec<ClaimedTask>, StoreError> {
-        let sql = if pg { CLAIM_PG } else { CLAIM_SQLITE };
-        Ok(sqlx::query_as::<_, ClaimedTask>(sql)
-            .bind(token)
-            .bind(*expires)
-            .bind(*now)
-            .bind(*limit)
-            .fetch_all(&mut *conn)
-            .await?)
-    }
+/// SQLite: claims up to `limit` due tasks under the lease `token`, on the writer's connection
+/// (see [`CLAIM_SQLITE`]).
+fn claim_on_writer(
+    conn: &rusqlite::Connection,
+    token: &str,
+    expires: DateTime<Utc>,
+    now: DateTime<Utc>,
+    limit: i64,
+) -> Result<Vec<ClaimedTask>, StoreError> {
+    sqlite::query(
+        conn,
+        CLAIM_SQLITE,
+        &[&token, &Time(expires), &Time(now), &limit],
+        |row| {
+            Ok(ClaimedTask {
+                id: row.get(0)?,
+                store_order_id: row.get(1)?,
+                destination: row.get(2)?,
+                target_version: row.get(3)?,
+                synced_version: row.get(4)?,
+                attempt: row.get(5)?,
+                claims: row.get(6)?,
+                external_id: row.get(7)?,
+                lease_token: row.get(8)?,
+                armed_at: sqlite::time(row, 9)?,
+                open_exception: row.get(10)?,
+                order_data: None,
+                order_version: None,
+                order_edited: None,
+                item_codes: None,
+            })
+        },
+    )
 }

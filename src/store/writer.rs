@@ -6,22 +6,27 @@
 //! Nobody waits on SQLite's busy handler, which sleeps in steps of up to 100 ms when
 //! connections compete for the lock.
 //!
+//! The writer's connection is its own thread's, and its statements run synchronously on that
+//! thread (rusqlite; see `sqlite`). Through sqlx, each statement was a hand-off to the
+//! connection's worker thread and back: measured, the hand-offs took as long as the SQL, and the
+//! one writer, busy 98–99% of an unpaced benchmark, was SQLite's limit. The rest of SyncDesk
+//! reads and writes SQLite through sqlx's pool as before.
+//!
 //! A write that fails (a storage error, or a bug) must not take the others down with it, and
 //! must not leave half its changes in the batch. Savepoints around each write would cost two
-//! statements per write — a third of a completion's — so instead the batch is rolled back and
-//! each of its writes run again alone, in a transaction of its own: the failing one fails alone,
-//! the others commit. Writes are therefore re-runnable: they own their inputs and change only the
-//! database.
+//! statements per write, so instead the batch is rolled back and each of its writes run again
+//! alone, in a transaction of its own: the failing one fails alone, the others commit. Writes are
+//! therefore re-runnable: they own their inputs and change only the database.
 //!
 //! PostgreSQL needs none of this: it takes concurrent writers, and its own group commit spreads
 //! the log flushes.
 
+use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
-use futures_util::FutureExt;
-use futures_util::future::BoxFuture;
-use sqlx::{SqliteConnection, SqlitePool};
+use rusqlite::{Connection, OpenFlags, TransactionBehavior};
 use tokio::sync::{mpsc, oneshot};
 
 use super::StoreError;
@@ -29,11 +34,14 @@ use super::StoreError;
 /// The most writes one transaction carries.
 const MAX_BATCH: usize = 128;
 
+/// Prepared statements the writer keeps: every hot write's, with room to spare.
+const STATEMENT_CACHE: usize = 64;
+
 /// A queued write: it can run (again, after a rolled-back batch) on the writer's connection,
 /// keeping its last result, and is answered once its transaction is settled.
 trait Write: Send {
     /// Runs the write; whether it succeeded.
-    fn run<'c>(&'c mut self, conn: &'c mut SqliteConnection) -> BoxFuture<'c, bool>;
+    fn run(&mut self, conn: &Connection) -> bool;
     /// Answers the caller: its result, or `failed` when the commit did not happen.
     fn answer(self: Box<Self>, failed: Option<&str>);
 }
@@ -48,15 +56,13 @@ struct Pending<T, F> {
 impl<T, F> Write for Pending<T, F>
 where
     T: Send + 'static,
-    F: for<'c> Fn(&'c mut SqliteConnection) -> BoxFuture<'c, Result<T, StoreError>> + Send,
+    F: FnMut(&Connection) -> Result<T, StoreError> + Send,
 {
-    fn run<'c>(&'c mut self, conn: &'c mut SqliteConnection) -> BoxFuture<'c, bool> {
-        Box::pin(async move {
-            let result = (self.work)(conn).await;
-            let ok = result.is_ok();
-            self.result = Some(result);
-            ok
-        })
+    fn run(&mut self, conn: &Connection) -> bool {
+        let result = (self.work)(conn);
+        let ok = result.is_ok();
+        self.result = Some(result);
+        ok
     }
 
     fn answer(self: Box<Self>, failed: Option<&str>) {
@@ -73,14 +79,20 @@ where
 
 type Job = Box<dyn Write>;
 
+/// What the writer's thread is asked to do.
+enum Command {
+    Write(Job),
+    /// Write what came before, close the connection, then say so.
+    Close(oneshot::Sender<()>),
+}
+
 /// The queue to SQLite's writer connection.
 #[derive(Clone)]
 pub(crate) struct Writer {
-    jobs: mpsc::Sender<Job>,
-    pool: SqlitePool,
+    jobs: mpsc::Sender<Command>,
     counts: Arc<Counts>,
     /// Whether the last claim found nothing due: the next one reads before it writes.
-    idle: Arc<std::sync::atomic::AtomicBool>,
+    idle: Arc<AtomicBool>,
 }
 
 /// What the writer has done since it started, for `/metrics`: commits and the writes they
@@ -96,11 +108,16 @@ impl Counts {
     /// Adds the time since `since` to the time spent writing, and restarts `since`. Called
     /// before answering, so that a caller who reads the counts after its answer finds its
     /// write's time in them.
-    fn add_busy(&self, since: &mut std::time::Instant) {
-        let now = std::time::Instant::now();
+    fn add_busy(&self, since: &mut Instant) {
+        let now = Instant::now();
         let micros = u64::try_from((now - *since).as_micros()).unwrap_or(u64::MAX);
         self.busy_micros.fetch_add(micros, Ordering::Relaxed);
         *since = now;
+    }
+
+    fn committed(&self, writes: usize) {
+        self.commits.fetch_add(1, Ordering::Relaxed);
+        self.writes.fetch_add(writes as u64, Ordering::Relaxed);
     }
 }
 
@@ -116,7 +133,7 @@ pub struct GroupCommits {
     /// span of time, divided by the span, is the share of the time the one writer was busy.
     /// Near 1 with small batches, more load makes the batches grow (one commit's fsync shared
     /// by more writes); near 1 with dozens of writes a commit, the writer is the limit.
-    pub busy: std::time::Duration,
+    pub busy: Duration,
 }
 
 impl std::fmt::Debug for Writer {
@@ -125,30 +142,38 @@ impl std::fmt::Debug for Writer {
     }
 }
 
+/// Opens the writer's connection to the database file at `path` (created by the pool before),
+/// with the settings the pool's connections have: write-ahead log, a full fsync at each commit
+/// (see docs/OPERATIONS.md), foreign keys, and a busy timeout for the moments another
+/// connection (an operator's action) holds the write lock.
+pub(crate) fn open(path: &Path, busy_timeout: Duration) -> rusqlite::Result<Connection> {
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    conn.busy_timeout(busy_timeout)?;
+    conn.execute_batch(
+        "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;",
+    )?;
+    conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
+    Ok(conn)
+}
+
 impl Writer {
-    /// Starts the writer on `pool` (one connection).
-    pub(crate) fn spawn(pool: SqlitePool) -> Writer {
+    /// Starts the writer on `conn`, on a thread of its own: the one thing every write waits
+    /// for is never queued behind the web's requests for a core.
+    pub(crate) fn spawn(conn: Connection) -> std::io::Result<Writer> {
         let (jobs, queue) = mpsc::channel(4 * MAX_BATCH);
         let counts = Arc::new(Counts::default());
-        // The writer is the one thing every write waits for, and each of its statements is a
-        // hand-off to the connection's thread and back: on the shared runtime each return
-        // waited its turn behind the web requests. On a thread of its own it is resumed at
-        // once.
-        let (writes, done) = (pool.clone(), counts.clone());
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("a runtime for the SQLite writer");
+        let done = counts.clone();
         std::thread::Builder::new()
             .name("sqlite-writer".into())
-            .spawn(move || runtime.block_on(run(writes, queue, done)))
-            .expect("the SQLite writer's thread");
-        Writer {
+            .spawn(move || run(conn, queue, &done))?;
+        Ok(Writer {
             jobs,
-            pool,
             counts,
             idle: Arc::default(),
-        }
+        })
     }
 
     /// Whether the last claim of work found nothing due.
@@ -167,7 +192,7 @@ impl Writer {
         GroupCommits {
             commits: self.counts.commits.load(Ordering::Relaxed),
             writes: self.counts.writes.load(Ordering::Relaxed),
-            busy: std::time::Duration::from_micros(self.counts.busy_micros.load(Ordering::Relaxed)),
+            busy: Duration::from_micros(self.counts.busy_micros.load(Ordering::Relaxed)),
         }
     }
 
@@ -177,9 +202,7 @@ impl Writer {
     pub(crate) async fn write<T, F>(&self, work: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
-        F: for<'c> Fn(&'c mut SqliteConnection) -> BoxFuture<'c, Result<T, StoreError>>
-            + Send
-            + 'static,
+        F: FnMut(&Connection) -> Result<T, StoreError> + Send + 'static,
     {
         let (reply, answer) = oneshot::channel();
         let job = Box::new(Pending {
@@ -188,7 +211,7 @@ impl Writer {
             reply,
         });
         self.jobs
-            .send(job)
+            .send(Command::Write(job))
             .await
             .map_err(|_| not_committed("the writer has stopped"))?;
         answer
@@ -196,9 +219,12 @@ impl Writer {
             .map_err(|_| not_committed("the batch was abandoned"))?
     }
 
-    /// Closes the writer's connection.
+    /// Writes what has queued, then closes the writer's connection; writes after it fail.
     pub(crate) async fn close(&self) {
-        self.pool.close().await;
+        let (closed, done) = oneshot::channel();
+        if self.jobs.send(Command::Close(closed)).await.is_ok() {
+            let _ = done.await;
+        }
     }
 }
 
@@ -208,32 +234,56 @@ pub(super) fn not_committed(why: &str) -> StoreError {
     ))))
 }
 
-async fn run(pool: SqlitePool, mut queue: mpsc::Receiver<Job>, counts: Arc<Counts>) {
+/// The writer's thread: takes whatever has queued, up to [`MAX_BATCH`], and writes it. Ends, and
+/// closes the connection, when asked to or when every [`Writer`] is gone.
+fn run(mut conn: Connection, mut queue: mpsc::Receiver<Command>, counts: &Counts) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
-    while queue.recv_many(&mut batch, MAX_BATCH).await > 0 {
-        write_batch(&pool, &mut batch, &counts).await;
+    let mut closing = None;
+    while closing.is_none() {
+        let Some(first) = queue.blocking_recv() else {
+            break;
+        };
+        let mut next = Some(first);
+        while let Some(command) = next.take() {
+            match command {
+                Command::Write(job) => batch.push(job),
+                Command::Close(closed) => {
+                    closing = Some(closed);
+                    break;
+                }
+            }
+            if batch.len() < MAX_BATCH {
+                next = queue.try_recv().ok();
+            }
+        }
+        if !batch.is_empty() {
+            write_batch(&mut conn, &mut batch, counts);
+        }
+    }
+    queue.close();
+    if let Err((_, err)) = conn.close() {
+        tracing::error!(error = %err, "the SQLite writer's connection did not close cleanly");
+    }
+    if let Some(closed) = closing {
+        let _ = closed.send(());
     }
 }
 
 /// Writes `batch` — together, or each alone when one of them fails — and answers each write.
-async fn write_batch(pool: &SqlitePool, batch: &mut Vec<Job>, counts: &Counts) {
-    let mut since = std::time::Instant::now();
-    let failed = match together(pool, batch).await {
+fn write_batch(conn: &mut Connection, batch: &mut Vec<Job>, counts: &Counts) {
+    let mut since = Instant::now();
+    let failed = match together(conn, batch) {
         Ok(true) => {
-            counts.commits.fetch_add(1, Ordering::Relaxed);
-            counts
-                .writes
-                .fetch_add(batch.len() as u64, Ordering::Relaxed);
+            counts.committed(batch.len());
             None
         }
         // A write failed and the batch was rolled back: each one alone.
         Ok(false) if batch.len() > 1 => {
             for mut job in batch.drain(..) {
-                let failed = match alone(pool, job.as_mut()).await {
+                let failed = match alone(conn, job.as_mut()) {
                     Ok(committed) => {
                         if committed {
-                            counts.commits.fetch_add(1, Ordering::Relaxed);
-                            counts.writes.fetch_add(1, Ordering::Relaxed);
+                            counts.committed(1);
                         }
                         None
                     }
@@ -262,25 +312,22 @@ async fn write_batch(pool: &SqlitePool, batch: &mut Vec<Job>, counts: &Counts) {
 
 /// Runs `batch` as one transaction: `Ok(true)` when every write succeeded and it committed,
 /// `Ok(false)` when a write failed and it was rolled back (the writes after it not run).
-async fn together(pool: &SqlitePool, batch: &mut [Job]) -> Result<bool, sqlx::Error> {
+fn together(conn: &mut Connection, batch: &mut [Job]) -> rusqlite::Result<bool> {
     // IMMEDIATE: the write lock from the start, so no statement inside waits for it.
-    let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     for job in batch.iter_mut() {
-        if !run_guarded(job.as_mut(), &mut tx).await {
-            tx.rollback().await?;
+        if !run_guarded(job.as_mut(), &tx) {
+            tx.rollback()?;
             return Ok(false);
         }
     }
-    tx.commit().await?;
+    tx.commit()?;
     Ok(true)
 }
 
 /// Runs a write; a panic inside it counts as a failure (logged), so the writer itself lives on.
-async fn run_guarded(job: &mut dyn Write, conn: &mut SqliteConnection) -> bool {
-    match std::panic::AssertUnwindSafe(job.run(conn))
-        .catch_unwind()
-        .await
-    {
+fn run_guarded(job: &mut dyn Write, conn: &Connection) -> bool {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job.run(conn))) {
         Ok(ok) => ok,
         Err(_) => {
             tracing::error!("a write panicked; it is answered with an error and rolled back");
@@ -291,13 +338,13 @@ async fn run_guarded(job: &mut dyn Write, conn: &mut SqliteConnection) -> bool {
 
 /// Runs one write in a transaction of its own: `Ok(true)` when it committed, `Ok(false)` when
 /// the write failed (its own error stands) and was rolled back.
-async fn alone(pool: &SqlitePool, job: &mut dyn Write) -> Result<bool, sqlx::Error> {
-    let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
-    if run_guarded(job, &mut tx).await {
-        tx.commit().await?;
+fn alone(conn: &mut Connection, job: &mut dyn Write) -> rusqlite::Result<bool> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    if run_guarded(job, &tx) {
+        tx.commit()?;
         Ok(true)
     } else {
-        tx.rollback().await?;
+        tx.rollback()?;
         Ok(false)
     }
 }
@@ -309,45 +356,37 @@ mod tests {
     use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions};
 
     use super::*;
+    use sqlx::SqlitePool;
 
     async fn database() -> (SqlitePool, Writer, std::path::PathBuf) {
         let dir = std::env::temp_dir().join(format!("syncdesk-writer-{}", uuid::Uuid::new_v4()));
         std::fs::create_dir_all(&dir).unwrap();
-        let options =
-            SqliteConnectOptions::from_str(&format!("sqlite://{}", dir.join("w.db").display()))
-                .unwrap()
-                .create_if_missing(true)
-                .journal_mode(SqliteJournalMode::Wal);
+        let file = dir.join("w.db");
+        let options = SqliteConnectOptions::from_str(&format!("sqlite://{}", file.display()))
+            .unwrap()
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal);
         let readers = SqlitePoolOptions::new()
             .max_connections(2)
-            .connect_with(options.clone())
+            .connect_with(options)
             .await
             .unwrap();
         sqlx::query("CREATE TABLE t (n INTEGER PRIMARY KEY)")
             .execute(&readers)
             .await
             .unwrap();
-        let writes = SqlitePoolOptions::new()
-            .max_connections(1)
-            .connect_with(options)
-            .await
-            .unwrap();
-        (readers, Writer::spawn(writes), dir)
+        let writer = Writer::spawn(open(&file, Duration::from_secs(5)).unwrap()).unwrap();
+        (readers, writer, dir)
     }
 
     async fn insert(writer: &Writer, n: i64, fail_after: bool) -> Result<i64, StoreError> {
         writer
             .write(move |conn| {
-                Box::pin(async move {
-                    sqlx::query("INSERT INTO t (n) VALUES ($1)")
-                        .bind(n)
-                        .execute(&mut *conn)
-                        .await?;
-                    if fail_after {
-                        return Err(StoreError::Invalid(format!("write {n} gives up")));
-                    }
-                    Ok(n)
-                })
+                conn.execute("INSERT INTO t (n) VALUES (?1)", [n])?;
+                if fail_after {
+                    return Err(StoreError::Invalid(format!("write {n} gives up")));
+                }
+                Ok(n)
             })
             .await
     }
@@ -403,7 +442,8 @@ mod tests {
         assert_eq!(*again[1].as_ref().unwrap(), 200);
 
         // A write that panics is answered with an error; the writer goes on.
-        let panicking = writer.write(|_conn| Box::pin(async { panic!("a bug in a write") }));
+        let panicking =
+            writer.write(|_conn| -> Result<(), StoreError> { panic!("a bug in a write") });
         let (panicked, after) =
             futures_util::future::join(panicking, insert(&writer, 300, false)).await;
         let panicked: Result<(), StoreError> = panicked;
@@ -411,6 +451,7 @@ mod tests {
         assert_eq!(after.unwrap(), 300);
         assert_eq!(insert(&writer, 301, false).await.unwrap(), 301);
         writer.close().await;
+        assert!(insert(&writer, 302, false).await.is_err(), "closed");
         readers.close().await;
         std::fs::remove_dir_all(dir).unwrap();
     }

@@ -5,16 +5,18 @@
 //! in one call of functions that take the same steps ([`postgres`]).
 
 use chrono::{DateTime, Utc};
+use sqlx::PgConnection;
 use sqlx::types::Json;
 
 mod customer;
 mod postgres;
+mod sqlite;
 
 pub(crate) use postgres::{Ingests, spawn_pg_writer};
 
-use super::{Store, StoreError, hot_write, on_connection};
-use crate::domain::{CustomerRef, FinancialStatus, Order, Refund, StoreCustomer};
-use customer::{CustomerRow, LINK_CUSTOMER_PG, link_customer};
+use super::writer::not_committed;
+use super::{Store, StoreError, hot_write};
+use crate::domain::{FinancialStatus, Order, Refund, StoreCustomer};
 
 /// The destinations every order is synced to.
 pub const DESTINATIONS: [&str; 2] = ["crm", "erp"];
@@ -121,22 +123,40 @@ ON CONFLICT (store_order_id, destination) DO UPDATE SET
     };
 }
 const ARM_TASKS: &str = arm_tasks!();
-/// [`ARM_TASKS`] and the order's SKUs kept, on PostgreSQL: one call of the function migration
-/// 0012 defines with the same rules. The SKUs come as a JSON array (`$4`): this code is compiled
-/// for SQLite too, which binds no arrays.
-const ARM_TASKS_AND_KEEP_SKUS_PG: &str =
-    "SELECT syncdesk_arm_tasks($1, $2, $3, ARRAY(SELECT jsonb_array_elements_text($4)))";
+/// One of the order's SKUs kept, for finding orders by SKU (`$1` the order, `$2` the SKU).
+const KEEP_SKU: &str =
+    "INSERT INTO order_skus (store_order_id, sku) VALUES ($1, $2) ON CONFLICT DO NOTHING";
 
-// PostgreSQL locks the order row so concurrent versions of one order apply one after the
-// other; SQLite needs no lock: the transaction already holds the database's single write lock
-// (its first statement was a write).
-const LOCK_ORDER_PG: &str =
-    "SELECT store_updated_at, version FROM orders WHERE store_order_id = $1 FOR UPDATE";
-const LOCK_ORDER_SQLITE: &str =
-    "SELECT store_updated_at, version FROM orders WHERE store_order_id = $1";
+/// The order held, and its version: PostgreSQL locks the row, so concurrent refunds of one order
+/// apply one after the other; SQLite needs no lock: the transaction already holds the database's
+/// single write lock (its first statement was a write).
 const LOCK_ORDER_DATA_PG: &str =
     "SELECT data, version FROM orders WHERE store_order_id = $1 FOR UPDATE";
-const LOCK_ORDER_DATA_SQLITE: &str = "SELECT data, version FROM orders WHERE store_order_id = $1";
+const READ_ORDER_DATA_SQLITE: &str = "SELECT data, version FROM orders WHERE store_order_id = $1";
+/// SQLite: the state an order is held at, and its version (see [`READ_ORDER_DATA_SQLITE`]).
+const READ_ORDER_SQLITE: &str =
+    "SELECT store_updated_at, version FROM orders WHERE store_order_id = $1";
+
+/// A new order at version 1 (`$1`–`$9` its fields, `$10` now); no row when it is known.
+const INSERT_ORDER: &str = "INSERT INTO orders (store_order_id, name, store_updated_at, version, customer_id, email, lifecycle,
+    currency, total, data, first_seen_at, updated_at)
+VALUES ($1, $2, $3, 1, $4, $5, $6, $7, $8, $9, $10, $10)
+ON CONFLICT (store_order_id) DO NOTHING RETURNING version";
+
+/// A known order's newer state, as `$4` (the fields as [`INSERT_ORDER`]'s, the version `$4`,
+/// now `$11`).
+const UPDATE_ORDER: &str = "UPDATE orders SET name = $2, store_updated_at = $3, version = $4, customer_id = COALESCE($5, customer_id),
+    email = $6, lifecycle = $7, currency = $8, total = $9, data = $10, updated_at = $11
+WHERE store_order_id = $1";
+
+/// An order with a refund added (`$2` the version, `$3` the lifecycle, `$4` the order, `$5` now).
+const UPDATE_ORDER_REFUNDED: &str = "UPDATE orders SET version = $2, lifecycle = $3, data = $4, updated_at = $5 WHERE store_order_id = $1";
+
+/// What became of a delivery, kept on its row.
+const UPDATE_EVENT: &str = "UPDATE webhook_events SET outcome = $2, store_order_id = $3, order_updated_at = $4, note = $5 WHERE id = $1";
+
+/// A customer's details as held (see `customer`).
+const CUSTOMER_DETAILS_AS_OF: &str = "SELECT details_as_of FROM customers WHERE id = $1";
 
 /// Adds a refund to the order it belongs to (once), with the totals and status it implies.
 fn apply_refund(order: &mut Order, refund: Refund) {
@@ -163,6 +183,9 @@ fn apply_refund(order: &mut Order, refund: Refund) {
 /// An order's store id and the `updated_at` of the state a delivery carried.
 type OrderRef = (i64, DateTime<Utc>);
 
+/// What a delivery became, the order state it carried, and the note kept with it.
+type Applied = (Outcome, Option<OrderRef>, Option<String>);
+
 /// Records a delivery, with the order it concerns (when known from the body); with
 /// `duplicate = FALSE` the partial unique indexes let only the first delivery of a webhook id /
 /// event id in (a later one returns no row).
@@ -172,11 +195,160 @@ INSERT INTO webhook_events (webhook_id, event_id, topic, shop_domain, api_versio
 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
 ON CONFLICT DO NOTHING RETURNING id";
 
+/// The order a delivery carries a state of, presumed applied when its row is first written (the
+/// usual end), so that only another end rewrites the row.
+fn presumed(payload: &Payload) -> Option<OrderRef> {
+    match payload {
+        Payload::Order(order) => Some((order.store_order_id, order.updated_at)),
+        _ => None,
+    }
+}
+
+/// A delivery's outcome as first written: applied for an order, accepted for anything else.
+fn presumed_outcome(presumed: Option<OrderRef>) -> &'static str {
+    if presumed.is_some() {
+        "applied"
+    } else {
+        "accepted"
+    }
+}
+
+/// Why a later delivery of a webhook id or event id changed nothing.
+const SEEN_BEFORE: &str = "webhook or event id seen before";
+
+/// A customer record's outcome, given how recent the details held are.
+fn customer_record(customer: &StoreCustomer, held: Option<DateTime<Utc>>) -> Applied {
+    match held {
+        // Kept as received, but a record older than the details held changed nothing.
+        Some(held) if held > customer.updated_at => (
+            Outcome::Superseded {
+                store_order_id: None,
+            },
+            None,
+            Some(format!(
+                "older than the customer's details held ({})",
+                held.to_rfc3339()
+            )),
+        ),
+        _ => (Outcome::Recorded, None, None),
+    }
+}
+
+/// A known order's delivered state against the one held (`stored_at`, `version`): `Ok` with
+/// the version to write when newer, else what it is answered.
+fn known_order(order: &Order, stored_at: DateTime<Utc>, version: i64) -> Result<i64, Applied> {
+    let key = Some((order.store_order_id, order.updated_at));
+    if order.updated_at > stored_at {
+        Ok(version + 1)
+    } else if order.updated_at == stored_at {
+        Err((
+            Outcome::Duplicate,
+            key,
+            Some("this order state was received before".into()),
+        ))
+    } else {
+        Err((
+            Outcome::Superseded {
+                store_order_id: Some(order.store_order_id),
+            },
+            key,
+            Some(format!(
+                "older than the state applied ({})",
+                stored_at.to_rfc3339()
+            )),
+        ))
+    }
+}
+
+/// A refund against the order held, when there is one: `Ok` with the order refunded and its
+/// version to write, else what it is answered.
+fn refunded(stored: Option<(Order, i64)>, refund: &Refund) -> Result<(Order, i64), Applied> {
+    match stored {
+        None => Err((
+            Outcome::Recorded,
+            None,
+            Some("refund of an order not received yet".into()),
+        )),
+        Some((order, _))
+            if order
+                .refunds
+                .iter()
+                .any(|r| r.refund_id == refund.refund_id) =>
+        {
+            Err((
+                Outcome::Duplicate,
+                None,
+                Some("refund already part of the order".into()),
+            ))
+        }
+        Some((mut order, version)) => {
+            apply_refund(&mut order, refund.clone());
+            Ok((order, version + 1))
+        }
+    }
+}
+
+/// An order applied at `version`.
+fn applied(store_order_id: i64, version: i64, key: Option<OrderRef>) -> Applied {
+    (
+        Outcome::Applied {
+            store_order_id,
+            version,
+            handed_off: false,
+        },
+        key,
+        None,
+    )
+}
+
+/// What a payload that changes no order is recorded as.
+fn recorded_only(payload: &Payload) -> Option<Applied> {
+    let note = match payload {
+        Payload::UnknownTopic => "topic not used by SyncDesk".to_string(),
+        Payload::Notice { why, .. } => (*why).to_string(),
+        Payload::Unreadable(reason) => reason.clone(),
+        Payload::Order(_) | Payload::Refund(_) | Payload::Customer(_) => return None,
+    };
+    Some((Outcome::Recorded, None, Some(note)))
+}
+
+/// What a delivery's row ends as: the binds of [`UPDATE_EVENT`] after the id.
+struct EventEnd {
+    outcome: &'static str,
+    store_order_id: Option<i64>,
+    order_updated_at: Option<DateTime<Utc>>,
+    note: Option<String>,
+}
+
+/// The row of a delivery as it ends, when it differs from the one first written.
+fn event_end(payload: &Payload, (outcome, order_ref, note): &Applied) -> Option<EventEnd> {
+    if presumed(payload).is_some() && matches!(outcome, Outcome::Applied { .. }) && note.is_none() {
+        // Recorded so already.
+        return None;
+    }
+    let store_order_id = match outcome {
+        Outcome::Applied { store_order_id, .. }
+        | Outcome::Superseded {
+            store_order_id: Some(store_order_id),
+        } => Some(*store_order_id),
+        _ => order_ref.map(|(id, _)| id).or(match payload {
+            Payload::Notice { order, .. } => *order,
+            _ => None,
+        }),
+    };
+    Some(EventEnd {
+        outcome: outcome.as_str(),
+        store_order_id,
+        order_updated_at: order_ref.map(|(_, at)| at),
+        note: note.clone(),
+    })
+}
+
 impl Store {
     /// Records `delivery` and applies `payload` to the canonical order, atomically: on SQLite in
-    /// the writer's next group commit, on PostgreSQL in a transaction of its own (an order's
-    /// delivery with others that queued, in one call of a function that runs the same steps:
-    /// see [`postgres`]).
+    /// the writer's next group commit ([`sqlite`]), on PostgreSQL in a transaction of its own
+    /// (an order's delivery with others that queued, in one call of a function that runs the
+    /// same steps: see [`postgres`]).
     pub async fn ingest(
         &self,
         delivery: Delivery,
@@ -193,7 +365,12 @@ impl Store {
                     })
                     .await
             }
-            (_, payload) => hot_write!(self, apply_delivery(delivery, payload, now)),
+            (_, payload) => hot_write!(
+                self,
+                sqlite::apply_delivery,
+                apply_delivery,
+                (delivery, payload, now)
+            ),
         }
     }
 }
@@ -210,30 +387,21 @@ fn order_skus(order: &Order) -> Vec<&str> {
     skus
 }
 
-/// SQLite: the insert of `count` SKUs of the order `$1`, bound from `$first` on.
-fn keep_skus_sql(count: usize, first: usize) -> String {
-    let rows: Vec<String> = (first..first + count)
-        .map(|n| format!("($1, ${n})"))
-        .collect();
-    format!(
-        "INSERT INTO order_skus (store_order_id, sku) VALUES {} ON CONFLICT DO NOTHING",
-        rows.join(", ")
-    )
-}
-
-on_connection! {
-    /// Records a delivery and applies its payload, inside the caller's transaction.
-    fn apply_delivery(tx, pg, delivery: &Delivery, payload: &Payload, now: &DateTime<Utc>) -> Result<Outcome, StoreError> {
-        let now = *now;
-        // The insert comes first: on SQLite it takes the write lock at once, so the reads
-        // below never race another writer; the partial unique indexes make the first
-        // delivery of a webhook id / event id win, also between concurrent requests. An order
-        // is recorded as applied, the usual end, so that only another end rewrites the row.
-        let presumed = match payload {
-            Payload::Order(order) => Some((order.store_order_id, order.updated_at)),
-            _ => None,
-        };
-        let event_id: Option<i64> = sqlx::query_scalar(INSERT_EVENT)
+/// PostgreSQL: records a delivery and applies its payload (a refund, a customer record or
+/// anything that changes no order; orders' deliveries are written together by [`postgres`]),
+/// inside the caller's transaction. SQLite's is [`sqlite::apply_delivery`], the same steps.
+async fn apply_delivery(
+    tx: &mut PgConnection,
+    delivery: &Delivery,
+    payload: &Payload,
+    now: &DateTime<Utc>,
+) -> Result<Outcome, StoreError> {
+    let now = *now;
+    // The insert comes first; the partial unique indexes make the first delivery of a webhook
+    // id / event id win, also between concurrent requests.
+    let presumed = presumed(payload);
+    let insert = |duplicate: bool| {
+        sqlx::query_scalar::<_, i64>(INSERT_EVENT)
             .bind(&delivery.webhook_id)
             .bind(delivery.event_id.as_deref())
             .bind(&delivery.topic)
@@ -242,217 +410,97 @@ on_connection! {
             .bind(delivery.triggered_at)
             .bind(now)
             .bind(&delivery.body)
-            .bind(false)
-            .bind(if presumed.is_some() { "applied" } else { "accepted" })
-            .bind(None::<&str>)
+            .bind(duplicate)
+            .bind(if duplicate {
+                "duplicate"
+            } else {
+                presumed_outcome(presumed)
+            })
+            .bind(duplicate.then_some(SEEN_BEFORE))
             .bind(presumed.map(|(id, _)| id))
             .bind(presumed.map(|(_, at)| at))
-            .fetch_optional(&mut *tx)
-            .await?;
-        let Some(event_id) = event_id else {
-            // Kept too, for the duplicate rate and the order's timeline (the partial
-            // indexes only cover first deliveries, so this insert never conflicts).
-            sqlx::query_scalar::<_, i64>(INSERT_EVENT)
-                .bind(&delivery.webhook_id)
-                .bind(delivery.event_id.as_deref())
-                .bind(&delivery.topic)
-                .bind(delivery.shop_domain.as_deref())
-                .bind(delivery.api_version.as_deref())
-                .bind(delivery.triggered_at)
-                .bind(now)
-                .bind(&delivery.body)
-                .bind(true)
-                .bind("duplicate")
-                .bind(Some("webhook or event id seen before"))
-                .bind(presumed.map(|(id, _)| id))
-                .bind(presumed.map(|(_, at)| at))
-                .fetch_optional(&mut *tx)
-                .await?;
-            return Ok(Outcome::Duplicate);
-        };
+    };
+    let Some(event_id) = insert(false).fetch_optional(&mut *tx).await? else {
+        // Kept too, for the duplicate rate and the order's timeline (the partial indexes only
+        // cover first deliveries, so this insert never conflicts).
+        insert(true).fetch_optional(&mut *tx).await?;
+        return Ok(Outcome::Duplicate);
+    };
 
-        let (outcome, order_ref, note): (Outcome, Option<OrderRef>, Option<String>) = match payload {
-            Payload::UnknownTopic => (Outcome::Recorded, None, Some("topic not used by SyncDesk".into())),
-            Payload::Notice { why, .. } => (Outcome::Recorded, None, Some((*why).to_string())),
-            Payload::Unreadable(reason) => (Outcome::Recorded, None, Some(reason.clone())),
-            Payload::Customer(customer) => {
-                let linked: Option<i64> = link_customer!(tx, pg, &customer.customer_ref(), customer.updated_at, now);
-                // Kept as received, but a record older than the details held changed nothing.
-                let held: Option<DateTime<Utc>> = match linked {
-                    Some(id) => sqlx::query_scalar("SELECT details_as_of FROM customers WHERE id = $1")
+    let ended: Applied = match payload {
+        Payload::Customer(record) => {
+            let linked =
+                customer::link_pg(tx, &record.customer_ref(), record.updated_at, now).await?;
+            let held: Option<DateTime<Utc>> = match linked {
+                Some(id) => {
+                    sqlx::query_scalar(CUSTOMER_DETAILS_AS_OF)
                         .bind(id)
                         .fetch_one(&mut *tx)
-                        .await?,
-                    None => None,
-                };
-                match held {
-                    Some(held) if held > customer.updated_at => (
-                        Outcome::Superseded { store_order_id: None },
-                        None,
-                        Some(format!("older than the customer's details held ({})", held.to_rfc3339())),
-                    ),
-                    _ => (Outcome::Recorded, None, None),
+                        .await?
                 }
-            }
-            Payload::Order(order) => {
-                let customer_id = match &order.customer {
-                    Some(c) => link_customer!(tx, pg, c, order.customer_details_as_of(), now),
-                    None => None,
-                };
-                let data = Json(order.as_ref());
-                let inserted: Option<i64> = sqlx::query_scalar(
-                    "INSERT INTO orders (store_order_id, name, store_updated_at, version, customer_id, email, lifecycle,
-                         currency, total, data, first_seen_at, updated_at)
-                     VALUES ($1, $2, $3, 1, $4, $5, $6, $7, $8, $9, $10, $10)
-                     ON CONFLICT (store_order_id) DO NOTHING RETURNING version",
-                )
-                .bind(order.store_order_id)
-                .bind(&order.name)
-                .bind(order.updated_at)
-                .bind(customer_id)
-                .bind(order.email.as_ref().map(|e| e.as_str()))
-                .bind(order.lifecycle().as_str())
-                .bind(order.currency.as_str())
-                .bind(order.total.amount.to_string())
-                .bind(data)
-                .bind(now)
+                None => None,
+            };
+            customer_record(record, held)
+        }
+        Payload::Order(_) => {
+            // Orders' deliveries are written together (see `postgres`); never here.
+            return Err(not_committed(
+                "an order's delivery goes to the ingest writer",
+            ));
+        }
+        Payload::Refund(refund) => {
+            let stored: Option<(Json<Order>, i64)> = sqlx::query_as(LOCK_ORDER_DATA_PG)
+                .bind(refund.order_id)
                 .fetch_optional(&mut *tx)
                 .await?;
-                let key = Some((order.store_order_id, order.updated_at));
-                match inserted {
-                    Some(version) => (Outcome::Applied { store_order_id: order.store_order_id, version, handed_off: false }, key, None),
-                    None => {
-                        // PostgreSQL: lock the row so concurrent versions of one order apply
-                        // one after the other. SQLite: this transaction already holds the
-                        // database's single write lock.
-                        let sql = if pg { LOCK_ORDER_PG } else { LOCK_ORDER_SQLITE };
-                        let (stored_at, version): (DateTime<Utc>, i64) =
-                            sqlx::query_as(sql).bind(order.store_order_id).fetch_one(&mut *tx).await?;
-                        if order.updated_at > stored_at {
-                            let version = version + 1;
-                            sqlx::query(
-                                "UPDATE orders SET name = $2, store_updated_at = $3, version = $4, customer_id = COALESCE($5, customer_id),
-                                     email = $6, lifecycle = $7, currency = $8, total = $9, data = $10, updated_at = $11
-                                 WHERE store_order_id = $1",
-                            )
-                            .bind(order.store_order_id)
-                            .bind(&order.name)
-                            .bind(order.updated_at)
-                            .bind(version)
-                            .bind(customer_id)
-                            .bind(order.email.as_ref().map(|e| e.as_str()))
-                            .bind(order.lifecycle().as_str())
-                            .bind(order.currency.as_str())
-                            .bind(order.total.amount.to_string())
-                            .bind(data)
-                            .bind(now)
-                            .execute(&mut *tx)
-                            .await?;
-                            (Outcome::Applied { store_order_id: order.store_order_id, version, handed_off: false }, key, None)
-                        } else if order.updated_at == stored_at {
-                            (Outcome::Duplicate, key, Some("this order state was received before".into()))
-                        } else {
-                            (
-                                Outcome::Superseded { store_order_id: Some(order.store_order_id) },
-                                key,
-                                Some(format!("older than the state applied ({})", stored_at.to_rfc3339())),
-                            )
-                        }
-                    }
+            match refunded(
+                stored.map(|(Json(order), version)| (order, version)),
+                refund,
+            ) {
+                Ok((order, version)) => {
+                    sqlx::query(UPDATE_ORDER_REFUNDED)
+                        .bind(refund.order_id)
+                        .bind(version)
+                        .bind(order.lifecycle().as_str())
+                        .bind(Json(&order))
+                        .bind(now)
+                        .execute(&mut *tx)
+                        .await?;
+                    applied(refund.order_id, version, None)
                 }
+                Err(ended) => ended,
             }
-            Payload::Refund(refund) => {
-                let sql = if pg { LOCK_ORDER_DATA_PG } else { LOCK_ORDER_DATA_SQLITE };
-                let stored: Option<(Json<Order>, i64)> =
-                    sqlx::query_as(sql).bind(refund.order_id).fetch_optional(&mut *tx).await?;
-                match stored {
-                    None => (Outcome::Recorded, None, Some("refund of an order not received yet".into())),
-                    Some((Json(mut order), version)) => {
-                        if order.refunds.iter().any(|r| r.refund_id == refund.refund_id) {
-                            (Outcome::Duplicate, None, Some("refund already part of the order".into()))
-                        } else {
-                            let version = version + 1;
-                            apply_refund(&mut order, refund.as_ref().clone());
-                            sqlx::query(
-                                "UPDATE orders SET version = $2, lifecycle = $3, data = $4, updated_at = $5 WHERE store_order_id = $1",
-                            )
-                            .bind(refund.order_id)
-                            .bind(version)
-                            .bind(order.lifecycle().as_str())
-                            .bind(Json(&order))
-                            .bind(now)
-                            .execute(&mut *tx)
-                            .await?;
-                            (Outcome::Applied { store_order_id: refund.order_id, version, handed_off: false }, None, None)
-                        }
-                    }
-                }
-            }
-        };
+        }
+        Payload::UnknownTopic | Payload::Notice { .. } | Payload::Unreadable(_) => {
+            recorded_only(payload).unwrap_or((Outcome::Recorded, None, None))
+        }
+    };
 
-        if let Outcome::Applied { store_order_id, version, .. } = &outcome {
-            let skus = match payload {
-                Payload::Order(order) => order_skus(order),
-                _ => Vec::new(),
-            };
-            if pg {
-                sqlx::query(ARM_TASKS_AND_KEEP_SKUS_PG)
-                    .bind(store_order_id)
-                    .bind(version)
-                    .bind(now)
-                    .bind(Json(&skus))
-                    .execute(&mut *tx)
-                    .await?;
-            } else {
-                // The tasks and the order's SKUs (one insert for up to 500) in one call: each call
-                // is a hand-off to the connection's thread and back (see `writer`).
-                let mut chunks = skus.chunks(500);
-                let first = chunks.next().unwrap_or_default();
-                let sql = if first.is_empty() {
-                    ARM_TASKS.to_string()
-                } else {
-                    format!("{ARM_TASKS};\n{}", keep_skus_sql(first.len(), 4))
-                };
-                let mut arm = sqlx::query(&sql).bind(store_order_id).bind(version).bind(now);
-                for sku in first {
-                    arm = arm.bind(*sku);
-                }
-                arm.execute(&mut *tx).await?;
-                for chunk in chunks {
-                    let sql = keep_skus_sql(chunk.len(), 2);
-                    let mut insert = sqlx::query(&sql).bind(store_order_id);
-                    for sku in chunk {
-                        insert = insert.bind(*sku);
-                    }
-                    insert.execute(&mut *tx).await?;
-                }
-            }
-        }
-        let store_order_id = match &outcome {
-            Outcome::Applied { store_order_id, .. } | Outcome::Superseded { store_order_id: Some(store_order_id) } => {
-                Some(*store_order_id)
-            }
-            _ => order_ref.map(|(id, _)| id).or(match payload {
-                Payload::Notice { order, .. } => *order,
-                _ => None,
-            }),
-        };
-        if presumed.is_some() && matches!(outcome, Outcome::Applied { .. }) && note.is_none() {
-            // Recorded so already.
-            return Ok(outcome);
-        }
-        sqlx::query(
-            "UPDATE webhook_events SET outcome = $2, store_order_id = $3, order_updated_at = $4, note = $5 WHERE id = $1",
-        )
-        .bind(event_id)
-        .bind(outcome.as_str())
-        .bind(store_order_id)
-        .bind(order_ref.map(|(_, at)| at))
-        .bind(note)
-        .execute(&mut *tx)
-        .await?;
-        Ok(outcome)
+    if let Outcome::Applied {
+        store_order_id,
+        version,
+        ..
+    } = &ended.0
+    {
+        // A refund: the order's SKUs are as they were.
+        sqlx::query(ARM_TASKS)
+            .bind(store_order_id)
+            .bind(version)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
     }
+    if let Some(end) = event_end(payload, &ended) {
+        sqlx::query(UPDATE_EVENT)
+            .bind(event_id)
+            .bind(end.outcome)
+            .bind(end.store_order_id)
+            .bind(end.order_updated_at)
+            .bind(end.note)
+            .execute(&mut *tx)
+            .await?;
+    }
+    Ok(ended.0)
 }
 
 #[cfg(test)]
