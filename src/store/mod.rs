@@ -254,20 +254,26 @@ impl Store {
             let pool = checked_when_idle(SqlitePoolOptions::new())
                 .max_connections(max_connections.min(8))
                 .acquire_timeout(Duration::from_secs(10))
-                .connect_with(options.clone())
+                .connect_with(options)
                 .await
                 .map_err(connect_err)?;
             // The group commit's own connection (see `writer`), to the file the pool opened.
-            let file = options.get_filename();
-            if file.to_string_lossy().starts_with("file:sqlx-in-memory") {
+            let file: String =
+                sqlx::query_scalar("SELECT file FROM pragma_database_list WHERE name = 'main'")
+                    .fetch_one(&pool)
+                    .await
+                    .map_err(connect_err)?;
+            if file.is_empty() {
                 return Err(connect_err(sqlx::Error::Configuration(
-                    "SyncDesk keeps its SQLite database in a file; give its path".into(),
+                    "SyncDesk keeps its SQLite database in a file, not in memory: give a path"
+                        .into(),
                 )));
             }
-            let conn = writer::open(file, BUSY_TIMEOUT)
-                .map_err(|err| connect_err(sqlx::Error::Io(std::io::Error::other(err))))?;
-            writer =
-                Some(writer::Writer::spawn(conn).map_err(|err| connect_err(sqlx::Error::Io(err)))?);
+            writer = Some(
+                writer::Writer::spawn(file.into(), BUSY_TIMEOUT)
+                    .await
+                    .map_err(|err| connect_err(sqlx::Error::Io(err)))?,
+            );
             Db::Sqlite(pool)
         } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
             let options = PgConnectOptions::from_str(url).map_err(connect_err)?;
@@ -389,5 +395,19 @@ mod tests {
             "postgres://u:***@h/db"
         );
         assert_eq!(super::redact("sqlite:data.db"), "sqlite:data.db");
+    }
+
+    /// SQLite's writer opens the file the pool opened; a database only in memory has none, and
+    /// is refused with a sentence that says so rather than split in two.
+    #[tokio::test]
+    async fn an_in_memory_sqlite_database_is_refused() {
+        for url in [
+            "sqlite::memory:",
+            "sqlite://syncdesk-never-created.db?mode=memory",
+        ] {
+            let err = super::Store::connect(url).await.unwrap_err().to_string();
+            assert!(err.contains("in a file, not in memory"), "{url}: {err}");
+        }
+        assert!(!std::path::Path::new("syncdesk-never-created.db").exists());
     }
 }

@@ -6,7 +6,7 @@
 
 use chrono::{DateTime, NaiveDateTime, SecondsFormat, Utc};
 use rusqlite::types::{FromSql, FromSqlError, FromSqlResult, ToSqlOutput, ValueRef};
-use rusqlite::{Connection, Row, ToSql};
+use rusqlite::{Connection, Row, RowIndex, ToSql};
 
 use super::StoreError;
 
@@ -89,28 +89,68 @@ impl ToSql for Time {
 }
 
 impl FromSql for Time {
-    /// RFC 3339 as sqlx writes it; also SQLite's own `YYYY-MM-DD HH:MM:SS[.fff]` (UTC), as
-    /// sqlx reads it.
+    /// Whatever sqlx reads as a time in SQLite: RFC 3339 (as sqlx writes it), SQLite's own text
+    /// forms (`YYYY-MM-DD HH:MM[:SS[.fff]]`, with `T` or a space, taken as UTC, or with an
+    /// offset), Unix seconds as an integer, a Julian day as a real.
     fn column_result(value: ValueRef<'_>) -> FromSqlResult<Self> {
-        let text = value.as_str()?;
-        if let Ok(at) = DateTime::parse_from_rfc3339(text) {
-            return Ok(Time(at.with_timezone(&Utc)));
-        }
-        NaiveDateTime::parse_from_str(text, "%F %T%.f")
-            .map(|at| Time(at.and_utc()))
-            .map_err(|err| FromSqlError::Other(Box::new(err)))
+        const FORMATS: [&str; 4] = ["%F %T%.f", "%FT%T%.f", "%F %R", "%FT%R"];
+        const WITH_OFFSET: [&str; 4] = ["%F %T%.f%#z", "%FT%T%.f%#z", "%F %R%#z", "%FT%R%#z"];
+        let at = match value {
+            ValueRef::Integer(seconds) => DateTime::from_timestamp(seconds, 0),
+            ValueRef::Real(day) => {
+                // Julian day 2440587.5 is 1970-01-01T00:00:00Z.
+                let millis = ((day - 2_440_587.5) * 86_400_000.0).round();
+                DateTime::from_timestamp_millis(millis as i64)
+            }
+            _ => {
+                let text = value.as_str()?;
+                let text = text.strip_suffix('Z').unwrap_or(text);
+                DateTime::parse_from_rfc3339(text)
+                    .ok()
+                    .map(|at| at.with_timezone(&Utc))
+                    .or_else(|| {
+                        WITH_OFFSET.iter().find_map(|format| {
+                            DateTime::parse_from_str(text, format)
+                                .ok()
+                                .map(|at| at.with_timezone(&Utc))
+                        })
+                    })
+                    .or_else(|| {
+                        FORMATS.iter().find_map(|format| {
+                            NaiveDateTime::parse_from_str(text, format)
+                                .ok()
+                                .map(|at| at.and_utc())
+                        })
+                    })
+            }
+        };
+        at.map(Time).ok_or_else(|| {
+            FromSqlError::Other(format!("not a time SQLite or sqlx would store: {value:?}").into())
+        })
     }
 }
 
-/// The time in column `index`.
-pub(super) fn time(row: &Row<'_>, index: usize) -> rusqlite::Result<DateTime<Utc>> {
+/// The time in column `index` (a position or a name).
+pub(super) fn time(row: &Row<'_>, index: impl RowIndex) -> rusqlite::Result<DateTime<Utc>> {
     row.get::<_, Time>(index).map(|Time(at)| at)
 }
 
-/// The time in column `index`, when there is one.
-pub(super) fn time_opt(row: &Row<'_>, index: usize) -> rusqlite::Result<Option<DateTime<Utc>>> {
+/// The time in column `index` (a position or a name), when there is one.
+pub(super) fn time_opt(
+    row: &Row<'_>,
+    index: impl RowIndex,
+) -> rusqlite::Result<Option<DateTime<Utc>>> {
     row.get::<_, Option<Time>>(index)
         .map(|at| at.map(|Time(at)| at))
+}
+
+/// A stored value that cannot be read as what it should be: a database error.
+pub(super) fn unreadable(err: impl std::error::Error + Send + Sync + 'static) -> StoreError {
+    StoreError::Sqlite(rusqlite::Error::FromSqlConversionFailure(
+        0,
+        rusqlite::types::Type::Text,
+        Box::new(err),
+    ))
 }
 
 /// A value stored as JSON text, as sqlx's `Json` stores it.
@@ -206,14 +246,38 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(read, [whole, fine, whole, fine]);
-        // SQLite's own time text reads too.
-        let own: Option<DateTime<Utc>> =
-            query_opt(&conn, "SELECT '2026-12-07 03:23:40'", &[], |row| {
-                time_opt(row, 0)
-            })
-            .unwrap()
-            .flatten();
-        assert_eq!(own, Some(whole));
+        // SQLite's own forms read too, as sqlx reads them.
+        for own in [
+            "'2026-12-07 03:23:40'",
+            "'2026-12-07T03:23:40'",
+            "'2026-12-07 03:23:40.000'",
+            "'2026-12-07 03:23:40Z'",
+            "'2026-12-07T03:23:40+00:00'",
+            "'2026-12-07 04:23:40+01:00'",
+            "'2026-12-07 03:23'",
+            "unixepoch('2026-12-07 03:23:40')",
+            "julianday('2026-12-07 03:23:40')",
+        ] {
+            let read: Option<DateTime<Utc>> =
+                query_opt(&conn, &format!("SELECT {own}"), &[], |row| time_opt(row, 0))
+                    .unwrap()
+                    .flatten();
+            let expected = if own.contains("03:23'") {
+                whole - chrono::TimeDelta::seconds(40)
+            } else {
+                whole
+            };
+            assert_eq!(read, Some(expected), "{own}");
+        }
+        let sqlx_read: DateTime<Utc> = sqlx::query_scalar("SELECT '2026-12-07 03:23:40'")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+        assert_eq!(sqlx_read, whole);
+        assert!(
+            query_opt(&conn, "SELECT 'yesterday'", &[], |row| time(row, 0)).is_err(),
+            "not a time"
+        );
         // A bind the statement names must be given.
         assert!(execute(&conn, "UPDATE t SET n = $2 WHERE n = $1", &[&1_i64]).is_err());
         pool.close().await;

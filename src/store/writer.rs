@@ -21,7 +21,7 @@
 //! PostgreSQL needs none of this: it takes concurrent writers, and its own group commit spreads
 //! the log flushes.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -58,8 +58,16 @@ where
     T: Send + 'static,
     F: FnMut(&Connection) -> Result<T, StoreError> + Send,
 {
+    /// A panic inside the work counts as its failure (logged), so the writer itself lives on.
     fn run(&mut self, conn: &Connection) -> bool {
-        let result = (self.work)(conn);
+        // Nothing of an earlier run stands until this one ends: its changes were rolled back.
+        self.result = None;
+        let work = &mut self.work;
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| work(conn)))
+            .unwrap_or_else(|_| {
+                tracing::error!("a write panicked; it is answered with an error and rolled back");
+                Err(not_committed("the write panicked"))
+            });
         let ok = result.is_ok();
         self.result = Some(result);
         ok
@@ -146,7 +154,7 @@ impl std::fmt::Debug for Writer {
 /// with the settings the pool's connections have: write-ahead log, a full fsync at each commit
 /// (see docs/OPERATIONS.md), foreign keys, and a busy timeout for the moments another
 /// connection (an operator's action) holds the write lock.
-pub(crate) fn open(path: &Path, busy_timeout: Duration) -> rusqlite::Result<Connection> {
+fn open(path: &Path, busy_timeout: Duration) -> rusqlite::Result<Connection> {
     let conn = Connection::open_with_flags(
         path,
         OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
@@ -160,15 +168,30 @@ pub(crate) fn open(path: &Path, busy_timeout: Duration) -> rusqlite::Result<Conn
 }
 
 impl Writer {
-    /// Starts the writer on `conn`, on a thread of its own: the one thing every write waits
-    /// for is never queued behind the web's requests for a core.
-    pub(crate) fn spawn(conn: Connection) -> std::io::Result<Writer> {
+    /// Opens the database file at `path` and starts the writer on it, on a thread of its own:
+    /// the one thing every write waits for is never queued behind the web's requests for a
+    /// core, and its connection is opened there (which may wait for the write lock), not on
+    /// the caller's runtime.
+    pub(crate) async fn spawn(path: PathBuf, busy_timeout: Duration) -> std::io::Result<Writer> {
         let (jobs, queue) = mpsc::channel(4 * MAX_BATCH);
         let counts = Arc::new(Counts::default());
         let done = counts.clone();
+        let (opened, open_result) = oneshot::channel();
         std::thread::Builder::new()
             .name("sqlite-writer".into())
-            .spawn(move || run(conn, queue, &done))?;
+            .spawn(move || match open(&path, busy_timeout) {
+                Ok(conn) => {
+                    let _ = opened.send(Ok(()));
+                    run(conn, queue, &done);
+                }
+                Err(err) => {
+                    let _ = opened.send(Err(err));
+                }
+            })?;
+        open_result
+            .await
+            .map_err(|_| std::io::Error::other("the SQLite writer's thread ended at its start"))?
+            .map_err(std::io::Error::other)?;
         Ok(Writer {
             jobs,
             counts,
@@ -316,8 +339,8 @@ fn together(conn: &mut Connection, batch: &mut [Job]) -> rusqlite::Result<bool> 
     // IMMEDIATE: the write lock from the start, so no statement inside waits for it.
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     for job in batch.iter_mut() {
-        if !run_guarded(job.as_mut(), &tx) {
-            tx.rollback()?;
+        if !job.run(&tx) {
+            rollback(tx)?;
             return Ok(false);
         }
     }
@@ -325,28 +348,27 @@ fn together(conn: &mut Connection, batch: &mut [Job]) -> rusqlite::Result<bool> 
     Ok(true)
 }
 
-/// Runs a write; a panic inside it counts as a failure (logged), so the writer itself lives on.
-fn run_guarded(job: &mut dyn Write, conn: &Connection) -> bool {
-    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job.run(conn))) {
-        Ok(ok) => ok,
-        Err(_) => {
-            tracing::error!("a write panicked; it is answered with an error and rolled back");
-            false
-        }
-    }
-}
-
 /// Runs one write in a transaction of its own: `Ok(true)` when it committed, `Ok(false)` when
 /// the write failed (its own error stands) and was rolled back.
 fn alone(conn: &mut Connection, job: &mut dyn Write) -> rusqlite::Result<bool> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    if run_guarded(job, &tx) {
+    if job.run(&tx) {
         tx.commit()?;
         Ok(true)
     } else {
-        tx.rollback()?;
+        rollback(tx)?;
         Ok(false)
     }
+}
+
+/// Rolls back `tx`, unless SQLite already did: after some errors (a full disk, an I/O error,
+/// out of memory) it ends the transaction itself, and a `ROLLBACK` would fail.
+fn rollback(tx: rusqlite::Transaction<'_>) -> rusqlite::Result<()> {
+    if tx.is_autocommit() {
+        // Dropped: nothing to undo.
+        return Ok(());
+    }
+    tx.rollback()
 }
 
 #[cfg(test)]
@@ -375,7 +397,7 @@ mod tests {
             .execute(&readers)
             .await
             .unwrap();
-        let writer = Writer::spawn(open(&file, Duration::from_secs(5)).unwrap()).unwrap();
+        let writer = Writer::spawn(file, Duration::from_secs(5)).await.unwrap();
         (readers, writer, dir)
     }
 
@@ -450,6 +472,41 @@ mod tests {
         assert!(panicked.is_err());
         assert_eq!(after.unwrap(), 300);
         assert_eq!(insert(&writer, 301, false).await.unwrap(), 301);
+
+        // A write that succeeded in a batch rolled back for another's failure, and panics when
+        // run again alone, is answered with an error: nothing of it was committed.
+        let busy = writer.clone();
+        let slow = tokio::spawn(async move {
+            busy.write(|_conn| {
+                std::thread::sleep(Duration::from_millis(300));
+                Ok(())
+            })
+            .await
+        });
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let runs = Arc::new(AtomicU64::new(0));
+        let counted = runs.clone();
+        let flaky = writer.write(move |conn| {
+            if counted.fetch_add(1, Ordering::SeqCst) > 0 {
+                panic!("a bug met only on the second run");
+            }
+            conn.execute("INSERT INTO t (n) VALUES (400)", [])?;
+            Ok(())
+        });
+        let (flaky, failing) = futures_util::future::join(flaky, insert(&writer, 401, true)).await;
+        slow.await.unwrap().unwrap();
+        assert_eq!(
+            runs.load(Ordering::SeqCst),
+            2,
+            "run in the batch, then alone"
+        );
+        assert!(flaky.is_err(), "{flaky:?}");
+        assert!(failing.is_err());
+        let after: Vec<i64> = sqlx::query_scalar("SELECT n FROM t WHERE n >= 400")
+            .fetch_all(&readers)
+            .await
+            .unwrap();
+        assert!(after.is_empty(), "{after:?}");
         writer.close().await;
         assert!(insert(&writer, 302, false).await.is_err(), "closed");
         readers.close().await;

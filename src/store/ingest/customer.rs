@@ -8,7 +8,7 @@ use sqlx::PgConnection;
 
 use crate::domain::CustomerRef;
 use crate::store::StoreError;
-use crate::store::sqlite::{self, Time};
+use crate::store::sqlite::{self as lite, Time};
 
 /// Finds or creates the customer an order refers to, deterministically: by the store's customer
 /// id, else by normalised email. (Scored matches become merge proposals for a data steward —
@@ -50,7 +50,7 @@ pub(super) fn link_on_writer(
     }
     // One read for both keys: the record of the store account and the record holding the email
     // (the same row, or none, in the usual case), with what an order may update.
-    let rows: Vec<CustomerRow> = sqlite::query(
+    let rows: Vec<CustomerRow> = lite::query(
         conn,
         "SELECT id, store_customer_id, email, phone, first_name, last_name, details_as_of FROM customers
          WHERE store_customer_id = $1 OR email = $2",
@@ -63,7 +63,7 @@ pub(super) fn link_on_writer(
                 phone: row.get(3)?,
                 first_name: row.get(4)?,
                 last_name: row.get(5)?,
-                details_as_of: sqlite::time_opt(row, 6)?,
+                details_as_of: lite::time_opt(row, 6)?,
             })
         },
     )?;
@@ -79,7 +79,7 @@ pub(super) fn link_on_writer(
         (None, Some(row)) => match (row.store_customer_id, c.store_customer_id) {
             // A guest checkout by the same email, now with a store account: link them.
             (None, Some(store_id)) => {
-                sqlite::execute(
+                lite::execute(
                     conn,
                     "UPDATE customers SET store_customer_id = $2 WHERE id = $1",
                     &[&row.id, &store_id],
@@ -107,7 +107,7 @@ pub(super) fn link_on_writer(
             Some(held) => as_of > held || (as_of == held && news),
         };
         if write {
-            sqlite::execute(
+            lite::execute(
                 conn,
                 "UPDATE customers SET phone = COALESCE($2, phone), first_name = COALESCE($3, first_name),
                      last_name = COALESCE($4, last_name), details_as_of = $5, updated_at = COALESCE($6, updated_at)
@@ -130,7 +130,7 @@ pub(super) fn link_on_writer(
     let email = if email_taken { None } else { email };
     // This transaction holds SQLite's one write lock, so the row the read above did not find
     // cannot appear before the insert; the conflict is a safety net.
-    let inserted: Option<i64> = sqlite::query_opt(
+    let inserted: Option<i64> = lite::query_opt(
         conn,
         "INSERT INTO customers (store_customer_id, email, phone, first_name, last_name, details_as_of, created_at, updated_at)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $7) ON CONFLICT DO NOTHING RETURNING id",
@@ -147,7 +147,7 @@ pub(super) fn link_on_writer(
     )?;
     match inserted {
         Some(id) => Ok(Some(id)),
-        None => sqlite::query_opt(
+        None => lite::query_opt(
             conn,
             "SELECT id FROM customers WHERE store_customer_id = $1 OR (store_customer_id IS NULL AND email = $2)
              ORDER BY id LIMIT 1",

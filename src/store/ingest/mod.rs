@@ -1,8 +1,9 @@
 //! Recording store webhooks and applying them to the canonical order, atomically: after the
 //! commit, the raw event is durable, the order holds the newest state, and every destination has
-//! a task aimed at that state. SQLite runs [`apply_delivery`] in its writer's group commit;
-//! PostgreSQL runs it for refunds and customer records, and writes orders' deliveries together
-//! in one call of functions that take the same steps ([`postgres`]).
+//! a task aimed at that state. The steps' decisions are here, shared; their statements run per
+//! backend: on SQLite in the writer's group commit ([`sqlite`]), on PostgreSQL in
+//! [`apply_delivery`] for refunds and customer records, and for orders' deliveries, written
+//! together, in one call of functions that take the same steps ([`postgres`]).
 
 use chrono::{DateTime, Utc};
 use sqlx::PgConnection;
@@ -143,8 +144,8 @@ const INSERT_ORDER: &str = "INSERT INTO orders (store_order_id, name, store_upda
 VALUES ($1, $2, $3, 1, $4, $5, $6, $7, $8, $9, $10, $10)
 ON CONFLICT (store_order_id) DO NOTHING RETURNING version";
 
-/// A known order's newer state, as `$4` (the fields as [`INSERT_ORDER`]'s, the version `$4`,
-/// now `$11`).
+/// A known order's newer state (`$1`–`$3` and `$5`–`$10` the fields, as [`INSERT_ORDER`]'s
+/// `$1`–`$9`; `$4` its version; `$11` now).
 const UPDATE_ORDER: &str = "UPDATE orders SET name = $2, store_updated_at = $3, version = $4, customer_id = COALESCE($5, customer_id),
     email = $6, lifecycle = $7, currency = $8, total = $9, data = $10, updated_at = $11
 WHERE store_order_id = $1";
@@ -212,6 +213,9 @@ fn presumed_outcome(presumed: Option<OrderRef>) -> &'static str {
         "accepted"
     }
 }
+
+/// Why a delivery of a topic SyncDesk does not act on changed nothing.
+const UNUSED_TOPIC: &str = "topic not used by SyncDesk";
 
 /// Why a later delivery of a webhook id or event id changed nothing.
 const SEEN_BEFORE: &str = "webhook or event id seen before";
@@ -301,15 +305,9 @@ fn applied(store_order_id: i64, version: i64, key: Option<OrderRef>) -> Applied 
     )
 }
 
-/// What a payload that changes no order is recorded as.
-fn recorded_only(payload: &Payload) -> Option<Applied> {
-    let note = match payload {
-        Payload::UnknownTopic => "topic not used by SyncDesk".to_string(),
-        Payload::Notice { why, .. } => (*why).to_string(),
-        Payload::Unreadable(reason) => reason.clone(),
-        Payload::Order(_) | Payload::Refund(_) | Payload::Customer(_) => return None,
-    };
-    Some((Outcome::Recorded, None, Some(note)))
+/// A delivery recorded without changing any order, with why.
+fn recorded(note: impl Into<String>) -> Applied {
+    (Outcome::Recorded, None, Some(note.into()))
 }
 
 /// What a delivery's row ends as: the binds of [`UPDATE_EVENT`] after the id.
@@ -471,9 +469,9 @@ async fn apply_delivery(
                 Err(ended) => ended,
             }
         }
-        Payload::UnknownTopic | Payload::Notice { .. } | Payload::Unreadable(_) => {
-            recorded_only(payload).unwrap_or((Outcome::Recorded, None, None))
-        }
+        Payload::UnknownTopic => recorded(UNUSED_TOPIC),
+        Payload::Notice { why, .. } => recorded(*why),
+        Payload::Unreadable(reason) => recorded(reason.as_str()),
     };
 
     if let Outcome::Applied {
@@ -516,9 +514,8 @@ mod tests {
             ARM_TASKS.matches("'pending', $2").count(),
             DESTINATIONS.len()
         );
-        // PostgreSQL arms them in the functions of migrations 0012 (`syncdesk_arm_tasks`, for
-        // refunds) and 0025 (inside `syncdesk_ingest_orders`, which replaced 0019's).
-        let arm = include_str!("../../../migrations/postgres/0012_ingest_in_one_call.sql");
+        // PostgreSQL runs this statement for refunds, and arms orders' tasks inside
+        // `syncdesk_ingest_orders` (migration 0025, which replaced 0019's).
         let ingest =
             include_str!("../../../migrations/postgres/0025_customer_details_versioned.sql");
         // A new order's tasks, in the loop and written together: one per destination of this
@@ -529,9 +526,6 @@ mod tests {
         );
         assert_eq!(ingest.matches(&new_order).count(), 2, "{new_order}");
         for destination in DESTINATIONS {
-            assert!(arm.contains(&format!(
-                "(p_store_order_id, '{destination}', 'pending', p_version"
-            )));
             // A known order's.
             assert!(ingest.contains(&format!(
                 "(order_id, '{destination}', 'pending', syncdesk_ingest_orders.version"

@@ -1,6 +1,6 @@
 //! Orders' deliveries on PostgreSQL, written together. `syncdesk_ingest_orders` (migrations
-//! 0012 and 0013) runs the steps of [`apply_delivery`](super::apply_delivery) inside the server
-//! for every delivery that queued (see `store::batch`), in one call and one transaction: one
+//! 0012 and 0013, last replaced by 0025) runs the steps SQLite's writer takes for an order
+//! ([`sqlite`](super::sqlite)) inside the server for every delivery that queued (see `store::batch`), in one call and one transaction: one
 //! round trip and one log flush for all of them, where one delivery took ~7 round trips as
 //! separate statements. While workers run in this process, the call also leases new orders'
 //! tasks to them (migration 0019, `store::handoff`).

@@ -7,13 +7,13 @@ use rusqlite::Connection;
 
 use super::{
     ARM_TASKS, Applied, CUSTOMER_DETAILS_AS_OF, Delivery, INSERT_EVENT, INSERT_ORDER, KEEP_SKU,
-    Outcome, Payload, READ_ORDER_DATA_SQLITE, READ_ORDER_SQLITE, SEEN_BEFORE, UPDATE_EVENT,
-    UPDATE_ORDER, UPDATE_ORDER_REFUNDED, applied, customer, customer_record, event_end,
-    known_order, order_skus, presumed, presumed_outcome, recorded_only, refunded,
+    Outcome, Payload, READ_ORDER_DATA_SQLITE, READ_ORDER_SQLITE, SEEN_BEFORE, UNUSED_TOPIC,
+    UPDATE_EVENT, UPDATE_ORDER, UPDATE_ORDER_REFUNDED, applied, customer, customer_record,
+    event_end, known_order, order_skus, presumed, presumed_outcome, recorded, refunded,
 };
 use crate::domain::Order;
 use crate::store::StoreError;
-use crate::store::sqlite::{self, Time};
+use crate::store::sqlite::{self as lite, Time};
 
 /// Records a delivery and applies its payload, inside the writer's transaction.
 pub(in crate::store) fn apply_delivery(
@@ -27,7 +27,7 @@ pub(in crate::store) fn apply_delivery(
     // make the first delivery of a webhook id / event id win.
     let presumed = presumed(payload);
     let insert = |duplicate: bool| {
-        sqlite::query_opt(
+        lite::query_opt(
             conn,
             INSERT_EVENT,
             &[
@@ -64,8 +64,8 @@ pub(in crate::store) fn apply_delivery(
             let linked =
                 customer::link_on_writer(conn, &record.customer_ref(), record.updated_at, now)?;
             let held = match linked {
-                Some(id) => sqlite::query_opt(conn, CUSTOMER_DETAILS_AS_OF, &[&id], |row| {
-                    sqlite::time_opt(row, 0)
+                Some(id) => lite::query_opt(conn, CUSTOMER_DETAILS_AS_OF, &[&id], |row| {
+                    lite::time_opt(row, 0)
                 })?
                 .flatten(),
                 None => None,
@@ -75,26 +75,24 @@ pub(in crate::store) fn apply_delivery(
         Payload::Order(order) => apply_order(conn, order, now)?,
         Payload::Refund(refund) => {
             let stored =
-                sqlite::query_opt(conn, READ_ORDER_DATA_SQLITE, &[&refund.order_id], |row| {
+                lite::query_opt(conn, READ_ORDER_DATA_SQLITE, &[&refund.order_id], |row| {
                     Ok((row.get::<_, String>(0)?, row.get::<_, i64>(1)?))
                 })?
                 .map(|(data, version)| {
                     Ok::<_, serde_json::Error>((serde_json::from_str(&data)?, version))
                 })
                 .transpose()
-                .map_err(|err| {
-                    StoreError::Invalid(format!("an order held cannot be read: {err}"))
-                })?;
+                .map_err(lite::unreadable)?;
             match refunded(stored, refund) {
                 Ok((order, version)) => {
-                    sqlite::execute(
+                    lite::execute(
                         conn,
                         UPDATE_ORDER_REFUNDED,
                         &[
                             &refund.order_id,
                             &version,
                             &order.lifecycle().as_str(),
-                            &sqlite::json(&order)?,
+                            &lite::json(&order)?,
                             &Time(now),
                         ],
                     )?;
@@ -103,9 +101,9 @@ pub(in crate::store) fn apply_delivery(
                 Err(ended) => ended,
             }
         }
-        Payload::UnknownTopic | Payload::Notice { .. } | Payload::Unreadable(_) => {
-            recorded_only(payload).unwrap_or((Outcome::Recorded, None, None))
-        }
+        Payload::UnknownTopic => recorded(UNUSED_TOPIC),
+        Payload::Notice { why, .. } => recorded(*why),
+        Payload::Unreadable(reason) => recorded(reason.as_str()),
     };
 
     if let Outcome::Applied {
@@ -114,15 +112,15 @@ pub(in crate::store) fn apply_delivery(
         ..
     } = &ended.0
     {
-        sqlite::execute(conn, ARM_TASKS, &[store_order_id, version, &Time(now)])?;
+        lite::execute(conn, ARM_TASKS, &[store_order_id, version, &Time(now)])?;
         if let Payload::Order(order) = payload {
             for sku in order_skus(order) {
-                sqlite::execute(conn, KEEP_SKU, &[store_order_id, &sku])?;
+                lite::execute(conn, KEEP_SKU, &[store_order_id, &sku])?;
             }
         }
     }
     if let Some(end) = event_end(payload, &ended) {
-        sqlite::execute(
+        lite::execute(
             conn,
             UPDATE_EVENT,
             &[
@@ -149,11 +147,11 @@ fn apply_order(
         None => None,
     };
     let key = Some((order.store_order_id, order.updated_at));
-    let data = sqlite::json(order)?;
+    let data = lite::json(order)?;
     let total = order.total.amount.to_string();
     let email = order.email.as_ref().map(|e| e.as_str());
     let lifecycle = order.lifecycle().as_str();
-    let inserted: Option<i64> = sqlite::query_opt(
+    let inserted: Option<i64> = lite::query_opt(
         conn,
         INSERT_ORDER,
         &[
@@ -175,13 +173,13 @@ fn apply_order(
     }
     // This transaction holds SQLite's single write lock: the row is as read.
     let (stored_at, version) =
-        sqlite::query_opt(conn, READ_ORDER_SQLITE, &[&order.store_order_id], |row| {
-            Ok((sqlite::time(row, 0)?, row.get::<_, i64>(1)?))
+        lite::query_opt(conn, READ_ORDER_SQLITE, &[&order.store_order_id], |row| {
+            Ok((lite::time(row, 0)?, row.get::<_, i64>(1)?))
         })?
-        .ok_or(StoreError::NotFound("order"))?;
+        .ok_or(StoreError::Sqlite(rusqlite::Error::QueryReturnedNoRows))?;
     Ok(match known_order(order, stored_at, version) {
         Ok(version) => {
-            sqlite::execute(
+            lite::execute(
                 conn,
                 UPDATE_ORDER,
                 &[
