@@ -5,8 +5,9 @@ use std::process::ExitCode;
 /// jemalloc, not glibc's allocator: with PostgreSQL, glibc's malloc and free were a quarter of
 /// SyncDesk's CPU samples (the HTTP stacks, JSON and database buffers, spread thin), and
 /// jemalloc cut SyncDesk's CPU per order by 18% and raised the benchmark's orders/s by 12%
-/// at the same peak memory. With SQLite, whose one writer's round trips set the pace, it
-/// measured ~10% slower (with less memory); docs/PERFORMANCE.md has the figures.
+/// at the same peak memory. With SQLite it measured ~10% slower (with less memory), when the
+/// one writer's hand-offs to sqlx's thread set the pace (before the writer ran its statements
+/// in place); docs/PERFORMANCE.md has the figures.
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 

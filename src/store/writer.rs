@@ -8,8 +8,8 @@
 //!
 //! The writer's connection is its own thread's, and its statements run synchronously on that
 //! thread (rusqlite; see `sqlite`). Through sqlx, each statement was a hand-off to the
-//! connection's worker thread and back: measured, the hand-offs took as long as the SQL, and the
-//! one writer, busy 98–99% of an unpaced benchmark, was SQLite's limit. The rest of SyncDesk
+//! connection's worker thread and back: SQLite itself took ~0.3 ms of each order's ~0.6–0.8 ms
+//! of writes, and the one writer, busy 98–99% of an unpaced benchmark, was SQLite's limit. The rest of SyncDesk
 //! reads and writes SQLite through sqlx's pool as before.
 //!
 //! A write that fails (a storage error, or a bug) must not take the others down with it, and
@@ -140,7 +140,9 @@ pub struct GroupCommits {
     /// Time the writer spent in its transactions, from `BEGIN` to the answers. Its growth over a
     /// span of time, divided by the span, is the share of the time the one writer was busy.
     /// Near 1 with small batches, more load makes the batches grow (one commit's fsync shared
-    /// by more writes); near 1 with dozens of writes a commit, the writer is the limit.
+    /// by more writes); near 1 with dozens of writes a commit, the writer is the limit — or,
+    /// when the machine's CPUs are full too, the CPU (this is wall time, waiting for a core
+    /// included).
     pub busy: Duration,
 }
 

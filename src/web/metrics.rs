@@ -154,7 +154,7 @@ fn render_group_commit(store: &Store) -> String {
         &mut out,
         "syncdesk_sqlite_writer_busy_seconds_total",
         "counter",
-        "Seconds SQLite's one writer spent writing in this process; its rate is the share of the time it was busy (near 1 with dozens of writes per commit, it is the limit: scale to PostgreSQL).",
+        "Seconds SQLite's one writer spent writing in this process; its rate is the share of the time it was busy, waiting for a core included (near 1 with dozens of writes per commit while the CPUs are not full, it is the limit: scale to PostgreSQL).",
         counts.busy.as_secs_f64(),
     );
     out
