@@ -144,10 +144,9 @@ const INSERT_ORDER: &str = "INSERT INTO orders (store_order_id, name, store_upda
 VALUES ($1, $2, $3, 1, $4, $5, $6, $7, $8, $9, $10, $10)
 ON CONFLICT (store_order_id) DO NOTHING RETURNING version";
 
-/// A known order's newer state (`$1`–`$3` and `$5`–`$10` the fields, as [`INSERT_ORDER`]'s
-/// `$1`–`$9`; `$4` its version; `$11` now).
-const UPDATE_ORDER: &str = "UPDATE orders SET name = $2, store_updated_at = $3, version = $4, customer_id = COALESCE($5, customer_id),
-    email = $6, lifecycle = $7, currency = $8, total = $9, data = $10, updated_at = $11
+/// A known order's newer state (`$1`–`$10` bound as [`INSERT_ORDER`]'s, `$11` its version).
+const UPDATE_ORDER: &str = "UPDATE orders SET name = $2, store_updated_at = $3, customer_id = COALESCE($4, customer_id),
+    email = $5, lifecycle = $6, currency = $7, total = $8, data = $9, updated_at = $10, version = $11
 WHERE store_order_id = $1";
 
 /// An order with a refund added (`$2` the version, `$3` the lifecycle, `$4` the order, `$5` now).

@@ -3,7 +3,7 @@
 //! connection (see `store::writer`).
 
 use chrono::{DateTime, Utc};
-use rusqlite::Connection;
+use rusqlite::{Connection, ToSql};
 
 use super::{
     ARM_TASKS, Applied, CUSTOMER_DETAILS_AS_OF, Delivery, INSERT_EVENT, INSERT_ORDER, KEEP_SKU,
@@ -151,23 +151,22 @@ fn apply_order(
     let total = order.total.amount.to_string();
     let email = order.email.as_ref().map(|e| e.as_str());
     let lifecycle = order.lifecycle().as_str();
-    let inserted: Option<i64> = lite::query_opt(
-        conn,
-        INSERT_ORDER,
-        &[
-            &order.store_order_id,
-            &order.name,
-            &Time(order.updated_at),
-            &customer_id,
-            &email,
-            &lifecycle,
-            &order.currency.as_str(),
-            &total,
-            &data,
-            &Time(now),
-        ],
-        |row| row.get(0),
-    )?;
+    let currency = order.currency.as_str();
+    let (updated_at, now) = (Time(order.updated_at), Time(now));
+    // The order's row: [`INSERT_ORDER`]'s binds, and [`UPDATE_ORDER`]'s but its version.
+    let row: [&dyn ToSql; 10] = [
+        &order.store_order_id,
+        &order.name,
+        &updated_at,
+        &customer_id,
+        &email,
+        &lifecycle,
+        &currency,
+        &total,
+        &data,
+        &now,
+    ];
+    let inserted: Option<i64> = lite::query_opt(conn, INSERT_ORDER, &row, |row| row.get(0))?;
     if let Some(version) = inserted {
         return Ok(applied(order.store_order_id, version, key));
     }
@@ -179,23 +178,9 @@ fn apply_order(
         .ok_or(StoreError::Sqlite(rusqlite::Error::QueryReturnedNoRows))?;
     Ok(match known_order(order, stored_at, version) {
         Ok(version) => {
-            lite::execute(
-                conn,
-                UPDATE_ORDER,
-                &[
-                    &order.store_order_id,
-                    &order.name,
-                    &Time(order.updated_at),
-                    &version,
-                    &customer_id,
-                    &email,
-                    &lifecycle,
-                    &order.currency.as_str(),
-                    &total,
-                    &data,
-                    &Time(now),
-                ],
-            )?;
+            let mut update = row.to_vec();
+            update.push(&version);
+            lite::execute(conn, UPDATE_ORDER, &update)?;
             applied(order.store_order_id, version, key)
         }
         Err(ended) => ended,
