@@ -489,7 +489,7 @@ pub async fn run(options: BenchOptions) -> anyhow::Result<()> {
         );
     }
     let (claims, claimed) = store.claim_counts();
-    let handed_off = store.handed_off_count().unwrap_or(0);
+    let handed_off = store.handed_off_count();
     println!(
         "  claims          {claims} claims took {claimed} tasks ({:.1} per claim); {handed_off} tasks handed off at ingest",
         claimed as f64 / claims.max(1) as f64

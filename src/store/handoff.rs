@@ -1,18 +1,21 @@
-//! The handoff (PostgreSQL): a new order's tasks leased to this process's workers in the same
-//! call that writes them, so that the commonest delivery of all starts without a claim.
+//! The handoff: a new order's tasks leased to this process's workers in the same write that
+//! records the order, so that the commonest delivery of all starts without a claim.
 //!
-//! While workers run in this process ([`Store::start_handoff`]), each ingest call asks for
-//! leases on as many tasks as the workers have room for. `syncdesk_ingest_orders` (migration
-//! 0019) inserts those tasks already running under the lease, as a claim would leave them, and
-//! answers their ids; the call's tasks are queued here and the workers take them before they
-//! claim. Each such task is written twice (inserted, completed) instead of three times, and the
-//! order is not read back: the worker delivers the order the webhook carried.
+//! While workers run in this process ([`Store::start_handoff`]), the ingest asks for leases on
+//! as many tasks as the workers have room for: on PostgreSQL each call of
+//! `syncdesk_ingest_orders` (migration 0019) for the orders it carries, on SQLite each new
+//! order's write on the one writer ([`Handoff::reserve`], `store::ingest::sqlite`). Those tasks
+//! are inserted already running under the lease, as a claim would leave them, with their ids
+//! (and the ERP's item codes) answered; once committed they are queued here and the workers
+//! take them before they claim. Each such task is written twice (inserted, completed) instead
+//! of three times, and the order is not read back: the worker delivers the order the webhook
+//! carried.
 //!
-//! Nothing is lost when the process dies with tasks still queued here: they are running tasks
-//! under a lease in the database, and the claims rescue them once it runs out, as they rescue a
-//! dead worker's. A queued task whose lease has run half its course is left to that rescue
-//! rather than started late; on a clean stop, the tasks still queued are put back to pending
-//! ([`Store::stop_handoff`]).
+//! Nothing is lost when the process dies with tasks still queued here, or when a write's caller
+//! goes away before it could queue them: they are running tasks under a lease in the database,
+//! and the claims rescue them once it runs out, as they rescue a dead worker's. A queued task
+//! whose lease has run half its course is left to that rescue rather than started late; on a
+//! clean stop, the tasks still queued are put back to pending ([`Store::stop_handoff`]).
 
 use std::collections::VecDeque;
 use std::sync::Mutex;
@@ -47,6 +50,9 @@ struct Queue {
     /// The workers' delivery slots, all together.
     slots: usize,
     tasks: VecDeque<Queued>,
+    /// Room held by writes under way that may lease tasks (SQLite: each order's own write; see
+    /// [`Handoff::reserve`]).
+    reserved: usize,
 }
 
 #[derive(Debug)]
@@ -72,6 +78,41 @@ pub(crate) struct Leased {
     pub(crate) lease: Duration,
 }
 
+impl Queue {
+    /// Tasks that may still be queued: no more than [`ROOM`] nor the workers' slots.
+    fn room(&self) -> usize {
+        self.slots
+            .min(ROOM)
+            .saturating_sub(self.tasks.len() + self.reserved)
+    }
+}
+
+/// Room held in the queue for one write's tasks (see [`Handoff::reserve`]).
+pub(crate) struct Reservation<'a> {
+    handoff: &'a Handoff,
+    tasks: usize,
+    /// The lease token the write puts its tasks under.
+    pub(crate) token: String,
+    /// And the lease.
+    pub(crate) leased: Leased,
+}
+
+impl Reservation<'_> {
+    /// Queues the tasks the write leased (committed), as [`Handoff::push`] does, and gives the
+    /// room back.
+    #[must_use]
+    pub(crate) fn push(self, tasks: Vec<ClaimedTask>) -> Vec<ClaimedTask> {
+        self.handoff.push(tasks, &self.leased)
+    }
+}
+
+impl Drop for Reservation<'_> {
+    fn drop(&mut self) {
+        let mut queue = self.handoff.queue();
+        queue.reserved = queue.reserved.saturating_sub(self.tasks);
+    }
+}
+
 impl Handoff {
     fn queue(&self) -> std::sync::MutexGuard<'_, Queue> {
         // A panic while the lock was held left the queue as it was: take it as it is.
@@ -90,9 +131,32 @@ impl Handoff {
         let room = if self.backlog.load(Ordering::Relaxed) {
             0
         } else {
-            queue.slots.min(ROOM).saturating_sub(queue.tasks.len())
+            queue.room()
         };
         Some(Leases { lease, room })
+    }
+
+    /// Holds room for `tasks` tasks of one write that may lease them (SQLite, where each new
+    /// order's write is one of many in the writer's queue), under a lease of its own; `None`
+    /// when [`Handoff::leases`] would give no room for them. The room is held until the
+    /// reservation is pushed or dropped.
+    pub(crate) fn reserve(&self, tasks: usize) -> Option<Reservation<'_>> {
+        let mut queue = self.queue();
+        let lease = queue.lease?;
+        if self.backlog.load(Ordering::Relaxed) || queue.room() < tasks {
+            return None;
+        }
+        queue.reserved += tasks;
+        Some(Reservation {
+            handoff: self,
+            tasks,
+            token: uuid::Uuid::now_v7().to_string(),
+            leased: Leased {
+                expires_at: Utc::now()
+                    + TimeDelta::from_std(lease).unwrap_or(TimeDelta::seconds(60)),
+                lease,
+            },
+        })
     }
 
     /// Queues tasks the ingest leased (committed) under `leased` and tells the workers. Once the
@@ -159,79 +223,101 @@ impl Handoff {
 
 impl Store {
     /// Hands new orders' tasks to this process's workers as the ingest writes them, under
-    /// `lease`, no more queued than their `slots` all together (PostgreSQL; SQLite claims every
-    /// task). Called when workers start here.
+    /// `lease`, no more queued than their `slots` all together. Called when workers start here.
     pub fn start_handoff(&self, lease: Duration, slots: usize) {
-        if let Some(handoff) = &self.handoff {
-            let mut queue = handoff.queue();
-            queue.lease = Some(lease);
-            queue.slots = slots;
-        }
+        let mut queue = self.handoff.queue();
+        queue.lease = Some(lease);
+        queue.slots = slots;
     }
 
     /// Tells the handoff what a worker's claim found: when it took all it asked for, work is
     /// waiting in the database, and new orders' tasks are written pending behind it.
     pub fn note_claim(&self, took_all: bool) {
-        if let Some(handoff) = &self.handoff {
-            handoff.backlog.store(took_all, Ordering::Relaxed);
-        }
+        self.handoff.backlog.store(took_all, Ordering::Relaxed);
     }
 
     /// Stops the handoff and puts the tasks still queued back to pending, for any worker to
     /// claim (called once this process's workers have stopped). Returns how many.
     pub async fn stop_handoff(&self) -> Result<u64, StoreError> {
-        let Some(handoff) = &self.handoff else {
-            return Ok(0);
-        };
         let tasks: Vec<ClaimedTask> = {
-            let mut queue = handoff.queue();
+            let mut queue = self.handoff.queue();
             queue.lease = None;
             queue.tasks.drain(..).map(|queued| queued.task).collect()
         };
-        self.release_unstarted(&tasks).await
+        self.release_unstarted(tasks).await
     }
 
     /// Puts the tasks queued here for `destination` back to pending (it was paused).
     pub(crate) async fn release_handed_off_to(&self, destination: &str) -> Result<u64, StoreError> {
-        match &self.handoff {
-            Some(handoff) => self.release_unstarted(&handoff.take_for(destination)).await,
-            None => Ok(0),
-        }
+        self.release_unstarted(self.handoff.take_for(destination))
+            .await
     }
 
     /// Puts handed-off tasks that no worker started back to pending, as they were before the
     /// ingest leased them (see `store::handoff`); a task whose lease another worker has taken
     /// since is left alone. Returns how many.
-    pub(crate) async fn release_unstarted(&self, tasks: &[ClaimedTask]) -> Result<u64, StoreError> {
-        // Only PostgreSQL hands tasks off.
-        let super::Db::Postgres(pool) = &self.db else {
+    pub(crate) async fn release_unstarted(
+        &self,
+        tasks: Vec<ClaimedTask>,
+    ) -> Result<u64, StoreError> {
+        if tasks.is_empty() {
             return Ok(0);
-        };
-        Ok(release_unstarted(pool, tasks).await?)
+        }
+        match (&self.writer, &self.db) {
+            (Some(writer), _) => {
+                let now = Utc::now();
+                writer
+                    .write(move |conn| release_on_writer(conn, &tasks, now))
+                    .await
+            }
+            (None, super::Db::Postgres(pool)) => Ok(release_unstarted(pool, &tasks).await?),
+            (None, super::Db::Sqlite(_)) => Err(super::writer::not_committed(
+                "SQLite's writer is not running",
+            )),
+        }
     }
 
-    /// Tasks handed off in this process so far; `None` on SQLite.
-    pub fn handed_off_count(&self) -> Option<u64> {
-        self.handoff
-            .as_ref()
-            .map(|handoff| handoff.handed_off.load(Ordering::Relaxed))
+    /// Tasks handed off in this process so far.
+    pub fn handed_off_count(&self) -> u64 {
+        self.handoff.handed_off.load(Ordering::Relaxed)
     }
 
     /// Up to `max` tasks the ingest leased to this process's workers.
     pub fn take_handed_off(&self, max: usize) -> Vec<ClaimedTask> {
-        match &self.handoff {
-            Some(handoff) if max > 0 => handoff.take(max),
-            _ => Vec::new(),
+        if max == 0 {
+            return Vec::new();
         }
+        self.handoff.take(max)
     }
 
-    /// Resolves when tasks are handed off (never on SQLite).
+    /// Resolves when tasks are handed off.
     pub async fn handed_off(&self) {
-        match &self.handoff {
-            Some(handoff) => handoff.ready.notified().await,
-            None => std::future::pending().await,
-        }
+        self.handoff.ready.notified().await;
     }
+}
+
+/// What [`release_on_writer`] does to each task: [`release_unstarted`]'s update, one task at a
+/// time.
+const RELEASE: &str =
+    "UPDATE sync_tasks SET state = 'pending', lease_token = NULL, lease_expires_at = NULL,
+    attempt = attempt - 1, claims = claims - 1, updated_at = $3
+WHERE id = $1 AND lease_token = $2 AND state = 'running'";
+
+/// [`Store::release_unstarted`] on SQLite's writer.
+fn release_on_writer(
+    conn: &rusqlite::Connection,
+    tasks: &[ClaimedTask],
+    now: DateTime<Utc>,
+) -> Result<u64, StoreError> {
+    let mut released = 0;
+    for task in tasks {
+        released += super::sqlite::execute(
+            conn,
+            RELEASE,
+            &[&task.id, &task.lease_token, &super::sqlite::Time(now)],
+        )?;
+    }
+    Ok(released as u64)
 }
 
 /// [`Store::release_unstarted`] on PostgreSQL's pool.
@@ -330,6 +416,40 @@ mod tests {
         assert_eq!(handoff.leases().expect("leases").room, 7);
         handoff.backlog.store(true, Ordering::Relaxed);
         assert_eq!(handoff.leases().expect("leases").room, 0);
+    }
+
+    #[test]
+    fn a_reservation_holds_its_room_until_it_is_pushed_or_dropped() {
+        let handoff = Handoff::default();
+        let lease = Duration::from_secs(60);
+        assert!(handoff.reserve(2).is_none(), "no worker here: no lease");
+        {
+            let mut queue = handoff.queue();
+            queue.lease = Some(lease);
+            queue.slots = 5;
+        }
+        let first = handoff.reserve(2).expect("room");
+        let second = handoff.reserve(2).expect("room");
+        assert!(handoff.reserve(2).is_none(), "one slot left");
+        assert_eq!(handoff.leases().expect("leases").room, 1);
+        assert_ne!(first.token, second.token, "a lease of its own");
+        assert!(first.leased.expires_at > Utc::now());
+        // A write that leased nothing gives its room back.
+        drop(second);
+        assert_eq!(handoff.leases().expect("leases").room, 3);
+        // Pushed: the room is the queued tasks'.
+        assert!(first.push(tasks(0..2, "crm")).is_empty());
+        assert_eq!(handoff.leases().expect("leases").room, 3);
+        assert_eq!(ids(&handoff.take(10)), [0, 1]);
+        assert_eq!(handoff.leases().expect("leases").room, 5);
+        // None while work waits in the database; once stopped, what is pushed is answered back.
+        handoff.backlog.store(true, Ordering::Relaxed);
+        assert!(handoff.reserve(2).is_none());
+        handoff.backlog.store(false, Ordering::Relaxed);
+        let late = handoff.reserve(2).expect("room");
+        handoff.queue().lease = None;
+        assert_eq!(ids(&late.push(tasks(2..4, "erp"))), [2, 3]);
+        assert_eq!(handoff.queue().reserved, 0);
     }
 
     #[test]

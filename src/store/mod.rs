@@ -175,8 +175,8 @@ pub struct Store {
     completions: Option<completions::Completions>,
     /// PostgreSQL's batched order deliveries; `None` on SQLite.
     ingests: Option<ingest::Ingests>,
-    /// PostgreSQL's new tasks leased at ingest to this process's workers; `None` on SQLite.
-    handoff: Option<Arc<handoff::Handoff>>,
+    /// New orders' tasks leased at ingest to this process's workers.
+    handoff: Arc<handoff::Handoff>,
     /// Claims run in this process.
     claims: Arc<ClaimCounts>,
 }
@@ -240,7 +240,8 @@ impl Store {
             url: redacted.clone(),
             source,
         };
-        let (mut writer, mut completions, mut ingests, mut handoff) = (None, None, None, None);
+        let (mut writer, mut completions, mut ingests) = (None, None, None);
+        let handoff = Arc::new(handoff::Handoff::default());
         let db = if url.starts_with("sqlite:") {
             let options = SqliteConnectOptions::from_str(url)
                 .map_err(connect_err)?
@@ -284,9 +285,7 @@ impl Store {
                 .await
                 .map_err(connect_err)?;
             completions = Some(completions::spawn(pool.clone()));
-            let tasks = Arc::new(handoff::Handoff::default());
-            ingests = Some(ingest::spawn_pg_writer(pool.clone(), tasks.clone()));
-            handoff = Some(tasks);
+            ingests = Some(ingest::spawn_pg_writer(pool.clone(), handoff.clone()));
             Db::Postgres(pool)
         } else {
             return Err(StoreError::UnsupportedUrl(redacted));

@@ -1,14 +1,15 @@
-//! The handoff (`store::handoff`): on PostgreSQL, a new order's tasks are leased to this
-//! process's workers in the call that writes them, alone or with others, and start without a
-//! claim; SQLite writes them pending for a claim, as before. Tasks handed off and never started are put back to
-//! pending on a clean stop, and rescued by the claims when the process dies holding them.
+//! The handoff (`store::handoff`): a new order's tasks are leased to this process's workers in
+//! the write that records the order (PostgreSQL: in the call that writes it, alone or with
+//! others; SQLite: in its own write, in the writer's group commit), and start without a claim.
+//! Tasks handed off and never started are put back to pending on a clean stop, and rescued by
+//! the claims when the process dies holding them.
 
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use syncdesk::engine::ingest::accept;
 use syncdesk::simulate::ledger::DocumentKind;
-use syncdesk::store::{AttemptRecord, Backend, IngestOutcome, NewException, Store};
+use syncdesk::store::{AttemptRecord, IngestOutcome, NewException, Store};
 
 use crate::harness::TestApp;
 use crate::sync::{UNMAPPED, clean_order, drain, rig};
@@ -19,11 +20,12 @@ on_both_backends! {
     new_orders_start_without_a_claim => new_orders_start_without_a_claim_sqlite, new_orders_start_without_a_claim_postgres;
     handed_off_tasks_never_started_are_released_or_rescued => handed_off_tasks_never_started_are_released_or_rescued_sqlite, handed_off_tasks_never_started_are_released_or_rescued_postgres;
     a_destination_that_refuses_our_credentials_gets_none_of_the_queued_tasks => a_destination_that_refuses_our_credentials_gets_none_of_the_queued_tasks_sqlite, a_destination_that_refuses_our_credentials_gets_none_of_the_queued_tasks_postgres;
+    tasks_leased_as_the_workers_stop_go_back_to_pending => tasks_leased_as_the_workers_stop_go_back_to_pending_sqlite, tasks_leased_as_the_workers_stop_go_back_to_pending_postgres;
+    with_no_room_left_new_orders_wait_for_a_claim => with_no_room_left_new_orders_wait_for_a_claim_sqlite, with_no_room_left_new_orders_wait_for_a_claim_postgres;
 }
 
 /// Ingests `orders` as new orders written together: `pilot` waits on held writes, alone, and
-/// the others queue behind it and go in one call (PostgreSQL writes new orders together in calls
-/// of ten or more, and the others one by one). Returns each one's outcome, the pilot's first.
+/// the others queue behind it and go in one call (PostgreSQL) or one group commit (SQLite). Returns each one's outcome, the pilot's first.
 async fn ingest_together(app: &TestApp, pilot: &Value, orders: &[Value]) -> Vec<IngestOutcome> {
     assert!(orders.len() >= 10);
     let held = hold_writes(app).await;
@@ -82,7 +84,6 @@ async fn new_orders_start_without_a_claim(app: TestApp) {
     unmapped["line_items"][0]["sku"] = json!(UNMAPPED);
     together.push(unmapped.clone());
     let alone = clean_order(1313);
-    let postgres = app.store.backend() == Backend::Postgres;
 
     let mut outcomes = ingest_together(&app, &pilot, &together).await;
     outcomes.push(
@@ -96,7 +97,7 @@ async fn new_orders_start_without_a_claim(app: TestApp) {
                 version: 1,
                 handed_off,
                 ..
-            } => assert_eq!(*handed_off, postgres, "{outcome:?}"),
+            } => assert!(*handed_off, "{outcome:?}"),
             other => panic!("expected applied, got {other:?}"),
         }
     }
@@ -109,14 +110,14 @@ async fn new_orders_start_without_a_claim(app: TestApp) {
         "SELECT COUNT(*) FROM sync_tasks WHERE store_order_id IN ({ids}) AND state = 'running'
          AND attempt = 1 AND claims = 1 AND lease_token IS NOT NULL AND lease_expires_at > CURRENT_TIMESTAMP"
     );
-    assert_eq!(app.count(&leased).await, if postgres { 28 } else { 0 });
+    assert_eq!(app.count(&leased).await, 28);
     let pending = format!(
         "SELECT COUNT(*) FROM sync_tasks WHERE store_order_id IN ({ids}) AND state = 'pending'
          AND attempt = 0 AND claims = 0 AND lease_token IS NULL"
     );
-    assert_eq!(app.count(&pending).await, if postgres { 0 } else { 28 });
+    assert_eq!(app.count(&pending).await, 0);
 
-    // A worker takes them (SQLite: claims them) and delivers each once.
+    // A worker takes them and delivers each once.
     let worker = rig.worker(&app.store);
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let running = tokio::spawn(worker.run(stopped));
@@ -134,7 +135,7 @@ async fn new_orders_start_without_a_claim(app: TestApp) {
     stop.send(true).expect("stop");
     running.await.expect("worker");
     let (_, claimed) = app.store.claim_counts();
-    assert_eq!(claimed, if postgres { 0 } else { 28 }, "tasks claimed");
+    assert_eq!(claimed, 0, "tasks claimed");
     assert_eq!(
         app.count(&format!(
             "SELECT COUNT(*) FROM exceptions WHERE store_order_id = {} AND status = 'open'
@@ -178,7 +179,6 @@ async fn new_orders_start_without_a_claim(app: TestApp) {
 
 async fn handed_off_tasks_never_started_are_released_or_rescued(app: TestApp) {
     let rig = rig(&app, Duration::from_secs(10)).await;
-    let postgres = app.store.backend() == Backend::Postgres;
 
     // A clean stop with tasks still queued puts them back to pending. The CRM is paused: its
     // tasks are not handed off, as a claim would not take them.
@@ -195,12 +195,9 @@ async fn handed_off_tasks_never_started_are_released_or_rescued(app: TestApp) {
         )
     };
     assert_eq!(app.count(&state_of("crm", "pending")).await, 13);
-    assert_eq!(
-        app.count(&state_of("erp", "running")).await,
-        if postgres { 13 } else { 0 }
-    );
+    assert_eq!(app.count(&state_of("erp", "running")).await, 13);
     let released = app.store.stop_handoff().await.expect("released");
-    assert_eq!(released, if postgres { 13 } else { 0 });
+    assert_eq!(released, 13);
     assert_eq!(
         app.count(&format!(
             "SELECT COUNT(*) FROM sync_tasks WHERE store_order_id IN ({ids}) AND state = 'pending'
@@ -221,7 +218,7 @@ async fn handed_off_tasks_never_started_are_released_or_rescued(app: TestApp) {
     // What it held: each task as a claim would have answered it, the ERP's with the item codes
     // of the order's SKUs.
     let held = app.store.take_handed_off(100);
-    assert_eq!(held.len(), if postgres { 26 } else { 0 });
+    assert_eq!(held.len(), 26);
     for mut task in held {
         let codes = task.take_item_codes();
         match task.destination.as_str() {
@@ -245,17 +242,15 @@ async fn handed_off_tasks_never_started_are_released_or_rescued(app: TestApp) {
     let worker = rig.worker(&other);
     assert_eq!(
         worker.run_once().await.expect("claim"),
-        if postgres { 26 } else { 52 },
+        26,
         "the released tasks are claimed; the lost ones' leases still hold"
     );
     // Their leases run out.
-    if postgres {
-        app.execute(&format!(
-            "UPDATE sync_tasks SET lease_expires_at = CURRENT_TIMESTAMP - INTERVAL '1 second'
-             WHERE store_order_id IN ({lost_ids}) AND state = 'running'"
-        ))
-        .await;
-    }
+    app.execute(&format!(
+        "UPDATE sync_tasks SET lease_expires_at = '2000-01-01T00:00:00+00:00'
+         WHERE store_order_id IN ({lost_ids}) AND state = 'running'"
+    ))
+    .await;
     drain(&worker, &app, Duration::from_secs(20)).await;
     let synced_with = |ids: &str, claims: i64| {
         format!(
@@ -265,11 +260,7 @@ async fn handed_off_tasks_never_started_are_released_or_rescued(app: TestApp) {
     };
     assert_eq!(app.count(&synced_with(&ids, 1)).await, 26);
     // A rescue is a task's second claim, so its ERP delivery looks for the document first.
-    assert_eq!(
-        app.count(&synced_with(&lost_ids, if postgres { 2 } else { 1 }))
-            .await,
-        26
-    );
+    assert_eq!(app.count(&synced_with(&lost_ids, 2)).await, 26);
     let (crm, erp) = (rig.crm.ledger().check(), rig.erp.ledger().check());
     for order in stopped.iter().chain(&lost) {
         let id = order_id(order).to_string();
@@ -282,20 +273,12 @@ async fn handed_off_tasks_never_started_are_released_or_rescued(app: TestApp) {
 }
 
 async fn a_destination_that_refuses_our_credentials_gets_none_of_the_queued_tasks(app: TestApp) {
-    let postgres = app.store.backend() == Backend::Postgres;
     app.store.start_handoff(Duration::from_secs(30), 64);
     let orders: Vec<Value> = (1500..1513).map(clean_order).collect();
     ingest_together(&app, &orders[0], &orders[1..]).await;
     let ids = ids_of(&orders);
-    // A worker's ERP delivery is refused for its credentials (SQLite: a claimed one).
-    let mut started = if postgres {
-        app.store.take_handed_off(2)
-    } else {
-        app.store
-            .claim_tasks(2, Duration::from_secs(30))
-            .await
-            .expect("claim")
-    };
+    // A worker's ERP delivery is refused for its credentials.
+    let mut started = app.store.take_handed_off(2);
     let erp = started
         .iter()
         .position(|t| t.destination == "erp")
@@ -333,11 +316,88 @@ async fn a_destination_that_refuses_our_credentials_gets_none_of_the_queued_task
         )
     };
     assert_eq!(app.count(&state_of("erp", "pending")).await, 13);
-    assert_eq!(
-        app.count(&state_of("crm", "running")).await,
-        if postgres { 13 } else { 1 }
-    );
+    assert_eq!(app.count(&state_of("crm", "running")).await, 13);
     let queued = app.store.take_handed_off(100);
-    assert_eq!(queued.len(), if postgres { 12 } else { 0 });
+    assert_eq!(queued.len(), 12);
     assert!(queued.iter().all(|t| t.destination == "crm"), "{queued:?}");
+}
+
+async fn tasks_leased_as_the_workers_stop_go_back_to_pending(app: TestApp) {
+    app.store.start_handoff(Duration::from_secs(30), 64);
+    // The write takes its leases, then waits for the database while this process's workers
+    // stop: nothing is left running under a lease no worker will take.
+    let held = hold_writes(&app).await;
+    let order = clean_order(1600);
+    let written = {
+        let (store, delivery) = (app.store.clone(), delivery_of(&order));
+        tokio::spawn(async move { accept(&store, delivery).await })
+    };
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(app.store.stop_handoff().await.expect("stopped"), 0);
+    held.release().await;
+    let outcome = written.await.expect("task").expect("recorded");
+    assert!(
+        matches!(outcome, IngestOutcome::Applied { version: 1, .. }),
+        "{outcome:?}"
+    );
+    assert_eq!(
+        app.count(&format!(
+            "SELECT COUNT(*) FROM sync_tasks WHERE store_order_id = {} AND state = 'pending'
+             AND attempt = 0 AND claims = 0 AND lease_token IS NULL AND lease_expires_at IS NULL",
+            order_id(&order)
+        ))
+        .await,
+        2
+    );
+    assert!(app.store.take_handed_off(10).is_empty());
+}
+
+async fn with_no_room_left_new_orders_wait_for_a_claim(app: TestApp) {
+    // Room for two orders' tasks: the rest are written pending, for a claim.
+    app.store.start_handoff(Duration::from_secs(30), 4);
+    let orders: Vec<Value> = (1700..1705).map(clean_order).collect();
+    let mut handed_off = 0;
+    for order in &orders {
+        match accept(&app.store, delivery_of(order))
+            .await
+            .expect("recorded")
+        {
+            IngestOutcome::Applied {
+                version: 1,
+                handed_off: true,
+                ..
+            } => handed_off += 1,
+            IngestOutcome::Applied {
+                version: 1,
+                handed_off: false,
+                ..
+            } => {}
+            other => panic!("expected applied, got {other:?}"),
+        }
+    }
+    assert_eq!(handed_off, 2);
+    let ids = ids_of(&orders);
+    let count = |state: &str| {
+        format!(
+            "SELECT COUNT(*) FROM sync_tasks WHERE store_order_id IN ({ids}) AND state = '{state}'"
+        )
+    };
+    assert_eq!(app.count(&count("running")).await, 4);
+    assert_eq!(app.count(&count("pending")).await, 6);
+    // A worker that takes the queue makes room again.
+    assert_eq!(app.store.take_handed_off(10).len(), 4);
+    let more = clean_order(1705);
+    let outcome = accept(&app.store, delivery_of(&more))
+        .await
+        .expect("recorded");
+    assert!(
+        matches!(
+            outcome,
+            IngestOutcome::Applied {
+                handed_off: true,
+                ..
+            }
+        ),
+        "{outcome:?}"
+    );
 }

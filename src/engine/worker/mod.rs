@@ -212,7 +212,7 @@ impl Worker {
                 }
             }
             // New orders' tasks the ingest leased to this process's workers, in the slots
-            // left (PostgreSQL, `store::handoff`): they need no claim.
+            // left (`store::handoff`): they need no claim.
             for task in self.store.take_handed_off(permits.available_permits()) {
                 if !self.start(&permits, &mut running, task).await {
                     return;

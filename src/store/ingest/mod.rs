@@ -15,8 +15,9 @@ mod sqlite;
 
 pub(crate) use postgres::{Ingests, spawn_pg_writer};
 
+use super::batch::retrying_deadlocks;
 use super::writer::not_committed;
-use super::{Store, StoreError, hot_write};
+use super::{Store, StoreError};
 use crate::domain::{FinancialStatus, Order, Refund, StoreCustomer};
 
 /// The destinations every order is synced to.
@@ -352,6 +353,15 @@ impl Store {
         payload: Payload,
     ) -> Result<Outcome, StoreError> {
         let now = Utc::now();
+        if let Some(writer) = &self.writer {
+            let (outcome, refused) =
+                sqlite::ingest(writer, &self.handoff, delivery, payload, now).await?;
+            // The workers stopped while the write was under way: its tasks go back to pending.
+            if let Err(err) = self.release_unstarted(refused).await {
+                tracing::error!(error = %err, "releasing handed-off tasks failed; their leases will run out");
+            }
+            return Ok(outcome);
+        }
         match (&self.ingests, payload) {
             (Some(ingests), Payload::Order(order)) => {
                 ingests
@@ -362,12 +372,20 @@ impl Store {
                     })
                     .await
             }
-            (_, payload) => hot_write!(
-                self,
-                sqlite::apply_delivery,
-                apply_delivery,
-                (delivery, payload, now)
-            ),
+            (_, payload) => {
+                let super::Db::Postgres(pool) = &self.db else {
+                    return Err(not_committed("SQLite's writer is not running"));
+                };
+                // PostgreSQL may undo the transaction to break a deadlock: nothing of it was
+                // written, so it is written again rather than failed.
+                retrying_deadlocks(|| async {
+                    let mut tx = pool.begin().await?;
+                    let done = apply_delivery(&mut tx, &delivery, &payload, &now).await?;
+                    tx.commit().await?;
+                    Ok::<_, StoreError>(done)
+                })
+                .await
+            }
         }
     }
 }

@@ -1,28 +1,111 @@
 //! Deliveries on SQLite: the steps of the PostgreSQL path (`apply_delivery` there, and the
 //! function `syncdesk_ingest_orders` for orders), run in the writer's group commit on its own
-//! connection (see `store::writer`).
+//! connection (see `store::writer`). A new order's tasks are leased to this process's workers
+//! in the same write while they have room, as `syncdesk_ingest_orders` leases them (see
+//! `store::handoff`).
+
+use std::collections::HashMap;
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use rusqlite::{Connection, ToSql};
 
 use super::{
-    ARM_TASKS, Applied, CUSTOMER_DETAILS_AS_OF, Delivery, INSERT_EVENT, INSERT_ORDER, KEEP_SKU,
-    Outcome, Payload, READ_ORDER_DATA_SQLITE, READ_ORDER_SQLITE, SEEN_BEFORE, UNUSED_TOPIC,
-    UPDATE_EVENT, UPDATE_ORDER, UPDATE_ORDER_REFUNDED, applied, customer, customer_record,
-    event_end, known_order, order_skus, presumed, presumed_outcome, recorded, refunded,
+    ARM_TASKS, Applied, CUSTOMER_DETAILS_AS_OF, DESTINATIONS, Delivery, INSERT_EVENT, INSERT_ORDER,
+    KEEP_SKU, Outcome, Payload, READ_ORDER_DATA_SQLITE, READ_ORDER_SQLITE, SEEN_BEFORE,
+    UNUSED_TOPIC, UPDATE_EVENT, UPDATE_ORDER, UPDATE_ORDER_REFUNDED, applied, customer,
+    customer_record, event_end, known_order, order_skus, presumed, presumed_outcome, recorded,
+    refunded,
 };
 use crate::domain::Order;
 use crate::store::StoreError;
+use crate::store::handoff::Handoff;
 use crate::store::sqlite::{self as lite, Time};
+use crate::store::tasks::ClaimedTask;
+use crate::store::writer::Writer;
 
-/// Records a delivery and applies its payload, inside the writer's transaction.
-pub(in crate::store) fn apply_delivery(
+/// A new order's tasks, inserted running under the lease `$4` until `$5` (`$1` the order, `$2`
+/// the time, `$3` the destination), as a claim leaves a task: its first attempt and claim.
+const INSERT_LEASED_TASK: &str =
+    "INSERT INTO sync_tasks (store_order_id, destination, state, target_version, attempt, claims,
+    scheduled_at, armed_at, lease_token, lease_expires_at, updated_at)
+VALUES ($1, $3, 'running', 1, 1, 1, $2, $2, $4, $5, $2) RETURNING id";
+
+/// A new order's task for a paused destination: pending, for a claim, as [`ARM_TASKS`] inserts
+/// it.
+const INSERT_PENDING_TASK: &str = "INSERT INTO sync_tasks (store_order_id, destination, state, target_version, attempt, scheduled_at,
+    armed_at, updated_at)
+VALUES ($1, $3, 'pending', 1, 0, $2, $2, $2)";
+
+/// Whether a destination is paused (a claim skips it, so its tasks are not leased).
+const PAUSED: &str = "SELECT EXISTS (SELECT 1 FROM destinations WHERE name = $1 AND paused)";
+
+/// The ERP item code mapped to a SKU.
+const ITEM_CODE: &str = "SELECT item_code FROM sku_mappings WHERE sku = $1";
+
+/// The lease a write may put a new order's tasks under.
+pub(in crate::store) struct Lease {
+    token: String,
+    expires_at: DateTime<Utc>,
+}
+
+/// Tasks a write leased: each one's id and destination, and the ERP's item codes.
+#[derive(Default)]
+pub(in crate::store) struct LeasedTasks {
+    tasks: Vec<(i64, &'static str)>,
+    item_codes: Option<HashMap<String, String>>,
+}
+
+/// [`Store::ingest`](crate::store::Store::ingest) on SQLite: the delivery written in the
+/// writer's next group commit; a new order's tasks, once committed, queued for this process's
+/// workers when the handoff had room for them. Also answers the tasks the handoff refused (its
+/// workers stopped while the write was under way), to be released.
+pub(in crate::store) async fn ingest(
+    writer: &Writer,
+    handoff: &Handoff,
+    delivery: Delivery,
+    payload: Payload,
+    now: DateTime<Utc>,
+) -> Result<(Outcome, Vec<ClaimedTask>), StoreError> {
+    let reservation = match payload {
+        Payload::Order(_) => handoff.reserve(DESTINATIONS.len()),
+        _ => None,
+    };
+    let lease = reservation.as_ref().map(|r| Lease {
+        token: r.token.clone(),
+        expires_at: r.leased.expires_at,
+    });
+    // Shared with the write, which may run more than once: the order is delivered from it.
+    let written = Arc::new((delivery, payload));
+    let (outcome, leased) = {
+        let written = written.clone();
+        writer
+            .write(move |conn| apply_delivery(conn, &written.0, &written.1, now, lease.as_ref()))
+            .await?
+    };
+    if let (Some(reservation), Payload::Order(order)) = (reservation, &written.1) {
+        let LeasedTasks { tasks, item_codes } = leased;
+        let tasks = tasks
+            .into_iter()
+            .map(|(id, destination)| {
+                let codes = (destination == "erp").then(|| item_codes.clone()).flatten();
+                ClaimedTask::handed_off(id, destination, order, &reservation.token, now, codes)
+            })
+            .collect();
+        return Ok((outcome, reservation.push(tasks)));
+    }
+    Ok((outcome, Vec::new()))
+}
+
+/// Records a delivery and applies its payload, inside the writer's transaction. A new order's
+/// tasks are leased under `lease`, when given, but for a paused destination's.
+fn apply_delivery(
     conn: &Connection,
     delivery: &Delivery,
     payload: &Payload,
-    now: &DateTime<Utc>,
-) -> Result<Outcome, StoreError> {
-    let now = *now;
+    now: DateTime<Utc>,
+    lease: Option<&Lease>,
+) -> Result<(Outcome, LeasedTasks), StoreError> {
     // The insert comes first: it takes the write lock at once, and the partial unique indexes
     // make the first delivery of a webhook id / event id win.
     let presumed = presumed(payload);
@@ -56,10 +139,10 @@ pub(in crate::store) fn apply_delivery(
         // Kept too, for the duplicate rate and the order's timeline (the partial indexes only
         // cover first deliveries, so this insert never conflicts).
         insert(true)?;
-        return Ok(Outcome::Duplicate);
+        return Ok((Outcome::Duplicate, LeasedTasks::default()));
     };
 
-    let ended: Applied = match payload {
+    let mut ended: Applied = match payload {
         Payload::Customer(record) => {
             let linked =
                 customer::link_on_writer(conn, &record.customer_ref(), record.updated_at, now)?;
@@ -106,13 +189,23 @@ pub(in crate::store) fn apply_delivery(
         Payload::Unreadable(reason) => recorded(reason.as_str()),
     };
 
+    let mut leased = LeasedTasks::default();
     if let Outcome::Applied {
         store_order_id,
         version,
-        ..
-    } = &ended.0
+        handed_off,
+    } = &mut ended.0
     {
-        lite::execute(conn, ARM_TASKS, &[store_order_id, version, &Time(now)])?;
+        match (payload, lease) {
+            // A new order has no tasks yet: they are plainly inserted.
+            (Payload::Order(order), Some(lease)) if *version == 1 => {
+                leased = insert_tasks(conn, order, now, lease)?;
+                *handed_off = !leased.tasks.is_empty();
+            }
+            _ => {
+                lite::execute(conn, ARM_TASKS, &[store_order_id, version, &Time(now)])?;
+            }
+        }
         if let Payload::Order(order) = payload {
             for sku in order_skus(order) {
                 lite::execute(conn, KEEP_SKU, &[store_order_id, &sku])?;
@@ -132,7 +225,48 @@ pub(in crate::store) fn apply_delivery(
             ],
         )?;
     }
-    Ok(ended.0)
+    Ok((ended.0, leased))
+}
+
+/// A new order's task for every destination, leased under `lease` but for a paused
+/// destination's (pending, as a claim would skip it); the ERP's leased task with the item codes
+/// of the order's SKUs.
+fn insert_tasks(
+    conn: &Connection,
+    order: &Order,
+    now: DateTime<Utc>,
+    lease: &Lease,
+) -> Result<LeasedTasks, StoreError> {
+    let mut leased = LeasedTasks::default();
+    let (id, now, expires_at) = (order.store_order_id, Time(now), Time(lease.expires_at));
+    for destination in DESTINATIONS {
+        let paused: bool =
+            lite::query_opt(conn, PAUSED, &[&destination], |row| row.get(0))?.unwrap_or(false);
+        if paused {
+            lite::execute(conn, INSERT_PENDING_TASK, &[&id, &now, &destination])?;
+            continue;
+        }
+        let task = lite::query_opt(
+            conn,
+            INSERT_LEASED_TASK,
+            &[&id, &now, &destination, &lease.token, &expires_at],
+            |row| row.get::<_, i64>(0),
+        )?
+        .ok_or(StoreError::Sqlite(rusqlite::Error::QueryReturnedNoRows))?;
+        leased.tasks.push((task, destination));
+        if destination == "erp" {
+            let mut codes = HashMap::new();
+            for sku in order_skus(order) {
+                if let Some(code) =
+                    lite::query_opt(conn, ITEM_CODE, &[&sku], |row| row.get::<_, String>(0))?
+                {
+                    codes.insert(sku.to_string(), code);
+                }
+            }
+            leased.item_codes = Some(codes);
+        }
+    }
+    Ok(leased)
 }
 
 /// An order's state: a new order at version 1, a newer state of a known one as its next
