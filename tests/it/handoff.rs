@@ -22,6 +22,7 @@ on_both_backends! {
     a_destination_that_refuses_our_credentials_gets_none_of_the_queued_tasks => a_destination_that_refuses_our_credentials_gets_none_of_the_queued_tasks_sqlite, a_destination_that_refuses_our_credentials_gets_none_of_the_queued_tasks_postgres;
     tasks_leased_as_the_workers_stop_go_back_to_pending => tasks_leased_as_the_workers_stop_go_back_to_pending_sqlite, tasks_leased_as_the_workers_stop_go_back_to_pending_postgres;
     with_no_room_left_new_orders_wait_for_a_claim => with_no_room_left_new_orders_wait_for_a_claim_sqlite, with_no_room_left_new_orders_wait_for_a_claim_postgres;
+    a_sender_that_hangs_up_does_not_hold_back_the_tasks => a_sender_that_hangs_up_does_not_hold_back_the_tasks_sqlite, a_sender_that_hangs_up_does_not_hold_back_the_tasks_postgres;
 }
 
 /// Ingests `orders` as new orders written together: `pilot` waits on held writes, alone, and
@@ -399,5 +400,40 @@ async fn with_no_room_left_new_orders_wait_for_a_claim(app: TestApp) {
             }
         ),
         "{outcome:?}"
+    );
+}
+
+async fn a_sender_that_hangs_up_does_not_hold_back_the_tasks(app: TestApp) {
+    app.store.start_handoff(Duration::from_secs(30), 64);
+    // The webhook's request is dropped while its write waits for the database (a sender that
+    // hangs up): the write still commits, and its tasks still reach the workers' queue.
+    let held = hold_writes(&app).await;
+    let order = clean_order(1800);
+    let request = {
+        let (store, delivery) = (app.store.clone(), delivery_of(&order));
+        tokio::spawn(async move { accept(&store, delivery).await })
+    };
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    request.abort();
+    assert!(request.await.is_err(), "the request was dropped");
+    held.release().await;
+    let started = Instant::now();
+    let mut queued = Vec::new();
+    while queued.len() < 2 {
+        queued.extend(app.store.take_handed_off(10));
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "queued {queued:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(queued.iter().all(|t| t.store_order_id == order_id(&order)));
+    assert_eq!(
+        app.count(&format!(
+            "SELECT COUNT(*) FROM sync_tasks WHERE store_order_id = {} AND state = 'running' AND claims = 1",
+            order_id(&order)
+        ))
+        .await,
+        2
     );
 }

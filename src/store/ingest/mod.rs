@@ -353,14 +353,20 @@ impl Store {
         payload: Payload,
     ) -> Result<Outcome, StoreError> {
         let now = Utc::now();
-        if let Some(writer) = &self.writer {
-            let (outcome, refused) =
-                sqlite::ingest(writer, &self.handoff, delivery, payload, now).await?;
-            // The workers stopped while the write was under way: its tasks go back to pending.
-            if let Err(err) = self.release_unstarted(refused).await {
-                tracing::error!(error = %err, "releasing handed-off tasks failed; their leases will run out");
-            }
-            return Ok(outcome);
+        if self.writer.is_some() {
+            // A task of its own: once queued, the write commits whatever becomes of the request
+            // (a sender that hangs up drops it), and its handed-off tasks must then reach the
+            // workers' queue, or go back to pending, rather than wait for their lease to run out.
+            let store = self.clone();
+            return tokio::spawn(
+                async move { store.ingest_on_writer(delivery, payload, now).await },
+            )
+            .await
+            .map_err(|err| {
+                StoreError::Database(sqlx::Error::Io(std::io::Error::other(format!(
+                    "recording the webhook stopped: {err}"
+                ))))
+            })?;
         }
         match (&self.ingests, payload) {
             (Some(ingests), Payload::Order(order)) => {
@@ -387,6 +393,27 @@ impl Store {
                 .await
             }
         }
+    }
+}
+
+impl Store {
+    /// [`Store::ingest`] on SQLite's writer ([`sqlite::ingest`]); handed-off tasks refused
+    /// because the workers stopped while the write was under way go back to pending.
+    async fn ingest_on_writer(
+        &self,
+        delivery: Delivery,
+        payload: Payload,
+        now: DateTime<Utc>,
+    ) -> Result<Outcome, StoreError> {
+        let Some(writer) = &self.writer else {
+            return Err(not_committed("SQLite's writer is not running"));
+        };
+        let (outcome, refused) =
+            sqlite::ingest(writer, &self.handoff, delivery, payload, now).await?;
+        if let Err(err) = self.release_unstarted(refused).await {
+            tracing::error!(error = %err, "releasing handed-off tasks failed; their leases will run out");
+        }
+        Ok(outcome)
     }
 }
 

@@ -43,6 +43,10 @@ const PAUSED: &str = "SELECT EXISTS (SELECT 1 FROM destinations WHERE name = $1 
 /// The ERP item code mapped to a SKU.
 const ITEM_CODE: &str = "SELECT item_code FROM sku_mappings WHERE sku = $1";
 
+/// The topic of a new order's first delivery: the one worth holding room in the handoff for (an
+/// order first seen in another topic's delivery has its tasks claimed).
+const NEW_ORDER_TOPIC: &str = "orders/create";
+
 /// The lease a write may put a new order's tasks under.
 pub(in crate::store) struct Lease {
     token: String,
@@ -67,8 +71,12 @@ pub(in crate::store) async fn ingest(
     payload: Payload,
     now: DateTime<Utc>,
 ) -> Result<(Outcome, Vec<ClaimedTask>), StoreError> {
+    // Room is held for a new order's tasks only: an update, a cancellation and the like arm
+    // tasks the order already has.
     let reservation = match payload {
-        Payload::Order(_) => handoff.reserve(DESTINATIONS.len()),
+        Payload::Order(_) if delivery.topic == NEW_ORDER_TOPIC => {
+            handoff.reserve(DESTINATIONS.len())
+        }
         _ => None,
     };
     let lease = reservation.as_ref().map(|r| Lease {
