@@ -354,19 +354,7 @@ impl Store {
     ) -> Result<Outcome, StoreError> {
         let now = Utc::now();
         if self.writer.is_some() {
-            // A task of its own: once queued, the write commits whatever becomes of the request
-            // (a sender that hangs up drops it), and its handed-off tasks must then reach the
-            // workers' queue, or go back to pending, rather than wait for their lease to run out.
-            let store = self.clone();
-            return tokio::spawn(
-                async move { store.ingest_on_writer(delivery, payload, now).await },
-            )
-            .await
-            .map_err(|err| {
-                StoreError::Database(sqlx::Error::Io(std::io::Error::other(format!(
-                    "recording the webhook stopped: {err}"
-                ))))
-            })?;
+            return self.ingest_on_writer(delivery, payload, now).await;
         }
         match (&self.ingests, payload) {
             (Some(ingests), Payload::Order(order)) => {
@@ -398,7 +386,11 @@ impl Store {
 
 impl Store {
     /// [`Store::ingest`] on SQLite's writer ([`sqlite::ingest`]); handed-off tasks refused
-    /// because the workers stopped while the write was under way go back to pending.
+    /// because the workers stopped while the write was under way go back to pending. A caller
+    /// that goes away once the write is queued (a sender that hangs up) leaves its tasks, if it
+    /// leased any, to the claims' rescue once their lease runs out: running the write in a task
+    /// of its own closed that gap but made the handoff trip into its backlog rule in the
+    /// benchmark (docs/PERFORMANCE.md), for a case that loses nothing.
     async fn ingest_on_writer(
         &self,
         delivery: Delivery,
