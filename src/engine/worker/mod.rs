@@ -22,7 +22,7 @@ use crate::store::{AttemptRecord, ClaimedTask, NewException, Store, StoreError};
 mod deliver;
 mod pace;
 
-use pace::{Found, claim_due, claim_now, idle_wait, wait_after};
+use pace::{Found, behind, claim_due, claim_now, idle_wait, wait_after};
 
 /// Tuning of a worker.
 #[derive(Clone, Debug)]
@@ -199,11 +199,18 @@ impl Worker {
                 };
                 idle = idle_wait(found, last, !running.is_empty(), idle, &self.config);
                 last = found;
-                // Work waits in the database when a claim of half the slots or more came back
-                // full (a small claim coming back full says little).
-                let slots = i64::try_from(self.config.concurrency).unwrap_or(i64::MAX);
-                self.store
-                    .note_claim(last == Found::All && requested >= (slots / 2).max(1));
+                let now = Utc::now();
+                let oldest_wait = claimed
+                    .iter()
+                    .map(|task| (now - task.armed_at).to_std().unwrap_or_default())
+                    .max()
+                    .unwrap_or_default();
+                self.store.note_claim(behind(
+                    found,
+                    requested,
+                    self.config.concurrency,
+                    oldest_wait,
+                ));
             }
             let none = claimed.is_empty();
             for task in claimed {

@@ -16,6 +16,27 @@ pub(super) fn claim_now(free: i64, concurrency: usize, batch: i64, since_claim: 
     free > 0 && (free >= concurrency || free >= enough || since_claim >= CLAIM_WAIT)
 }
 
+/// How long the oldest task a full claim took may have waited, since it was armed, before the
+/// workers count as behind (see [`behind`]).
+pub(super) const BEHIND: Duration = Duration::from_secs(1);
+
+/// Whether a claim says the workers have fallen behind, so that new orders' tasks are written
+/// pending behind the work waiting in the database rather than handed off (see
+/// `store::handoff`): it came back full (`found`), it asked for half the slots or more (a small
+/// claim coming back full says little), and the oldest task it took had waited longer than
+/// [`BEHIND`]. A full claim of fresh tasks is the ingest outrunning the handoff's room for a
+/// moment: stopping the handoff then made every later order's tasks pending, the claims full
+/// and the deliveries dearer, for the rest of an unpaced run.
+pub(super) fn behind(
+    found: Found,
+    requested: i64,
+    concurrency: usize,
+    oldest_wait: Duration,
+) -> bool {
+    let slots = i64::try_from(concurrency).unwrap_or(i64::MAX);
+    found == Found::All && requested >= (slots / 2).max(1) && oldest_wait > BEHIND
+}
+
 /// How a worker waits before it looks at the queue again (it also wakes on new work and on
 /// shutdown).
 #[derive(Debug, PartialEq, Eq)]
@@ -110,9 +131,25 @@ pub(super) fn wait_after(
 
 #[cfg(test)]
 mod tests {
-    use super::{CLAIM_WAIT, Found, Wait, claim_due, claim_now, idle_wait, wait_after};
+    use super::{
+        BEHIND, CLAIM_WAIT, Found, Wait, behind, claim_due, claim_now, idle_wait, wait_after,
+    };
     use crate::engine::worker::WorkerConfig;
     use std::time::Duration;
+
+    #[test]
+    fn only_a_big_full_claim_of_work_that_has_waited_says_the_workers_are_behind() {
+        let waited = BEHIND + Duration::from_millis(1);
+        assert!(behind(Found::All, 32, 64, waited));
+        assert!(!behind(Found::All, 32, 64, BEHIND), "fresh tasks");
+        assert!(!behind(Found::All, 31, 64, waited), "a small claim");
+        assert!(
+            !behind(Found::Fewer, 64, 64, waited),
+            "the queue was drained"
+        );
+        assert!(!behind(Found::Nothing, 64, 64, waited));
+        assert!(behind(Found::All, 1, 1, waited), "one slot");
+    }
 
     #[test]
     fn an_idle_worker_polls_less_and_less_often_and_at_once_again_after_work() {
