@@ -39,7 +39,7 @@ pub(crate) struct Handoff {
     ready: Notify,
     /// Tasks handed off so far, for the benchmark.
     handed_off: AtomicU64,
-    /// Whether the workers' last claim took all it asked for: work is waiting in the database.
+    /// Whether the workers' last claim said they are behind: work is waiting in the database.
     backlog: AtomicBool,
 }
 
@@ -122,9 +122,9 @@ impl Handoff {
     }
 
     /// The leases an ingest call may ask for: none while no worker runs here; none while work
-    /// waits in the database (the last claim took all it asked for), so that new orders queue
-    /// behind it, for a claim, oldest first; else up to [`ROOM`] queued, and no more than the
-    /// workers' slots.
+    /// waits in the database (the last claim said the workers are behind), so that new orders
+    /// queue behind it, for a claim, oldest first; else up to [`ROOM`] queued, and no more than
+    /// the workers' slots.
     pub(crate) fn leases(&self) -> Option<Leases> {
         let queue = self.queue();
         let lease = queue.lease?;
@@ -230,10 +230,10 @@ impl Store {
         queue.slots = slots;
     }
 
-    /// Tells the handoff what a worker's claim found: when it took all it asked for, work is
-    /// waiting in the database, and new orders' tasks are written pending behind it.
-    pub fn note_claim(&self, took_all: bool) {
-        self.handoff.backlog.store(took_all, Ordering::Relaxed);
+    /// Tells the handoff what a worker's claim found: when it says the workers are behind, work
+    /// is waiting in the database, and new orders' tasks are written pending behind it.
+    pub fn note_claim(&self, behind: bool) {
+        self.handoff.backlog.store(behind, Ordering::Relaxed);
     }
 
     /// Stops the handoff and puts the tasks still queued back to pending, for any worker to
