@@ -36,6 +36,10 @@ pub struct ClaimedTask {
     pub lease_token: String,
     /// When the target version was armed (for lag).
     pub armed_at: DateTime<Utc>,
+    /// When it was due: armed, or its retry's time came (a rescued task keeps the time it was
+    /// due before the lease it outlived). How long it waited for a worker, with the claim's
+    /// time.
+    pub scheduled_at: DateTime<Utc>,
     /// Whether the task had an open (or snoozed) exception when claimed. Only the lease holder
     /// opens a task's exception, so none appears while the lease is held.
     pub open_exception: bool,
@@ -75,6 +79,7 @@ impl ClaimedTask {
             external_id: None,
             lease_token: lease_token.to_string(),
             armed_at,
+            scheduled_at: armed_at,
             open_exception: false,
             order_data: Some(Json(order.clone())),
             order_version: Some(1),
@@ -169,7 +174,7 @@ WHERE id IN (
                        ORDER BY scheduled_at LIMIT $4", $lock, ") expired) due
     ORDER BY scheduled_at
     LIMIT $4)
-RETURNING id, store_order_id, destination, target_version, synced_version, attempt, claims, external_id, lease_token, armed_at,
+RETURNING id, store_order_id, destination, target_version, synced_version, attempt, claims, external_id, lease_token, armed_at, scheduled_at,
     EXISTS (SELECT 1 FROM exceptions x WHERE x.task_id = sync_tasks.id AND x.status IN ('open', 'snoozed')) AS open_exception"
         )
     };
@@ -326,6 +331,7 @@ fn claim_on_writer(
                 external_id: row.get("external_id")?,
                 lease_token: row.get("lease_token")?,
                 armed_at: sqlite::time(row, "armed_at")?,
+                scheduled_at: sqlite::time(row, "scheduled_at")?,
                 open_exception: row.get("open_exception")?,
                 order_data: None,
                 order_version: None,

@@ -202,15 +202,10 @@ impl Worker {
                 let now = Utc::now();
                 let oldest_wait = claimed
                     .iter()
-                    .map(|task| (now - task.armed_at).to_std().unwrap_or_default())
+                    .map(|task| (now - task.scheduled_at).to_std().unwrap_or_default())
                     .max()
                     .unwrap_or_default();
-                self.store.note_claim(behind(
-                    found,
-                    requested,
-                    self.config.concurrency,
-                    oldest_wait,
-                ));
+                self.store.note_claim(behind(found, oldest_wait));
             }
             let none = claimed.is_empty();
             for task in claimed {

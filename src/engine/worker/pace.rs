@@ -16,25 +16,20 @@ pub(super) fn claim_now(free: i64, concurrency: usize, batch: i64, since_claim: 
     free > 0 && (free >= concurrency || free >= enough || since_claim >= CLAIM_WAIT)
 }
 
-/// How long the oldest task a full claim took may have waited, since it was armed, before the
+/// How long the oldest task a full claim took may have waited, since it was due, before the
 /// workers count as behind (see [`behind`]).
 pub(super) const BEHIND: Duration = Duration::from_secs(1);
 
 /// Whether a claim says the workers have fallen behind, so that new orders' tasks are written
 /// pending behind the work waiting in the database rather than handed off (see
-/// `store::handoff`): it came back full (`found`), it asked for half the slots or more (a small
-/// claim coming back full says little), and the oldest task it took had waited longer than
-/// [`BEHIND`]. A full claim of fresh tasks is the ingest outrunning the handoff's room for a
-/// moment: stopping the handoff then made every later order's tasks pending, the claims full
-/// and the deliveries dearer, for the rest of an unpaced run.
-pub(super) fn behind(
-    found: Found,
-    requested: i64,
-    concurrency: usize,
-    oldest_wait: Duration,
-) -> bool {
-    let slots = i64::try_from(concurrency).unwrap_or(i64::MAX);
-    found == Found::All && requested >= (slots / 2).max(1) && oldest_wait > BEHIND
+/// `store::handoff`): it came back full (`found`), whatever its size, and the oldest task it
+/// took had waited longer than [`BEHIND`] since it was due. A full claim of fresh tasks is the
+/// ingest outrunning the handoff's room for a moment: stopping the handoff for it made every
+/// later order's tasks pending, the claims full and the deliveries dearer, for the rest of an
+/// unpaced run. Every claim says again, so the last one decides: one that drained the queue or
+/// took only fresh work lets the handoff go on.
+pub(super) fn behind(found: Found, oldest_wait: Duration) -> bool {
+    found == Found::All && oldest_wait > BEHIND
 }
 
 /// How a worker waits before it looks at the queue again (it also wakes on new work and on
@@ -138,17 +133,13 @@ mod tests {
     use std::time::Duration;
 
     #[test]
-    fn only_a_big_full_claim_of_work_that_has_waited_says_the_workers_are_behind() {
+    fn only_a_full_claim_of_work_that_has_waited_says_the_workers_are_behind() {
         let waited = BEHIND + Duration::from_millis(1);
-        assert!(behind(Found::All, 32, 64, waited));
-        assert!(!behind(Found::All, 32, 64, BEHIND), "fresh tasks");
-        assert!(!behind(Found::All, 31, 64, waited), "a small claim");
-        assert!(
-            !behind(Found::Fewer, 64, 64, waited),
-            "the queue was drained"
-        );
-        assert!(!behind(Found::Nothing, 64, 64, waited));
-        assert!(behind(Found::All, 1, 1, waited), "one slot");
+        assert!(behind(Found::All, waited));
+        assert!(!behind(Found::All, BEHIND), "fresh tasks");
+        assert!(!behind(Found::All, Duration::ZERO), "fresh tasks");
+        assert!(!behind(Found::Fewer, waited), "the queue was drained");
+        assert!(!behind(Found::Nothing, waited));
     }
 
     #[test]
