@@ -92,11 +92,19 @@ pub(in crate::store) async fn ingest(
             .await?
     };
     if let (Some(reservation), Payload::Order(order)) = (reservation, &written.1) {
-        let LeasedTasks { tasks, item_codes } = leased;
+        let LeasedTasks {
+            tasks,
+            mut item_codes,
+        } = leased;
         let tasks = tasks
             .into_iter()
             .map(|(id, destination)| {
-                let codes = (destination == "erp").then(|| item_codes.clone()).flatten();
+                // The one ERP task takes the codes; no copy.
+                let codes = if destination == "erp" {
+                    item_codes.take()
+                } else {
+                    None
+                };
                 ClaimedTask::handed_off(id, destination, order, &reservation.token, now, codes)
             })
             .collect();
