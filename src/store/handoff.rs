@@ -11,15 +11,17 @@
 //! of three times, and the order is not read back: the worker delivers the order the webhook
 //! carried.
 //!
-//! Nothing is lost when the process dies with tasks still queued here, or when a write's caller
-//! goes away before it could queue them: they are running tasks under a lease in the database,
-//! and the claims rescue them once it runs out, as they rescue a dead worker's. A queued task
+//! Nothing is lost when the process dies with tasks still queued here: they are running tasks
+//! under a lease in the database, and the claims rescue them once it runs out, as they rescue a
+//! dead worker's. A write's caller that goes away does not leave them unqueued: PostgreSQL's
+//! batcher queues what it wrote whatever becomes of the request, and SQLite's write is finished
+//! on a task of its own (`Writer::write_then`). A queued task
 //! whose lease has run half its course is left to that rescue rather than started late; on a
 //! clean stop, the tasks still queued are put back to pending ([`Store::stop_handoff`]).
 
 use std::collections::VecDeque;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::{DateTime, TimeDelta, Utc};
@@ -88,8 +90,8 @@ impl Queue {
 }
 
 /// Room held in the queue for one write's tasks (see [`Handoff::reserve`]).
-pub(crate) struct Reservation<'a> {
-    handoff: &'a Handoff,
+pub(crate) struct Reservation {
+    handoff: Arc<Handoff>,
     tasks: usize,
     /// The lease token the write puts its tasks under.
     pub(crate) token: String,
@@ -97,7 +99,7 @@ pub(crate) struct Reservation<'a> {
     pub(crate) leased: Leased,
 }
 
-impl Reservation<'_> {
+impl Reservation {
     /// Queues the tasks the write leased (committed), as [`Handoff::push`] does, and gives the
     /// room back.
     #[must_use]
@@ -106,7 +108,7 @@ impl Reservation<'_> {
     }
 }
 
-impl Drop for Reservation<'_> {
+impl Drop for Reservation {
     fn drop(&mut self) {
         let mut queue = self.handoff.queue();
         queue.reserved = queue.reserved.saturating_sub(self.tasks);
@@ -140,7 +142,7 @@ impl Handoff {
     /// order's write is one of many in the writer's queue), under a lease of its own; `None`
     /// when [`Handoff::leases`] would give no room for them. The room is held until the
     /// reservation is pushed or dropped.
-    pub(crate) fn reserve(&self, tasks: usize) -> Option<Reservation<'_>> {
+    pub(crate) fn reserve(self: &Arc<Self>, tasks: usize) -> Option<Reservation> {
         let mut queue = self.queue();
         let lease = queue.lease?;
         if self.backlog.load(Ordering::Relaxed) || queue.room() < tasks {
@@ -148,7 +150,7 @@ impl Handoff {
         }
         queue.reserved += tasks;
         Some(Reservation {
-            handoff: self,
+            handoff: self.clone(),
             tasks,
             token: uuid::Uuid::now_v7().to_string(),
             leased: Leased {
@@ -420,7 +422,7 @@ mod tests {
 
     #[test]
     fn a_reservation_holds_its_room_until_it_is_pushed_or_dropped() {
-        let handoff = Handoff::default();
+        let handoff = Arc::new(Handoff::default());
         let lease = Duration::from_secs(60);
         assert!(handoff.reserve(2).is_none(), "no worker here: no lease");
         {

@@ -22,8 +22,10 @@
 //! the log flushes.
 
 use std::path::{Path, PathBuf};
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use rusqlite::{Connection, OpenFlags, TransactionBehavior};
@@ -239,9 +241,34 @@ impl Writer {
             .send(Command::Write(job))
             .await
             .map_err(|_| not_committed("the writer has stopped"))?;
-        answer
-            .await
-            .map_err(|_| not_committed("the batch was abandoned"))?
+        answered(answer).await
+    }
+
+    /// [`Writer::write`], then `then` with its result, whatever becomes of the caller: one that
+    /// goes away once the write is queued (an HTTP request whose sender hung up) leaves a task
+    /// of its own to await the answer and run `then`, so what must follow a commit — queueing
+    /// the tasks it leased — is not left undone. Only a caller that goes away costs a task.
+    pub(crate) async fn write_then<T, F, A, Done>(&self, work: F, then: A) -> Done::Output
+    where
+        T: Send + 'static,
+        F: FnMut(&Connection) -> Result<T, StoreError> + Send + 'static,
+        A: FnOnce(Result<T, StoreError>) -> Done + Send + 'static,
+        Done: Future + Send + 'static,
+        Done::Output: Send + 'static,
+    {
+        let (reply, answer) = oneshot::channel();
+        let job = Box::new(Pending {
+            work,
+            result: None,
+            reply,
+        });
+        if self.jobs.send(Command::Write(job)).await.is_err() {
+            return then(Err(not_committed("the writer has stopped"))).await;
+        }
+        Finishing {
+            future: Some(Box::pin(async move { then(answered(answer).await).await })),
+        }
+        .await
     }
 
     /// Writes what has queued, then closes the writer's connection; writes after it fail.
@@ -249,6 +276,58 @@ impl Writer {
         let (closed, done) = oneshot::channel();
         if self.jobs.send(Command::Close(closed)).await.is_ok() {
             let _ = done.await;
+        }
+    }
+}
+
+/// A write's answer, or why there is none.
+async fn answered<T>(answer: oneshot::Receiver<Result<T, StoreError>>) -> Result<T, StoreError> {
+    answer
+        .await
+        .map_err(|_| not_committed("the batch was abandoned"))?
+}
+
+/// A future that is run to its end even if its caller goes away: dropped unfinished, it is
+/// spawned to finish on a task of its own (see [`Writer::write_then`]).
+struct Finishing<F>
+where
+    F: Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    /// `None` once it has finished.
+    future: Option<Pin<Box<F>>>,
+}
+
+impl<F> Future for Finishing<F>
+where
+    F: Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    type Output = F::Output;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        // Polled again after it finished: it never resolves twice.
+        let Some(future) = self.future.as_mut() else {
+            return Poll::Pending;
+        };
+        let output = std::task::ready!(future.as_mut().poll(cx));
+        self.future = None;
+        Poll::Ready(output)
+    }
+}
+
+impl<F> Drop for Finishing<F>
+where
+    F: Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    fn drop(&mut self) {
+        // Without a runtime (it is shutting down) there is nothing to finish it on: what the
+        // write leased is left to the claims' rescue, as after a crash.
+        if let Some(future) = self.future.take()
+            && let Ok(runtime) = tokio::runtime::Handle::try_current()
+        {
+            runtime.spawn(future);
         }
     }
 }
@@ -416,6 +495,68 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn what_follows_a_write_runs_though_its_caller_went_away() {
+        let (readers, writer, dir) = database().await;
+        // The writer is busy, so the next write waits in its queue.
+        let busy = writer.clone();
+        let slow = tokio::spawn(async move {
+            busy.write(|_conn| {
+                std::thread::sleep(Duration::from_millis(300));
+                Ok(())
+            })
+            .await
+        });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let (followed, heard) = oneshot::channel();
+        let caller = {
+            let writer = writer.clone();
+            tokio::spawn(async move {
+                writer
+                    .write_then(
+                        |conn| Ok(conn.execute("INSERT INTO t (n) VALUES (7)", [])?),
+                        move |result| async move {
+                            let _ = followed.send(result.map_err(|e| e.to_string()));
+                        },
+                    )
+                    .await;
+            })
+        };
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        caller.abort();
+        assert!(caller.await.is_err(), "the caller went away unanswered");
+        slow.await.unwrap().unwrap();
+        let inserted = tokio::time::timeout(Duration::from_secs(5), heard)
+            .await
+            .expect("`then` ran")
+            .expect("with the result");
+        assert_eq!(inserted, Ok(1));
+        let rows: Vec<i64> = sqlx::query_scalar("SELECT n FROM t")
+            .fetch_all(&readers)
+            .await
+            .unwrap();
+        assert_eq!(rows, [7]);
+
+        // An answered caller runs it itself, once.
+        let runs = Arc::new(AtomicU64::new(0));
+        let counted = runs.clone();
+        let answer = writer
+            .write_then(
+                |_conn| Ok(8),
+                move |result| async move {
+                    counted.fetch_add(1, Ordering::SeqCst);
+                    result.map(|n| n + 1)
+                },
+            )
+            .await;
+        assert_eq!(answer.unwrap(), 9);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert_eq!(runs.load(Ordering::SeqCst), 1);
+        writer.close().await;
+        readers.close().await;
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[tokio::test]
     async fn concurrent_writes_share_commits_and_a_failed_one_fails_alone() {
         let (readers, writer, dir) = database().await;
         // Queued together, they share commits.
@@ -511,6 +652,10 @@ mod tests {
         assert!(after.is_empty(), "{after:?}");
         writer.close().await;
         assert!(insert(&writer, 302, false).await.is_err(), "closed");
+        let closed = writer
+            .write_then(|_conn| Ok(()), |result| async move { result.is_err() })
+            .await;
+        assert!(closed, "`then` hears that the writer has stopped");
         readers.close().await;
         std::fs::remove_dir_all(dir).unwrap();
     }

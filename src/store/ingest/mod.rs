@@ -385,12 +385,7 @@ impl Store {
 }
 
 impl Store {
-    /// [`Store::ingest`] on SQLite's writer ([`sqlite::ingest`]); handed-off tasks refused
-    /// because the workers stopped while the write was under way go back to pending. A caller
-    /// that goes away once the write is queued (a sender that hangs up) leaves its tasks, if it
-    /// leased any, to the claims' rescue once their lease runs out: running the write in a task
-    /// of its own closed that gap but made the handoff trip into its backlog rule in the
-    /// benchmark (docs/PERFORMANCE.md), for a case that loses nothing.
+    /// [`Store::ingest`] on SQLite's writer ([`sqlite::ingest`]).
     async fn ingest_on_writer(
         &self,
         delivery: Delivery,
@@ -400,12 +395,7 @@ impl Store {
         let Some(writer) = &self.writer else {
             return Err(not_committed("SQLite's writer is not running"));
         };
-        let (outcome, refused) =
-            sqlite::ingest(writer, &self.handoff, delivery, payload, now).await?;
-        if let Err(err) = self.release_unstarted(refused).await {
-            tracing::error!(error = %err, "releasing handed-off tasks failed; their leases will run out");
-        }
-        Ok(outcome)
+        sqlite::ingest(self, writer, delivery, payload, now).await
     }
 }
 

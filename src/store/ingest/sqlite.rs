@@ -18,11 +18,11 @@ use super::{
     refunded,
 };
 use crate::domain::Order;
-use crate::store::StoreError;
-use crate::store::handoff::Handoff;
+use crate::store::handoff::Reservation;
 use crate::store::sqlite::{self as lite, Time};
 use crate::store::tasks::ClaimedTask;
 use crate::store::writer::Writer;
+use crate::store::{Store, StoreError};
 
 /// A new order's tasks, inserted running under the lease `$4` until `$5` (`$1` the order, `$2`
 /// the time, `$3` the destination), as a claim leaves a task: its first attempt and claim.
@@ -60,22 +60,24 @@ pub(in crate::store) struct LeasedTasks {
     item_codes: Option<HashMap<String, String>>,
 }
 
-/// [`Store::ingest`](crate::store::Store::ingest) on SQLite: the delivery written in the
-/// writer's next group commit; a new order's tasks, once committed, queued for this process's
-/// workers when the handoff had room for them. Also answers the tasks the handoff refused (its
-/// workers stopped while the write was under way), to be released.
+/// [`Store::ingest`] on SQLite: the delivery written in the writer's next group commit; a new
+/// order's tasks, once committed, queued for this process's workers when the handoff had room
+/// for them (tasks it refused, its workers having stopped while the write was under way, are
+/// put back to pending). A caller that goes away once the write is queued (a sender that hangs
+/// up) does not leave that undone: it is finished on a task of its own
+/// ([`Writer::write_then`]).
 pub(in crate::store) async fn ingest(
+    store: &Store,
     writer: &Writer,
-    handoff: &Handoff,
     delivery: Delivery,
     payload: Payload,
     now: DateTime<Utc>,
-) -> Result<(Outcome, Vec<ClaimedTask>), StoreError> {
+) -> Result<Outcome, StoreError> {
     // Room is held for a new order's tasks only: an update, a cancellation and the like arm
     // tasks the order already has.
     let reservation = match payload {
         Payload::Order(_) if delivery.topic == NEW_ORDER_TOPIC => {
-            handoff.reserve(DESTINATIONS.len())
+            store.handoff.reserve(DESTINATIONS.len())
         }
         _ => None,
     };
@@ -85,32 +87,49 @@ pub(in crate::store) async fn ingest(
     });
     // Shared with the write, which may run more than once: the order is delivered from it.
     let written = Arc::new((delivery, payload));
-    let (outcome, leased) = {
+    let work = {
         let written = written.clone();
-        writer
-            .write(move |conn| apply_delivery(conn, &written.0, &written.1, now, lease.as_ref()))
-            .await?
+        move |conn: &Connection| apply_delivery(conn, &written.0, &written.1, now, lease.as_ref())
     };
-    if let (Some(reservation), Payload::Order(order)) = (reservation, &written.1) {
-        let LeasedTasks {
-            tasks,
-            mut item_codes,
-        } = leased;
-        let tasks = tasks
-            .into_iter()
-            .map(|(id, destination)| {
-                // The one ERP task takes the codes; no copy.
-                let codes = if destination == "erp" {
-                    item_codes.take()
-                } else {
-                    None
-                };
-                ClaimedTask::handed_off(id, destination, order, &reservation.token, now, codes)
-            })
-            .collect();
-        return Ok((outcome, reservation.push(tasks)));
-    }
-    Ok((outcome, Vec::new()))
+    let handing_off = reservation.map(|reservation| (reservation, store.clone()));
+    let then = move |result: Result<(Outcome, LeasedTasks), StoreError>| async move {
+        let (outcome, leased) = result?;
+        if let (Some((reservation, store)), Payload::Order(order)) = (handing_off, &written.1) {
+            let refused = hand_off(reservation, order, leased, now);
+            if let Err(err) = store.release_unstarted(refused).await {
+                tracing::error!(error = %err, "releasing handed-off tasks failed; their leases will run out");
+            }
+        }
+        Ok(outcome)
+    };
+    writer.write_then(work, then).await
+}
+
+/// Queues the tasks a committed write leased for `order` under `reservation`; answers those
+/// the handoff refused (it stopped meanwhile), to be released.
+fn hand_off(
+    reservation: Reservation,
+    order: &Order,
+    leased: LeasedTasks,
+    now: DateTime<Utc>,
+) -> Vec<ClaimedTask> {
+    let LeasedTasks {
+        tasks,
+        mut item_codes,
+    } = leased;
+    let tasks = tasks
+        .into_iter()
+        .map(|(id, destination)| {
+            // The one ERP task takes the codes; no copy.
+            let codes = if destination == "erp" {
+                item_codes.take()
+            } else {
+                None
+            };
+            ClaimedTask::handed_off(id, destination, order, &reservation.token, now, codes)
+        })
+        .collect();
+    reservation.push(tasks)
 }
 
 /// Records a delivery and applies its payload, inside the writer's transaction. A new order's
