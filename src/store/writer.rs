@@ -495,6 +495,67 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_full_database_fails_the_writes_it_refuses_and_the_writer_goes_on_after() {
+        let (readers, writer, dir) = database().await;
+        sqlx::query("CREATE TABLE big (n INTEGER PRIMARY KEY, b BLOB NOT NULL)")
+            .execute(&readers)
+            .await
+            .unwrap();
+        let big = |n: i64| {
+            writer.write(move |conn| {
+                Ok(conn.execute("INSERT INTO big (n, b) VALUES (?1, zeroblob(20000))", [n])?)
+            })
+        };
+        assert_eq!(big(0).await.unwrap(), 1);
+        // The file may grow by a few pages more: SQLite answers SQLITE_FULL past them, as it
+        // does when the disk is full.
+        let limit: i64 = writer
+            .write(|conn| {
+                let pages: i64 = conn.query_row("PRAGMA page_count", [], |row| row.get(0))?;
+                Ok(conn.query_row(
+                    &format!("PRAGMA max_page_count = {}", pages + 8),
+                    [],
+                    |row| row.get(0),
+                )?)
+            })
+            .await
+            .unwrap();
+        let results = futures_util::future::join_all((1..=6).map(big)).await;
+        let refused: Vec<String> = results
+            .iter()
+            .filter_map(|r| r.as_ref().err().map(ToString::to_string))
+            .collect();
+        assert!(!refused.is_empty(), "{limit} pages hold six more rows?");
+        assert!(
+            refused.iter().all(|why| why.contains("full")),
+            "{refused:?}"
+        );
+        // What was answered as written is there, and nothing else.
+        let written = results.iter().filter(|r| r.is_ok()).count() as i64;
+        let rows: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM big")
+            .fetch_one(&readers)
+            .await
+            .unwrap();
+        assert_eq!(rows, 1 + written);
+        // Room again (space freed on the disk): the same connection writes on, no reopening.
+        writer
+            .write(|conn| {
+                Ok(
+                    conn.query_row("PRAGMA max_page_count = 1000000", [], |row| {
+                        row.get::<_, i64>(0)
+                    })?,
+                )
+            })
+            .await
+            .unwrap();
+        assert_eq!(big(100).await.unwrap(), 1);
+        assert_eq!(insert(&writer, 1, false).await.unwrap(), 1);
+        writer.close().await;
+        readers.close().await;
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[tokio::test]
     async fn what_follows_a_write_runs_though_its_caller_went_away() {
         let (readers, writer, dir) = database().await;
         // The writer is busy, so the next write waits in its queue.
