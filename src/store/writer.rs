@@ -306,13 +306,16 @@ where
     type Output = F::Output;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
-        // Polled again after it finished: it never resolves twice.
-        let Some(future) = self.future.as_mut() else {
+        // Polled again after it finished: it never resolves twice. Out of its place while
+        // polled, so that one that panics is not spawned to be polled again when dropped.
+        let Some(mut future) = self.future.take() else {
             return Poll::Pending;
         };
-        let output = std::task::ready!(future.as_mut().poll(cx));
-        self.future = None;
-        Poll::Ready(output)
+        let polled = future.as_mut().poll(cx);
+        if polled.is_pending() {
+            self.future = Some(future);
+        }
+        polled
     }
 }
 
@@ -322,8 +325,9 @@ where
     F::Output: Send + 'static,
 {
     fn drop(&mut self) {
-        // Without a runtime (it is shutting down) there is nothing to finish it on: what the
-        // write leased is left to the claims' rescue, as after a crash.
+        // Without a runtime, or on one that is shutting down (which drops what is spawned),
+        // it is not finished: what the write leased is left to the claims' rescue, as after a
+        // crash.
         if let Some(future) = self.future.take()
             && let Ok(runtime) = tokio::runtime::Handle::try_current()
         {
@@ -553,6 +557,28 @@ mod tests {
         writer.close().await;
         readers.close().await;
         std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn unfinished_without_a_runtime_it_lets_go_of_what_it_holds() {
+        // What the future holds (a reservation of the handoff's room, say) is dropped, not
+        // kept: with nothing to run it on, it is not run.
+        struct Held(std::sync::mpsc::Sender<()>);
+        impl Drop for Held {
+            fn drop(&mut self) {
+                let _ = self.0.send(());
+            }
+        }
+        let (held, dropped) = std::sync::mpsc::channel();
+        let held = Held(held);
+        let unfinished = Finishing {
+            future: Some(Box::pin(async move {
+                let _held = held;
+                std::future::pending::<()>().await;
+            })),
+        };
+        drop(unfinished);
+        assert!(dropped.try_recv().is_ok());
     }
 
     #[tokio::test]
