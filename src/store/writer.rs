@@ -486,6 +486,21 @@ mod tests {
         (readers, writer, dir)
     }
 
+    /// Keeps the writer busy for `how_long`, so that the writes queued meanwhile wait.
+    fn hold(
+        writer: &Writer,
+        how_long: Duration,
+    ) -> tokio::task::JoinHandle<Result<(), StoreError>> {
+        let busy = writer.clone();
+        tokio::spawn(async move {
+            busy.write(move |_conn| {
+                std::thread::sleep(how_long);
+                Ok(())
+            })
+            .await
+        })
+    }
+
     async fn insert(writer: &Writer, n: i64, fail_after: bool) -> Result<i64, StoreError> {
         writer
             .write(move |conn| {
@@ -585,14 +600,7 @@ mod tests {
     async fn what_follows_a_write_runs_though_its_caller_went_away() {
         let (readers, writer, dir) = database().await;
         // The writer is busy, so the next write waits in its queue.
-        let busy = writer.clone();
-        let slow = tokio::spawn(async move {
-            busy.write(|_conn| {
-                std::thread::sleep(Duration::from_millis(300));
-                Ok(())
-            })
-            .await
-        });
+        let slow = hold(&writer, Duration::from_millis(300));
         tokio::time::sleep(Duration::from_millis(50)).await;
         let (followed, heard) = oneshot::channel();
         let caller = {
@@ -705,14 +713,7 @@ mod tests {
 
         // A write that succeeded in a batch rolled back for another's failure, and panics when
         // run again alone, is answered with an error: nothing of it was committed.
-        let busy = writer.clone();
-        let slow = tokio::spawn(async move {
-            busy.write(|_conn| {
-                std::thread::sleep(Duration::from_millis(300));
-                Ok(())
-            })
-            .await
-        });
+        let slow = hold(&writer, Duration::from_millis(300));
         tokio::time::sleep(Duration::from_millis(100)).await;
         let runs = Arc::new(AtomicU64::new(0));
         let counted = runs.clone();
