@@ -282,7 +282,11 @@ impl Store {
         destination: &str,
         by: &Actor,
     ) -> Result<bool, StoreError> {
-        retrying_deadlocks(|| self.resume_destination_once(destination, by, None)).await
+        let resumed =
+            retrying_deadlocks(|| self.resume_destination_once(destination, by, None)).await?;
+        // Not paused now, whether it was or not: its new tasks go to the workers again.
+        self.resume_handoff_to(destination);
+        Ok(resumed)
     }
 
     /// Resumes `destination` if it is paused for rejected credentials other than those whose
@@ -294,10 +298,14 @@ impl Store {
         destination: &str,
         credentials: &str,
     ) -> Result<bool, StoreError> {
-        retrying_deadlocks(|| {
+        let resumed = retrying_deadlocks(|| {
             self.resume_destination_once(destination, &Actor::System, Some(credentials))
         })
-        .await
+        .await?;
+        if resumed {
+            self.resume_handoff_to(destination);
+        }
+        Ok(resumed)
     }
 
     async fn resume_destination_once(

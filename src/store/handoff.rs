@@ -55,6 +55,10 @@ struct Queue {
     /// Room held by writes under way that may lease tasks (SQLite: each order's own write; see
     /// [`Handoff::reserve`]).
     reserved: usize,
+    /// Destinations this process paused (they refused our credentials), until resumed: a write
+    /// that leased one's task before the pause and pushes it after has it refused, so that it
+    /// is not sent with credentials the destination refuses.
+    paused: Vec<String>,
 }
 
 #[derive(Debug)]
@@ -162,7 +166,8 @@ impl Handoff {
     }
 
     /// Queues tasks the ingest leased (committed) under `leased` and tells the workers. Once the
-    /// handoff has stopped (a call was under way), the tasks are answered back, to be released.
+    /// handoff has stopped (a call was under way), the tasks are answered back, to be released;
+    /// so are those of a destination paused since the write read it was not.
     #[must_use]
     pub(crate) fn push(&self, tasks: Vec<ClaimedTask>, leased: &Leased) -> Vec<ClaimedTask> {
         if tasks.is_empty() {
@@ -171,6 +176,17 @@ impl Handoff {
         let mut queue = self.queue();
         if queue.lease.is_none() {
             return tasks;
+        }
+        let (tasks, refused): (Vec<ClaimedTask>, Vec<ClaimedTask>) = if queue.paused.is_empty() {
+            (tasks, Vec::new())
+        } else {
+            let paused = &queue.paused;
+            tasks
+                .into_iter()
+                .partition(|task| !paused.contains(&task.destination))
+        };
+        if tasks.is_empty() {
+            return refused;
         }
         self.handed_off
             .fetch_add(tasks.len() as u64, Ordering::Relaxed);
@@ -181,7 +197,7 @@ impl Handoff {
             .extend(tasks.into_iter().map(|task| Queued { task, start_by }));
         drop(queue);
         self.ready.notify_one();
-        Vec::new()
+        refused
     }
 
     /// Up to `max` queued tasks, oldest first. Tasks whose lease has run half its course are
@@ -208,9 +224,13 @@ impl Handoff {
         taken
     }
 
-    /// Takes every queued task for `destination` out of the queue.
-    fn take_for(&self, destination: &str) -> Vec<ClaimedTask> {
+    /// Takes every queued task for `destination` out of the queue, and refuses its tasks
+    /// until it is resumed (it was paused).
+    fn pause(&self, destination: &str) -> Vec<ClaimedTask> {
         let mut queue = self.queue();
+        if !queue.paused.iter().any(|paused| paused == destination) {
+            queue.paused.push(destination.to_owned());
+        }
         let (theirs, others) = queue
             .tasks
             .drain(..)
@@ -220,6 +240,22 @@ impl Handoff {
             .into_iter()
             .map(|queued: Queued| queued.task)
             .collect()
+    }
+
+    /// Takes `destination`'s tasks again (it was resumed).
+    fn resume(&self, destination: &str) {
+        self.queue().paused.retain(|paused| paused != destination);
+    }
+
+    /// Told what a claim took: a destination whose tasks a claim took is not paused (the
+    /// claims skip paused destinations), whoever resumed it — another process, say.
+    pub(crate) fn claimed(&self, tasks: &[ClaimedTask]) {
+        let mut queue = self.queue();
+        if !queue.paused.is_empty() {
+            queue
+                .paused
+                .retain(|paused| !tasks.iter().any(|task| &task.destination == paused));
+        }
     }
 }
 
@@ -249,10 +285,16 @@ impl Store {
         self.release_unstarted(tasks).await
     }
 
-    /// Puts the tasks queued here for `destination` back to pending (it was paused).
+    /// Puts the tasks queued here for `destination` back to pending, and those pushed later
+    /// until it is resumed (it was paused).
     pub(crate) async fn release_handed_off_to(&self, destination: &str) -> Result<u64, StoreError> {
-        self.release_unstarted(self.handoff.take_for(destination))
+        self.release_unstarted(self.handoff.pause(destination))
             .await
+    }
+
+    /// Hands `destination`'s new tasks to the workers again (it was resumed).
+    pub(crate) fn resume_handoff_to(&self, destination: &str) {
+        self.handoff.resume(destination);
     }
 
     /// Puts handed-off tasks that no worker started back to pending, as they were before the
@@ -487,7 +529,25 @@ mod tests {
         assert!(handoff.push(tasks(0..2, "crm"), &now).is_empty());
         assert!(handoff.push(tasks(2..4, "erp"), &now).is_empty());
         assert!(handoff.push(tasks(4..5, "crm"), &now).is_empty());
-        assert_eq!(ids(&handoff.take_for("erp")), [2, 3]);
+        assert_eq!(ids(&handoff.pause("erp")), [2, 3]);
         assert_eq!(ids(&handoff.take(10)), [0, 1, 4]);
+        // A write that leased before the pause and pushes after: its ERP task is refused, to be
+        // released, the CRM's queued.
+        let mut late = tasks(5..6, "crm");
+        late.extend(tasks(6..7, "erp"));
+        assert_eq!(ids(&handoff.push(late, &now)), [6]);
+        assert_eq!(ids(&handoff.take(10)), [5]);
+        // Until it is resumed.
+        handoff.resume("erp");
+        assert!(handoff.push(tasks(7..8, "erp"), &now).is_empty());
+        assert_eq!(ids(&handoff.take(10)), [7]);
+        // Or until a claim takes one of its tasks: the claims skip paused destinations, so
+        // someone resumed it (another process).
+        assert_eq!(ids(&handoff.pause("erp")), Vec::<i64>::new());
+        assert_eq!(ids(&handoff.push(tasks(8..9, "erp"), &now)), [8]);
+        handoff.claimed(&tasks(100..101, "crm"));
+        assert_eq!(ids(&handoff.push(tasks(9..10, "erp"), &now)), [9]);
+        handoff.claimed(&tasks(101..102, "erp"));
+        assert!(handoff.push(tasks(10..11, "erp"), &now).is_empty());
     }
 }

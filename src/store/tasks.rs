@@ -218,6 +218,7 @@ impl Store {
                 .await?;
             writer.set_idle(claimed.is_empty());
             self.claims.counted(claimed.len());
+            self.handoff.claimed(&claimed);
             return Ok(claimed);
         }
         // One statement needs no transaction around it.
@@ -226,6 +227,7 @@ impl Store {
             sqlx::query_as::<_, ClaimedTask>(sql).bind(&token).bind(expires).bind(now).bind(limit).fetch_all(pool).await?
         });
         self.claims.counted(claimed.len());
+        self.handoff.claimed(&claimed);
         Ok(claimed)
     }
 

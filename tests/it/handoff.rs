@@ -7,6 +7,7 @@
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
+use syncdesk::audit::Actor;
 use syncdesk::engine::ingest::accept;
 use syncdesk::simulate::ledger::DocumentKind;
 use syncdesk::store::{AttemptRecord, IngestOutcome, NewException, Store};
@@ -321,6 +322,39 @@ async fn a_destination_that_refuses_our_credentials_gets_none_of_the_queued_task
     let queued = app.store.take_handed_off(100);
     assert_eq!(queued.len(), 12);
     assert!(queued.iter().all(|t| t.destination == "crm"), "{queued:?}");
+
+    // While it is paused, a new order's ERP task waits pending; once the credentials are
+    // renewed and the ERP resumed, a new order's tasks are both handed to the workers again.
+    let paused_order = clean_order(1520);
+    accept(&app.store, delivery_of(&paused_order))
+        .await
+        .expect("recorded");
+    let handed: Vec<_> = app.store.take_handed_off(100);
+    assert_eq!(
+        handed
+            .iter()
+            .map(|t| t.destination.as_str())
+            .collect::<Vec<_>>(),
+        ["crm"]
+    );
+    assert!(
+        app.store
+            .resume_destination("erp", &Actor::System)
+            .await
+            .expect("resumed")
+    );
+    let resumed_order = clean_order(1521);
+    accept(&app.store, delivery_of(&resumed_order))
+        .await
+        .expect("recorded");
+    let mut handed: Vec<String> = app
+        .store
+        .take_handed_off(100)
+        .into_iter()
+        .map(|t| t.destination)
+        .collect();
+    handed.sort();
+    assert_eq!(handed, ["crm", "erp"]);
 }
 
 async fn tasks_leased_as_the_workers_stop_go_back_to_pending(app: TestApp) {
