@@ -250,6 +250,10 @@ impl Handoff {
     /// Told what a claim took: a destination whose tasks a claim took is not paused (the
     /// claims skip paused destinations), whoever resumed it — another process, say.
     pub(crate) fn claimed(&self, tasks: &[ClaimedTask]) {
+        if tasks.is_empty() {
+            // An idle poll: nothing learned, no lock taken.
+            return;
+        }
         let mut queue = self.queue();
         if !queue.paused.is_empty() {
             queue

@@ -10,6 +10,7 @@ mod audit;
 mod batch;
 mod completions;
 mod edits;
+mod finishing;
 mod handoff;
 mod ingest;
 mod outcomes;

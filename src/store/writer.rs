@@ -22,16 +22,15 @@
 //! the log flushes.
 
 use std::path::{Path, PathBuf};
-use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use rusqlite::{Connection, OpenFlags, TransactionBehavior};
 use tokio::sync::{mpsc, oneshot};
 
 use super::StoreError;
+use super::finishing::Finishing;
 
 /// The most writes one transaction carries.
 const MAX_BATCH: usize = 128;
@@ -231,17 +230,7 @@ impl Writer {
         T: Send + 'static,
         F: FnMut(&Connection) -> Result<T, StoreError> + Send + 'static,
     {
-        let (reply, answer) = oneshot::channel();
-        let job = Box::new(Pending {
-            work,
-            result: None,
-            reply,
-        });
-        self.jobs
-            .send(Command::Write(job))
-            .await
-            .map_err(|_| not_committed("the writer has stopped"))?;
-        answered(answer).await
+        answered(self.queue(work).await?).await
     }
 
     /// [`Writer::write`], then `then` with its result, whatever becomes of the caller: one that
@@ -256,19 +245,30 @@ impl Writer {
         Done: Future + Send + 'static,
         Done::Output: Send + 'static,
     {
+        let answer = match self.queue(work).await {
+            Ok(answer) => answer,
+            Err(err) => return then(Err(err)).await,
+        };
+        Finishing::new(async move { then(answered(answer).await).await }).await
+    }
+
+    /// Queues `work` for the next batch; its answer comes once that batch is settled.
+    async fn queue<T, F>(&self, work: F) -> Result<Answer<T>, StoreError>
+    where
+        T: Send + 'static,
+        F: FnMut(&Connection) -> Result<T, StoreError> + Send + 'static,
+    {
         let (reply, answer) = oneshot::channel();
         let job = Box::new(Pending {
             work,
             result: None,
             reply,
         });
-        if self.jobs.send(Command::Write(job)).await.is_err() {
-            return then(Err(not_committed("the writer has stopped"))).await;
-        }
-        Finishing {
-            future: Some(Box::pin(async move { then(answered(answer).await).await })),
-        }
-        .await
+        self.jobs
+            .send(Command::Write(job))
+            .await
+            .map_err(|_| not_committed("the writer has stopped"))?;
+        Ok(answer)
     }
 
     /// Writes what has queued, then closes the writer's connection; writes after it fail.
@@ -280,60 +280,14 @@ impl Writer {
     }
 }
 
+/// A queued write's answer, to come.
+type Answer<T> = oneshot::Receiver<Result<T, StoreError>>;
+
 /// A write's answer, or why there is none.
-async fn answered<T>(answer: oneshot::Receiver<Result<T, StoreError>>) -> Result<T, StoreError> {
+async fn answered<T>(answer: Answer<T>) -> Result<T, StoreError> {
     answer
         .await
         .map_err(|_| not_committed("the batch was abandoned"))?
-}
-
-/// A future that is run to its end even if its caller goes away: dropped unfinished, it is
-/// spawned to finish on a task of its own (see [`Writer::write_then`]).
-struct Finishing<F>
-where
-    F: Future + Send + 'static,
-    F::Output: Send + 'static,
-{
-    /// `None` once it has finished.
-    future: Option<Pin<Box<F>>>,
-}
-
-impl<F> Future for Finishing<F>
-where
-    F: Future + Send + 'static,
-    F::Output: Send + 'static,
-{
-    type Output = F::Output;
-
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
-        // Polled again after it finished: it never resolves twice. Out of its place while
-        // polled, so that one that panics is not spawned to be polled again when dropped.
-        let Some(mut future) = self.future.take() else {
-            return Poll::Pending;
-        };
-        let polled = future.as_mut().poll(cx);
-        if polled.is_pending() {
-            self.future = Some(future);
-        }
-        polled
-    }
-}
-
-impl<F> Drop for Finishing<F>
-where
-    F: Future + Send + 'static,
-    F::Output: Send + 'static,
-{
-    fn drop(&mut self) {
-        // Without a runtime, or on one that is shutting down (which drops what is spawned),
-        // it is not finished: what the write leased is left to the claims' rescue, as after a
-        // crash.
-        if let Some(future) = self.future.take()
-            && let Ok(runtime) = tokio::runtime::Handle::try_current()
-        {
-            runtime.spawn(future);
-        }
-    }
 }
 
 pub(super) fn not_committed(why: &str) -> StoreError {
@@ -572,28 +526,6 @@ mod tests {
         writer.close().await;
         readers.close().await;
         std::fs::remove_dir_all(dir).unwrap();
-    }
-
-    #[test]
-    fn unfinished_without_a_runtime_it_lets_go_of_what_it_holds() {
-        // What the future holds (a reservation of the handoff's room, say) is dropped, not
-        // kept: with nothing to run it on, it is not run.
-        struct Held(std::sync::mpsc::Sender<()>);
-        impl Drop for Held {
-            fn drop(&mut self) {
-                let _ = self.0.send(());
-            }
-        }
-        let (held, dropped) = std::sync::mpsc::channel();
-        let held = Held(held);
-        let unfinished = Finishing {
-            future: Some(Box::pin(async move {
-                let _held = held;
-                std::future::pending::<()>().await;
-            })),
-        };
-        drop(unfinished);
-        assert!(dropped.try_recv().is_ok());
     }
 
     #[tokio::test]
