@@ -25,7 +25,7 @@ mod wire;
 pub use crm::{CrmApi, CrmContact, CrmContactRecord, CrmDeal, CrmDealRecord, DealStage, HttpCrm};
 pub use erp::{
     ErpAddress, ErpApi, ErpCreditNoteRequest, ErpDocument, ErpFulfilmentLine, ErpFulfilmentRequest,
-    ErpLine, ErpSalesOrder, ErpStatus, HttpErp,
+    ErpLine, ErpPaymentStatus, ErpSalesOrder, ErpStatus, HttpErp,
 };
 pub use error::{Ack, DeliveryError, TransientKind};
 pub use http::{ApiToken, ConnectorConfig, credentials_fingerprint};

@@ -264,7 +264,7 @@ pub struct Order {
     pub total_discounts: Money,
     /// All tax, lines and shipping.
     pub total_tax: Money,
-    /// Shipping charged: the sum of the shipping lines.
+    /// Shipping charged: the sum of the shipping lines, after their discounts.
     pub shipping: Money,
     /// What the customer was charged in total.
     pub total: Money,

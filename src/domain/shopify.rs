@@ -212,7 +212,9 @@ fn read_order(o: &Obj<'_>) -> Result<Order, ParseError> {
         subtotal: o.money("subtotal_price", currency)?,
         total_discounts: o.money_or_zero("total_discounts", currency)?,
         total_tax: o.money_or_zero("total_tax", currency)?,
-        shipping: Obj::sum(&shipping_lines, "price", currency)?,
+        // A shipping discount (a free-shipping code) leaves `price` as it was and lowers
+        // `discounted_price`, which is what the customer pays.
+        shipping: Obj::sum(&shipping_lines, &["discounted_price", "price"], currency)?,
         total: o.money("total_price", currency)?,
         total_refunded,
         billing_address,
@@ -319,7 +321,7 @@ fn read_line(
     let total_discount = if allocations.is_empty() {
         l.money_or_zero("total_discount", currency)?
     } else {
-        Obj::sum(&allocations, "amount", currency)?
+        Obj::sum(&allocations, &["amount"], currency)?
     };
     // Units shipped: from the order's fulfilments when it lists them, otherwise from the
     // line's own status (some payloads omit `fulfillments`).
@@ -336,7 +338,7 @@ fn read_line(
         current_quantity: l.opt("current_quantity", count)?.unwrap_or(quantity),
         unit_price: l.money("price", currency)?,
         total_discount,
-        tax: Obj::sum(&l.list("tax_lines")?, "price", currency)?,
+        tax: Obj::sum(&l.list("tax_lines")?, &["price"], currency)?,
         fulfilled_quantity: fulfilled_quantity.min(quantity),
         refunded_quantity: refunded.get(&line_id).copied().unwrap_or(0).min(quantity),
     })

@@ -22,8 +22,10 @@ use rust_decimal::{Decimal, RoundingStrategy};
 
 use super::exception::Problem;
 use crate::connectors::erp::GUEST_ACCOUNT;
-use crate::connectors::{CrmContact, CrmDeal, DealStage, ErpAddress, ErpLine, ErpSalesOrder};
-use crate::domain::{Address, Lifecycle, NormalizedEmail, Order, OrderLine, Sku};
+use crate::connectors::{
+    CrmContact, CrmDeal, DealStage, ErpAddress, ErpLine, ErpPaymentStatus, ErpSalesOrder,
+};
+use crate::domain::{Address, FinancialStatus, Lifecycle, NormalizedEmail, Order, OrderLine, Sku};
 
 mod erp_changes;
 
@@ -106,6 +108,20 @@ pub fn deal_stage(lifecycle: Lifecycle) -> DealStage {
     }
 }
 
+/// The ERP's payment status for the store's: the store's own, but for an authorisation that
+/// lapsed, which is as good as voided to the books.
+pub fn erp_payment_status(status: FinancialStatus) -> ErpPaymentStatus {
+    match status {
+        FinancialStatus::Pending => ErpPaymentStatus::Unpaid,
+        FinancialStatus::Authorized => ErpPaymentStatus::Authorized,
+        FinancialStatus::PartiallyPaid => ErpPaymentStatus::PartiallyPaid,
+        FinancialStatus::Paid => ErpPaymentStatus::Paid,
+        FinancialStatus::PartiallyRefunded => ErpPaymentStatus::PartiallyRefunded,
+        FinancialStatus::Refunded => ErpPaymentStatus::Refunded,
+        FinancialStatus::Voided | FinancialStatus::Expired => ErpPaymentStatus::Voided,
+    }
+}
+
 /// The ERP sales order for `order`, its lines mapped from store SKUs to ERP item codes through
 /// `item_codes`. Every distinct unmapped SKU is one `missing_sku_mapping` problem and every
 /// line without a SKU a `line_without_sku` problem; then no sales order is built.
@@ -115,6 +131,8 @@ pub fn deal_stage(lifecycle: Lifecycle) -> DealStage {
 ///   prices exclude tax — the tax not on any line (the shipping tax). `tax_total` and
 ///   `total_gross` are the store's `total_tax` and `total`, in cents; refunds do not lower
 ///   them (they are credit notes, see [`erp_changes`]).
+/// - `payment_status` follows the store's ([`erp_payment_status`]): a payment taken or given
+///   back changes the sales order, so orders/paid reaches the ERP as an update.
 /// - `customer_account` is the customer's normalised email, or `GUEST` for guest checkouts
 ///   and customers without an email.
 /// - `order_date` is the UTC day the order was placed.
@@ -164,6 +182,7 @@ pub fn erp_sales_order(
         shipping_cost: cents(shipping_cost),
         tax_total: cents(order.total_tax.amount),
         total_gross: cents(order.total.amount),
+        payment_status: erp_payment_status(order.financial_status),
         bill_to: order.billing_address.as_ref().map(erp_address),
         ship_to: order.shipping_address.as_ref().map(erp_address),
     })

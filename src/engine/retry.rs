@@ -52,9 +52,27 @@ impl RetryPolicy {
     }
 }
 
+/// How long a task SyncDesk's own rate limit held back waits before it is claimed again: the
+/// limiter's wait (at least a second), spread over up to twice that so the tasks held back
+/// together do not all come back at the same instant. Not an attempt, so it does not grow.
+pub fn held_back(wait: Option<Duration>) -> Duration {
+    let wait = wait.unwrap_or(Duration::ZERO).max(Duration::from_secs(1));
+    wait.mul_f64(rand::thread_rng().gen_range(1.0..=2.0))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_task_held_back_waits_for_the_limiter_spread_over_twice_that() {
+        for _ in 0..100 {
+            let wait = held_back(Some(Duration::from_secs(3)));
+            assert!((Duration::from_secs(3)..=Duration::from_secs(6)).contains(&wait));
+            let wait = held_back(None);
+            assert!((Duration::from_secs(1)..=Duration::from_secs(2)).contains(&wait));
+        }
+    }
 
     #[test]
     fn waits_grow_steeply_within_jitter_and_respect_retry_after() {

@@ -133,22 +133,48 @@ impl OrderFactory {
         }
 
         let ships = products.iter().any(|p| p.requires_shipping);
+        let mut applications = Vec::new();
+        if let Some((code, pct)) = discount {
+            applications.push(json!({
+                "type": "discount_code", "value": format!("{pct}.0"), "value_type": "percentage",
+                "allocation_method": "across", "target_selection": "all",
+                "target_type": "line_item", "code": code,
+            }));
+        }
         let mut shipping = Decimal::ZERO;
         let mut shipping_lines = Vec::new();
         if ships {
-            let (title, price) = if net >= Decimal::ONE_HUNDRED {
-                ("Free Shipping", "0.00")
+            // From 100 the shop's automatic free-shipping discount takes the whole standard
+            // rate off: the line keeps its price, and its discounted price is what is charged.
+            let free = net >= Decimal::ONE_HUNDRED;
+            let (title, price) = if free {
+                SHIPPING_RATES[0]
             } else {
-                *SHIPPING_RATES[..3]
+                *SHIPPING_RATES
                     .choose(&mut self.rng)
                     .unwrap_or(&SHIPPING_RATES[0])
             };
-            shipping = parse_decimal(price).unwrap_or(Decimal::ZERO);
+            let price = parse_decimal(price).unwrap_or(Decimal::ZERO);
+            let mut allocations = Vec::new();
+            if free {
+                allocations.push(json!({
+                    "amount": money(price), "amount_set": money_set(price, &currency),
+                    "discount_application_index": applications.len(),
+                }));
+                applications.push(json!({
+                    "type": "automatic", "title": "Free shipping over 100", "value": "100.0",
+                    "value_type": "percentage", "allocation_method": "each",
+                    "target_selection": "all", "target_type": "shipping_line",
+                }));
+            } else {
+                shipping = price;
+            }
             shipping_lines.push(json!({
-                "id": self.id(), "code": title, "title": title, "price": money(shipping),
-                "price_set": money_set(shipping, &currency), "discounted_price": money(shipping),
+                "id": self.id(), "code": title, "title": title, "price": money(price),
+                "price_set": money_set(price, &currency), "discounted_price": money(shipping),
+                "discounted_price_set": money_set(shipping, &currency),
                 "source": "shopify", "carrier_identifier": null, "tax_lines": [],
-                "discount_allocations": [], "is_removed": false,
+                "discount_allocations": allocations, "is_removed": false,
             }));
         }
         let total = net
@@ -189,11 +215,7 @@ impl OrderFactory {
             }),
             json!({
             "customer_locale": "en-US",
-            "discount_applications": discount.map_or(json!([]), |(code, pct)| json!([{
-                "type": "discount_code", "value": format!("{pct}.0"), "value_type": "percentage",
-                "allocation_method": "across", "target_selection": "all",
-                "target_type": "line_item", "code": code,
-            }])),
+            "discount_applications": applications,
             "discount_codes": discount.map_or(json!([]), |(code, _)| json!([{
                 "code": code, "amount": money(discounts), "type": "percentage",
             }])),

@@ -30,6 +30,14 @@ const INSERT_ATTEMPT: &str =
     duration_ms, outcome, status, message, request_id, lag_ms)
 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)";
 
+/// A task handed back untried, fenced by its lease token (`$1` the task, `$2` the token, `$3`
+/// when it is due again, `$4` now): the claim's attempt is given back, and the task waits in the
+/// state it was claimed from (`retrying` when attempts had failed before this one).
+const HELD_BACK_TASK: &str = "UPDATE sync_tasks SET attempt = attempt - 1,
+    state = CASE WHEN attempt > 1 THEN 'retrying' ELSE 'pending' END,
+    scheduled_at = $3, lease_token = NULL, lease_expires_at = NULL, updated_at = $4
+WHERE id = $1 AND lease_token = $2";
+
 /// A synced task's open exception resolves itself (`$1` the task, `$2` now).
 const RESOLVE_SYNCED: &str =
     "UPDATE exceptions SET status = 'resolved', resolved_at = $2, resolved_by = 'engine',
@@ -152,6 +160,24 @@ impl Store {
     ) -> Result<bool, StoreError> {
         self.finish(task, "retrying", Some(next_at), None, rec, exception)
             .await
+    }
+
+    /// Held back by SyncDesk's own rate limit for the destination, so nothing (or nothing that
+    /// decides the outcome) was sent: the task is due again at `next_at`, and the attempt does
+    /// not count against the retry policy. No attempt is recorded: the destination had no say.
+    pub async fn complete_held_back(
+        &self,
+        task: &ClaimedTask,
+        next_at: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let now = Utc::now();
+        let task = task.clone();
+        hot_write!(
+            self,
+            held_back_on_writer,
+            record_held_back,
+            (task, next_at, now)
+        )
     }
 
     /// Needs a person: the task is blocked on the exception's fingerprint until released.
@@ -334,6 +360,38 @@ fn insert_attempt_on_writer(
         ],
     )?;
     Ok(())
+}
+
+/// SQLite: [`Store::complete_held_back`] on the writer's connection.
+fn held_back_on_writer(
+    conn: &Connection,
+    task: &ClaimedTask,
+    next_at: &DateTime<Utc>,
+    now: &DateTime<Utc>,
+) -> Result<bool, StoreError> {
+    let done = sqlite::execute(
+        conn,
+        HELD_BACK_TASK,
+        &[&task.id, &task.lease_token, &Time(*next_at), &Time(*now)],
+    )?;
+    Ok(done > 0)
+}
+
+/// PostgreSQL: [`Store::complete_held_back`] inside the caller's transaction.
+async fn record_held_back(
+    conn: &mut sqlx::PgConnection,
+    task: &ClaimedTask,
+    next_at: &DateTime<Utc>,
+    now: &DateTime<Utc>,
+) -> Result<bool, StoreError> {
+    let done = sqlx::query(HELD_BACK_TASK)
+        .bind(task.id)
+        .bind(&task.lease_token)
+        .bind(*next_at)
+        .bind(*now)
+        .execute(&mut *conn)
+        .await?;
+    Ok(done.rows_affected() > 0)
 }
 
 /// SQLite: [`Store::complete_retry`], [`Store::complete_blocked`] and [`Store::complete_dead`]

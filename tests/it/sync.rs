@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use syncdesk::audit::Actor;
-use syncdesk::connectors::{ApiToken, ConnectorConfig, HttpCrm, HttpErp};
+use syncdesk::connectors::{ApiToken, ConnectorConfig, HttpCrm, HttpErp, RateLimit};
 use syncdesk::engine::retry::RetryPolicy;
 use syncdesk::engine::worker::{Destinations, Worker, WorkerConfig};
 use syncdesk::simulate::SimHandle;
@@ -33,6 +33,8 @@ on_both_backends! {
     a_worker_killed_after_the_destination_committed_duplicates_nothing => a_worker_killed_after_the_destination_committed_duplicates_nothing_sqlite, a_worker_killed_after_the_destination_committed_duplicates_nothing_postgres;
     retries_that_run_out_dead_letter_the_task_with_every_attempt_kept => retries_that_run_out_dead_letter_the_task_with_every_attempt_kept_sqlite, retries_that_run_out_dead_letter_the_task_with_every_attempt_kept_postgres;
     a_429_holds_the_delivery_for_its_retry_after => a_429_holds_the_delivery_for_its_retry_after_sqlite, a_429_holds_the_delivery_for_its_retry_after_postgres;
+    a_backlog_held_back_by_our_rate_limit_spends_no_attempts => a_backlog_held_back_by_our_rate_limit_spends_no_attempts_sqlite, a_backlog_held_back_by_our_rate_limit_spends_no_attempts_postgres;
+    a_delivery_that_outlasts_half_its_lease_is_stopped_and_tried_again => a_delivery_that_outlasts_half_its_lease_is_stopped_and_tried_again_sqlite, a_delivery_that_outlasts_half_its_lease_is_stopped_and_tried_again_postgres;
     an_outage_holds_the_queue_and_it_drains_without_dead_letters => an_outage_holds_the_queue_and_it_drains_without_dead_letters_sqlite, an_outage_holds_the_queue_and_it_drains_without_dead_letters_postgres;
     several_workers_share_the_queue_without_duplicates => several_workers_share_the_queue_without_duplicates_sqlite, several_workers_share_the_queue_without_duplicates_postgres;
     completions_recorded_together_each_get_their_own_answer => completions_recorded_together_each_get_their_own_answer_sqlite, completions_recorded_together_each_get_their_own_answer_postgres;
@@ -203,8 +205,31 @@ async fn an_order_reaches_the_crm_and_the_erp_and_updates_change_the_same_docume
     assert_eq!(count(&app, &format!("SELECT COUNT(*) FROM sync_tasks WHERE store_order_id = {id} AND state = 'synced' AND synced_version = 2 AND claims = 2")).await, 2);
     assert_eq!(
         rig.erp.faults().requests_seen(),
+        erp_requests + 2,
+        "a later claim looks for the sales order first, then updates it with the payment"
+    );
+    let document = rig
+        .destinations
+        .erp
+        .find_sales_order(&id.to_string())
+        .await
+        .expect("find sales order")
+        .expect("sales order exists");
+    assert_eq!(
+        serde_json::to_value(document.order.payment_status).unwrap(),
+        json!("paid"),
+        "the sales order says the order is paid"
+    );
+
+    // The same state again (a re-sent webhook of a newer timestamp): found, matches, no update.
+    let again = later(&paid, 5);
+    let erp_requests = rig.erp.faults().requests_seen();
+    Post::new("orders/updated", &again).send(&app).await;
+    drain(&worker, &app, Duration::from_secs(10)).await;
+    assert_eq!(
+        rig.erp.faults().requests_seen(),
         erp_requests + 1,
-        "a later claim looks for the sales order first (it matches the paid order: no update)"
+        "a sales order that already says what the order says is left alone"
     );
 
     let erp = rig.erp.ledger().check();
@@ -228,7 +253,7 @@ async fn an_order_reaches_the_crm_and_the_erp_and_updates_change_the_same_docume
         json!("paid"),
         "the deal follows the order's life cycle"
     );
-    assert_eq!(count(&app, &format!("SELECT COUNT(*) FROM sync_attempts WHERE store_order_id = {id} AND outcome = 'synced'")).await, 4);
+    assert_eq!(count(&app, &format!("SELECT COUNT(*) FROM sync_attempts WHERE store_order_id = {id} AND outcome = 'synced'")).await, 6);
 }
 
 async fn an_unmapped_sku_is_one_grouped_exception_until_its_mapping_releases_every_order(
@@ -681,6 +706,130 @@ async fn retries_that_run_out_dead_letter_the_task_with_every_attempt_kept(app: 
     let erp = rig.erp.ledger().check();
     assert_eq!(erp.count(DocumentKind::SalesOrder, &id.to_string()), 1);
     assert_eq!(erp.extra_documents(), 0);
+    app.assert_metric_counters_match_the_rows().await;
+}
+
+/// A delivery slower than half its lease is stopped there and recorded while the lease is still
+/// held, so the claims' rescue never starts a second delivery of the order beside it; the next
+/// attempt goes through, and the CRM holds one deal.
+async fn a_delivery_that_outlasts_half_its_lease_is_stopped_and_tried_again(app: TestApp) {
+    let rig = rig(&app, Duration::from_secs(10)).await;
+    let worker = rig.worker_with(&app.store, |c| c.lease = Duration::from_secs(2));
+    rig.crm.faults().update(|f| f.latency_ms = 3_000);
+    let order = clean_order(890);
+    let id = order_id(&order);
+    Post::new("orders/create", &order).send(&app).await;
+    let started = Instant::now();
+    worker.run_once().await.unwrap();
+    let took = started.elapsed();
+    assert!(
+        took < Duration::from_millis(2_800),
+        "stopped at its deadline (1 s), not after the CRM's 3 s: {took:?}"
+    );
+    let task =
+        format!("SELECT id FROM sync_tasks WHERE store_order_id = {id} AND destination = 'crm'");
+    assert_eq!(
+        count(&app, &format!(
+            "SELECT COUNT(*) FROM sync_attempts WHERE task_id = ({task}) AND outcome = 'transient' AND message LIKE '%took longer than 1 s%'"
+        ))
+        .await,
+        1,
+        "the attempt is recorded under the lease it held"
+    );
+    assert_eq!(
+        app.text(&format!("SELECT state FROM sync_tasks WHERE id = ({task})"))
+            .await,
+        "retrying"
+    );
+    rig.crm.faults().reset();
+    drain(&worker, &app, Duration::from_secs(10)).await;
+    assert_eq!(
+        app.text(&format!("SELECT state FROM sync_tasks WHERE id = ({task})"))
+            .await,
+        "synced"
+    );
+    let crm = rig.crm.ledger().check();
+    assert_eq!(crm.count(DocumentKind::Deal, &id.to_string()), 1);
+    assert_eq!(crm.extra_documents(), 0);
+}
+
+/// A backlog bigger than the CRM's rate limit lets through at once: the deliveries SyncDesk's own
+/// limiter holds back wait their turn without spending attempts, so with two attempts allowed
+/// none is dead-lettered; the CRM gets each deal once, and no attempt or exception records a
+/// request that was never sent.
+async fn a_backlog_held_back_by_our_rate_limit_spends_no_attempts(app: TestApp) {
+    let rig = rig(&app, Duration::from_secs(5)).await;
+    let mut limited =
+        ConnectorConfig::new(rig.crm.base_url().clone(), ApiToken::new(rig.crm.token()));
+    limited.rate_limit = Some(RateLimit {
+        per_second: 4.0,
+        burst: 1,
+    });
+    limited.max_local_wait = Duration::ZERO;
+    let destinations = Destinations {
+        crm: Arc::new(HttpCrm::new(&limited).expect("crm client")),
+        erp: rig.destinations().erp,
+    };
+    let worker = Worker::new(
+        app.store.clone(),
+        destinations,
+        WorkerConfig {
+            lease: Duration::from_secs(30),
+            retry: RetryPolicy {
+                max_attempts: 2,
+                base: Duration::from_millis(20),
+                factor: 2,
+                cap: Duration::from_millis(100),
+            },
+            ..Default::default()
+        },
+        syncdesk::engine::wake::Wake::local(),
+    );
+    let mut ids = Vec::new();
+    for seed in 880..886 {
+        let order = clean_order(seed);
+        Post::new("orders/create", &order).send(&app).await;
+        ids.push(order_id(&order));
+    }
+    worker.run_once().await.unwrap();
+    let held_back = count(
+        &app,
+        "SELECT COUNT(*) FROM sync_tasks WHERE destination = 'crm' AND state = 'pending' AND attempt = 0 AND claims = 1",
+    )
+    .await;
+    assert!(
+        held_back >= 4,
+        "a burst of one at 4/s sends one or two of six at once; {held_back} were held back with their attempt given back"
+    );
+    drain(&worker, &app, Duration::from_secs(30)).await;
+    assert_eq!(
+        count(
+            &app,
+            "SELECT COUNT(*) FROM sync_tasks WHERE destination = 'crm' AND state = 'synced'"
+        )
+        .await,
+        6,
+        "every deal is delivered; none is dead-lettered for waiting its turn"
+    );
+    assert_eq!(
+        count(
+            &app,
+            "SELECT COUNT(*) FROM sync_attempts WHERE destination = 'crm' AND outcome <> 'synced'"
+        )
+        .await,
+        0,
+        "a request held back is not an attempt"
+    );
+    assert_eq!(
+        count(&app, "SELECT COUNT(*) FROM exceptions").await,
+        0,
+        "waiting for the rate limit is nothing a person must do"
+    );
+    let crm = rig.crm.ledger().check();
+    for id in ids {
+        assert_eq!(crm.count(DocumentKind::Deal, &id.to_string()), 1);
+    }
+    assert_eq!(crm.extra_documents(), 0);
     app.assert_metric_counters_match_the_rows().await;
 }
 

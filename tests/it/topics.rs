@@ -316,8 +316,9 @@ async fn an_order_s_shipments_and_refund_reach_the_same_erp_document_and_crm_dea
     );
     assert_eq!(deal_stage(&rig, id).await.0, DealStage::PartiallyRefunded);
 
-    // The ledgers: one of each document, all on the order's keys; the sales order never changed
-    // or cancelled (shipments and refunds are documents of their own).
+    // The ledgers: one of each document, all on the order's keys; the sales order never
+    // cancelled, and changed once, for its payment status (shipments and refunds are documents
+    // of their own).
     let erp = rig.erp.ledger().check();
     assert_eq!(erp.extra_documents(), 0, "{:?}", erp.duplicated);
     assert_eq!(erp.count(DocumentKind::SalesOrder, &key), 1);
@@ -337,8 +338,14 @@ async fn an_order_s_shipments_and_refund_reach_the_same_erp_document_and_crm_dea
             (DocumentKind::SalesOrder, Effect::Created, key.clone()),
             (DocumentKind::Fulfilment, Effect::Created, first_key),
             (DocumentKind::Fulfilment, Effect::Created, second_key),
+            (DocumentKind::SalesOrder, Effect::Updated, key.clone()),
             (DocumentKind::CreditNote, Effect::Created, refund_key),
         ]
+    );
+    assert_eq!(
+        serde_json::to_value(doc.order.payment_status).unwrap(),
+        json!("partially_refunded"),
+        "the sales order says part of the payment was given back"
     );
     let crm = rig.crm.ledger().check();
     assert_eq!(crm.extra_documents(), 0, "{:?}", crm.duplicated);

@@ -7,8 +7,8 @@ mod model;
 pub use http::HttpErp;
 pub use model::{
     ErpAddress, ErpCancelRequest, ErpCreditNote, ErpCreditNoteRequest, ErpDocument, ErpFulfilment,
-    ErpFulfilmentLine, ErpFulfilmentRequest, ErpItem, ErpLine, ErpSalesOrder, ErpStatus,
-    GUEST_ACCOUNT, limits,
+    ErpFulfilmentLine, ErpFulfilmentRequest, ErpItem, ErpLine, ErpPaymentStatus, ErpSalesOrder,
+    ErpStatus, GUEST_ACCOUNT, limits,
 };
 
 use async_trait::async_trait;

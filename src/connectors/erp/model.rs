@@ -90,12 +90,37 @@ pub struct ErpSalesOrder {
     pub tax_total: Decimal,
     /// What the customer pays.
     pub total_gross: Decimal,
+    /// Where the customer's payment stands; a document written before SyncDesk sent it reads
+    /// as `unpaid`.
+    #[serde(default)]
+    pub payment_status: ErpPaymentStatus,
     /// Billing address.
     #[serde(default)]
     pub bill_to: Option<ErpAddress>,
     /// Shipping address; `None` for orders that ship nothing.
     #[serde(default)]
     pub ship_to: Option<ErpAddress>,
+}
+
+/// Where a sales order's payment stands: the store's payment status in the ERP's terms.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErpPaymentStatus {
+    /// Nothing paid yet (an invoice, bank transfer or cash on delivery to come).
+    #[default]
+    Unpaid,
+    /// A card authorised, not yet captured.
+    Authorized,
+    /// Part of the total paid.
+    PartiallyPaid,
+    /// Paid in full.
+    Paid,
+    /// Paid, and part of it given back (the credit notes say what).
+    PartiallyRefunded,
+    /// Paid, and all of it given back.
+    Refunded,
+    /// The authorisation was cancelled or lapsed before anything was captured.
+    Voided,
 }
 
 /// A sales order's lifecycle in the ERP.

@@ -10,7 +10,10 @@ use std::time::Duration;
 use chrono::NaiveDate;
 use rust_decimal::Decimal;
 
-use super::{ApiToken, ConnectorConfig, ErpAddress, ErpLine, ErpSalesOrder, HttpCrm, HttpErp};
+use super::{
+    ApiToken, ConnectorConfig, ErpAddress, ErpLine, ErpPaymentStatus, ErpSalesOrder, HttpCrm,
+    HttpErp,
+};
 use crate::simulate::SimHandle;
 use crate::simulate::crm::{CrmSimConfig, spawn_crm};
 use crate::simulate::erp::{ErpCatalogue, ErpSimConfig, spawn_erp};
@@ -67,6 +70,7 @@ fn order(external_id: &str) -> ErpSalesOrder {
         shipping_cost: dec("4.90"),
         tax_total: dec("5.70"),
         total_gross: dec("40.60"),
+        payment_status: ErpPaymentStatus::Authorized,
         bill_to: None,
         ship_to: Some(ErpAddress {
             name: "Jane Doe".to_owned(),

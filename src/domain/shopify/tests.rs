@@ -162,6 +162,24 @@ fn anonymous_digital_order_has_no_customer_and_no_shipping() {
 }
 
 #[test]
+fn shipping_is_what_the_customer_pays_for_it_after_its_discounts() {
+    let mut value = fixture();
+    value["shipping_lines"] = json!([
+        {"id": 1, "title": "Standard", "price": "8.00", "discounted_price": "0.00",
+         "discount_allocations": [{"amount": "8.00", "discount_application_index": 1}]},
+        {"id": 2, "title": "Gift wrap courier", "price": "3.50", "discounted_price": "2.50"},
+        {"id": 3, "title": "An older payload", "price": "1.25"},
+        {"id": 4, "title": "Removed", "price": "9.00", "discounted_price": "9.00", "is_removed": true},
+    ]);
+    let order = parse_order(&body(&value)).unwrap();
+    assert_eq!(
+        order.shipping.amount,
+        dec("3.75"),
+        "discounted prices where given, the price where not, removed lines left out"
+    );
+}
+
+#[test]
 fn cancelled_order() {
     let mut value = fixture();
     value["cancelled_at"] = json!("2024-10-04T10:00:00+02:00");
@@ -440,9 +458,9 @@ fn orders_edited_is_a_notice_not_an_order() {
 #[test]
 fn errors_name_their_field() {
     let mut value = fixture();
-    value["shipping_lines"][0]["price"] = json!(true);
+    value["shipping_lines"][0]["discounted_price"] = json!(true);
     let err = parse_order(&body(&value)).unwrap_err();
-    assert_eq!(err.field(), Some("shipping_lines[0].price"));
+    assert_eq!(err.field(), Some("shipping_lines[0].discounted_price"));
     assert_eq!(ParseError::NotJson("x".into()).field(), None);
 }
 

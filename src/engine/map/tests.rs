@@ -230,6 +230,31 @@ fn every_lifecycle_has_its_deal_stage() {
 }
 
 #[test]
+fn the_sales_order_carries_the_stores_payment_status() {
+    let expected = [
+        (FinancialStatus::Pending, "unpaid"),
+        (FinancialStatus::Authorized, "authorized"),
+        (FinancialStatus::PartiallyPaid, "partially_paid"),
+        (FinancialStatus::Paid, "paid"),
+        (FinancialStatus::PartiallyRefunded, "partially_refunded"),
+        (FinancialStatus::Refunded, "refunded"),
+        (FinancialStatus::Voided, "voided"),
+        (FinancialStatus::Expired, "voided"),
+    ];
+    assert_eq!(expected.len(), FinancialStatus::ALL.len());
+    for (status, erp) in expected {
+        let mut order = order();
+        order.financial_status = status;
+        let so = erp_sales_order(&order, &codes).unwrap();
+        assert_eq!(
+            serde_json::to_value(so.payment_status).unwrap(),
+            erp,
+            "{status:?}"
+        );
+    }
+}
+
+#[test]
 fn a_tax_exclusive_order_maps_to_net_prices_with_gross_derived() {
     let so = erp_sales_order(&order(), &codes).unwrap();
     assert_eq!(so.external_id, "5000000001");
@@ -256,6 +281,7 @@ fn a_tax_exclusive_order_maps_to_net_prices_with_gross_derived() {
     assert_eq!(so.shipping_cost.to_string(), "6.47");
     assert_eq!(so.tax_total.to_string(), "5.36");
     assert_eq!(so.total_gross.to_string(), "72.35");
+    assert_eq!(so.payment_status, ErpPaymentStatus::Paid);
     let ship_to = so.ship_to.unwrap();
     assert_eq!(ship_to.name, "Ana Díaz");
     assert_eq!(ship_to.street, "12 Howard St");

@@ -4,6 +4,7 @@ use rust_decimal::Decimal;
 use super::*;
 use crate::connectors::{
     DealStage, ErpCreditNoteRequest, ErpFulfilmentLine, ErpFulfilmentRequest, ErpLine,
+    ErpPaymentStatus,
 };
 
 fn dec(s: &str) -> Decimal {
@@ -39,6 +40,7 @@ fn sales_order() -> ErpSalesOrder {
         shipping_cost: dec("5.99"),
         tax_total: dec("2.00"),
         total_gross: dec("32.99"),
+        payment_status: ErpPaymentStatus::Paid,
         bill_to: Some(address()),
         ship_to: Some(address()),
     }

@@ -3,12 +3,13 @@
 //! idempotency key.
 
 use std::collections::{BTreeSet, HashMap};
+use std::time::Duration;
 
 use super::{Delivery, Worker};
-use crate::connectors::{DeliveryError, ErpSalesOrder};
+use crate::connectors::{DeliveryError, ErpSalesOrder, TransientKind};
 use crate::domain::Order;
 use crate::engine::edit::CrmPayload;
-use crate::engine::exception::Problem;
+use crate::engine::exception::{Destination, Problem};
 use crate::engine::{map, validate};
 use crate::store::PayloadEditInForce;
 
@@ -74,7 +75,7 @@ impl Worker {
             Ok(codes) => codes,
             Err(err) => {
                 return Delivery::Failed(DeliveryError::Transient {
-                    kind: crate::connectors::TransientKind::Server { status: 503 },
+                    kind: TransientKind::Server { status: 503 },
                     message: format!("SyncDesk could not read its SKU mappings: {err}"),
                     request_id: None,
                 });
@@ -186,11 +187,27 @@ fn idempotency_key(
     }
 }
 
+/// A delivery stopped at its deadline: a timeout like a request's, so the next attempt looks for
+/// what the destination may have done before doing it again.
+pub(super) fn overran(destination: Destination, deadline: Duration) -> Delivery {
+    Delivery::Failed(DeliveryError::Transient {
+        kind: TransientKind::Timeout,
+        message: format!(
+            "Delivering to the {} took longer than {} s, the most one delivery may take; it was \
+             stopped and will be tried again (whatever the {} already did is found, not repeated).",
+            destination.label(),
+            deadline.as_secs(),
+            destination.label(),
+        ),
+        request_id: None,
+    })
+}
+
 /// An edit that no longer reads as the payload (checked when saved, so only after an upgrade
 /// changed the payload's shape): a retryable failure with the reason, for people to see.
 fn unreadable_edit(order: &Order, edit: &PayloadEditInForce, err: &serde_json::Error) -> Delivery {
     Delivery::Failed(DeliveryError::Transient {
-        kind: crate::connectors::TransientKind::Server { status: 500 },
+        kind: TransientKind::Server { status: 500 },
         message: format!(
             "The edited payload of order {} (edit {}) cannot be read: {err}. Edit it again.",
             order.name, edit.id
@@ -204,7 +221,7 @@ fn needs_action(order: &Order, problems: Vec<Problem>) -> Delivery {
     match problems.into_iter().next() {
         Some(problem) => Delivery::NeedsAction(problem),
         None => Delivery::Failed(DeliveryError::Transient {
-            kind: crate::connectors::TransientKind::Server { status: 500 },
+            kind: TransientKind::Server { status: 500 },
             message: format!("Order {} could not be prepared for the ERP.", order.name),
             request_id: None,
         }),

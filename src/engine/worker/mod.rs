@@ -13,9 +13,9 @@ use tokio::task::JoinSet;
 
 use super::exception::{self, Destination, Problem};
 use super::map;
-use super::retry::RetryPolicy;
+use super::retry::{self, RetryPolicy};
 use super::wake::Wake;
-use crate::connectors::{Ack, CrmApi, DeliveryError, ErpApi};
+use crate::connectors::{Ack, CrmApi, DeliveryError, ErpApi, TransientKind};
 use crate::domain::Order;
 use crate::store::{AttemptRecord, ClaimedTask, NewException, Store, StoreError};
 
@@ -328,13 +328,23 @@ impl Worker {
         } else {
             None
         };
-        let delivery = match destination {
-            Destination::Crm => self.deliver_crm(&order, version, edit.as_ref()).await,
-            Destination::Erp => {
-                self.deliver_erp(&order, version, edit.as_ref(), codes, task.claims == 1)
-                    .await
+        // A delivery may make several requests, each with its own timeout. All of them end
+        // within half the lease (no worker starts a task with less left; see `store::handoff`),
+        // so the outcome is recorded while the lease is held and the claims' rescue never starts
+        // a second delivery of the same order beside this one.
+        let deadline = self.config.lease / 2;
+        let delivering = async {
+            match destination {
+                Destination::Crm => self.deliver_crm(&order, version, edit.as_ref()).await,
+                Destination::Erp => {
+                    self.deliver_erp(&order, version, edit.as_ref(), codes, task.claims == 1)
+                        .await
+                }
             }
         };
+        let delivery = tokio::time::timeout(deadline, delivering)
+            .await
+            .unwrap_or_else(|_| deliver::overran(destination, deadline));
         let mut rec = AttemptRecord {
             version,
             started_at,
@@ -386,6 +396,22 @@ impl Worker {
     ) -> Result<bool, StoreError> {
         let retry = &self.config.retry;
         match err {
+            // Our own limiter held the request back: the destination had no say, so the
+            // attempt is given back rather than spent (a backlog drained at the destination's
+            // pace must not dead-letter what it never sent).
+            DeliveryError::Transient {
+                kind:
+                    TransientKind::RateLimited {
+                        retry_after,
+                        by_destination: false,
+                    },
+                ..
+            } => {
+                let wait = retry::held_back(*retry_after);
+                let next_at =
+                    Utc::now() + TimeDelta::from_std(wait).unwrap_or(TimeDelta::seconds(60));
+                Ok(!self.store.complete_held_back(task, next_at).await?)
+            }
             DeliveryError::Auth { .. } => {
                 rec.outcome = "auth";
                 let problem = exception::from_delivery_error(
@@ -476,12 +502,12 @@ fn status_of(err: &DeliveryError) -> Option<i32> {
             Some(i32::from(*status))
         }
         DeliveryError::Transient {
-            kind: crate::connectors::TransientKind::Server { status },
+            kind: TransientKind::Server { status },
             ..
         } => Some(i32::from(*status)),
         DeliveryError::Transient {
             kind:
-                crate::connectors::TransientKind::RateLimited {
+                TransientKind::RateLimited {
                     by_destination: true,
                     ..
                 },

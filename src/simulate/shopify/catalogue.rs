@@ -333,12 +333,11 @@ pub const COMPANIES: &[&str] = &["Díaz Studio", "Northwind Traders", "Blue Hero
 /// Discount codes: (code, percent off).
 pub const DISCOUNT_CODES: &[(&str, u32)] = &[("WELCOME10", 10), ("SPRING15", 15), ("VIP20", 20)];
 
-/// Shipping methods: (title, price).
+/// Shipping methods: (title, price). The first is the one the free-shipping discount takes off.
 pub const SHIPPING_RATES: &[(&str, &str)] = &[
     ("Standard Shipping", "5.99"),
     ("Standard Shipping", "8.00"),
     ("Express", "19.95"),
-    ("Free Shipping", "0.00"),
 ];
 
 /// Why staff cancel orders, as Shopify spells it.
