@@ -31,6 +31,9 @@ pub struct DemoOptions {
     pub traffic: Option<Rate>,
     /// Where SyncDesk listens (the traffic posts its webhooks there).
     pub listen: SocketAddr,
+    /// The webhook secret given (`--shopify-webhook-secret` or `SHOPIFY_WEBHOOK_SECRET`);
+    /// without one the run makes its own.
+    pub webhook_secret: Option<String>,
 }
 
 /// The simulated CRM and ERP. The ERP knows `ERP-<sku>` for every catalogue SKU, including the
@@ -124,9 +127,7 @@ where
             .await?;
     }
     let (_crm, _erp, destinations) = destinations().await?;
-    let given_secret = std::env::var("SHOPIFY_WEBHOOK_SECRET")
-        .ok()
-        .filter(|s| !s.is_empty());
+    let given_secret = options.webhook_secret.filter(|s| !s.is_empty());
     let secret = Secret::new(given_secret.clone().unwrap_or_else(|| random_text(24)));
     let shop = spawn_store(StoreSimConfig::default()).await?;
     let target: url::Url = format!("http://{}/webhooks/shopify", options.listen).parse()?;
@@ -175,7 +176,7 @@ where
         None => {
             println!("  No traffic (--no-traffic). Post signed Shopify webhooks to {target}");
             match given_secret {
-                Some(_) => println!("  signed with SHOPIFY_WEBHOOK_SECRET."),
+                Some(_) => println!("  signed with the secret you gave (SHOPIFY_WEBHOOK_SECRET)."),
                 None => println!("  signed with this run's secret: {}", secret.expose()),
             }
         }

@@ -203,6 +203,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let options = crate::demo::DemoOptions {
                 traffic: (!args.no_traffic).then_some(args.rate),
                 listen: web.listen,
+                webhook_secret: web.shopify_webhook_secret.take(),
             };
             crate::demo::run(
                 &args.demo_db,

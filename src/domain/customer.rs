@@ -15,7 +15,9 @@ pub struct EmailError(pub String);
 
 /// An email address, trimmed and lower-cased, so two spellings of one mailbox compare equal.
 /// Plus-addressing ("ana+shop@example.com") is kept as given: it is what the customer typed and
-/// where mail must go. Identity matching uses [`NormalizedEmail::without_plus_tag`].
+/// where mail must go, and linking an order to a customer compares it whole.
+/// [`NormalizedEmail::without_plus_tag`] is left for proposing merges (the Identity capability's
+/// seam), never for linking.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
 pub struct NormalizedEmail(String);

@@ -123,6 +123,22 @@ async fn requests_without_a_live_token_or_the_right_role_are_refused_in_json(app
     let (status, body) = get(&app, "/api/v1/exceptions", &manager).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["exceptions"], json!([]));
+    // The scheme's name is case-insensitive; another scheme, or none, is no token.
+    for (header, expected) in [
+        (format!("BEARER {manager}"), StatusCode::OK),
+        (format!("bearer  {manager}"), StatusCode::OK),
+        (format!("Basic {manager}"), StatusCode::UNAUTHORIZED),
+        (manager.clone(), StatusCode::UNAUTHORIZED),
+    ] {
+        let status = reqwest::Client::new()
+            .get(format!("{}/api/v1/exceptions", app.base))
+            .header(reqwest::header::AUTHORIZATION, &header)
+            .send()
+            .await
+            .expect("request")
+            .status();
+        assert_eq!(status, expected, "{}", header.replace(&manager, "<token>"));
+    }
     let put = json!({ "item_code": "ERP-1" });
     let (status, body) = call(
         &app,

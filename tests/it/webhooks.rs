@@ -17,6 +17,7 @@ on_both_backends! {
     the_same_order_state_under_different_webhook_ids_posted_concurrently_is_applied_once => the_same_order_state_under_different_webhook_ids_posted_concurrently_is_applied_once_sqlite, the_same_order_state_under_different_webhook_ids_posted_concurrently_is_applied_once_postgres;
     a_signed_order_is_stored_and_armed_for_every_destination => a_signed_order_is_stored_and_armed_for_every_destination_sqlite, a_signed_order_is_stored_and_armed_for_every_destination_postgres;
     bad_signatures_bad_json_and_oversized_bodies_change_nothing => bad_signatures_bad_json_and_oversized_bodies_change_nothing_sqlite, bad_signatures_bad_json_and_oversized_bodies_change_nothing_postgres;
+    shopify_headers_in_any_case_are_read_and_kept_with_the_event => shopify_headers_in_any_case_are_read_and_kept_with_the_event_sqlite, shopify_headers_in_any_case_are_read_and_kept_with_the_event_postgres;
     unknown_topics_and_unreadable_bodies_are_acknowledged_and_kept => unknown_topics_and_unreadable_bodies_are_acknowledged_and_kept_sqlite, unknown_topics_and_unreadable_bodies_are_acknowledged_and_kept_postgres;
     the_same_delivery_posted_concurrently_is_applied_once => the_same_delivery_posted_concurrently_is_applied_once_sqlite, the_same_delivery_posted_concurrently_is_applied_once_postgres;
     a_late_older_update_is_superseded_not_applied => a_late_older_update_is_superseded_not_applied_sqlite, a_late_older_update_is_superseded_not_applied_postgres;
@@ -231,7 +232,8 @@ impl Post {
         let mut req = reqwest::Client::new()
             .post(format!("{base}/webhooks/shopify"))
             .header("Content-Type", "application/json")
-            // Header names in mixed case: they are case-insensitive.
+            // (reqwest sends header names lower-cased, whatever case is written here; the
+            // case test writes its request by hand.)
             .header("X-Shopify-Topic", &self.topic)
             .header("x-shopify-shop-domain", "demo.myshopify.com")
             .header("X-Shopify-API-Version", "2024-10")
@@ -352,6 +354,86 @@ async fn bad_signatures_bad_json_and_oversized_bodies_change_nothing(app: TestAp
         "nothing refused is stored"
     );
     assert_eq!(app.count("SELECT COUNT(*) FROM orders").await, 0);
+
+    // Nothing is stored, so the refusals are counted where /metrics reads them.
+    let metrics = reqwest::get(format!("{}/metrics", app.base))
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("metrics text");
+    for line in [
+        r#"syncdesk_webhooks_rejected_total{reason="signature"} 3"#,
+        r#"syncdesk_webhooks_rejected_total{reason="malformed"} 1"#,
+        r#"syncdesk_webhooks_rejected_total{reason="too_large"} 1"#,
+    ] {
+        assert!(metrics.lines().any(|l| l == line), "{line} in:\n{metrics}");
+    }
+}
+
+/// Shopify's header names arrive in whatever case a proxy leaves them: written on the wire by
+/// hand (an HTTP client would lower-case them), each is still read and kept with the event; a
+/// `X-Shopify-Triggered-At` that is not a time is left out rather than refusing the webhook.
+async fn shopify_headers_in_any_case_are_read_and_kept_with_the_event(app: TestApp) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let raw = |order: &Value, webhook_id: &str, triggered_at: &str| {
+        let body = serde_json::to_vec(order).expect("json");
+        let mut request = format!(
+            "POST /webhooks/shopify HTTP/1.1\r\nHost: syncdesk\r\nContent-Type: application/json\r\n\
+             x-SHOPIFY-topic: orders/create\r\nX-Shopify-Shop-Domain: north-shop.myshopify.com\r\n\
+             X-SHOPIFY-API-VERSION: 2024-10\r\nx-shopify-webhook-id: {webhook_id}\r\n\
+             X-Shopify-EVENT-Id: evt-{webhook_id}\r\nX-shopify-triggered-AT: {triggered_at}\r\n\
+             X-Shopify-Hmac-SHA256: {}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+            sign(&body, WEBHOOK_SECRET),
+            body.len()
+        )
+        .into_bytes();
+        request.extend_from_slice(&body);
+        request
+    };
+    let address = app.base.trim_start_matches("http://").to_string();
+    for (seed, webhook_id, triggered_at) in [
+        (31, "0b7e6c1a-1", "2024-10-01T12:00:00Z"),
+        (32, "0b7e6c1a-2", "yesterday at noon"),
+    ] {
+        let mut stream = tokio::net::TcpStream::connect(&address)
+            .await
+            .expect("connect");
+        let order = OrderFactory::new(seed).order();
+        stream
+            .write_all(&raw(&order, webhook_id, triggered_at))
+            .await
+            .expect("write");
+        let mut answer = String::new();
+        stream.read_to_string(&mut answer).await.expect("read");
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+        assert!(answer.contains(r#""outcome":"applied""#), "{answer}");
+        assert_eq!(
+            app.text(&format!(
+                "SELECT topic || '|' || shop_domain || '|' || api_version || '|' || event_id
+                 FROM webhook_events WHERE webhook_id = '{webhook_id}'"
+            ))
+            .await,
+            format!("orders/create|north-shop.myshopify.com|2024-10|evt-{webhook_id}")
+        );
+    }
+    assert_eq!(
+        app.count(
+            "SELECT COUNT(*) FROM webhook_events WHERE webhook_id = '0b7e6c1a-1'
+             AND triggered_at IS NOT NULL AND triggered_at < received_at"
+        )
+        .await,
+        1,
+        "the time the store says it sent the webhook is kept"
+    );
+    assert_eq!(
+        app.count(
+            "SELECT COUNT(*) FROM webhook_events WHERE webhook_id = '0b7e6c1a-2' AND triggered_at IS NULL"
+        )
+        .await,
+        1
+    );
 }
 
 async fn unknown_topics_and_unreadable_bodies_are_acknowledged_and_kept(app: TestApp) {
