@@ -118,6 +118,66 @@ pub struct Problem {
 }
 
 impl Problem {
+    /// What a person reads when one delivery found several problems: the first, which keeps its
+    /// code, fingerprint and action (the group it joins, the fix that releases it), told along
+    /// with the rest, so one look shows everything that stands in the order's way and every
+    /// field concerned. Without it, an order with two unmapped SKUs showed the first only, and
+    /// mapping that one released it to be blocked on the second. `None` for no problems.
+    pub fn together(problems: Vec<Problem>) -> Option<Problem> {
+        const TOLD: usize = 3;
+        let mut problems = problems.into_iter();
+        let mut first = problems.next()?;
+        let rest: Vec<Problem> = problems.collect();
+        if rest.is_empty() {
+            return Some(first);
+        }
+        let skus: Option<Vec<&str>> = std::iter::once(&first)
+            .chain(&rest)
+            .map(|p| {
+                (p.code == code::MISSING_SKU_MAPPING)
+                    .then(|| p.fingerprint.strip_prefix("missing_sku:erp:"))
+                    .flatten()
+            })
+            .collect();
+        let also = match skus {
+            // Every one an unmapped SKU: name the others, once.
+            Some(skus) => {
+                let others = &skus[1..];
+                let named = others.iter().take(TOLD).copied().collect::<Vec<_>>();
+                let more = others.len() - named.len();
+                let list = if more > 0 {
+                    format!("{} and {more} more", named.join(", "))
+                } else {
+                    english_list(&named)
+                };
+                let (noun, verb) = if others.len() == 1 {
+                    ("SKU", "has")
+                } else {
+                    ("SKUs", "have")
+                };
+                format!(
+                    "{noun} {list} on the same order {verb} none either; it waits until every one is mapped."
+                )
+            }
+            None => {
+                let told: Vec<&str> = rest.iter().take(TOLD).map(|p| p.message.as_str()).collect();
+                let more = rest.len() - told.len();
+                let mut also = format!("Also: {}", told.join(" "));
+                if more > 0 {
+                    also.push_str(&format!(" And {more} more."));
+                }
+                also
+            }
+        };
+        first.message = format!("{} {also}", first.message);
+        for field in rest.into_iter().flat_map(|p| p.fields) {
+            if !first.fields.contains(&field) {
+                first.fields.push(field);
+            }
+        }
+        Some(first)
+    }
+
     /// The SKU has no ERP item code. `fields` are the payload lines that carry it.
     /// Fingerprint `missing_sku:erp:<SKU>`: saving that mapping releases the order.
     pub fn missing_sku_mapping(order_name: &str, sku: &Sku, fields: Vec<String>) -> Problem {
@@ -454,6 +514,15 @@ pub fn dead_letter(
     last_error: &str,
 ) -> Problem {
     Problem::dead_letter(destination, order_name, attempts, over, last_error)
+}
+
+/// "A", "A and B", "A, B and C".
+fn english_list(items: &[&str]) -> String {
+    match items {
+        [] => String::new(),
+        [one] => (*one).to_owned(),
+        [init @ .., last] => format!("{} and {last}", init.join(", ")),
+    }
 }
 
 #[cfg(test)]

@@ -58,6 +58,76 @@ fn missing_sku_mapping_reads_like_the_design() {
 }
 
 #[test]
+fn problems_found_together_are_told_together_under_the_first() {
+    let unmapped = |raw: &str, line: usize| {
+        Problem::missing_sku_mapping("#1042", &sku(raw), vec![format!("lines[{line}].item_code")])
+    };
+    assert!(Problem::together(Vec::new()).is_none());
+    let one = Problem::together(vec![unmapped("ABC-123", 0)]).unwrap();
+    assert_eq!(one, unmapped("ABC-123", 0), "one problem is told as it is");
+
+    let three = Problem::together(vec![
+        unmapped("ABC-123", 0),
+        unmapped("XYZ-9", 1),
+        unmapped("QQ-1", 3),
+    ])
+    .unwrap();
+    assert_eq!(
+        three.message,
+        "SKU ABC-123 has no ERP item code, so order #1042 can't be created in the ERP. SKUs XYZ-9 \
+         and QQ-1 on the same order have none either; it waits until every one is mapped."
+    );
+    assert_eq!(
+        (three.code, three.action, three.fingerprint.as_str()),
+        ("missing_sku_mapping", "Map SKU", "missing_sku:erp:ABC-123"),
+        "it joins the first SKU's group, and mapping that SKU releases it"
+    );
+    assert_eq!(
+        three.fields,
+        [
+            "lines[0].item_code",
+            "lines[1].item_code",
+            "lines[3].item_code"
+        ]
+    );
+    let two = Problem::together(vec![unmapped("ABC-123", 0), unmapped("XYZ-9", 1)]).unwrap();
+    assert!(
+        two.message.ends_with(
+            " SKU XYZ-9 on the same order has none either; it waits until every one is mapped."
+        ),
+        "{}",
+        two.message
+    );
+    let many: Vec<Problem> = (0..6).map(|n| unmapped(&format!("S-{n}"), n)).collect();
+    assert!(
+        Problem::together(many)
+            .unwrap()
+            .message
+            .contains(" SKUs S-1, S-2, S-3 and 2 more on the same order have none either;")
+    );
+
+    let address = Problem::together(vec![
+        Problem::field_too_long(Destination::Erp, "ship_to.street", 74, 60),
+        Problem::missing_field(Destination::Erp, "#1042", "ship_to.postal_code"),
+        Problem::field_too_long(Destination::Erp, "ship_to.street", 74, 60),
+    ])
+    .unwrap();
+    assert!(
+        address.message.starts_with(
+            "Ship-to street is 74 characters; the ERP accepts at most 60. Also: Order #1042 has no"
+        ),
+        "{}",
+        address.message
+    );
+    assert_eq!(address.fingerprint, "field_too_long:erp:ship_to.street");
+    assert_eq!(
+        address.fields,
+        ["ship_to.street", "ship_to.postal_code"],
+        "each field once"
+    );
+}
+
+#[test]
 fn field_too_long_names_field_length_and_limit() {
     let p = Problem::field_too_long(Destination::Erp, "ship_to.street", 74, 60);
     assert_eq!(

@@ -28,10 +28,7 @@ impl Worker {
             },
             None => (map::crm_contact(order), map::crm_deal(order)),
         };
-        if let Some(problem) = validate::validate_crm(contact.as_ref(), &deal)
-            .into_iter()
-            .next()
-        {
+        if let Some(problem) = Problem::together(validate::validate_crm(contact.as_ref(), &deal)) {
             return Delivery::NeedsAction(problem);
         }
         let key = idempotency_key(order, version, edit, "crm");
@@ -92,9 +89,7 @@ impl Worker {
                 Err(problems) => return needs_action(order, problems),
             },
         };
-        if let Some(problem) = validate::validate_erp(&order.name, &sales_order)
-            .into_iter()
-            .next()
+        if let Some(problem) = Problem::together(validate::validate_erp(&order.name, &sales_order))
         {
             return Delivery::NeedsAction(problem);
         }
@@ -125,9 +120,8 @@ impl Worker {
             Err(problems) => return needs_action(order, problems),
         };
         for change in &changes {
-            if let Some(problem) = validate::validate_erp_change(&order.name, change)
-                .into_iter()
-                .next()
+            if let Some(problem) =
+                Problem::together(validate::validate_erp_change(&order.name, change))
             {
                 return Delivery::NeedsAction(problem);
             }
@@ -216,9 +210,9 @@ fn unreadable_edit(order: &Order, edit: &PayloadEditInForce, err: &serde_json::E
     })
 }
 
-/// The first of the problems mapping found (mapping fails only with at least one).
+/// The problems mapping found, told together (mapping fails only with at least one).
 fn needs_action(order: &Order, problems: Vec<Problem>) -> Delivery {
-    match problems.into_iter().next() {
+    match Problem::together(problems) {
         Some(problem) => Delivery::NeedsAction(problem),
         None => Delivery::Failed(DeliveryError::Transient {
             kind: TransientKind::Server { status: 500 },

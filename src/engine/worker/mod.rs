@@ -329,10 +329,11 @@ impl Worker {
             None
         };
         // A delivery may make several requests, each with its own timeout. All of them end
-        // within half the lease (no worker starts a task with less left; see `store::handoff`),
-        // so the outcome is recorded while the lease is held and the claims' rescue never starts
-        // a second delivery of the same order beside this one.
-        let deadline = self.config.lease / 2;
+        // within 40% of the lease: a task starts with at least half its lease left (a claim
+        // gives it all; a handed-off task with less is left to the rescue, see
+        // `store::handoff`), so the outcome is recorded while the lease is held, and the
+        // claims' rescue never starts a second delivery of the same order beside this one.
+        let deadline = self.config.lease.mul_f64(0.4);
         let delivering = async {
             match destination {
                 Destination::Crm => self.deliver_crm(&order, version, edit.as_ref()).await,
