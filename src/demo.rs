@@ -176,7 +176,9 @@ where
         None => {
             println!("  No traffic (--no-traffic). Post signed Shopify webhooks to {target}");
             match given_secret {
-                Some(_) => println!("  signed with the secret you gave (SHOPIFY_WEBHOOK_SECRET)."),
+                Some(_) => println!(
+                    "  signed with the secret you gave (--shopify-webhook-secret or SHOPIFY_WEBHOOK_SECRET)."
+                ),
                 None => println!("  signed with this run's secret: {}", secret.expose()),
             }
         }

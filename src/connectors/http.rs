@@ -18,6 +18,22 @@ use super::error::{DeliveryError, TransientKind};
 use super::ratelimit::{RateLimit, TokenBucket};
 use super::wire::{ApiErrorBody, ErrorEnvelope};
 
+tokio::task_local! {
+    /// Requests sent by the delivery running on this task (see [`counting_requests`]).
+    static SENT: std::cell::Cell<u32>;
+}
+
+/// Runs `delivery`, counting the requests the HTTP connectors send while it runs on this task,
+/// so the worker can tell a delivery SyncDesk's own rate limit stopped before anything went out
+/// from one it stopped part-way (which has sent something, and spends its attempt).
+pub async fn counting_requests<F: std::future::Future>(delivery: F) -> (F::Output, u32) {
+    SENT.scope(std::cell::Cell::new(0), async move {
+        let output = delivery.await;
+        (output, SENT.with(std::cell::Cell::get))
+    })
+    .await
+}
+
 /// A destination's API token. Its `Debug` never shows it, and it is never logged.
 #[derive(Clone)]
 pub struct ApiToken(String);
@@ -180,6 +196,9 @@ impl HttpClient {
                 request_id: None,
             });
         }
+        // Outside `counting_requests` (a connector test, the server's item lookups) there is
+        // nothing to count.
+        let _ = SENT.try_with(|sent| sent.set(sent.get() + 1));
         let mut request = self
             .client
             .request(method, self.url(segments, query))

@@ -28,7 +28,7 @@ pub use erp::{
     ErpLine, ErpPaymentStatus, ErpSalesOrder, ErpStatus, HttpErp,
 };
 pub use error::{Ack, DeliveryError, TransientKind};
-pub use http::{ApiToken, ConnectorConfig, credentials_fingerprint};
+pub use http::{ApiToken, ConnectorConfig, counting_requests, credentials_fingerprint};
 pub use ratelimit::RateLimit;
 pub use shop::ShopAdmin;
 pub use wire::{ApiErrorBody, ErrorEnvelope, Page};

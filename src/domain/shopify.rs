@@ -19,10 +19,11 @@ mod tests;
 use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
+use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 use serde_json_borrow::Value;
 
-use json::{BODY, Obj, count, currency, flag, int, timestamp};
+use json::{BODY, Obj, count, currency, decimal, flag, int, timestamp};
 pub use json::{ParseError, parse_json};
 
 use super::address::{Address, CountryCode};
@@ -212,9 +213,7 @@ fn read_order(o: &Obj<'_>) -> Result<Order, ParseError> {
         subtotal: o.money("subtotal_price", currency)?,
         total_discounts: o.money_or_zero("total_discounts", currency)?,
         total_tax: o.money_or_zero("total_tax", currency)?,
-        // A shipping discount (a free-shipping code) leaves `price` as it was and lowers
-        // `discounted_price`, which is what the customer pays.
-        shipping: Obj::sum(&shipping_lines, &["discounted_price", "price"], currency)?,
+        shipping: shipping_charged(&shipping_lines, currency)?,
         total: o.money("total_price", currency)?,
         total_refunded,
         billing_address,
@@ -223,6 +222,30 @@ fn read_order(o: &Obj<'_>) -> Result<Order, ParseError> {
         fulfillments,
         refunds,
     })
+}
+
+/// What the customer pays for shipping: each line's price less its discounts. A shipping
+/// discount (a free-shipping code) leaves `price` as it was and is allocated to the line
+/// (`discount_allocations`); `discounted_price` carries the line's own discounts, and not
+/// always an order-level code's. So the lower of the two readings, never below zero.
+fn shipping_charged(lines: &[Obj<'_>], currency: Currency) -> Result<Money, ParseError> {
+    let mut total = Money::zero(currency);
+    for line in lines {
+        let price = line.money("price", currency)?;
+        let allocated = Obj::sum(&line.list("discount_allocations")?, "amount", currency)?;
+        let after_allocations = price
+            .amount
+            .checked_sub(allocated.amount)
+            .ok_or_else(|| line.unusable("discount_allocations", "the amounts are too large"))?;
+        let discounted = line
+            .opt("discounted_price", decimal)?
+            .unwrap_or(price.amount);
+        let charged = after_allocations.min(discounted).max(Decimal::ZERO);
+        total = total
+            .checked_add(Money::new(charged, currency))
+            .map_err(|err| line.unusable("price", err.to_string()))?;
+    }
+    Ok(total)
 }
 
 fn read_financial_status(o: &Obj<'_>) -> Result<FinancialStatus, ParseError> {
@@ -321,7 +344,7 @@ fn read_line(
     let total_discount = if allocations.is_empty() {
         l.money_or_zero("total_discount", currency)?
     } else {
-        Obj::sum(&allocations, &["amount"], currency)?
+        Obj::sum(&allocations, "amount", currency)?
     };
     // Units shipped: from the order's fulfilments when it lists them, otherwise from the
     // line's own status (some payloads omit `fulfillments`).
@@ -338,7 +361,7 @@ fn read_line(
         current_quantity: l.opt("current_quantity", count)?.unwrap_or(quantity),
         unit_price: l.money("price", currency)?,
         total_discount,
-        tax: Obj::sum(&l.list("tax_lines")?, &["price"], currency)?,
+        tax: Obj::sum(&l.list("tax_lines")?, "price", currency)?,
         fulfilled_quantity: fulfilled_quantity.min(quantity),
         refunded_quantity: refunded.get(&line_id).copied().unwrap_or(0).min(quantity),
     })

@@ -127,7 +127,14 @@ impl Problem {
         const TOLD: usize = 3;
         let mut problems = problems.into_iter();
         let mut first = problems.next()?;
-        let rest: Vec<Problem> = problems.collect();
+        let mut rest: Vec<Problem> = Vec::new();
+        for problem in problems {
+            let told =
+                |p: &Problem| p.fingerprint == problem.fingerprint && p.message == problem.message;
+            if !told(&first) && !rest.iter().any(told) {
+                rest.push(problem);
+            }
+        }
         if rest.is_empty() {
             return Some(first);
         }
@@ -156,7 +163,7 @@ impl Problem {
                     ("SKUs", "have")
                 };
                 format!(
-                    "{noun} {list} on the same order {verb} none either; it waits until every one is mapped."
+                    "{noun} {list} on the same order {verb} none either; the order waits until every one is mapped."
                 )
             }
             None => {

@@ -35,6 +35,7 @@ on_both_backends! {
     retries_that_run_out_dead_letter_the_task_with_every_attempt_kept => retries_that_run_out_dead_letter_the_task_with_every_attempt_kept_sqlite, retries_that_run_out_dead_letter_the_task_with_every_attempt_kept_postgres;
     a_429_holds_the_delivery_for_its_retry_after => a_429_holds_the_delivery_for_its_retry_after_sqlite, a_429_holds_the_delivery_for_its_retry_after_postgres;
     a_backlog_held_back_by_our_rate_limit_spends_no_attempts => a_backlog_held_back_by_our_rate_limit_spends_no_attempts_sqlite, a_backlog_held_back_by_our_rate_limit_spends_no_attempts_postgres;
+    a_delivery_held_back_part_way_spends_its_attempt => a_delivery_held_back_part_way_spends_its_attempt_sqlite, a_delivery_held_back_part_way_spends_its_attempt_postgres;
     a_delivery_that_outlasts_its_share_of_the_lease_is_stopped_and_tried_again => a_delivery_that_outlasts_its_share_of_the_lease_is_stopped_and_tried_again_sqlite, a_delivery_that_outlasts_its_share_of_the_lease_is_stopped_and_tried_again_postgres;
     an_outage_holds_the_queue_and_it_drains_without_dead_letters => an_outage_holds_the_queue_and_it_drains_without_dead_letters_sqlite, an_outage_holds_the_queue_and_it_drains_without_dead_letters_postgres;
     several_workers_share_the_queue_without_duplicates => several_workers_share_the_queue_without_duplicates_sqlite, several_workers_share_the_queue_without_duplicates_postgres;
@@ -790,6 +791,100 @@ async fn retries_that_run_out_dead_letter_the_task_with_every_attempt_kept(app: 
     app.assert_metric_counters_match_the_rows().await;
 }
 
+/// Held back part-way (the sales order looked up, its update refused by our own limiter), a
+/// delivery has sent something: the attempt is spent like any transient failure's, so one that
+/// could never get all its requests through ends as a dead letter rather than going round for
+/// ever. Held back before its first request, a task that had failed before waits as `retrying`
+/// with the attempts it had.
+async fn a_delivery_held_back_part_way_spends_its_attempt(app: TestApp) {
+    let rig = rig(&app, Duration::from_secs(5)).await;
+    let mut limited =
+        ConnectorConfig::new(rig.erp.base_url().clone(), ApiToken::new(rig.erp.token()));
+    limited.rate_limit = Some(RateLimit {
+        per_second: 0.5,
+        burst: 1,
+    });
+    limited.max_local_wait = Duration::ZERO;
+    let destinations = Destinations {
+        crm: rig.destinations().crm,
+        erp: Arc::new(HttpErp::new(&limited).expect("erp client")),
+    };
+    let worker = Worker::new(
+        app.store.clone(),
+        destinations,
+        WorkerConfig {
+            lease: Duration::from_secs(30),
+            retry: RetryPolicy {
+                max_attempts: 8,
+                base: Duration::from_millis(20),
+                factor: 2,
+                cap: Duration::from_millis(50),
+            },
+            ..Default::default()
+        },
+        syncdesk::engine::wake::Wake::local(),
+    );
+    let mut order = clean_order(895);
+    order["financial_status"] = json!("authorized");
+    order["fulfillments"] = json!([]);
+    order["refunds"] = json!([]);
+    order["cancelled_at"] = Value::Null;
+    let id = order_id(&order);
+    Post::new("orders/create", &order).send(&app).await;
+    drain(&worker, &app, Duration::from_secs(5)).await;
+    let task =
+        format!("SELECT id FROM sync_tasks WHERE store_order_id = {id} AND destination = 'erp'");
+    assert_eq!(
+        app.text(&format!("SELECT state FROM sync_tasks WHERE id = ({task})"))
+            .await,
+        "synced",
+        "a new order's sales order is one request"
+    );
+
+    // Paid: a find and an update. After 2 s the bucket holds one token: the find takes it and
+    // the update is held back.
+    tokio::time::sleep(Duration::from_millis(2_100)).await;
+    let mut paid = later(&order, 5);
+    paid["financial_status"] = json!("paid");
+    Post::new("orders/paid", &paid).send(&app).await;
+    worker.run_once().await.unwrap();
+    let transient = format!(
+        "SELECT COUNT(*) FROM sync_attempts WHERE task_id = ({task}) AND outcome = 'transient' AND message LIKE 'Holding back requests to the ERP%'"
+    );
+    assert_eq!(count(&app, &transient).await, 1, "the attempt is spent");
+    assert_eq!(
+        app.text(&format!(
+            "SELECT state || ' ' || attempt FROM sync_tasks WHERE id = ({task})"
+        ))
+        .await,
+        "retrying 1"
+    );
+
+    // Due again at once, with the bucket empty: held back before its first request.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    worker.run_once().await.unwrap();
+    assert_eq!(count(&app, &transient).await, 1, "no attempt recorded");
+    assert_eq!(
+        app.text(&format!(
+            "SELECT state || ' ' || attempt FROM sync_tasks WHERE id = ({task})"
+        ))
+        .await,
+        "retrying 1",
+        "it waits as it was, its attempt given back"
+    );
+
+    // Workers whose ERP limit lets both requests through deliver it.
+    drain(&rig.worker(&app.store), &app, Duration::from_secs(10)).await;
+    assert_eq!(
+        app.text(&format!("SELECT state FROM sync_tasks WHERE id = ({task})"))
+            .await,
+        "synced"
+    );
+    let erp = rig.erp.ledger().check();
+    assert_eq!(erp.count(DocumentKind::SalesOrder, &id.to_string()), 1);
+    assert_eq!(erp.extra_documents(), 0);
+}
+
 /// A delivery slower than 40% of its lease is stopped there and recorded while the lease is
 /// still held, so the claims' rescue never starts a second delivery of the order beside it; the
 /// next attempt goes through, and the CRM holds one deal.
@@ -843,7 +938,7 @@ async fn a_backlog_held_back_by_our_rate_limit_spends_no_attempts(app: TestApp) 
     let mut limited =
         ConnectorConfig::new(rig.crm.base_url().clone(), ApiToken::new(rig.crm.token()));
     limited.rate_limit = Some(RateLimit {
-        per_second: 4.0,
+        per_second: 1.0,
         burst: 1,
     });
     limited.max_local_wait = Duration::ZERO;
@@ -880,7 +975,7 @@ async fn a_backlog_held_back_by_our_rate_limit_spends_no_attempts(app: TestApp) 
     .await;
     assert!(
         held_back >= 4,
-        "a burst of one at 4/s sends one or two of six at once; {held_back} were held back with their attempt given back"
+        "a burst of one at 1/s sends one of six at once; {held_back} were held back with their attempt given back"
     );
     drain(&worker, &app, Duration::from_secs(30)).await;
     assert_eq!(

@@ -192,15 +192,10 @@ impl<'a> Obj<'a> {
             .collect()
     }
 
-    /// Adds up, in every object of `items`, the first of `keys` it has, all in `currency`.
-    pub fn sum(items: &[Obj<'a>], keys: &[&str], currency: Currency) -> Result<Money, ParseError> {
+    /// Adds up `key` in every object of `items`, all in `currency`.
+    pub fn sum(items: &[Obj<'a>], key: &str, currency: Currency) -> Result<Money, ParseError> {
         let mut total = Money::zero(currency);
         for item in items {
-            let key = keys
-                .iter()
-                .copied()
-                .find(|key| item.has(key))
-                .unwrap_or(keys[0]);
             let amount = item.money(key, currency)?;
             total = total
                 .checked_add(amount)

@@ -165,17 +165,24 @@ fn anonymous_digital_order_has_no_customer_and_no_shipping() {
 fn shipping_is_what_the_customer_pays_for_it_after_its_discounts() {
     let mut value = fixture();
     value["shipping_lines"] = json!([
+        // A free-shipping code, told both ways: in the discounted price, or only allocated.
         {"id": 1, "title": "Standard", "price": "8.00", "discounted_price": "0.00",
          "discount_allocations": [{"amount": "8.00", "discount_application_index": 1}]},
-        {"id": 2, "title": "Gift wrap courier", "price": "3.50", "discounted_price": "2.50"},
-        {"id": 3, "title": "An older payload", "price": "1.25"},
-        {"id": 4, "title": "Removed", "price": "9.00", "discounted_price": "9.00", "is_removed": true},
+        {"id": 2, "title": "Standard", "price": "8.00", "discounted_price": "8.00",
+         "discount_allocations": [{"amount": "8.00", "discount_application_index": 1}]},
+        // The line's own discount, in its discounted price only; part of a price allocated.
+        {"id": 3, "title": "Gift wrap courier", "price": "3.50", "discounted_price": "2.50"},
+        {"id": 4, "title": "Express", "price": "19.95", "discount_allocations": [{"amount": "5.00"}]},
+        // Allocations beyond the price never make shipping negative.
+        {"id": 5, "title": "Pickup", "price": "1.00", "discount_allocations": [{"amount": "4.00"}]},
+        {"id": 6, "title": "An older payload", "price": "1.25"},
+        {"id": 7, "title": "Removed", "price": "9.00", "discounted_price": "9.00", "is_removed": true},
     ]);
     let order = parse_order(&body(&value)).unwrap();
     assert_eq!(
         order.shipping.amount,
-        dec("3.75"),
-        "discounted prices where given, the price where not, removed lines left out"
+        dec("18.70"),
+        "0 + 0 + 2.50 + 14.95 + 0 + 1.25, the removed line left out"
     );
 }
 
@@ -458,9 +465,9 @@ fn orders_edited_is_a_notice_not_an_order() {
 #[test]
 fn errors_name_their_field() {
     let mut value = fixture();
-    value["shipping_lines"][0]["discounted_price"] = json!(true);
+    value["shipping_lines"][0]["price"] = json!(true);
     let err = parse_order(&body(&value)).unwrap_err();
-    assert_eq!(err.field(), Some("shipping_lines[0].discounted_price"));
+    assert_eq!(err.field(), Some("shipping_lines[0].price"));
     assert_eq!(ParseError::NotJson("x".into()).field(), None);
 }
 

@@ -75,7 +75,7 @@ fn problems_found_together_are_told_together_under_the_first() {
     assert_eq!(
         three.message,
         "SKU ABC-123 has no ERP item code, so order #1042 can't be created in the ERP. SKUs XYZ-9 \
-         and QQ-1 on the same order have none either; it waits until every one is mapped."
+         and QQ-1 on the same order have none either; the order waits until every one is mapped."
     );
     assert_eq!(
         (three.code, three.action, three.fingerprint.as_str()),
@@ -93,7 +93,7 @@ fn problems_found_together_are_told_together_under_the_first() {
     let two = Problem::together(vec![unmapped("ABC-123", 0), unmapped("XYZ-9", 1)]).unwrap();
     assert!(
         two.message.ends_with(
-            " SKU XYZ-9 on the same order has none either; it waits until every one is mapped."
+            " SKU XYZ-9 on the same order has none either; the order waits until every one is mapped."
         ),
         "{}",
         two.message
@@ -112,12 +112,11 @@ fn problems_found_together_are_told_together_under_the_first() {
         Problem::field_too_long(Destination::Erp, "ship_to.street", 74, 60),
     ])
     .unwrap();
-    assert!(
-        address.message.starts_with(
-            "Ship-to street is 74 characters; the ERP accepts at most 60. Also: Order #1042 has no"
-        ),
-        "{}",
-        address.message
+    assert_eq!(
+        address.message,
+        "Ship-to street is 74 characters; the ERP accepts at most 60. Also: Order #1042 has no \
+         shipping postal code, which the ERP requires.",
+        "each problem told once"
     );
     assert_eq!(address.fingerprint, "field_too_long:erp:ship_to.street");
     assert_eq!(

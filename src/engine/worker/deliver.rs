@@ -81,6 +81,11 @@ impl Worker {
         let lookup = |sku: &crate::domain::Sku| codes.get(sku.as_str()).cloned();
         let sales_order = match edit {
             Some(edit) => match serde_json::from_value::<ErpSalesOrder>(edit.payload.clone()) {
+                // An edit saved before sales orders carried the payment status: the order's.
+                Ok(mut so) if edit.payload.get("payment_status").is_none() => {
+                    so.payment_status = map::erp_payment_status(order.financial_status);
+                    so
+                }
                 Ok(so) => so,
                 Err(err) => return unreadable_edit(order, edit, &err),
             },
@@ -187,11 +192,10 @@ pub(super) fn overran(destination: Destination, deadline: Duration) -> Delivery 
     Delivery::Failed(DeliveryError::Transient {
         kind: TransientKind::Timeout,
         message: format!(
-            "Delivering to the {} took longer than {} s, the most one delivery may take; it was \
-             stopped and will be tried again (whatever the {} already did is found, not repeated).",
-            destination.label(),
-            deadline.as_secs(),
-            destination.label(),
+            "Delivering to the {dest} took longer than {secs:.0} s and was stopped; the next \
+             attempt finds what the {dest} already did rather than doing it again.",
+            dest = destination.label(),
+            secs = deadline.as_secs_f64(),
         ),
         request_id: None,
     })

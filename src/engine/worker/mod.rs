@@ -15,7 +15,7 @@ use super::exception::{self, Destination, Problem};
 use super::map;
 use super::retry::{self, RetryPolicy};
 use super::wake::Wake;
-use crate::connectors::{Ack, CrmApi, DeliveryError, ErpApi, TransientKind};
+use crate::connectors::{Ack, CrmApi, DeliveryError, ErpApi, TransientKind, counting_requests};
 use crate::domain::Order;
 use crate::store::{AttemptRecord, ClaimedTask, NewException, Store, StoreError};
 
@@ -343,9 +343,9 @@ impl Worker {
                 }
             }
         };
-        let delivery = tokio::time::timeout(deadline, delivering)
+        let (delivery, sent) = tokio::time::timeout(deadline, counting_requests(delivering))
             .await
-            .unwrap_or_else(|_| deliver::overran(destination, deadline));
+            .unwrap_or_else(|_| (deliver::overran(destination, deadline), 1));
         let mut rec = AttemptRecord {
             version,
             started_at,
@@ -376,7 +376,7 @@ impl Worker {
                 rec.status = status_of(&err);
                 rec.request_id = err.request_id().map(str::to_string);
                 rec.message = Some(err.to_string());
-                self.record_failure(task, destination, &order, rec, &err)
+                self.record_failure(task, destination, &order, rec, &err, sent == 0)
                     .await?
             }
         };
@@ -386,7 +386,8 @@ impl Worker {
         Ok(())
     }
 
-    /// Records a connector failure; returns true when the lease had been lost.
+    /// Records a connector failure; returns true when the lease had been lost. `nothing_sent`:
+    /// the delivery sent no request.
     async fn record_failure(
         &self,
         task: &ClaimedTask,
@@ -394,12 +395,15 @@ impl Worker {
         order: &Order,
         mut rec: AttemptRecord,
         err: &DeliveryError,
+        nothing_sent: bool,
     ) -> Result<bool, StoreError> {
         let retry = &self.config.retry;
         match err {
-            // Our own limiter held the request back: the destination had no say, so the
-            // attempt is given back rather than spent (a backlog drained at the destination's
-            // pace must not dead-letter what it never sent).
+            // Our own limiter held the delivery back before anything went out: the destination
+            // had no say, so the attempt is given back rather than spent (a backlog drained at
+            // the destination's pace must not dead-letter what it never sent). Held back
+            // part-way, it had sent something, and it is a transient failure like any other, so
+            // a delivery that could never get all its requests through ends as a dead letter.
             DeliveryError::Transient {
                 kind:
                     TransientKind::RateLimited {
@@ -407,7 +411,7 @@ impl Worker {
                         by_destination: false,
                     },
                 ..
-            } => {
+            } if nothing_sent => {
                 let wait = retry::held_back(*retry_after);
                 let next_at =
                     Utc::now() + TimeDelta::from_std(wait).unwrap_or(TimeDelta::seconds(60));
