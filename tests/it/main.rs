@@ -16,6 +16,7 @@ mod claims;
 mod handoff;
 mod mappings;
 mod order_actions;
+mod pacing;
 mod reconcile;
 mod sync;
 mod topics;
