@@ -2,13 +2,10 @@
 //! `Retry-After`, and the deadline a delivery must end by — against the simulated CRM and ERP,
 //! with their ledgers proving nothing sent twice.
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use syncdesk::connectors::{ApiToken, ConnectorConfig, HttpCrm, HttpErp, RateLimit};
-use syncdesk::engine::retry::RetryPolicy;
-use syncdesk::engine::worker::{Destinations, Worker, WorkerConfig};
+use syncdesk::connectors::RateLimit;
 use syncdesk::simulate::ledger::DocumentKind;
 
 use crate::harness::TestApp;
@@ -29,32 +26,11 @@ on_both_backends! {
 /// with the attempts it had.
 async fn a_delivery_held_back_part_way_spends_its_attempt(app: TestApp) {
     let rig = rig(&app, Duration::from_secs(5)).await;
-    let mut limited =
-        ConnectorConfig::new(rig.erp.base_url().clone(), ApiToken::new(rig.erp.token()));
-    limited.rate_limit = Some(RateLimit {
+    let limit = RateLimit {
         per_second: 0.5,
         burst: 1,
-    });
-    limited.max_local_wait = Duration::ZERO;
-    let destinations = Destinations {
-        crm: rig.destinations().crm,
-        erp: Arc::new(HttpErp::new(&limited).expect("erp client")),
     };
-    let worker = Worker::new(
-        app.store.clone(),
-        destinations,
-        WorkerConfig {
-            lease: Duration::from_secs(30),
-            retry: RetryPolicy {
-                max_attempts: 8,
-                base: Duration::from_millis(20),
-                factor: 2,
-                cap: Duration::from_millis(50),
-            },
-            ..Default::default()
-        },
-        syncdesk::engine::wake::Wake::local(),
-    );
+    let worker = rig.worker_limited(&app.store, "erp", limit, |_| {});
     let mut order = clean_order(895);
     order["financial_status"] = json!("authorized");
     order["fulfillments"] = json!([]);
@@ -166,32 +142,11 @@ async fn a_delivery_that_outlasts_its_share_of_the_lease_is_stopped_and_tried_ag
 /// request that was never sent.
 async fn a_backlog_held_back_by_our_rate_limit_spends_no_attempts(app: TestApp) {
     let rig = rig(&app, Duration::from_secs(5)).await;
-    let mut limited =
-        ConnectorConfig::new(rig.crm.base_url().clone(), ApiToken::new(rig.crm.token()));
-    limited.rate_limit = Some(RateLimit {
+    let limit = RateLimit {
         per_second: 1.0,
         burst: 1,
-    });
-    limited.max_local_wait = Duration::ZERO;
-    let destinations = Destinations {
-        crm: Arc::new(HttpCrm::new(&limited).expect("crm client")),
-        erp: rig.destinations().erp,
     };
-    let worker = Worker::new(
-        app.store.clone(),
-        destinations,
-        WorkerConfig {
-            lease: Duration::from_secs(30),
-            retry: RetryPolicy {
-                max_attempts: 2,
-                base: Duration::from_millis(20),
-                factor: 2,
-                cap: Duration::from_millis(100),
-            },
-            ..Default::default()
-        },
-        syncdesk::engine::wake::Wake::local(),
-    );
+    let worker = rig.worker_limited(&app.store, "crm", limit, |c| c.retry.max_attempts = 2);
     let mut ids = Vec::new();
     for seed in 880..886 {
         let order = clean_order(seed);

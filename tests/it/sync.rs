@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use syncdesk::audit::Actor;
-use syncdesk::connectors::{ApiToken, ConnectorConfig, HttpCrm, HttpErp};
+use syncdesk::connectors::{ApiToken, ConnectorConfig, HttpCrm, HttpErp, RateLimit};
 use syncdesk::engine::retry::RetryPolicy;
 use syncdesk::engine::worker::{Destinations, Worker, WorkerConfig};
 use syncdesk::simulate::SimHandle;
@@ -107,26 +107,61 @@ impl Rig {
         self.destinations.clone()
     }
 
+    /// A worker as [`Rig::worker_with`], whose client of `destination` (`"crm"` or `"erp"`)
+    /// holds requests to `limit` and refuses at once any that would wait for its slot.
+    pub fn worker_limited(
+        &self,
+        store: &Store,
+        destination: &str,
+        limit: RateLimit,
+        change: impl FnOnce(&mut WorkerConfig),
+    ) -> Worker {
+        let sim = if destination == "crm" {
+            &self.crm
+        } else {
+            &self.erp
+        };
+        let mut limited = ConnectorConfig::new(sim.base_url().clone(), ApiToken::new(sim.token()));
+        limited.rate_limit = Some(limit);
+        limited.max_local_wait = Duration::ZERO;
+        let mut destinations = self.destinations.clone();
+        if destination == "crm" {
+            destinations.crm = Arc::new(HttpCrm::new(&limited).expect("crm client"));
+        } else {
+            destinations.erp = Arc::new(HttpErp::new(&limited).expect("erp client"));
+        }
+        worker_of(store, destinations, change)
+    }
+
     /// A worker as [`Rig::worker`], with `change` made to its configuration.
     pub fn worker_with(&self, store: &Store, change: impl FnOnce(&mut WorkerConfig)) -> Worker {
-        let mut config = WorkerConfig {
-            lease: Duration::from_secs(30),
-            retry: RetryPolicy {
-                max_attempts: 8,
-                base: Duration::from_millis(20),
-                factor: 2,
-                cap: Duration::from_millis(300),
-            },
-            ..Default::default()
-        };
-        change(&mut config);
-        Worker::new(
-            store.clone(),
-            self.destinations.clone(),
-            config,
-            syncdesk::engine::wake::Wake::local(),
-        )
+        worker_of(store, self.destinations.clone(), change)
     }
+}
+
+/// A worker for `destinations` with quick retries, and `change` made to its configuration.
+fn worker_of(
+    store: &Store,
+    destinations: Destinations,
+    change: impl FnOnce(&mut WorkerConfig),
+) -> Worker {
+    let mut config = WorkerConfig {
+        lease: Duration::from_secs(30),
+        retry: RetryPolicy {
+            max_attempts: 8,
+            base: Duration::from_millis(20),
+            factor: 2,
+            cap: Duration::from_millis(300),
+        },
+        ..Default::default()
+    };
+    change(&mut config);
+    Worker::new(
+        store.clone(),
+        destinations,
+        config,
+        syncdesk::engine::wake::Wake::local(),
+    )
 }
 
 /// An order every destination accepts: known SKUs, a short street, a postal code.
