@@ -41,6 +41,7 @@ pub(super) struct WebArgs {
     #[arg(
         long,
         env = "SHOPIFY_WEBHOOK_SECRET",
+        value_parser = parse_secret,
         hide_env_values = true,
         hide_default_value = true
     )]
@@ -56,7 +57,7 @@ pub(super) struct ShopArgs {
     #[arg(long, env = "SYNCDESK_STORE_URL")]
     pub(super) store_url: Option<url::Url>,
     /// The store's Admin API access token.
-    #[arg(long, env = "SYNCDESK_STORE_TOKEN", hide_env_values = true)]
+    #[arg(long, env = "SYNCDESK_STORE_TOKEN", value_parser = parse_secret, hide_env_values = true)]
     pub(super) store_token: Option<String>,
     /// Seconds between reconciliation passes, which read the orders the store changed through
     /// its Admin API and take in those whose webhooks never came (0: no passes).
@@ -103,13 +104,13 @@ pub(super) struct DestinationArgs {
     #[arg(long, env = "SYNCDESK_CRM_URL")]
     pub(super) crm_url: Option<url::Url>,
     /// Bearer token for the CRM.
-    #[arg(long, env = "SYNCDESK_CRM_TOKEN", hide_env_values = true)]
+    #[arg(long, env = "SYNCDESK_CRM_TOKEN", value_parser = parse_secret, hide_env_values = true)]
     pub(super) crm_token: Option<String>,
     /// Base URL of the ERP's API.
     #[arg(long, env = "SYNCDESK_ERP_URL")]
     pub(super) erp_url: Option<url::Url>,
     /// Bearer token for the ERP.
-    #[arg(long, env = "SYNCDESK_ERP_TOKEN", hide_env_values = true)]
+    #[arg(long, env = "SYNCDESK_ERP_TOKEN", value_parser = parse_secret, hide_env_values = true)]
     pub(super) erp_token: Option<String>,
     /// Workers in this process (4 keep the sync lag low at 500 orders/s on 2 cores; see
     /// docs/PERFORMANCE.md).
@@ -230,7 +231,7 @@ pub(super) struct BackfillArgs {
     #[arg(long, env = "SYNCDESK_STORE_URL")]
     pub(super) store_url: url::Url,
     /// The store's Admin API access token.
-    #[arg(long, env = "SYNCDESK_STORE_TOKEN", hide_env_values = true)]
+    #[arg(long, env = "SYNCDESK_STORE_TOKEN", value_parser = parse_secret, hide_env_values = true)]
     pub(super) store_token: String,
     /// Take in the orders the store changed at or after this instant (RFC 3339, or a date).
     #[arg(long, value_parser = parse_since)]
@@ -257,7 +258,7 @@ pub(super) struct SimulateArgs {
     )]
     pub(super) target: url::Url,
     /// Shared secret to sign webhooks with (the same SyncDesk checks).
-    #[arg(long, env = "SHOPIFY_WEBHOOK_SECRET", hide_env_values = true)]
+    #[arg(long, env = "SHOPIFY_WEBHOOK_SECRET", value_parser = parse_secret, hide_env_values = true)]
     pub(super) shopify_webhook_secret: String,
     /// Orders per minute ("30/min"), per second ("5/s") or per hour ("600/h").
     #[arg(long, env = "SYNCDESK_SIMULATE_RATE", default_value = "30/min")]
@@ -317,6 +318,15 @@ pub(super) enum TokenCommand {
         #[arg(long = "role", value_parser = parse_role, required = true)]
         roles: Vec<Role>,
     },
+}
+
+/// A secret or token as given: an empty one (or only spaces) is refused, as it would be no
+/// secret at all: anyone could sign a webhook with an empty key.
+pub(super) fn parse_secret(s: &str) -> Result<String, String> {
+    if s.trim().is_empty() {
+        return Err("it is empty; set the real value, or leave it unset".into());
+    }
+    Ok(s.to_owned())
 }
 
 pub(super) fn parse_role(s: &str) -> Result<Role, String> {

@@ -102,6 +102,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     "no user accounts yet: create the first admin with `syncdesk user add --role admin`"
                 );
             }
+            if args.web.shopify_webhook_secret.is_none() {
+                tracing::warn!(
+                    "no SHOPIFY_WEBHOOK_SECRET: store webhooks are refused (503) until it is set"
+                );
+            }
             if destinations.is_none() {
                 tracing::warn!(
                     "no destinations configured (SYNCDESK_CRM_URL …): orders are received but not delivered"

@@ -348,7 +348,7 @@ impl HttpClient {
 }
 
 /// Shows a reqwest error without its URL (which may hold an email address).
-struct DisplayWithoutUrl<'a>(&'a reqwest::Error);
+pub(crate) struct DisplayWithoutUrl<'a>(pub(crate) &'a reqwest::Error);
 
 impl fmt::Display for DisplayWithoutUrl<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

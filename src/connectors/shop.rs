@@ -129,6 +129,34 @@ impl ShopAdmin {
         url
     }
 
+    /// No answer at all, said plainly. (reqwest's own text names the URL and hides the cause:
+    /// "error sending request for url (…)".)
+    fn transport_error(&self, e: &reqwest::Error) -> DeliveryError {
+        let base = self.base.as_str();
+        let (kind, message) = if e.is_timeout() {
+            (
+                TransientKind::Timeout,
+                format!("The store's Admin API at {base} did not answer in time."),
+            )
+        } else if e.is_connect() {
+            (
+                TransientKind::Connect,
+                format!("Could not connect to the store's Admin API at {base}."),
+            )
+        } else {
+            (
+                TransientKind::Connect,
+                format!("The connection to the store's Admin API at {base} failed."),
+            )
+        };
+        tracing::debug!(error = %super::http::DisplayWithoutUrl(e), "store request failed");
+        DeliveryError::Transient {
+            kind,
+            message,
+            request_id: None,
+        }
+    }
+
     /// A GET with the access token: the JSON body and headers, `None` on 404, the status
     /// classified like a destination's otherwise.
     async fn get(
@@ -141,15 +169,7 @@ impl ShopAdmin {
             .header("X-Shopify-Access-Token", self.token.clone())
             .send()
             .await
-            .map_err(|e| DeliveryError::Transient {
-                kind: if e.is_timeout() {
-                    TransientKind::Timeout
-                } else {
-                    TransientKind::Connect
-                },
-                message: format!("The store's Admin API could not be reached: {e}"),
-                request_id: None,
-            })?;
+            .map_err(|e| self.transport_error(&e))?;
         let status = answer.status();
         let request_id = answer
             .headers()

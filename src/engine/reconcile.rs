@@ -56,8 +56,8 @@ impl Reconciled {
 /// Why a pass stopped.
 #[derive(Debug, thiserror::Error)]
 pub enum ReconcileError {
-    /// The store could not be read.
-    #[error("The store's Admin API could not be read: {0}")]
+    /// The store could not be read; the sentence says why.
+    #[error("{0}")]
     Store(String),
     /// Storage failed.
     #[error(transparent)]

@@ -13,6 +13,7 @@ mod edits;
 mod finishing;
 mod handoff;
 mod ingest;
+mod opening;
 mod outcomes;
 mod reconcile;
 mod signal;
@@ -139,12 +140,12 @@ pub enum StoreError {
     #[error("DATABASE_URL must start with sqlite: or postgres: (got {0:?})")]
     UnsupportedUrl(String),
     /// The database could not be reached or opened.
-    #[error("cannot open the database at {url}: {source}")]
+    #[error("cannot open the database at {url}: {reason}")]
     Connect {
         /// The URL with any password hidden.
         url: String,
-        /// Why.
-        source: sqlx::Error,
+        /// Why, in one clause (the driver's own error repeats itself).
+        reason: String,
     },
     /// A migration failed.
     #[error("database migration failed: {0}")]
@@ -237,9 +238,9 @@ impl Store {
     /// every SyncDesk process together stays under PostgreSQL's `max_connections`.
     pub async fn connect_with(url: &str, max_connections: u32) -> Result<Store, StoreError> {
         let redacted = redact(url);
-        let connect_err = |source| StoreError::Connect {
+        let connect_err = |err: sqlx::Error| StoreError::Connect {
             url: redacted.clone(),
-            source,
+            reason: opening::reason(&err),
         };
         let (mut writer, mut completions, mut ingests) = (None, None, None);
         let handoff = Arc::new(handoff::Handoff::default());
@@ -253,6 +254,9 @@ impl Store {
                 .synchronous(SqliteSynchronous::Full)
                 .foreign_keys(true)
                 .busy_timeout(BUSY_TIMEOUT);
+            opening::first_connection(&options)
+                .await
+                .map_err(connect_err)?;
             let pool = checked_when_idle(SqlitePoolOptions::new())
                 .max_connections(max_connections.min(8))
                 .acquire_timeout(Duration::from_secs(10))
@@ -279,6 +283,9 @@ impl Store {
             Db::Sqlite(pool)
         } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
             let options = PgConnectOptions::from_str(url).map_err(connect_err)?;
+            opening::first_connection(&options)
+                .await
+                .map_err(connect_err)?;
             let pool = checked_when_idle(PgPoolOptions::new())
                 .max_connections(max_connections)
                 .acquire_timeout(Duration::from_secs(10))

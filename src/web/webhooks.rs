@@ -61,8 +61,11 @@ fn header(headers: &HeaderMap, name: &str) -> Option<String> {
 }
 
 /// Whether `signature` (base64) is the HMAC-SHA256 of `body` under `secret`, compared in
-/// constant time.
+/// constant time. Never with an empty secret: anyone can sign with that.
 pub fn signature_valid(secret: &[u8], body: &[u8], signature: &str) -> bool {
+    if secret.is_empty() {
+        return false;
+    }
     let Ok(expected) = STANDARD.decode(signature.trim()) else {
         return false;
     };
@@ -89,7 +92,10 @@ pub async fn shopify(
             return refuse(rejection.status(), &rejection.body_text());
         }
     };
-    let Some(secret) = state.settings.shopify_webhook_secret.as_ref() else {
+    // An empty secret is no secret: anyone could sign with it (the command line refuses one).
+    let Some(secret) = (state.settings.shopify_webhook_secret.as_ref())
+        .filter(|secret| !secret.expose().trim().is_empty())
+    else {
         return refuse(
             StatusCode::SERVICE_UNAVAILABLE,
             "webhooks are not configured: set SHOPIFY_WEBHOOK_SECRET",
@@ -186,5 +192,12 @@ mod tests {
         assert!(!signature_valid(b"secret", b"{\"id\":2}", &good));
         assert!(!signature_valid(b"other", b"{\"id\":1}", &good));
         assert!(!signature_valid(b"secret", b"{\"id\":1}", "not base64!"));
+        let mut mac = Hmac::<Sha256>::new_from_slice(b"").unwrap();
+        mac.update(b"{\"id\":1}");
+        let keyless = STANDARD.encode(mac.finalize().into_bytes());
+        assert!(
+            !signature_valid(b"", b"{\"id\":1}", &keyless),
+            "an empty secret signs nothing"
+        );
     }
 }

@@ -150,8 +150,13 @@ fn init_tracing() {
 }
 
 /// A fresh, empty PostgreSQL database: its URL, and the URL of the maintenance database.
+/// The PostgreSQL server the tests use: `SYNCDESK_TEST_PG_URL`, else [`DEFAULT_PG_URL`].
+pub fn postgres_server() -> String {
+    std::env::var("SYNCDESK_TEST_PG_URL").unwrap_or_else(|_| DEFAULT_PG_URL.to_string())
+}
+
 async fn fresh_postgres_database() -> (String, String, String) {
-    let base = std::env::var("SYNCDESK_TEST_PG_URL").unwrap_or_else(|_| DEFAULT_PG_URL.to_string());
+    let base = postgres_server();
     let mut admin = Url::parse(&base)
         .unwrap_or_else(|e| panic!("SYNCDESK_TEST_PG_URL {base:?} is not a URL: {e}"));
     admin.set_path("/postgres");

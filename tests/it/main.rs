@@ -13,6 +13,7 @@ mod api;
 mod auth;
 mod causes;
 mod claims;
+mod cli;
 mod handoff;
 mod mappings;
 mod order_actions;
