@@ -83,22 +83,24 @@ async fn status_with(app: &TestApp, method: Method, path: &str, token: &str) -> 
     request.send().await.expect("an answer").status()
 }
 
+/// `syncdesk token create --name <name> --role <role>` on the database at `url`.
+async fn token_create(url: &str, name: &str, role: &str) -> Run {
+    let args = [
+        "token",
+        "create",
+        "--database-url",
+        url,
+        "--name",
+        name,
+        "--role",
+        role,
+    ];
+    syncdesk(&args, None).await
+}
+
 async fn a_token_made_on_the_command_line_opens_the_api_to_its_roles_only(app: TestApp) {
     let url = app.database_url();
-    let run = syncdesk(
-        &[
-            "token",
-            "create",
-            "--database-url",
-            &url,
-            "--name",
-            "nightly report",
-            "--role",
-            "manager",
-        ],
-        None,
-    )
-    .await;
+    let run = token_create(&url, "nightly report", "manager").await;
     assert_eq!(run.code, Some(0), "{}", run.said());
     assert!(
         run.stdout
@@ -130,20 +132,7 @@ async fn a_token_made_on_the_command_line_opens_the_api_to_its_roles_only(app: T
     assert!(!format!("{audit:?}").contains(secret), "{audit:?}");
 
     // A role that does not exist is refused before anything is stored.
-    let run = syncdesk(
-        &[
-            "token",
-            "create",
-            "--database-url",
-            &url,
-            "--name",
-            "x",
-            "--role",
-            "wizard",
-        ],
-        None,
-    )
-    .await;
+    let run = token_create(&url, "x", "wizard").await;
     assert_eq!(run.code, Some(2), "{}", run.said());
     assert!(
         run.stderr
