@@ -127,7 +127,7 @@ where
             .await?;
     }
     let (_crm, _erp, destinations) = destinations().await?;
-    let given_secret = options.webhook_secret.filter(|s| !s.is_empty());
+    let given_secret = options.webhook_secret.filter(|s| !s.trim().is_empty());
     let secret = Secret::new(given_secret.clone().unwrap_or_else(|| random_text(24)));
     let shop = spawn_store(StoreSimConfig::default()).await?;
     let target: url::Url = format!("http://{}/webhooks/shopify", options.listen).parse()?;

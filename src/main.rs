@@ -17,7 +17,7 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             // Configuration and start-up errors end with one clear sentence, not a backtrace.
-            eprintln!("syncdesk: {err:#}");
+            eprintln!("syncdesk: {}", syncdesk::cli::one_line(&err));
             ExitCode::FAILURE
         }
     }

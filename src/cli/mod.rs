@@ -95,6 +95,16 @@ async fn open(database: &DatabaseArgs) -> anyhow::Result<Store> {
 async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(args) => {
+            if args
+                .web
+                .shopify_webhook_secret
+                .as_ref()
+                .is_some_and(|secret| secret.trim().is_empty())
+            {
+                bail!(
+                    "SHOPIFY_WEBHOOK_SECRET is empty, and anyone could sign a webhook with an empty key: set the store's secret, or leave it unset to refuse webhooks"
+                );
+            }
             let destinations = args.destinations.settings()?;
             let store = open(&args.database).await?;
             if store.user_count().await? == 0 {
@@ -271,6 +281,23 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
+/// `err` and its causes in one line, each cause once: the database driver's errors repeat their
+/// cause in their own text, which a plain `{err:#}` would print two or three times.
+pub fn one_line(err: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in err.chain() {
+        let text = cause.to_string();
+        if line.contains(&text) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(&text);
+    }
+    line
+}
+
 /// Reads a password without echo from a terminal, or the first line of piped standard input.
 fn read_password() -> anyhow::Result<String> {
     let stdin = std::io::stdin();
@@ -288,5 +315,29 @@ fn read_password() -> anyhow::Result<String> {
             .read_line(&mut line)
             .context("reading the password from standard input")?;
         Ok(line.trim_end_matches(['\r', '\n']).to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("error returned from database: disk I/O error")]
+    struct Driver;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("while executing migration 3: {0}")]
+    struct Migration(#[source] Driver);
+
+    #[test]
+    fn each_cause_is_said_once() {
+        let err = anyhow::Error::new(Migration(Driver)).context("database migration failed");
+        assert_eq!(
+            one_line(&err),
+            "database migration failed: while executing migration 3: error returned from database: disk I/O error"
+        );
+        let plain = anyhow::anyhow!("the two passwords differ");
+        assert_eq!(one_line(&plain), "the two passwords differ");
     }
 }

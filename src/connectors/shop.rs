@@ -132,7 +132,10 @@ impl ShopAdmin {
     /// No answer at all, said plainly. (reqwest's own text names the URL and hides the cause:
     /// "error sending request for url (…)".)
     fn transport_error(&self, e: &reqwest::Error) -> DeliveryError {
-        let base = self.base.as_str();
+        // Named without any user or password the address may carry.
+        let mut base = self.base.clone();
+        let _ = base.set_username("");
+        let _ = base.set_password(None);
         let (kind, message) = if e.is_timeout() {
             (
                 TransientKind::Timeout,
@@ -141,7 +144,10 @@ impl ShopAdmin {
         } else if e.is_connect() {
             (
                 TransientKind::Connect,
-                format!("Could not connect to the store's Admin API at {base}."),
+                format!(
+                    "Could not connect to the store's Admin API at {base} ({}).",
+                    root_cause(e)
+                ),
             )
         } else {
             (
@@ -273,5 +279,25 @@ fn unreadable(message: &str) -> DeliveryError {
         kind: TransientKind::Server { status: 200 },
         message: message.to_string(),
         request_id: None,
+    }
+}
+
+/// The innermost cause of `e`, as a clause ("connection refused", "failed to lookup address
+/// information: …"): reqwest's own text names only the request.
+fn root_cause(e: &reqwest::Error) -> String {
+    let mut cause: &dyn std::error::Error = e;
+    while let Some(inner) = cause.source() {
+        cause = inner;
+    }
+    let text = cause.to_string();
+    // "Connection refused (os error 111)": the number says nothing more.
+    let text = match text.rfind(" (os error ") {
+        Some(at) if text.ends_with(')') => &text[..at],
+        _ => &text,
+    };
+    let mut chars = text.chars();
+    match chars.next() {
+        Some(first) => first.to_lowercase().chain(chars).collect(),
+        None => "no reason given".into(),
     }
 }

@@ -66,8 +66,8 @@ pub enum ResyncError {
     /// The store has no such order.
     #[error("The store has no order with id {0}.")]
     NotInStore(i64),
-    /// The store could not be asked.
-    #[error("The store could not be asked: {0}")]
+    /// The store could not be asked; the sentence says why.
+    #[error("{0}")]
     Unavailable(String),
     /// Storage failed.
     #[error(transparent)]

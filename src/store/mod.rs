@@ -254,7 +254,7 @@ impl Store {
                 .synchronous(SqliteSynchronous::Full)
                 .foreign_keys(true)
                 .busy_timeout(BUSY_TIMEOUT);
-            opening::first_connection(&options)
+            opening::first_connection(&options, opening::CONNECT_WAIT)
                 .await
                 .map_err(connect_err)?;
             let pool = checked_when_idle(SqlitePoolOptions::new())
@@ -283,7 +283,7 @@ impl Store {
             Db::Sqlite(pool)
         } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
             let options = PgConnectOptions::from_str(url).map_err(connect_err)?;
-            opening::first_connection(&options)
+            opening::first_connection(&options, opening::CONNECT_WAIT)
                 .await
                 .map_err(connect_err)?;
             let pool = checked_when_idle(PgPoolOptions::new())

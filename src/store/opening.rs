@@ -5,38 +5,44 @@
 use std::io::ErrorKind;
 use std::time::{Duration, Instant};
 
+use sqlx::sqlite::SqliteError;
 use sqlx::{ConnectOptions, Connection};
 
 /// How long start-up waits for a server that is not answering yet (one starting beside
 /// SyncDesk, say) before it gives up.
 pub(super) const CONNECT_WAIT: Duration = Duration::from_secs(10);
 
-/// Makes one connection with `options`, trying again for [`CONNECT_WAIT`] while the server
-/// cannot be reached or is starting up; the last error when it never could. Errors no wait
-/// mends (a refused password, a database that does not exist) are answered at once.
-pub(super) async fn first_connection<O>(options: &O) -> Result<(), sqlx::Error>
+/// Makes one connection with `options`, trying again for `wait` while the server cannot be
+/// reached, is starting up or is full; the last error when it never could, or a timeout when
+/// the attempts ran out of time (a host that drops packets, a server that accepts and never
+/// answers). Errors no wait mends (a refused password, a database that does not exist) are
+/// answered at once.
+pub(super) async fn first_connection<O>(options: &O, wait: Duration) -> Result<(), sqlx::Error>
 where
     O: ConnectOptions,
     O::Connection: Sized,
 {
-    let deadline = Instant::now() + CONNECT_WAIT;
+    let deadline = Instant::now() + wait;
     loop {
-        match options.connect().await {
-            Ok(connection) => {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match tokio::time::timeout(left, options.connect()).await {
+            Err(_) => return Err(sqlx::Error::PoolTimedOut),
+            Ok(Ok(connection)) => {
                 // Only the answer mattered; a failed goodbye changes nothing.
                 let _ = connection.close().await;
                 return Ok(());
             }
-            Err(err) if passing(&err) && Instant::now() < deadline => {
-                tokio::time::sleep(Duration::from_millis(250)).await;
+            Ok(Err(err)) if passing(&err) && Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(250).min(left)).await;
             }
-            Err(err) => return Err(err),
+            Ok(Err(err)) => return Err(err),
         }
     }
 }
 
-/// Whether `err` may pass by itself: nothing listening yet, a connection cut while the server
-/// starts, or PostgreSQL's "the database system is starting up" (57P03).
+/// Whether `err` may pass by itself: nothing listening yet (or no socket file yet), a
+/// connection cut while the server starts, PostgreSQL's "the database system is starting up"
+/// (57P03) or "too many connections" (53300: other processes' slots not yet freed).
 fn passing(err: &sqlx::Error) -> bool {
     match err {
         sqlx::Error::Io(io) => matches!(
@@ -45,9 +51,9 @@ fn passing(err: &sqlx::Error) -> bool {
                 | ErrorKind::ConnectionReset
                 | ErrorKind::ConnectionAborted
                 | ErrorKind::UnexpectedEof
-                | ErrorKind::TimedOut
+                | ErrorKind::NotFound
         ),
-        sqlx::Error::Database(db) => db.code().as_deref() == Some("57P03"),
+        sqlx::Error::Database(db) => matches!(db.code().as_deref(), Some("57P03" | "53300")),
         _ => false,
     }
 }
@@ -58,10 +64,11 @@ pub(super) fn reason(err: &sqlx::Error) -> String {
         sqlx::Error::Database(db) => {
             let message = db.message();
             // SQLITE_CANTOPEN (14), in any of its extended forms.
-            let cannot_open = db
-                .code()
-                .and_then(|code| code.parse::<i32>().ok())
-                .is_some_and(|code| code & 0xff == 14);
+            let cannot_open = db.try_downcast_ref::<SqliteError>().is_some()
+                && db
+                    .code()
+                    .and_then(|code| code.parse::<i32>().ok())
+                    .is_some_and(|code| code & 0xff == 14);
             if cannot_open {
                 format!("{message} (does its folder exist, and may SyncDesk write there?)")
             } else {
@@ -74,10 +81,9 @@ pub(super) fn reason(err: &sqlx::Error) -> String {
         }
         sqlx::Error::Io(io) => io.to_string(),
         sqlx::Error::Tls(tls) => format!("TLS failed: {tls}"),
-        sqlx::Error::PoolTimedOut => format!(
-            "no connection could be made within {} s",
-            CONNECT_WAIT.as_secs()
-        ),
+        sqlx::Error::PoolTimedOut => {
+            "no answer in time (is the host reachable, and the server answering?)".into()
+        }
         other => other.to_string(),
     }
 }
@@ -93,26 +99,50 @@ mod tests {
 
     #[tokio::test]
     async fn a_port_nobody_listens_on_is_said_to_be_refused_after_the_wait() {
-        // A port just freed: nothing listens there.
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("a free port")
-            .port();
+        // Bound but not listening: connections are refused, and no one else can take the port.
+        let socket = tokio::net::TcpSocket::new_v4().expect("a socket");
+        socket
+            .bind("127.0.0.1:0".parse().expect("an address"))
+            .expect("bind");
+        let port = socket.local_addr().expect("its address").port();
         let options =
             PgConnectOptions::from_str(&format!("postgres://postgres@127.0.0.1:{port}/x"))
                 .expect("a URL");
+        let wait = Duration::from_secs(1);
         let started = Instant::now();
-        let err = first_connection(&options)
+        let err = first_connection(&options, wait)
             .await
             .expect_err("nothing listens");
-        assert!(
-            started.elapsed() >= CONNECT_WAIT,
-            "it waited for the server"
-        );
+        assert!(started.elapsed() >= wait, "it waited for the server");
         assert_eq!(
             reason(&err),
             "nothing answers there (connection refused): is the server running, on that host and port?"
         );
+    }
+
+    #[tokio::test]
+    async fn a_server_that_accepts_and_never_answers_is_given_up_on_in_time() {
+        // Listening, so the connection is made, but nothing ever answers the start-up message.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let port = listener.local_addr().expect("its address").port();
+        let options =
+            PgConnectOptions::from_str(&format!("postgres://postgres@127.0.0.1:{port}/x"))
+                .expect("a URL");
+        let started = Instant::now();
+        let err = first_connection(&options, Duration::from_millis(500))
+            .await
+            .expect_err("no answer");
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "not waited on forever"
+        );
+        assert_eq!(
+            reason(&err),
+            "no answer in time (is the host reachable, and the server answering?)"
+        );
+        drop(listener);
     }
 
     #[tokio::test]
@@ -121,7 +151,9 @@ mod tests {
             .expect("a URL")
             .create_if_missing(true);
         let started = Instant::now();
-        let err = first_connection(&options).await.expect_err("no folder");
+        let err = first_connection(&options, CONNECT_WAIT)
+            .await
+            .expect_err("no folder");
         assert!(
             started.elapsed() < CONNECT_WAIT,
             "no wait mends a missing folder"

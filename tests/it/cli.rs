@@ -37,6 +37,11 @@ impl Run {
 /// Runs `syncdesk args…` with `input` on its standard input, in an environment of its own
 /// (none of the caller's `DATABASE_URL`, secrets or tokens), for at most two minutes.
 async fn syncdesk(args: &[&str], input: Option<&str>) -> Run {
+    syncdesk_with(args, &[], input).await
+}
+
+/// [`syncdesk`] with the environment variables `env` set.
+async fn syncdesk_with(args: &[&str], env: &[(&str, &str)], input: Option<&str>) -> Run {
     let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_syncdesk"));
     command.env_clear();
     for kept in ["PATH", "HOME", "TMPDIR"] {
@@ -44,9 +49,12 @@ async fn syncdesk(args: &[&str], input: Option<&str>) -> Run {
             command.env(kept, value);
         }
     }
+    // Errors only: a slow statement's warning on a loaded machine is not what is tested.
+    command
+        .env("SYNCDESK_LOG", "error")
+        .envs(env.iter().copied());
     let mut child = command
         .args(args)
-        .env("SYNCDESK_LOG", "warn")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -118,13 +126,14 @@ async fn a_token_made_on_the_command_line_opens_the_api_to_its_roles_only(app: T
     assert_eq!(mapping, StatusCode::FORBIDDEN, "but maps no SKU");
     assert_eq!(app.count("SELECT COUNT(*) FROM sku_mappings").await, 0);
 
-    // Kept as a hash only, and audited without the secret.
+    // Kept as its hash only, and audited without it.
+    let hash = syncdesk::accounts::hash_token(secret);
     assert_eq!(
         app.count(&format!(
-            "SELECT COUNT(*) FROM api_tokens WHERE token_hash = '{secret}'"
+            "SELECT COUNT(*) FROM api_tokens WHERE token_hash = '{hash}' AND name = 'nightly report'"
         ))
         .await,
-        0
+        1
     );
     let audit = app.audit_of("token.created").await;
     assert_eq!(audit.len(), 1, "{audit:?}");
@@ -313,11 +322,13 @@ async fn a_backfill_takes_in_what_the_store_has_once_and_says_so(app: TestApp) {
 async fn configuration_mistakes_end_start_up_with_one_plain_sentence() {
     let dir = temp_dir();
     let sqlite = format!("sqlite://{}", dir.join("syncdesk.db").display());
-    // A port nothing listens on.
-    let free = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port();
+    // A port bound but not listening, for the whole test: connections to it are refused, and
+    // no other test's server can take it meanwhile.
+    let closed = tokio::net::TcpSocket::new_v4().expect("a socket");
+    closed
+        .bind("127.0.0.1:0".parse().expect("an address"))
+        .expect("bind");
+    let free = closed.local_addr().expect("its address").port();
     let mut missing = url::Url::parse(&postgres_server()).expect("the test server's URL");
     let name = format!("sd_test_missing_{}", uuid::Uuid::new_v4().simple());
     missing.set_path(&format!("/{name}"));
@@ -326,6 +337,7 @@ async fn configuration_mistakes_end_start_up_with_one_plain_sentence() {
     let unreachable_store = format!("http://127.0.0.1:{free}/");
     let backfill_db = format!("sqlite://{}", dir.join("backfill.db").display());
 
+    let empty_secret = "syncdesk: SHOPIFY_WEBHOOK_SECRET is empty, and anyone could sign a webhook with an empty key: set the store's secret, or leave it unset to refuse webhooks";
     let cases: Vec<(Vec<&str>, i32, String)> = vec![
         (
             vec!["migrate", "--database-url", "mysql://localhost/shop"],
@@ -365,7 +377,9 @@ async fn configuration_mistakes_end_start_up_with_one_plain_sentence() {
                 "2026-11-01",
             ],
             1,
-            format!("syncdesk: Could not connect to the store's Admin API at {unreachable_store}."),
+            format!(
+                "syncdesk: Could not connect to the store's Admin API at {unreachable_store} (connection refused)."
+            ),
         ),
         (
             vec!["worker", "--database-url", &sqlite],
@@ -374,8 +388,13 @@ async fn configuration_mistakes_end_start_up_with_one_plain_sentence() {
         ),
         (
             vec!["serve", "--database-url", &sqlite, "--shopify-webhook-secret", " "],
+            1,
+            empty_secret.into(),
+        ),
+        (
+            vec!["worker", "--database-url", &sqlite, "--crm-token", ""],
             2,
-            "error: invalid value ' ' for '--shopify-webhook-secret <SHOPIFY_WEBHOOK_SECRET>': it is empty; set the real value, or leave it unset".into(),
+            "error: invalid value '' for '--crm-token <CRM_TOKEN>': it is empty; set the real value, or leave it unset".into(),
         ),
     ];
     for (args, code, sentence) in cases {
@@ -394,15 +413,34 @@ async fn configuration_mistakes_end_start_up_with_one_plain_sentence() {
         assert!(!run.stderr.contains("hunter2"), "{}", run.said());
         assert!(!run.stderr.contains("panicked"), "{}", run.said());
     }
+    // The same empty secret from the environment, as a deployment would set it.
+    let run = syncdesk_with(
+        &["serve", "--database-url", &sqlite],
+        &[("SHOPIFY_WEBHOOK_SECRET", "")],
+        None,
+    )
+    .await;
+    assert_eq!(run.code, Some(1), "{}", run.said());
+    assert_eq!(run.stderr.trim(), empty_secret, "{}", run.said());
     // The worker and the server stopped before they opened the database.
     assert!(!dir.join("syncdesk.db").exists(), "nothing was created");
+    drop(closed);
     let _ = std::fs::remove_dir_all(dir);
 }
 
 /// `syncdesk bench`, small, on each backend: every order synced and the ledgers balanced.
 async fn the_benchmark_runs_and_its_ledgers_balance(backend: Backend) {
     let server = postgres_server();
-    let mut args = vec!["bench", "--orders", "150", "--workers", "2"];
+    // Few connections: the tests share one PostgreSQL server.
+    let mut args = vec![
+        "bench",
+        "--orders",
+        "150",
+        "--workers",
+        "2",
+        "--connections",
+        "4",
+    ];
     if backend == Backend::Postgres {
         args.extend(["--postgres", server.as_str()]);
     }

@@ -149,12 +149,12 @@ fn init_tracing() {
         .try_init();
 }
 
-/// A fresh, empty PostgreSQL database: its URL, and the URL of the maintenance database.
 /// The PostgreSQL server the tests use: `SYNCDESK_TEST_PG_URL`, else [`DEFAULT_PG_URL`].
 pub fn postgres_server() -> String {
     std::env::var("SYNCDESK_TEST_PG_URL").unwrap_or_else(|_| DEFAULT_PG_URL.to_string())
 }
 
+/// A fresh, empty PostgreSQL database: its URL, and the URL of the maintenance database.
 async fn fresh_postgres_database() -> (String, String, String) {
     let base = postgres_server();
     let mut admin = Url::parse(&base)
