@@ -188,7 +188,10 @@ impl ShopAdmin {
                 let body: serde_json::Value =
                     answer.json().await.map_err(|e| DeliveryError::Transient {
                         kind: TransientKind::Server { status: 200 },
-                        message: format!("The store's answer could not be read: {e}"),
+                        message: format!(
+                            "The store's answer could not be read ({}).",
+                            root_cause(&e)
+                        ),
                         request_id: request_id.clone(),
                     })?;
                 Ok(Some((body, headers)))

@@ -3,6 +3,7 @@
 mod crm;
 mod erp;
 mod faults;
+mod shop;
 
 use std::str::FromStr;
 use std::time::Duration;
