@@ -144,15 +144,33 @@ impl Accounts {
         }
     }
 
+    /// Counts a failure against `key`, locking it once the failures reach `limit`. `states` is
+    /// what the sign-in read before checking the password; when another sign-in has counted a
+    /// failure since, the key is read again, so failures at the same moment are all counted.
     async fn count_failure(
         &self,
         states: &[ThrottleState],
         key: &str,
         limit: i32,
     ) -> Result<(), StoreError> {
+        let mut seen = states.iter().find(|s| s.key == key).cloned();
+        // Each round loses only to a failure counted meanwhile; a handful of rounds is plenty
+        // even under a burst, and the last one's loss still leaves the others' counts.
+        for _ in 0..16 {
+            let next = self.next_failure(seen.as_ref(), key, limit);
+            if self.store.swap_throttle_state(seen.as_ref(), &next).await? {
+                return Ok(());
+            }
+            seen = self.store.throttle_states(&[key.to_string()]).await?.pop();
+        }
+        Ok(())
+    }
+
+    /// The state of `key` after one more failure on `seen`.
+    fn next_failure(&self, seen: Option<&ThrottleState>, key: &str, limit: i32) -> ThrottleState {
         let now = Utc::now();
         let window = TimeDelta::from_std(self.policy.window).unwrap_or(TimeDelta::MAX);
-        let mut state = match states.iter().find(|s| s.key == key) {
+        let mut state = match seen {
             Some(s) if now - s.window_started_at <= window => s.clone(),
             _ => ThrottleState {
                 key: key.to_string(),
@@ -171,7 +189,7 @@ impl Accounts {
                 .min(self.policy.max_lock);
             state.locked_until = Some(now + TimeDelta::from_std(lock).unwrap_or(TimeDelta::MAX));
         }
-        self.store.put_throttle_state(&state).await
+        state
     }
 
     /// Creates an account after checking every field; the message says what to fix.

@@ -27,13 +27,12 @@ pub fn read_payload(topic: &str, body: &[u8]) -> Payload {
     }
     match shopify::parse_json(body) {
         Ok(value) => read_parsed(topic, &value),
-        Err(e) => Payload::Unreadable(e.to_string()),
+        Err(e) => unreadable(e),
     }
 }
 
 /// [`read_payload`] for a body already parsed as JSON.
 pub fn read_parsed(topic: &str, value: &serde_json_borrow::Value<'_>) -> Payload {
-    let unreadable = |e: shopify::ParseError| Payload::Unreadable(e.to_string());
     match topic {
         "orders/create"
         | "orders/updated"
@@ -62,6 +61,14 @@ pub fn read_parsed(topic: &str, value: &serde_json_borrow::Value<'_>) -> Payload
     }
 }
 
+/// A body that cannot be read: the whole reason for the record, the field's path for the log.
+fn unreadable(e: shopify::ParseError) -> Payload {
+    Payload::Unreadable {
+        reason: e.to_string(),
+        field: e.field().map(str::to_owned),
+    }
+}
+
 /// Makes a delivery durable and applies it.
 pub async fn accept(store: &Store, delivery: Delivery) -> Result<IngestOutcome, StoreError> {
     let payload = read_payload(&delivery.topic, &delivery.body);
@@ -83,8 +90,34 @@ async fn record(
     delivery: Delivery,
     payload: Payload,
 ) -> Result<IngestOutcome, StoreError> {
-    if let Payload::Unreadable(reason) = &payload {
-        tracing::warn!(topic = %delivery.topic, webhook_id = %delivery.webhook_id, %reason, "store sent a body SyncDesk cannot read; kept for replay");
+    if let Payload::Unreadable { field, .. } = &payload {
+        // The field, not the reason: the reason can quote the value (an email, a phone number),
+        // and logs carry no personal data. The webhook's record keeps the whole reason.
+        let field = field.as_deref().unwrap_or("the body");
+        tracing::warn!(topic = %delivery.topic, webhook_id = %delivery.webhook_id, %field, "store sent a body SyncDesk cannot read; kept for replay");
     }
     store.ingest(delivery, payload).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Payload, read_payload};
+
+    /// The reason quotes the value for the operator (it is kept with the webhook); the field's
+    /// path is all the log line gets, since the value may be an email or a phone number.
+    #[test]
+    fn an_unreadable_body_names_its_field_apart_from_the_value() {
+        let body = br#"{"id": 7, "email": "jane doe@example.com", "phone": null,
+            "created_at": "2024-10-01T09:15:00Z", "updated_at": "2024-10-01T09:15:00Z"}"#;
+        let Payload::Unreadable { reason, field } = read_payload("customers/update", body) else {
+            panic!("the email is not an email");
+        };
+        assert_eq!(field.as_deref(), Some("email"));
+        assert!(reason.contains("jane doe@example.com"), "{reason}");
+
+        let Payload::Unreadable { field, .. } = read_payload("customers/update", b"{nope") else {
+            panic!("not JSON");
+        };
+        assert_eq!(field, None, "the log says `the body`");
+    }
 }

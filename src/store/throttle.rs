@@ -35,23 +35,41 @@ impl Store {
         Ok(states)
     }
 
-    /// Writes a key's new state.
-    pub async fn put_throttle_state(&self, state: &ThrottleState) -> Result<(), StoreError> {
-        on_pool!(&self.db, pool => {
-            sqlx::query(
+    /// Writes a key's next state, unless another sign-in changed the key since `seen` was read
+    /// (`seen` is `None` when there was no row): compare-and-set on the failure count, so two
+    /// sign-ins failing at once count two failures, never one. False when it lost that race;
+    /// read again and retry.
+    pub async fn swap_throttle_state(
+        &self,
+        seen: Option<&ThrottleState>,
+        next: &ThrottleState,
+    ) -> Result<bool, StoreError> {
+        let written = on_pool!(&self.db, pool => match seen {
+            None => sqlx::query(
                 "INSERT INTO signin_throttle (key, failures, window_started_at, locked_until) VALUES ($1, $2, $3, $4)
-                 ON CONFLICT (key) DO UPDATE SET failures = excluded.failures,
-                     window_started_at = excluded.window_started_at, locked_until = excluded.locked_until",
+                 ON CONFLICT (key) DO NOTHING",
             )
-            .bind(&state.key)
-            .bind(state.failures)
-            .bind(state.window_started_at)
-            .bind(state.locked_until)
+            .bind(&next.key)
+            .bind(next.failures)
+            .bind(next.window_started_at)
+            .bind(next.locked_until)
             .execute(pool)
             .await
-            .map(|_| ())
+            .map(|done| done.rows_affected()),
+            Some(seen) => sqlx::query(
+                "UPDATE signin_throttle SET failures = $2, window_started_at = $3, locked_until = $4
+                 WHERE key = $1 AND failures = $5",
+            )
+            .bind(&next.key)
+            .bind(next.failures)
+            .bind(next.window_started_at)
+            .bind(next.locked_until)
+            .bind(seen.failures)
+            .execute(pool)
+            .await
+            .map(|done| done.rows_affected()),
         })?;
-        Ok(())
+        Ok(written == 1)
     }
 
     /// Forgets a key (after a successful sign-in).

@@ -204,24 +204,27 @@ pub async fn require_sign_in(
     next.run(req).await
 }
 
-/// The client's address: the peer, or the first `X-Forwarded-For` hop behind a trusted proxy.
+/// The client's address: the peer, or, behind a trusted proxy, the address that proxy saw.
+///
+/// That is the last `X-Forwarded-For` entry: a proxy appends the address it was reached from to
+/// whatever the request already carried, so every entry before the last is the client's own
+/// say, free to change with each request (and with it the sign-in throttle's key and the
+/// audit's address). An entry that is not an IP address is ignored, and the peer is used.
 pub fn client_address(parts: &axum::http::request::Parts, trust_proxy: bool) -> Option<String> {
-    if trust_proxy {
-        let forwarded = parts
-            .headers
-            .get("x-forwarded-for")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.split(',').next())
-            .map(|v| v.trim().to_string())
-            .filter(|v| !v.is_empty());
-        if forwarded.is_some() {
-            return forwarded;
-        }
+    if trust_proxy && let Some(forwarded) = forwarded_by_proxy(&parts.headers) {
+        return Some(forwarded.to_string());
     }
     parts
         .extensions
         .get::<ConnectInfo<SocketAddr>>()
         .map(|ConnectInfo(addr)| addr.ip().to_string())
+}
+
+/// The last entry of the last `X-Forwarded-For` header, when it is an IP address.
+fn forwarded_by_proxy(headers: &axum::http::HeaderMap) -> Option<std::net::IpAddr> {
+    let last_header = headers.get_all("x-forwarded-for").iter().next_back()?;
+    let last_entry = last_header.to_str().ok()?.rsplit(',').next()?;
+    last_entry.trim().parse().ok()
 }
 
 fn encode_query(value: &str) -> String {
@@ -234,4 +237,42 @@ fn encode_query(value: &str) -> String {
             _ => format!("%{b:02X}"),
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::client_address;
+
+    fn parts(forwarded: &[&str]) -> axum::http::request::Parts {
+        let mut request = axum::http::Request::builder();
+        for value in forwarded {
+            request = request.header("x-forwarded-for", *value);
+        }
+        request.body(()).expect("request").into_parts().0
+    }
+
+    /// Behind a trusted proxy the address is the one the proxy appended; what the client put in
+    /// front of it (to change its throttle key with every request) does not count.
+    #[test]
+    fn the_proxy_s_own_entry_is_the_client_address() {
+        let forged = parts(&["203.0.113.9, 198.51.100.7"]);
+        assert_eq!(
+            client_address(&forged, true).as_deref(),
+            Some("198.51.100.7")
+        );
+        let two_headers = parts(&["203.0.113.9", "198.51.100.7"]);
+        assert_eq!(
+            client_address(&two_headers, true).as_deref(),
+            Some("198.51.100.7")
+        );
+        let v6 = parts(&["2001:db8::1"]);
+        assert_eq!(client_address(&v6, true).as_deref(), Some("2001:db8::1"));
+        // Not an address: the peer's (none in this request) is used instead.
+        assert_eq!(
+            client_address(&parts(&["198.51.100.7, nonsense"]), true),
+            None
+        );
+        // Without a trusted proxy the header is not read at all.
+        assert_eq!(client_address(&forged, false), None);
+    }
 }

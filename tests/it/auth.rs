@@ -14,6 +14,7 @@ on_both_backends! {
     session_id_changes_at_sign_in => session_id_changes_at_sign_in_sqlite, session_id_changes_at_sign_in_postgres;
     requests_without_a_session_are_sent_to_sign_in => requests_without_a_session_are_sent_to_sign_in_sqlite, requests_without_a_session_are_sent_to_sign_in_postgres;
     repeated_failures_lock_the_account_briefly => repeated_failures_lock_the_account_briefly_sqlite, repeated_failures_lock_the_account_briefly_postgres;
+    failures_at_the_same_moment_are_each_counted => failures_at_the_same_moment_are_each_counted_sqlite, failures_at_the_same_moment_are_each_counted_postgres;
     sign_out_ends_the_session => sign_out_ends_the_session_sqlite, sign_out_ends_the_session_postgres;
 }
 
@@ -377,4 +378,50 @@ async fn sign_out_ends_the_session(app: TestApp) {
         (entries[0].actor_id, entries[0].target.clone()),
         (Some(ana.id), format!("user:{}", ana.id))
     );
+}
+
+/// Wrong passwords sent at once (each spends its time in argon2 between reading the counters
+/// and writing them) are each counted: a burst cannot buy more guesses than the limit allows.
+async fn failures_at_the_same_moment_are_each_counted(app: TestApp) {
+    use syncdesk::accounts::{Accounts, SignInError, ThrottlePolicy};
+
+    app.add_user("ines@example.com", "Ines Ruiz", &[Role::Operator])
+        .await;
+    // Limits above the burst, so that every attempt is checked and counted.
+    let accounts = Accounts::new(
+        app.store.clone(),
+        ThrottlePolicy {
+            per_account: 100,
+            per_client: 100,
+            ..ThrottlePolicy::default()
+        },
+    );
+    let attempts = (0..8).map(|n| {
+        let accounts = &accounts;
+        async move {
+            accounts
+                .sign_in(
+                    "ines@example.com",
+                    format!("wrong guess {n}"),
+                    Some("198.51.100.7".into()),
+                )
+                .await
+        }
+    });
+    for outcome in futures_util::future::join_all(attempts).await {
+        assert!(
+            matches!(outcome, Err(SignInError::BadCredentials)),
+            "{outcome:?}"
+        );
+    }
+    for key in ["account:ines@example.com", "client:198.51.100.7"] {
+        assert_eq!(
+            app.count(&format!(
+                "SELECT CAST(failures AS BIGINT) FROM signin_throttle WHERE key = '{key}'"
+            ))
+            .await,
+            8,
+            "{key}"
+        );
+    }
 }

@@ -61,8 +61,14 @@ pub enum Payload {
         /// The store's id of the order it concerns, if any.
         order: Option<i64>,
     },
-    /// A known topic whose body could not be read; the reason names the field.
-    Unreadable(String),
+    /// A known topic whose body could not be read.
+    Unreadable {
+        /// Why, naming the field and, often, the value found: it is stored with the webhook
+        /// for the operator, and never logged (a value can be an email or a phone number).
+        reason: String,
+        /// The path of the field at fault, when there is one: what a log line may say.
+        field: Option<String>,
+    },
 }
 
 /// What became of a delivery.
@@ -497,7 +503,7 @@ async fn apply_delivery(
         }
         Payload::UnknownTopic => recorded(UNUSED_TOPIC),
         Payload::Notice { why, .. } => recorded(*why),
-        Payload::Unreadable(reason) => recorded(reason.as_str()),
+        Payload::Unreadable { reason, .. } => recorded(reason.as_str()),
     };
 
     if let Outcome::Applied {

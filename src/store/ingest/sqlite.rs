@@ -221,7 +221,7 @@ fn apply_delivery(
         }
         Payload::UnknownTopic => recorded(UNUSED_TOPIC),
         Payload::Notice { why, .. } => recorded(*why),
-        Payload::Unreadable(reason) => recorded(reason.as_str()),
+        Payload::Unreadable { reason, .. } => recorded(reason.as_str()),
     };
 
     let mut leased = LeasedTasks::default();
