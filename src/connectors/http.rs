@@ -7,10 +7,11 @@
 use std::fmt;
 use std::time::{Duration, Instant};
 
-use reqwest::header::{AUTHORIZATION, HeaderValue, RETRY_AFTER};
+use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HeaderValue, RETRY_AFTER};
 use reqwest::{Method, StatusCode};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+use sha2::{Digest, Sha256};
 use tracing::Instrument;
 use url::Url;
 
@@ -21,6 +22,25 @@ use super::wire::{ApiErrorBody, ErrorEnvelope};
 tokio::task_local! {
     /// Requests sent by the delivery running on this task (see [`counting_requests`]).
     static SENT: std::cell::Cell<u32>;
+}
+
+/// The `Idempotency-Key` a write is sent with: the engine's key for the write (order, version,
+/// destination, what the write is) bound to the body by the first 16 hex digits of its SHA-256.
+///
+/// A retry of the same write sends the same body, so the same key, and a destination that
+/// committed it before the answer was lost replays its answer. A write whose body changed since
+/// (a SKU mapped to another item code, a change to a shipment) is a different request: under
+/// the old key a destination would refuse it as "key reused with a different body", or replay
+/// a refusal the fix was meant to cure, and the order would stay stuck. Creating twice is
+/// still ruled out by the connector finding the document before it creates it again.
+pub(crate) fn bound_key(key: &str, body: Option<&[u8]>) -> String {
+    match body {
+        Some(body) => {
+            let digest = Sha256::digest(body);
+            format!("{key}.{}", hex::encode(&digest[..8]))
+        }
+        None => key.to_owned(),
+    }
 }
 
 /// Runs `delivery`, counting the requests the HTTP connectors send while it runs on this task,
@@ -204,11 +224,26 @@ impl HttpClient {
             .request(method, self.url(segments, query))
             .timeout(self.timeout)
             .header(AUTHORIZATION, self.auth.clone());
+        let body = match body.map(serde_json::to_vec).transpose() {
+            Ok(body) => body,
+            Err(err) => {
+                return Err(DeliveryError::Transient {
+                    kind: TransientKind::Server { status: 0 },
+                    message: format!(
+                        "SyncDesk could not write the request to the {} as JSON ({err}).",
+                        self.destination
+                    ),
+                    request_id: None,
+                });
+            }
+        };
         if let Some(key) = idempotency_key {
-            request = request.header("Idempotency-Key", key);
+            request = request.header("Idempotency-Key", bound_key(key, body.as_deref()));
         }
         if let Some(body) = body {
-            request = request.json(body);
+            request = request
+                .header(CONTENT_TYPE, HeaderValue::from_static("application/json"))
+                .body(body);
         }
         let started = Instant::now();
         let outcome = async {
@@ -370,13 +405,21 @@ impl fmt::Display for DisplayWithoutUrl<'_> {
     }
 }
 
-/// `Retry-After` as seconds or an HTTP date.
-fn parse_retry_after(value: &HeaderValue) -> Option<Duration> {
+/// The longest `Retry-After` honoured: a day. A destination asking for longer (or for a time
+/// that does not fit a date at all) is asked again after a day, instead of parking its deliveries
+/// for a span no one would choose — or overflowing the time they are due at.
+pub(crate) const MAX_RETRY_AFTER: Duration = Duration::from_secs(24 * 3600);
+
+/// `Retry-After` as seconds or an HTTP date, at most [`MAX_RETRY_AFTER`].
+pub(crate) fn parse_retry_after(value: &HeaderValue) -> Option<Duration> {
     let text = value.to_str().ok()?.trim();
-    if let Ok(secs) = text.parse::<u64>() {
-        return Some(Duration::from_secs(secs));
-    }
-    let at = chrono::DateTime::parse_from_rfc2822(text).ok()?;
-    let wait = at.with_timezone(&chrono::Utc) - chrono::Utc::now();
-    Some(wait.to_std().unwrap_or(Duration::ZERO))
+    let wait = match text.parse::<u64>() {
+        Ok(secs) => Duration::from_secs(secs),
+        Err(_) => {
+            let at = chrono::DateTime::parse_from_rfc2822(text).ok()?;
+            let wait = at.with_timezone(&chrono::Utc) - chrono::Utc::now();
+            wait.to_std().unwrap_or(Duration::ZERO)
+        }
+    };
+    Some(wait.min(MAX_RETRY_AFTER))
 }

@@ -200,7 +200,8 @@ const MAX_KEYS: usize = 200_000;
 
 impl IdempotencyStore {
     /// Runs `apply` unless this key already has an answer: the same request gets that answer
-    /// again (no second effect), a different request with the same key gets 422.
+    /// again (no second effect), a different request with the same key gets 422. Only answers
+    /// of writes that took effect (2xx) are kept.
     pub(crate) fn run(&mut self, write: &Write, apply: impl FnOnce() -> Answer) -> Answer {
         let Some(key) = &write.scoped_key else {
             return apply();
@@ -220,8 +221,11 @@ impl IdempotencyStore {
             };
         }
         let answer = apply();
-        // Server errors are not remembered: the client should be able to try again.
-        if !answer.status.is_server_error() {
+        // Only a write that took effect is remembered. A refusal (4xx) or a server error (5xx)
+        // changed nothing, so the client may send the key again, with the same body (the
+        // cause was fixed here: an item added to the catalogue) or a corrected one, and it is
+        // processed afresh — as Stripe does for requests that fail validation.
+        if answer.status.is_success() {
             if self.order.len() >= MAX_KEYS
                 && let Some(oldest) = self.order.pop_front()
             {

@@ -46,9 +46,18 @@ WHERE task_id = $1 AND status IN ('open', 'snoozed')";
 
 /// A task's outcome other than synced, fenced by its lease token (`$1` the task, `$2` the
 /// token, `$3` the state, `$4` when to try again, `$5` the fingerprint it is blocked on, `$6`
-/// the error, `$7` now).
-const FINISH_TASK: &str =
-    "UPDATE sync_tasks SET state = $3, scheduled_at = COALESCE($4, scheduled_at), blocked_on = $5,
+/// the error, `$7` now, `$8` the version the attempt sent).
+///
+/// A newer version armed while the attempt ran (the ingest leaves a running task to its worker)
+/// is not left behind a `blocked` or `dead` state that only the attempt's version earned: the
+/// task starts afresh, as the ingest starts a blocked or dead task when a newer version arrives
+/// a moment later. Its exception stays open until that version syncs (which resolves it) or
+/// fails too (which refreshes it). A retry is due anyway and sends the newest version.
+const FINISH_TASK: &str = "UPDATE sync_tasks SET
+    state = CASE WHEN $3 IN ('blocked', 'dead') AND target_version > $8 THEN 'pending' ELSE $3 END,
+    attempt = CASE WHEN $3 IN ('blocked', 'dead') AND target_version > $8 THEN 0 ELSE attempt END,
+    scheduled_at = CASE WHEN $3 IN ('blocked', 'dead') AND target_version > $8 THEN $7 ELSE COALESCE($4, scheduled_at) END,
+    blocked_on = CASE WHEN $3 IN ('blocked', 'dead') AND target_version > $8 THEN NULL ELSE $5 END,
     last_error = $6, lease_token = NULL, lease_expires_at = NULL, updated_at = $7
 WHERE id = $1 AND lease_token = $2";
 
@@ -418,6 +427,7 @@ fn finish_on_writer(
             blocked_on,
             &rec.message,
             &Time(*now),
+            &rec.version,
         ],
     )?;
     if done == 0 {
@@ -466,6 +476,7 @@ async fn record_finish(
         .bind(blocked_on.as_deref())
         .bind(rec.message.as_deref())
         .bind(*now)
+        .bind(rec.version)
         .execute(&mut *conn)
         .await?;
     if done.rows_affected() == 0 {

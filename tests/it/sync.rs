@@ -17,7 +17,7 @@ use syncdesk::simulate::erp::{ErpCatalogue, ErpSimConfig, spawn_erp};
 use syncdesk::simulate::faults::OutageMode;
 use syncdesk::simulate::ledger::DocumentKind;
 use syncdesk::simulate::shopify::{CATALOGUE, OrderFactory};
-use syncdesk::store::Store;
+use syncdesk::store::{AttemptRecord, NewException, Store};
 
 use crate::harness::TestApp;
 use crate::webhooks::{Post, later, order_id};
@@ -36,6 +36,8 @@ on_both_backends! {
     an_outage_holds_the_queue_and_it_drains_without_dead_letters => an_outage_holds_the_queue_and_it_drains_without_dead_letters_sqlite, an_outage_holds_the_queue_and_it_drains_without_dead_letters_postgres;
     several_workers_share_the_queue_without_duplicates => several_workers_share_the_queue_without_duplicates_sqlite, several_workers_share_the_queue_without_duplicates_postgres;
     completions_recorded_together_each_get_their_own_answer => completions_recorded_together_each_get_their_own_answer_sqlite, completions_recorded_together_each_get_their_own_answer_postgres;
+    a_version_armed_during_an_attempt_outlives_its_blocked_or_dead_end => a_version_armed_during_an_attempt_outlives_its_blocked_or_dead_end_sqlite, a_version_armed_during_an_attempt_outlives_its_blocked_or_dead_end_postgres;
+    a_wrong_item_code_corrected_in_syncdesk_releases_the_order => a_wrong_item_code_corrected_in_syncdesk_releases_the_order_sqlite, a_wrong_item_code_corrected_in_syncdesk_releases_the_order_postgres;
 }
 
 /// The simulated CRM and ERP, an ERP catalogue with `ERP-<sku>` for every catalogue SKU, and a
@@ -1508,4 +1510,135 @@ async fn completions_recorded_together_each_get_their_own_answer(app: TestApp) {
         assert_eq!(count(&app, sql).await, expected, "{sql}");
     }
     crate::causes::assert_exact(&app.store, "completions recorded together").await;
+}
+
+/// The store sends version 2 while both of version 1's attempts run; they end blocked (ERP) and
+/// dead-lettered (CRM). Those ends were earned by version 1 only: both tasks start afresh at
+/// version 2, as they would had it arrived a moment later, and syncing it resolves the
+/// exceptions version 1 opened.
+async fn a_version_armed_during_an_attempt_outlives_its_blocked_or_dead_end(app: TestApp) {
+    let rig = rig(&app, Duration::from_secs(5)).await;
+    let order = clean_order(61);
+    let id = order_id(&order);
+    Post::new("orders/create", &order).send(&app).await;
+    let tasks = app
+        .store
+        .claim_tasks(10, Duration::from_secs(30))
+        .await
+        .expect("claim");
+    assert_eq!(tasks.len(), 2);
+
+    let mut paid = later(&order, 5);
+    paid["financial_status"] = json!("paid");
+    Post::new("orders/paid", &paid).send(&app).await;
+    assert_eq!(
+        count(&app, &format!("SELECT COUNT(*) FROM sync_tasks WHERE store_order_id = {id} AND state = 'running' AND target_version = 2")).await,
+        2,
+        "a running task keeps running, aimed at the new version"
+    );
+
+    for task in &tasks {
+        assert_eq!(task.target_version, 1);
+        let (outcome, kind) = if task.destination == "erp" {
+            ("needs_action", "needs_action")
+        } else {
+            ("exhausted", "exhausted")
+        };
+        let rec = AttemptRecord {
+            version: 1,
+            started_at: chrono::Utc::now(),
+            duration_ms: 3,
+            outcome,
+            status: Some(422),
+            message: Some("refused".into()),
+            request_id: None,
+        };
+        let exception = NewException {
+            code: "test_refusal".into(),
+            kind,
+            fingerprint: format!("test_refusal:{}", task.destination),
+            message: "Version 1 was refused.".into(),
+            action: "Nothing: version 2 follows.".into(),
+            fields: vec![],
+        };
+        let done = if task.destination == "erp" {
+            app.store.complete_blocked(task, &rec, &exception).await
+        } else {
+            app.store.complete_dead(task, &rec, &exception).await
+        };
+        assert!(done.expect("complete"), "lease held");
+    }
+    assert_eq!(
+        count(&app, &format!("SELECT COUNT(*) FROM sync_tasks WHERE store_order_id = {id} AND state = 'pending' AND target_version = 2 AND attempt = 0 AND blocked_on IS NULL")).await,
+        2,
+        "both tasks wait for version 2, blocked on nothing"
+    );
+    assert_eq!(
+        count(
+            &app,
+            &format!(
+                "SELECT COUNT(*) FROM exceptions WHERE store_order_id = {id} AND status = 'open'"
+            )
+        )
+        .await,
+        2,
+        "what happened to version 1 is still there to read"
+    );
+
+    let worker = rig.worker(&app.store);
+    drain(&worker, &app, Duration::from_secs(10)).await;
+    assert_eq!(
+        count(&app, &format!("SELECT COUNT(*) FROM sync_tasks WHERE store_order_id = {id} AND state = 'synced' AND synced_version = 2")).await,
+        2
+    );
+    assert_eq!(
+        count(&app, &format!("SELECT COUNT(*) FROM exceptions WHERE store_order_id = {id} AND status = 'resolved' AND resolved_by = 'engine'")).await,
+        2,
+        "version 2 synced, so version 1's exceptions resolved themselves"
+    );
+}
+
+/// A SKU mapped to an item code the ERP does not have (saved while the ERP could not be asked,
+/// or retired there since): the ERP refuses the sales order and the order waits on the SKU.
+/// Correcting the mapping releases it, and the corrected sales order is created — not refused
+/// as the version's idempotency key "reused with a different body".
+async fn a_wrong_item_code_corrected_in_syncdesk_releases_the_order(app: TestApp) {
+    let rig = rig(&app, Duration::from_secs(5)).await;
+    let worker = rig.worker(&app.store);
+    app.store
+        .save_sku_mapping(UNMAPPED, "ERP-RETIRED", &Actor::System)
+        .await
+        .expect("save mapping");
+    let mut order = clean_order(62);
+    order["line_items"][0]["sku"] = json!(UNMAPPED);
+    let id = order_id(&order);
+    Post::new("orders/create", &order).send(&app).await;
+    drain(&worker, &app, Duration::from_secs(10)).await;
+    let fingerprint = format!("missing_sku:erp:{UNMAPPED}");
+    assert_eq!(
+        count(&app, &format!("SELECT COUNT(*) FROM sync_tasks WHERE store_order_id = {id} AND destination = 'erp' AND state = 'blocked' AND blocked_on = '{fingerprint}'")).await,
+        1,
+        "the ERP's refusal of the item code waits on the SKU's mapping"
+    );
+
+    let (_, released) = app
+        .store
+        .save_sku_mapping(UNMAPPED, &format!("ERP-{UNMAPPED}"), &Actor::System)
+        .await
+        .expect("correct mapping");
+    assert_eq!((released.tasks, released.exceptions), (1, 1));
+    drain(&worker, &app, Duration::from_secs(10)).await;
+    assert_eq!(
+        count(
+            &app,
+            &format!(
+                "SELECT COUNT(*) FROM sync_tasks WHERE store_order_id = {id} AND state = 'synced'"
+            )
+        )
+        .await,
+        2
+    );
+    let erp = rig.erp.ledger().check();
+    assert_eq!(erp.count(DocumentKind::SalesOrder, &id.to_string()), 1);
+    assert_eq!(erp.extra_documents(), 0);
 }

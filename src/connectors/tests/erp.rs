@@ -275,20 +275,74 @@ async fn replaying_an_idempotency_key_gives_the_same_answer_and_one_effect() {
         (201, &first.external_id)
     );
     assert_eq!(sim.ledger().len(), 1);
-    assert_eq!(
-        sim.ledger().entries()[0].idempotency_key.as_deref(),
-        Some("key-1")
+    let sent = sim.ledger().entries()[0].idempotency_key.clone();
+    assert!(
+        sent.as_deref().is_some_and(|k| k.starts_with("key-1.")),
+        "the engine's key, bound to the body: {sent:?}"
     );
 
-    // The same key for a different body is refused rather than silently replayed.
+    // The same key for a different body is refused rather than silently replayed (sent raw:
+    // the connector binds each body to a key of its own).
     let mut other = order("1009");
     other.currency = "USD".to_owned();
-    let error = erp
-        .create_sales_order(&other, "key-1")
+    let response = reqwest::Client::new()
+        .post(sim.base_url().join("v1/sales-orders").expect("url"))
+        .bearer_auth(sim.token())
+        .header("Idempotency-Key", sent.expect("key"))
+        .json(&other)
+        .send()
         .await
-        .expect_err("refused");
-    assert_eq!(error.code(), "idempotency_key_reused");
+        .expect("sent");
+    assert_eq!(response.status(), 422);
+    let body: serde_json::Value = response.json().await.expect("json");
+    assert_eq!(body["error"]["code"], "idempotency_key_reused", "{body}");
     assert_eq!(sim.ledger().len(), 1);
+}
+
+/// A write refused for its content, then sent again corrected under the same engine key (the
+/// worker's key is the order version's, and a SKU mapping fixed in SyncDesk changes the body):
+/// the corrected write is a request of its own, not "key reused", and not the refusal again.
+#[tokio::test]
+async fn a_corrected_write_under_the_same_engine_key_is_not_refused_as_a_reuse() {
+    let (sim, erp) = erp().await;
+    let mut wrong = order("1012");
+    wrong.lines[0].item_code = "NO-SUCH-ITEM".to_owned();
+    let refused = erp
+        .create_sales_order(&wrong, "1012-v1-erp")
+        .await
+        .expect_err("unknown item");
+    assert_eq!(refused.code(), "unknown_item");
+    let created = erp
+        .create_sales_order(&order("1012"), "1012-v1-erp")
+        .await
+        .expect("the corrected order is created");
+    assert_eq!(created.status, 201);
+    assert_eq!(
+        sim.ledger().check().count(DocumentKind::SalesOrder, "1012"),
+        1
+    );
+
+    // Cured on the ERP's side instead (the item added to its catalogue): the same body under
+    // the same key is processed afresh, not answered with the refusal it got before.
+    let mut late = order("1013");
+    late.lines[0].item_code = "LATE-ITEM".to_owned();
+    let refused = erp
+        .create_sales_order(&late, "1013-v1-erp")
+        .await
+        .expect_err("unknown item");
+    assert_eq!(refused.code(), "unknown_item");
+    let added = reqwest::Client::new()
+        .put(sim.base_url().join("_sim/items/LATE-ITEM").expect("url"))
+        .json(&serde_json::json!({}))
+        .send()
+        .await
+        .expect("sent");
+    assert!(added.status().is_success(), "{}", added.status());
+    let created = erp
+        .create_sales_order(&late, "1013-v1-erp")
+        .await
+        .expect("created once the ERP knows the item");
+    assert_eq!(created.status, 201);
 }
 
 #[tokio::test]

@@ -146,3 +146,26 @@ async fn latency_is_added_and_the_local_rate_limit_spaces_requests() {
         started.elapsed()
     );
 }
+
+/// A `Retry-After` past any date (or days long) is honoured for a day at most: the time a
+/// delivery is due again must stay a time, and a destination is asked again within a day.
+#[test]
+fn a_retry_after_is_honoured_for_a_day_at_most() {
+    use reqwest::header::HeaderValue;
+
+    use crate::connectors::http::{MAX_RETRY_AFTER, parse_retry_after};
+
+    let read = |text: &'static str| parse_retry_after(&HeaderValue::from_static(text));
+    assert_eq!(read("30"), Some(std::time::Duration::from_secs(30)));
+    assert_eq!(read("10000000000000"), Some(MAX_RETRY_AFTER));
+    assert_eq!(read("18446744073709551615"), Some(MAX_RETRY_AFTER));
+    assert_eq!(read("Fri, 31 Dec 9999 23:59:59 GMT"), Some(MAX_RETRY_AFTER));
+    assert_eq!(
+        read("Thu, 01 Jan 1970 00:00:00 GMT"),
+        Some(std::time::Duration::ZERO)
+    );
+    assert_eq!(read("soon"), None);
+    let due = chrono::Utc::now()
+        + chrono::TimeDelta::from_std(MAX_RETRY_AFTER).expect("a day is a time delta");
+    assert!(due > chrono::Utc::now());
+}

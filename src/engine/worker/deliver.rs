@@ -117,7 +117,20 @@ impl Worker {
             .await
         {
             Ok(Some(document)) => document,
-            Ok(None) => return Delivery::Synced(ack),
+            // An ERP whose search lags its writes: the cancellation, shipments and credit notes
+            // are still to send, so the order is not synced yet (the next attempt finds the
+            // sales order and updates nothing it already says).
+            Ok(None) => {
+                return Delivery::Failed(DeliveryError::Transient {
+                    kind: TransientKind::Server { status: 404 },
+                    message: format!(
+                        "The ERP accepted sales order {} but does not list it yet; its \
+                         cancellation, shipments and credit notes follow on the next attempt.",
+                        ack.external_id
+                    ),
+                    request_id: ack.request_id,
+                });
+            }
             Err(err) => return Delivery::Failed(err),
         };
         let changes = match map::erp_changes(order, &document, &lookup) {
