@@ -318,6 +318,20 @@ pub(super) enum TokenCommand {
         #[arg(long = "role", value_parser = parse_role, required = true)]
         roles: Vec<Role>,
     },
+    /// List the API tokens: id, name, roles, when made, last used and revoked (never secrets).
+    List {
+        #[command(flatten)]
+        database: DatabaseArgs,
+    },
+    /// Revoke an API token (by the id `token create` and `token list` print): requests with it
+    /// are refused from that moment.
+    Revoke {
+        #[command(flatten)]
+        database: DatabaseArgs,
+        /// The token's id.
+        #[arg(long)]
+        id: i64,
+    },
 }
 
 /// A secret or token as given: an empty one (or only spaces) is refused, as it would be no

@@ -21,7 +21,7 @@ use crate::engine::Workers;
 use crate::engine::reconcile::reconcile_since;
 use crate::engine::worker::WorkerConfig;
 use crate::secret::Secret;
-use crate::store::Store;
+use crate::store::{Revoked, Store, StoreError, TokenListing};
 
 /// SyncDesk keeps ecommerce orders consistent across a store, a CRM and an ERP.
 #[derive(Debug, Parser)]
@@ -278,7 +278,94 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             );
             Ok(())
         }
+        Command::Token(TokenCommand::List { database }) => {
+            let store = open(&database).await?;
+            print!("{}", token_table(&store.tokens().await?));
+            Ok(())
+        }
+        Command::Token(TokenCommand::Revoke { database, id }) => {
+            let store = open(&database).await?;
+            match store.revoke_token(id, &Actor::System).await {
+                Ok(Revoked::Now { name }) => {
+                    println!("Token {name:?} (id {id}) revoked: requests with it are refused.");
+                    Ok(())
+                }
+                Ok(Revoked::Already { name, at }) => {
+                    println!(
+                        "Token {name:?} (id {id}) was already revoked on {}.",
+                        at.format("%Y-%m-%d %H:%M UTC")
+                    );
+                    Ok(())
+                }
+                Err(StoreError::NotFound(_)) => Err(anyhow::anyhow!(
+                    "There is no token with id {id}; `syncdesk token list` shows them."
+                )),
+                Err(err) => Err(err.into()),
+            }
+        }
     }
+}
+
+/// The tokens as `token list` prints them: one line each under a header, or a sentence when
+/// there are none.
+fn token_table(tokens: &[TokenListing]) -> String {
+    if tokens.is_empty() {
+        return "No API tokens yet; `syncdesk token create` makes one.\n".to_string();
+    }
+    let when = |t: Option<chrono::DateTime<chrono::Utc>>| {
+        t.map_or_else(
+            || "-".to_string(),
+            |t| t.format("%Y-%m-%d %H:%M").to_string(),
+        )
+    };
+    let rows: Vec<[String; 6]> = tokens
+        .iter()
+        .map(|t| {
+            [
+                t.id.to_string(),
+                t.name.clone(),
+                t.roles
+                    .iter()
+                    .map(|r| r.as_str())
+                    .collect::<Vec<_>>()
+                    .join(","),
+                when(Some(t.created_at)),
+                when(t.last_used_at),
+                when(t.revoked_at),
+            ]
+        })
+        .collect();
+    let header = [
+        "ID",
+        "NAME",
+        "ROLES",
+        "CREATED (UTC)",
+        "LAST USED",
+        "REVOKED",
+    ];
+    let mut widths = header.map(str::len);
+    for row in &rows {
+        for (width, cell) in widths.iter_mut().zip(row) {
+            *width = (*width).max(cell.chars().count());
+        }
+    }
+    let line = |cells: [&str; 6]| {
+        let mut out = String::new();
+        for (n, (cell, width)) in cells.iter().zip(widths).enumerate() {
+            if n + 1 == cells.len() {
+                out.push_str(cell);
+            } else {
+                out.push_str(&format!("{cell:<width$}  "));
+            }
+        }
+        out.push('\n');
+        out
+    };
+    let mut table = line(header);
+    for row in &rows {
+        table.push_str(&line(row.each_ref().map(String::as_str)));
+    }
+    table
 }
 
 /// `err` and its causes in one line, each cause once: the database driver's errors repeat their

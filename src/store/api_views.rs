@@ -76,7 +76,8 @@ pub struct AttemptView {
     pub started_at: DateTime<Utc>,
     /// How long it took.
     pub duration_ms: i64,
-    /// `synced`, `transient`, `needs_action`, `auth` or `fenced`.
+    /// `synced`, `transient`, `needs_action`, `auth`, `exhausted` (the last attempt of a
+    /// dead-lettered task) or `manual` (done by hand: its exception resolved by a person).
     pub outcome: String,
     /// The destination's HTTP status, when it answered.
     pub status: Option<i32>,

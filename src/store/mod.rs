@@ -50,7 +50,7 @@ pub use sku_import::{ImportApplied, MappingRow};
 pub use tasks::{AttemptRecord, ClaimedTask, NewException};
 pub use throttle::ThrottleState;
 pub use timeline::{AttemptEntry, EventEntry, ExceptionEntry, TIMELINE_LIMIT, Timeline};
-pub use tokens::TokenRecord;
+pub use tokens::{Revoked, TokenListing, TokenRecord};
 pub use triage::{Assignee, ExceptionScope, TriageAction, TriageReport};
 pub use users::{NewUser, UserCredentials, UserRecord};
 pub use views::{ExceptionGroup, OrderRow, QUEUE_STATES, TASK_STATES, UnmappedSku};

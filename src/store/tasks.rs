@@ -117,7 +117,8 @@ pub struct AttemptRecord {
     pub started_at: DateTime<Utc>,
     /// How long it took.
     pub duration_ms: i64,
-    /// `synced`, `transient`, `needs_action`, `auth` or `exhausted`.
+    /// `synced`, `transient`, `needs_action`, `auth`, `exhausted`, or `manual` (recorded by
+    /// `triage` when a person resolves the exception of work done by hand).
     pub outcome: &'static str,
     /// The destination's HTTP status, if it answered.
     pub status: Option<i32>,

@@ -1,7 +1,7 @@
 //! API bearer tokens. Only a SHA-256 of the secret is stored: the secret is shown once.
 
 use app::model::Role;
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use serde_json::json;
 
 use super::audit::insert_audit;
@@ -19,7 +19,111 @@ pub struct TokenRecord {
     pub roles: Vec<Role>,
 }
 
+/// A token as `syncdesk token list` shows it (never its secret, which is not kept).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TokenListing {
+    /// Token id.
+    pub id: i64,
+    /// Its name.
+    pub name: String,
+    /// Roles it carries.
+    pub roles: Vec<Role>,
+    /// When it was made.
+    pub created_at: DateTime<Utc>,
+    /// When it last authenticated a request.
+    pub last_used_at: Option<DateTime<Utc>>,
+    /// When it was revoked; it authenticates nothing since.
+    pub revoked_at: Option<DateTime<Utc>>,
+}
+
+/// What revoking a token did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Revoked {
+    /// Revoked now: requests with it are refused (401) from this moment.
+    Now {
+        /// Its name.
+        name: String,
+    },
+    /// It was revoked before, at this time; nothing changed.
+    Already {
+        /// Its name.
+        name: String,
+        /// When.
+        at: DateTime<Utc>,
+    },
+}
+
 impl Store {
+    /// Every token, newest first.
+    pub async fn tokens(&self) -> Result<Vec<TokenListing>, StoreError> {
+        type Row = (
+            i64,
+            String,
+            DateTime<Utc>,
+            Option<DateTime<Utc>>,
+            Option<DateTime<Utc>>,
+        );
+        let (rows, roles) = on_pool!(&self.db, pool => {
+            let rows: Vec<Row> = sqlx::query_as(
+                "SELECT id, name, created_at, last_used_at, revoked_at FROM api_tokens ORDER BY id DESC",
+            )
+            .fetch_all(pool)
+            .await?;
+            let roles: Vec<(i64, String)> =
+                sqlx::query_as("SELECT token_id, role FROM api_token_roles ORDER BY token_id, role")
+                    .fetch_all(pool)
+                    .await?;
+            Ok::<_, StoreError>((rows, roles))
+        })?;
+        Ok(rows
+            .into_iter()
+            .map(|(id, name, created_at, last_used_at, revoked_at)| {
+                let mut roles: Vec<Role> = roles
+                    .iter()
+                    .filter(|(token, _)| *token == id)
+                    .filter_map(|(_, role)| Role::parse(role))
+                    .collect();
+                roles.sort();
+                TokenListing {
+                    id,
+                    name,
+                    roles,
+                    created_at,
+                    last_used_at,
+                    revoked_at,
+                }
+            })
+            .collect())
+    }
+
+    /// Revokes a token, audited (`token.revoked`): from this moment it authenticates nothing.
+    /// `NotFound` when no token has this id.
+    pub async fn revoke_token(&self, id: i64, by: &Actor) -> Result<Revoked, StoreError> {
+        on_pool!(&self.db, pool => {
+            let mut tx = pool.begin().await?;
+            let found: Option<(String, Option<DateTime<Utc>>)> =
+                sqlx::query_as("SELECT name, revoked_at FROM api_tokens WHERE id = $1")
+                    .bind(id)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+            let (name, revoked_at) = found.ok_or(StoreError::NotFound("token"))?;
+            if let Some(at) = revoked_at {
+                return Ok(Revoked::Already { name, at });
+            }
+            let now = Utc::now();
+            sqlx::query("UPDATE api_tokens SET revoked_at = $1 WHERE id = $2")
+                .bind(now)
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+            let change = Change::new(by, "token.revoked", format!("token:{id}"))
+                .after(json!({ "name": name }));
+            insert_audit!(&mut *tx, &change)?;
+            tx.commit().await?;
+            Ok::<_, StoreError>(Revoked::Now { name })
+        })
+    }
+
     /// Stores a new token by the hash of its secret, audited.
     pub async fn create_token(
         &self,

@@ -254,12 +254,13 @@ pub(crate) fn scope_sql(postgres: bool, scope: &ExceptionScope) -> String {
         Some(Assignee::Nobody) => "($6 = 0 AND e.assignee_id IS NULL)",
         _ => "e.assignee_id = $6",
     };
-    // The store order id, when the search is a number: PostgreSQL would fail to cast other
-    // text, so the digits are picked out first (NULL otherwise).
+    // The store order id, when the search is a number and nothing else (NULL otherwise):
+    // PostgreSQL would fail to cast other text, and SQLite would read the leading digits of
+    // `1042-RED` as order 1042.
     let store_id = if postgres {
         "CAST(substring($8 from '^[0-9]{1,18}$') AS BIGINT)"
     } else {
-        "CAST($8 AS INTEGER)"
+        "CASE WHEN length($8) BETWEEN 1 AND 18 AND $8 NOT GLOB '*[^0-9]*' THEN CAST($8 AS INTEGER) END"
     };
     // Each way of naming an order is an index lookup; an OR across joined columns would read
     // every exception and its order. The orders carrying a SKU (possibly tens of thousands) meet

@@ -156,6 +156,7 @@ parts_from_state!(
     mappings: Mappings,
     settings: Arc<WebSettings>,
     refusals: Arc<webhooks::Refusals>,
+    wake: crate::engine::wake::Wake,
 );
 
 /// The whole HTTP application.

@@ -163,6 +163,50 @@ async fn requests_without_a_live_token_or_the_right_role_are_refused_in_json(app
         "nothing saved"
     );
 
+    // What axum answers itself is in the envelope too: a method the route does not take, a
+    // CSV body that is not text.
+    let (status, body) = call(
+        &app,
+        Method::DELETE,
+        "/api/v1/exceptions",
+        Some(&manager),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(body["error"]["code"], "method_not_allowed", "{body}");
+    let operator = token(&app, "imports", &[Role::Operator]).await;
+    let res = reqwest::Client::new()
+        .post(format!("{}/api/v1/sku-mappings.csv", app.base))
+        .bearer_auth(&operator)
+        .header(reqwest::header::CONTENT_TYPE, "text/csv")
+        .body(vec![0xff_u8, 0xfe, b's', b'k', b'u'])
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(res.status(), StatusCode::BAD_REQUEST);
+    let body: Value = res.json().await.expect("a JSON answer");
+    assert_eq!(body["error"]["code"], "invalid", "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("UTF-8"),
+        "{body}"
+    );
+
+    let refused = app.audit_of("access.denied").await;
+    assert_eq!(refused.len(), 1, "{refused:?}");
+    assert_eq!(
+        (refused[0].actor_label.as_str(), refused[0].target.as_str()),
+        ("token:dashboards", "PUT /api/v1/sku-mappings/ABC"),
+        "a refused role check is audited, naming the request"
+    );
+    assert_eq!(
+        refused[0].after.as_ref().map(|a| a.0.clone()),
+        Some(json!({ "needs_one_of": ["operator"] }))
+    );
+
     let steward = token(&app, "merges", &[Role::Steward]).await;
     let (status, body) = get(&app, "/api/v1/orders/1", &steward).await;
     assert_eq!(status, StatusCode::FORBIDDEN);

@@ -150,6 +150,66 @@ async fn a_token_made_on_the_command_line_opens_the_api_to_its_roles_only(app: T
         run.said()
     );
     assert_eq!(app.count("SELECT COUNT(*) FROM api_tokens").await, 1);
+
+    // Listed without its secret; revoked, it opens nothing from that moment.
+    let id = app.count("SELECT id FROM api_tokens").await.to_string();
+    let database = ["--database-url", url.as_str()];
+    let list = syncdesk(&[&["token", "list"][..], &database].concat(), None).await;
+    assert_eq!(list.code, Some(0), "{}", list.said());
+    let lines: Vec<&str> = list.stdout.lines().collect();
+    assert_eq!(lines.len(), 2, "{}", list.said());
+    assert!(lines[0].starts_with("ID  NAME"), "{}", list.said());
+    let cells: Vec<&str> = lines[1]
+        .split("  ")
+        .map(str::trim)
+        .filter(|c| !c.is_empty())
+        .collect();
+    assert_eq!(cells.len(), 6, "{}", list.said());
+    assert_eq!(
+        (cells[0], cells[1], cells[2], cells[5]),
+        (id.as_str(), "nightly report", "manager", "-"),
+        "used above, not revoked: {}",
+        list.said()
+    );
+    assert_ne!(cells[4], "-", "it was used: {}", list.said());
+    assert!(!list.stdout.contains(secret), "{}", list.said());
+
+    let revoke = |id: &str| {
+        let args: Vec<&str> = [&["token", "revoke", "--id"][..], &[id], &database].concat();
+        args.into_iter().map(str::to_owned).collect::<Vec<_>>()
+    };
+    let run = syncdesk(&as_strs(&revoke(&id)), None).await;
+    assert_eq!(run.code, Some(0), "{}", run.said());
+    assert_eq!(
+        run.stdout.trim(),
+        format!("Token \"nightly report\" (id {id}) revoked: requests with it are refused.")
+    );
+    let exceptions = status_with(&app, Method::GET, "/api/v1/exceptions", secret).await;
+    assert_eq!(
+        exceptions,
+        StatusCode::UNAUTHORIZED,
+        "a revoked token opens nothing"
+    );
+    let again = syncdesk(&as_strs(&revoke(&id)), None).await;
+    assert_eq!(again.code, Some(0), "{}", again.said());
+    assert!(
+        again.stdout.contains("was already revoked on "),
+        "{}",
+        again.said()
+    );
+    let unknown = syncdesk(&as_strs(&revoke("9999")), None).await;
+    assert_eq!(unknown.code, Some(1), "{}", unknown.said());
+    assert_eq!(
+        unknown.stderr.trim(),
+        "syncdesk: There is no token with id 9999; `syncdesk token list` shows them."
+    );
+    let revoked = app.audit_of("token.revoked").await;
+    assert_eq!(revoked.len(), 1, "revoked once, audited once: {revoked:?}");
+    assert_eq!(revoked[0].target, format!("token:{id}"));
+}
+
+fn as_strs(args: &[String]) -> Vec<&str> {
+    args.iter().map(String::as_str).collect()
 }
 
 async fn a_user_added_on_the_command_line_signs_in_and_a_short_password_adds_nobody(app: TestApp) {

@@ -604,6 +604,28 @@ async fn triage_through_the_api_and_the_server_function_checks_roles_and_audits(
     let list: Value = res.json().await.expect("json");
     assert_eq!(list["exceptions"].as_array().expect("rows").len(), 2);
     assert_eq!(list["exceptions"][0]["resolution"], "Duplicate test orders");
+    // A search that starts with an order's number but is not one names no order (SQLite would
+    // read `<id>-RED` as the number it starts with).
+    let id = list["exceptions"][0]["store_order_id"]
+        .as_i64()
+        .expect("order id");
+    for (q, found) in [(format!("{id}"), true), (format!("{id}-RED"), false)] {
+        let res = http
+            .get(format!(
+                "{}/api/v1/exceptions?status=skipped&q={q}",
+                app.base
+            ))
+            .bearer_auth(&viewer)
+            .send()
+            .await
+            .expect("get");
+        let list: Value = res.json().await.expect("json");
+        assert_eq!(
+            !list["exceptions"].as_array().expect("rows").is_empty(),
+            found,
+            "q={q}: {list}"
+        );
+    }
     let res = http
         .get(format!(
             "{}/api/v1/exceptions?older_than_minutes=-3",

@@ -21,7 +21,7 @@ pub async fn resume(
     caller: ApiCaller,
     name: Result<Path<String>, PathRejection>,
 ) -> Result<Json<Value>, ApiError> {
-    caller.require(ADMINS)?;
+    caller.require(ADMINS).await?;
     let Path(name) = name.map_err(invalid)?;
     let was_paused = state
         .store

@@ -9,7 +9,8 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::{ApiCaller, ApiError, READERS, WRITERS, invalid};
-use crate::store::{ExceptionFilter, ExceptionScope, ExceptionView, Store};
+use crate::engine::wake::Wake;
+use crate::store::{ExceptionFilter, ExceptionScope, ExceptionView, RetryOutcome, Store};
 use crate::web::triage;
 
 /// A page holds this many exceptions unless `limit` says otherwise.
@@ -92,7 +93,7 @@ pub async fn list(
     caller: ApiCaller,
     query: Result<Query<ListQuery>, QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
-    caller.require(READERS)?;
+    caller.require(READERS).await?;
     let Query(query) = query.map_err(invalid)?;
     let filter = query.into_filter()?;
     let rows: Vec<ExceptionView> = store.exceptions(&filter).await?;
@@ -111,7 +112,7 @@ pub async fn groups(
     caller: ApiCaller,
     query: Result<Query<ListQuery>, QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
-    caller.require(READERS)?;
+    caller.require(READERS).await?;
     let Query(query) = query.map_err(invalid)?;
     let oldest_first = match query.sort.as_deref().map(str::trim) {
         None | Some("") | Some("size") => false,
@@ -147,13 +148,17 @@ pub async fn groups(
 /// Puts an exception's task back in the queue.
 pub async fn retry(
     State(store): State<Store>,
+    State(wake): State<Wake>,
     caller: ApiCaller,
     id: Result<Path<i64>, PathRejection>,
 ) -> Result<Json<Value>, ApiError> {
-    caller.require(WRITERS)?;
+    caller.require(WRITERS).await?;
     let Path(id) = id.map_err(invalid)?;
-    let outcome = store.retry_exception(id, &caller.actor()).await?.as_str();
-    Ok(Json(json!({ "outcome": outcome })))
+    let outcome = store.retry_exception(id, &caller.actor()).await?;
+    if matches!(outcome, RetryOutcome::Queued) {
+        wake.all();
+    }
+    Ok(Json(json!({ "outcome": outcome.as_str() })))
 }
 
 /// A triage action on one exception, a selection, a group or a filter.
@@ -173,15 +178,19 @@ pub struct ActionBody {
 /// `POST /api/v1/exceptions/actions`.
 pub async fn act(
     State(store): State<Store>,
+    State(wake): State<Wake>,
     caller: ApiCaller,
     body: Result<Json<ActionBody>, JsonRejection>,
 ) -> Result<Json<Value>, ApiError> {
-    caller.require(WRITERS)?;
+    caller.require(WRITERS).await?;
     let Json(body) = body.map_err(invalid)?;
     let scope = triage::target_scope(&body.target, None).map_err(ApiError::Invalid)?;
     let action = triage::action(&body.request, None).map_err(ApiError::Invalid)?;
     let report = store
         .triage(&scope, &action, body.dry_run, &caller.actor())
         .await?;
+    if !body.dry_run && report.queued > 0 {
+        wake.all();
+    }
     Ok(Json(json!(triage::outcome(&body.request, &report))))
 }

@@ -20,7 +20,7 @@ use serde_json::json;
 
 use super::AppState;
 use crate::accounts::hash_token;
-use crate::audit::Actor;
+use crate::audit::{Actor, Change};
 use crate::store::{Store, StoreError};
 
 /// Who may read the queue's state.
@@ -51,6 +51,54 @@ pub fn router() -> Router<AppState> {
         .route("/destinations/{name}/resume", post(destinations::resume))
         .route("/openapi.json", get(openapi::document))
         .fallback(|| async { ApiError::NotFound("No such API route.".into()) })
+        .layer(axum::middleware::map_response(json_errors))
+}
+
+/// Failures axum answers itself (a method the route does not take, a body past its limit or not
+/// UTF-8) come as plain text; the API answers every failure in its JSON envelope, so they are
+/// put in it, keeping their sentence (and `Allow` on a 405).
+async fn json_errors(response: Response) -> Response {
+    let status = response.status();
+    let json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if json || !(status.is_client_error() || status.is_server_error()) {
+        return response;
+    }
+    let (parts, body) = response.into_parts();
+    let said = axum::body::to_bytes(body, 4096)
+        .await
+        .ok()
+        .and_then(|bytes| String::from_utf8(bytes.to_vec()).ok())
+        .map(|text| text.trim().to_string())
+        .filter(|text| !text.is_empty());
+    let (code, fallback) = match status {
+        StatusCode::METHOD_NOT_ALLOWED => (
+            "method_not_allowed",
+            "This route does not take that method; /api/v1/openapi.json lists what it takes.",
+        ),
+        StatusCode::PAYLOAD_TOO_LARGE => ("too_large", "The request body is too large."),
+        s if s.is_client_error() => ("invalid", "The request could not be read."),
+        _ => (
+            "internal",
+            "Something went wrong on our side; it has been logged.",
+        ),
+    };
+    let message = match (status, said) {
+        (StatusCode::METHOD_NOT_ALLOWED, _) | (_, None) => fallback.to_string(),
+        (_, Some(said)) => format!("{said}."),
+    };
+    let mut answer = (
+        status,
+        Json(json!({ "error": { "code": code, "message": message } })),
+    )
+        .into_response();
+    if let Some(allow) = parts.headers.get(header::ALLOW) {
+        answer.headers_mut().insert(header::ALLOW, allow.clone());
+    }
+    answer
 }
 
 /// A failed API request, answered as `{"error": {"code", "message"}}`.
@@ -152,16 +200,24 @@ pub struct ApiCaller {
     pub name: String,
     /// The roles it carries.
     pub roles: Vec<Role>,
+    /// The request, as a refusal's audit names it: `POST /api/v1/exceptions/7/retry`.
+    request: String,
+    /// Where a refusal is audited.
+    store: Store,
 }
 
 impl ApiCaller {
-    /// Allows the request when the token has at least one of `roles`.
-    pub fn require(&self, roles: &'static [Role]) -> Result<(), ApiError> {
+    /// Allows the request when the token has at least one of `roles`. A refusal is audited
+    /// (`access.denied`, naming the request and the roles it needs), as the web app's are.
+    pub async fn require(&self, roles: &'static [Role]) -> Result<(), ApiError> {
         if roles.iter().any(|r| self.roles.contains(r)) {
-            Ok(())
-        } else {
-            Err(ApiError::Forbidden(roles))
+            return Ok(());
         }
+        let needed = roles.iter().map(|r| r.as_str()).collect::<Vec<_>>();
+        let change = Change::new(&self.actor(), "access.denied", self.request.clone())
+            .after(json!({ "needs_one_of": needed }));
+        self.store.record(&change).await?;
+        Err(ApiError::Forbidden(roles))
     }
 
     /// The token as the audit log records it.
@@ -204,6 +260,17 @@ where
             token_id: token.id,
             name: token.name,
             roles: token.roles,
+            // The path as requested: this router is nested under `/api/v1`, which `parts.uri`
+            // has lost.
+            request: format!(
+                "{} {}",
+                parts.method,
+                parts
+                    .extensions
+                    .get::<axum::extract::OriginalUri>()
+                    .map_or(parts.uri.path(), |original| original.path())
+            ),
+            store,
         })
     }
 }

@@ -31,12 +31,12 @@ fn schemas() -> Value {
         "Error": {
             "type": "object", "required": ["error"],
             "properties": { "error": { "type": "object", "required": ["code", "message"], "properties": {
-                "code": { "type": "string", "enum": ["unauthenticated", "forbidden", "not_found", "conflict", "invalid", "internal"] },
+                "code": { "type": "string", "enum": ["unauthenticated", "forbidden", "not_found", "conflict", "invalid", "method_not_allowed", "too_large", "internal"] },
                 "message": text } } }
         },
         "Attempt": { "type": "object", "properties": {
             "attempt": { "type": "integer" }, "started_at": time, "duration_ms": { "type": "integer" },
-            "outcome": { "type": "string", "enum": ["synced", "transient", "needs_action", "auth", "fenced"] },
+            "outcome": { "type": "string", "enum": ["synced", "transient", "needs_action", "auth", "exhausted", "manual"] },
             "status": { "type": ["integer", "null"] }, "message": opt_text, "request_id": opt_text } },
         "DestinationState": { "type": "object", "properties": {
             "destination": { "type": "string", "enum": ["crm", "erp"] },
@@ -67,7 +67,8 @@ fn schemas() -> Value {
         "SkuMapping": { "type": "object", "properties": {
             "sku": text, "item_code": text, "updated_at": time, "updated_by": text,
             "released_tasks": { "type": "integer", "description": "PUT only." },
-            "resolved_exceptions": { "type": "integer", "description": "PUT only." } } }
+            "resolved_exceptions": { "type": "integer", "description": "PUT only." },
+            "item_code_checked": { "type": "boolean", "description": "PUT only: whether the ERP confirmed it has the item code (false when it could not be asked)." } } }
     })
 }
 
@@ -123,7 +124,7 @@ pub fn spec() -> Value {
                 "description": read_note,
                 "parameters": [path_param("store_order_id", json!({ "type": "integer" }), "The store's order id.")],
                 "responses": { "200": ok("The order.", schema("Order")), "401": unauth, "403": forbidden,
-                               "404": error_response("No such order.") } } },
+                               "404": error_response("No such order."), "422": error_response("The id is not a number.") } } },
             "/exceptions": { "get": {
                 "summary": "Exceptions, newest first, a page at a time.",
                 "description": read_note,
@@ -145,9 +146,10 @@ pub fn spec() -> Value {
                 "summary": "Open exceptions grouped by cause, biggest group first.",
                 "description": read_note,
                 "parameters": [
-                    query_param("status", json!({ "type": "string", "enum": ["open", "snoozed", "resolved", "skipped", "all"] }), "Which status (default: open and snoozed)."),
+                    query_param("status", json!({ "type": "string", "enum": ["open", "snoozed", "resolved", "skipped", "all"] }), "Which status. Without one, and with `all`, the groups count what is still to do: open and snoozed."),
                     query_param("code", json!({ "type": "string" }), "Only this code."),
                     query_param("destination", json!({ "type": "string" }), "Only this destination."),
+                    query_param("fingerprint", json!({ "type": "string" }), "Only this cause."),
                     query_param("assignee", json!({ "type": "string" }), "`none`, or a user id."),
                     query_param("older_than_minutes", json!({ "type": "integer", "minimum": 0 }), "Only those waiting at least this long."),
                     query_param("q", json!({ "type": "string" }), "Order number, store order id, customer email or SKU."),
@@ -155,7 +157,7 @@ pub fn spec() -> Value {
                 ],
                 "responses": { "200": ok("The groups.", json!({ "type": "object", "properties": {
                                    "groups": { "type": "array", "items": schema("ExceptionGroup") } } })),
-                               "401": unauth, "403": forbidden } } },
+                               "401": unauth, "403": forbidden, "422": error_response("A bad filter or sort.") } } },
             "/exceptions/{id}/retry": { "post": {
                 "summary": "Puts the exception's task back in the queue now.",
                 "description": write_note,
@@ -163,7 +165,8 @@ pub fn spec() -> Value {
                 "responses": { "200": ok("What the retry found.", json!({ "type": "object", "properties": {
                                    "outcome": { "type": "string", "enum": ["queued", "already_applied", "in_flight"] } } })),
                                "401": unauth, "403": forbidden, "404": error_response("No such exception."),
-                               "409": error_response("The exception concerns a whole destination.") } } },
+                               "409": error_response("The exception concerns a whole destination."),
+                               "422": error_response("The id is not a number.") } } },
             "/exceptions/actions": actions_path(write_note),
             "/sku-mappings/{sku}": {
                 "get": {

@@ -14,7 +14,7 @@ pub async fn show(
     caller: ApiCaller,
     id: Result<Path<i64>, PathRejection>,
 ) -> Result<Json<OrderDetail>, ApiError> {
-    caller.require(READERS)?;
+    caller.require(READERS).await?;
     let Path(store_order_id) = id.map_err(invalid)?;
     store
         .order_detail(store_order_id)

@@ -12,6 +12,7 @@ use serde_json::{Value, json};
 
 use super::{ApiCaller, ApiError, READERS, WRITERS, invalid};
 use crate::engine::mappings::{MappingError, Mappings};
+use crate::engine::wake::Wake;
 use crate::store::{SkuMapping, Store};
 
 /// The body of a `PUT`.
@@ -36,7 +37,7 @@ pub async fn show(
     caller: ApiCaller,
     sku: Result<Path<String>, PathRejection>,
 ) -> Result<Json<Value>, ApiError> {
-    caller.require(READERS)?;
+    caller.require(READERS).await?;
     let Path(sku) = sku.map_err(invalid)?;
     store
         .sku_mapping(&sku)
@@ -58,16 +59,20 @@ impl From<MappingError> for ApiError {
 /// orders waiting on it.
 pub async fn save(
     State(mappings): State<Mappings>,
+    State(wake): State<Wake>,
     caller: ApiCaller,
     sku: Result<Path<String>, PathRejection>,
     body: Result<Json<SaveBody>, JsonRejection>,
 ) -> Result<Json<Value>, ApiError> {
-    caller.require(WRITERS)?;
+    caller.require(WRITERS).await?;
     let Path(sku) = sku.map_err(invalid)?;
     let Json(body) = body.map_err(invalid)?;
     let saved = mappings
         .save(&sku, &body.item_code, &caller.actor())
         .await?;
+    if saved.released.tasks > 0 {
+        wake.all();
+    }
     let mut answer = mapping_json(&saved.mapping);
     answer["released_tasks"] = json!(saved.released.tasks);
     answer["resolved_exceptions"] = json!(saved.released.exceptions);
@@ -80,7 +85,7 @@ pub async fn export(
     State(mappings): State<Mappings>,
     caller: ApiCaller,
 ) -> Result<Response, ApiError> {
-    caller.require(READERS)?;
+    caller.require(READERS).await?;
     Ok(crate::web::sku_csv::csv_download(
         mappings.export_csv().await?,
     ))
@@ -90,11 +95,19 @@ pub async fn export(
 /// every rejected row when any row is wrong (then nothing was applied).
 pub async fn import(
     State(mappings): State<Mappings>,
+    State(wake): State<Wake>,
     caller: ApiCaller,
     body: String,
 ) -> Result<Response, ApiError> {
-    caller.require(WRITERS)?;
+    caller.require(WRITERS).await?;
     let report = mappings.import_csv(&body, &caller.actor()).await?;
+    if report
+        .applied
+        .as_ref()
+        .is_some_and(|a| a.released_tasks > 0)
+    {
+        wake.all();
+    }
     let rejected: Vec<Value> = report
         .rejected
         .iter()

@@ -57,7 +57,7 @@ pub(super) fn timeline_entries(timeline: Timeline, edits: &[PayloadEdit]) -> Vec
     for a in timeline.attempts {
         let tone = match a.outcome.as_str() {
             "synced" | "manual" => "ok",
-            "transient" | "fenced" => "warn",
+            "transient" => "warn",
             _ => "bad",
         };
         let mut detail = format!(
