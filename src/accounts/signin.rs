@@ -154,15 +154,16 @@ impl Accounts {
         limit: i32,
     ) -> Result<(), StoreError> {
         let mut seen = states.iter().find(|s| s.key == key).cloned();
-        // Each round loses only to a failure counted meanwhile; a handful of rounds is plenty
-        // even under a burst, and the last one's loss still leaves the others' counts.
-        for _ in 0..16 {
+        // Each round loses only to a failure counted meanwhile, so with N failures in flight on
+        // one key this ends within N rounds; the bound only keeps a fault from spinning.
+        for _ in 0..1_000 {
             let next = self.next_failure(seen.as_ref(), key, limit);
             if self.store.swap_throttle_state(seen.as_ref(), &next).await? {
                 return Ok(());
             }
             seen = self.store.throttle_states(&[key.to_string()]).await?.pop();
         }
+        tracing::warn!("a failed sign-in could not be counted after 1000 rounds of contention");
         Ok(())
     }
 

@@ -423,3 +423,21 @@ pub(crate) fn parse_retry_after(value: &HeaderValue) -> Option<Duration> {
     };
     Some(wait.min(MAX_RETRY_AFTER))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::bound_key;
+
+    /// The same write sends the same key (a destination replays what it committed); a changed
+    /// body, under the same name, sends another (it is a request of its own).
+    #[test]
+    fn a_key_is_the_write_s_name_bound_to_its_body() {
+        let first = bound_key("1042-v1-erp", Some(br#"{"lines":[{"item_code":"ERP-1"}]}"#));
+        let again = bound_key("1042-v1-erp", Some(br#"{"lines":[{"item_code":"ERP-1"}]}"#));
+        let corrected = bound_key("1042-v1-erp", Some(br#"{"lines":[{"item_code":"ERP-2"}]}"#));
+        assert_eq!(first, again);
+        assert_ne!(first, corrected);
+        assert!(first.starts_with("1042-v1-erp.") && first.len() == "1042-v1-erp.".len() + 16);
+        assert_eq!(bound_key("1042-v1-erp", None), "1042-v1-erp");
+    }
+}

@@ -36,9 +36,10 @@ impl Store {
     }
 
     /// Writes a key's next state, unless another sign-in changed the key since `seen` was read
-    /// (`seen` is `None` when there was no row): compare-and-set on the failure count, so two
-    /// sign-ins failing at once count two failures, never one. False when it lost that race;
-    /// read again and retry.
+    /// (`seen` is `None` when there was no row): compare-and-set on the failure count and the
+    /// window's start (a new window restarts the count at 1, which the count alone would not
+    /// tell apart), so two sign-ins failing at once count two failures, never one. False when
+    /// it lost that race; read again and retry.
     pub async fn swap_throttle_state(
         &self,
         seen: Option<&ThrottleState>,
@@ -58,13 +59,14 @@ impl Store {
             .map(|done| done.rows_affected()),
             Some(seen) => sqlx::query(
                 "UPDATE signin_throttle SET failures = $2, window_started_at = $3, locked_until = $4
-                 WHERE key = $1 AND failures = $5",
+                 WHERE key = $1 AND failures = $5 AND window_started_at = $6",
             )
             .bind(&next.key)
             .bind(next.failures)
             .bind(next.window_started_at)
             .bind(next.locked_until)
             .bind(seen.failures)
+            .bind(seen.window_started_at)
             .execute(pool)
             .await
             .map(|done| done.rows_affected()),

@@ -101,21 +101,28 @@ impl Store {
     pub async fn revoke_token(&self, id: i64, by: &Actor) -> Result<Revoked, StoreError> {
         on_pool!(&self.db, pool => {
             let mut tx = pool.begin().await?;
-            let found: Option<(String, Option<DateTime<Utc>>)> =
-                sqlx::query_as("SELECT name, revoked_at FROM api_tokens WHERE id = $1")
-                    .bind(id)
-                    .fetch_optional(&mut *tx)
-                    .await?;
-            let (name, revoked_at) = found.ok_or(StoreError::NotFound("token"))?;
-            if let Some(at) = revoked_at {
-                return Ok(Revoked::Already { name, at });
-            }
+            // The write comes first: it takes the row (PostgreSQL) or the database's write lock
+            // (SQLite) before anything is read, so two revokes at once revoke and audit once,
+            // and SQLite never has to turn a read into a write under a busy server.
             let now = Utc::now();
-            sqlx::query("UPDATE api_tokens SET revoked_at = $1 WHERE id = $2")
-                .bind(now)
-                .bind(id)
-                .execute(&mut *tx)
-                .await?;
+            let revoked: Option<String> = sqlx::query_scalar(
+                "UPDATE api_tokens SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL RETURNING name",
+            )
+            .bind(now)
+            .bind(id)
+            .fetch_optional(&mut *tx)
+            .await?;
+            let Some(name) = revoked else {
+                let found: Option<(String, Option<DateTime<Utc>>)> =
+                    sqlx::query_as("SELECT name, revoked_at FROM api_tokens WHERE id = $1")
+                        .bind(id)
+                        .fetch_optional(&mut *tx)
+                        .await?;
+                return match found {
+                    Some((name, Some(at))) => Ok(Revoked::Already { name, at }),
+                    _ => Err(StoreError::NotFound("token")),
+                };
+            };
             let change = Change::new(by, "token.revoked", format!("token:{id}"))
                 .after(json!({ "name": name }));
             insert_audit!(&mut *tx, &change)?;

@@ -220,11 +220,21 @@ pub fn client_address(parts: &axum::http::request::Parts, trust_proxy: bool) -> 
         .map(|ConnectInfo(addr)| addr.ip().to_string())
 }
 
-/// The last entry of the last `X-Forwarded-For` header, when it is an IP address.
+/// The last entry of the last `X-Forwarded-For` header, when it is an IP address — with or
+/// without the port some proxies append (`203.0.113.9:51234`, `[2001:db8::1]:443`).
 fn forwarded_by_proxy(headers: &axum::http::HeaderMap) -> Option<std::net::IpAddr> {
     let last_header = headers.get_all("x-forwarded-for").iter().next_back()?;
-    let last_entry = last_header.to_str().ok()?.rsplit(',').next()?;
-    last_entry.trim().parse().ok()
+    let entry = last_header.to_str().ok()?.rsplit(',').next()?.trim();
+    entry
+        .parse::<std::net::IpAddr>()
+        .ok()
+        .or_else(|| entry.parse::<SocketAddr>().ok().map(|a| a.ip()))
+        .or_else(|| {
+            entry
+                .strip_prefix('[')
+                .and_then(|e| e.strip_suffix(']'))
+                .and_then(|e| e.parse().ok())
+        })
 }
 
 fn encode_query(value: &str) -> String {
@@ -267,6 +277,15 @@ mod tests {
         );
         let v6 = parts(&["2001:db8::1"]);
         assert_eq!(client_address(&v6, true).as_deref(), Some("2001:db8::1"));
+        // Some proxies append the port too: every client must not share the proxy's address.
+        for (entry, address) in [
+            ("198.51.100.7:51234", "198.51.100.7"),
+            ("[2001:db8::1]:443", "2001:db8::1"),
+            ("[2001:db8::1]", "2001:db8::1"),
+        ] {
+            let with_port = parts(&[entry]);
+            assert_eq!(client_address(&with_port, true).as_deref(), Some(address));
+        }
         // Not an address: the peer's (none in this request) is used instead.
         assert_eq!(
             client_address(&parts(&["198.51.100.7, nonsense"]), true),

@@ -396,32 +396,50 @@ async fn failures_at_the_same_moment_are_each_counted(app: TestApp) {
             ..ThrottlePolicy::default()
         },
     );
-    let attempts = (0..8).map(|n| {
-        let accounts = &accounts;
-        async move {
-            accounts
-                .sign_in(
-                    "ines@example.com",
-                    format!("wrong guess {n}"),
-                    Some("198.51.100.7".into()),
-                )
-                .await
-        }
-    });
-    for outcome in futures_util::future::join_all(attempts).await {
+    let burst = || {
+        let attempts = (0..8).map(|n| {
+            let accounts = &accounts;
+            async move {
+                accounts
+                    .sign_in(
+                        "ines@example.com",
+                        format!("wrong guess {n}"),
+                        Some("198.51.100.7".into()),
+                    )
+                    .await
+            }
+        });
+        futures_util::future::join_all(attempts)
+    };
+    let counted = |key: &'static str| {
+        let sql =
+            format!("SELECT CAST(failures AS BIGINT) FROM signin_throttle WHERE key = '{key}'");
+        let app = &app;
+        async move { app.count(&sql).await }
+    };
+    for outcome in burst().await {
         assert!(
             matches!(outcome, Err(SignInError::BadCredentials)),
             "{outcome:?}"
         );
     }
     for key in ["account:ines@example.com", "client:198.51.100.7"] {
-        assert_eq!(
-            app.count(&format!(
-                "SELECT CAST(failures AS BIGINT) FROM signin_throttle WHERE key = '{key}'"
-            ))
-            .await,
-            8,
-            "{key}"
+        assert_eq!(counted(key).await, 8, "{key}");
+    }
+
+    // A window that has run out, with one failure in it: every failure of the next burst starts
+    // the new window from the same row, and still each is counted.
+    app.execute(
+        "UPDATE signin_throttle SET failures = 1, window_started_at = '2020-01-01T00:00:00+00:00'",
+    )
+    .await;
+    for outcome in burst().await {
+        assert!(
+            matches!(outcome, Err(SignInError::BadCredentials)),
+            "{outcome:?}"
         );
+    }
+    for key in ["account:ines@example.com", "client:198.51.100.7"] {
+        assert_eq!(counted(key).await, 8, "a new window, its 8 failures: {key}");
     }
 }

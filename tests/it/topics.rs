@@ -16,13 +16,14 @@ use syncdesk::simulate::shopify::{OrderFactory, latest_refund};
 
 use crate::harness::TestApp;
 use crate::sync::{Rig, clean_order, drain, rig};
-use crate::webhooks::{Post, order_id};
+use crate::webhooks::{Post, later, order_id};
 
 on_both_backends! {
     an_order_s_shipments_and_refund_reach_the_same_erp_document_and_crm_deal => an_order_s_shipments_and_refund_reach_the_same_erp_document_and_crm_deal_sqlite, an_order_s_shipments_and_refund_reach_the_same_erp_document_and_crm_deal_postgres;
     customer_topics_keep_one_normalised_customer_record => customer_topics_keep_one_normalised_customer_record_sqlite, customer_topics_keep_one_normalised_customer_record_postgres;
     a_customer_keeps_the_newest_details_the_store_gave => a_customer_keeps_the_newest_details_the_store_gave_sqlite, a_customer_keeps_the_newest_details_the_store_gave_postgres;
     customer_records_posted_at_once_leave_the_newest_details => customer_records_posted_at_once_leave_the_newest_details_sqlite, customer_records_posted_at_once_leave_the_newest_details_postgres;
+    a_state_taken_before_a_refund_held_does_not_take_it_back => a_state_taken_before_a_refund_held_does_not_take_it_back_sqlite, a_state_taken_before_a_refund_held_does_not_take_it_back_postgres;
 }
 
 const DRAIN: Duration = Duration::from_secs(10);
@@ -644,4 +645,89 @@ async fn customer_records_posted_at_once_leave_the_newest_details(app: TestApp) 
     );
     assert_eq!(app.count("SELECT COUNT(*) FROM customers").await, 1);
     app.assert_metric_counters_match_the_rows().await;
+}
+
+/// refunds/create is applied; then an orders/updated the store took before the refund arrives
+/// late (an edit minutes earlier, retried by Shopify). Applied, it would take the refund back
+/// (and the CRM's amount and the ERP's payment status with it): it is superseded. The state the
+/// store took with the refund, stamped the refund's own second, is applied.
+async fn a_state_taken_before_a_refund_held_does_not_take_it_back(app: TestApp) {
+    let (mut factory, order) = paid_order_of_several_units();
+    let id = order_id(&order);
+    assert_eq!(post(&app, "orders/create", &order).await, "applied");
+
+    let edited = later(&order, 1);
+    let mut with_refund = factory.refunded(&order, Decimal::new(1500, 2));
+    let refund_at = later(&order, 10)["updated_at"].clone();
+    with_refund["updated_at"] = refund_at.clone();
+    let refunds = with_refund["refunds"].as_array_mut().expect("refunds");
+    let last = refunds.len() - 1;
+    refunds[last]["created_at"] = refund_at;
+    let refund = latest_refund(&with_refund).expect("a refund");
+
+    assert_eq!(post(&app, "refunds/create", &refund).await, "applied");
+    let version = "SELECT version FROM orders WHERE store_order_id = ";
+    assert_eq!(app.count(&format!("{version}{id}")).await, 2);
+    assert_eq!(
+        post(&app, "orders/updated", &edited).await,
+        "superseded",
+        "a state older than the refund held"
+    );
+    assert_eq!(app.count(&format!("{version}{id}")).await, 2);
+    let refunded = app
+        .text(&format!(
+            "SELECT lifecycle FROM orders WHERE store_order_id = {id}"
+        ))
+        .await;
+    assert!(
+        refunded.contains("refunded"),
+        "the refund stays: {refunded}"
+    );
+
+    assert_eq!(
+        post(&app, "orders/updated", &with_refund).await,
+        "applied",
+        "the store's state of the refund's second carries it"
+    );
+    assert_eq!(app.count(&format!("{version}{id}")).await, 3);
+
+    // A refund whose money did not go back (its transaction failed) leaves the order's payment
+    // status as it was; one in another currency than the order's is kept and said, not added.
+    let mut paid = clean_order(301);
+    paid["financial_status"] = json!("paid");
+    paid["total_outstanding"] = json!("0.00");
+    paid["fulfillments"] = json!([]);
+    paid["refunds"] = json!([]);
+    paid["cancelled_at"] = Value::Null;
+    let id = order_id(&paid);
+    assert_eq!(post(&app, "orders/create", &paid).await, "applied");
+    let currency = paid["currency"].as_str().expect("currency").to_string();
+    let other = if currency == "CAD" { "USD" } else { "CAD" };
+    let lifecycle = format!("SELECT lifecycle FROM orders WHERE store_order_id = {id}");
+    assert_eq!(app.text(&lifecycle).await, "paid");
+    let before = app.text(&lifecycle).await;
+    let refund_of = |refund_id: i64, status: &str, currency: &str| {
+        json!({
+            "id": refund_id, "order_id": id, "created_at": later(&paid, 20)["updated_at"],
+            "refund_line_items": [],
+            "transactions": [{ "kind": "refund", "status": status, "amount": "5.00", "currency": currency }]
+        })
+    };
+    let failed = refund_of(9_001, "failure", &currency);
+    assert_eq!(post(&app, "refunds/create", &failed).await, "applied");
+    assert_eq!(app.text(&lifecycle).await, before, "no money went back");
+    let foreign = refund_of(9_002, "success", other);
+    assert_eq!(post(&app, "refunds/create", &foreign).await, "recorded");
+    let note = app
+        .text("SELECT note FROM webhook_events WHERE topic = 'refunds/create' ORDER BY id DESC LIMIT 1")
+        .await;
+    assert!(
+        note.starts_with(&format!("refund in {other} of an order in {currency}")),
+        "{note}"
+    );
+    assert_eq!(
+        app.count(&format!("{version}{id}")).await,
+        2,
+        "only the failed refund applied"
+    );
 }

@@ -6,6 +6,7 @@
 //! together, in one call of functions that take the same steps ([`postgres`]).
 
 use chrono::{DateTime, Utc};
+use rust_decimal::Decimal;
 use sqlx::PgConnection;
 use sqlx::types::Json;
 
@@ -156,8 +157,22 @@ const UPDATE_ORDER: &str = "UPDATE orders SET name = $2, store_updated_at = $3, 
     email = $5, lifecycle = $6, currency = $7, total = $8, data = $9, updated_at = $10, version = $11
 WHERE store_order_id = $1";
 
-/// An order with a refund added (`$2` the version, `$3` the lifecycle, `$4` the order, `$5` now).
-const UPDATE_ORDER_REFUNDED: &str = "UPDATE orders SET version = $2, lifecycle = $3, data = $4, updated_at = $5 WHERE store_order_id = $1";
+/// An order with a refund added (`$2` the version, `$3` the lifecycle, `$4` the order, `$5` now,
+/// `$6` [`refund_as_of`]). The state it holds is now as recent as the refund, so a state the
+/// store took before the refund (an orders/updated delivered late) is superseded rather than
+/// applied over it, which would take the refund back; the orders/updated the store sends with
+/// the refund is at least as recent, and is applied.
+const UPDATE_ORDER_REFUNDED: &str =
+    "UPDATE orders SET version = $2, lifecycle = $3, data = $4, updated_at = $5,
+    store_updated_at = CASE WHEN store_updated_at < $6 THEN $6 ELSE store_updated_at END
+WHERE store_order_id = $1";
+
+/// How recent an order's state is once a refund is applied to it: just before the refund was
+/// made (a microsecond, the finest time PostgreSQL keeps), so that the store's own state of that
+/// same second, which carries the refund, is newer.
+pub(super) fn refund_as_of(refund: &Refund) -> DateTime<Utc> {
+    refund.created_at - chrono::TimeDelta::microseconds(1)
+}
 
 /// What became of a delivery, kept on its row.
 const UPDATE_EVENT: &str = "UPDATE webhook_events SET outcome = $2, store_order_id = $3, order_updated_at = $4, note = $5 WHERE id = $1";
@@ -176,14 +191,18 @@ fn apply_refund(order: &mut Order, refund: Refund) {
             l.refunded_quantity = l.refunded_quantity.saturating_add(line.quantity);
         }
     }
-    if let Ok(total) = order.total_refunded.checked_add(refund.amount) {
+    // Only money going back changes the payment status: a refund that only restocks (or whose
+    // transactions failed) leaves a paid order paid, as the store does.
+    if refund.amount.amount > Decimal::ZERO
+        && let Ok(total) = order.total_refunded.checked_add(refund.amount)
+    {
         order.total_refunded = total;
+        order.financial_status = if order.total_refunded.amount >= order.total.amount {
+            FinancialStatus::Refunded
+        } else {
+            FinancialStatus::PartiallyRefunded
+        };
     }
-    order.financial_status = if order.total_refunded.amount >= order.total.amount {
-        FinancialStatus::Refunded
-    } else {
-        FinancialStatus::PartiallyRefunded
-    };
     order.refunds.push(refund);
 }
 
@@ -291,6 +310,17 @@ fn refunded(stored: Option<(Order, i64)>, refund: &Refund) -> Result<(Order, i64
                 Some("refund already part of the order".into()),
             ))
         }
+        // Money in another currency than the order's cannot be added to it (a money-only
+        // refund of a multi-currency shop names only its transaction's currency): kept, said,
+        // and left to the order's next state from the store, which carries it.
+        Some((order, _)) if refund.amount.currency != order.total_refunded.currency => Err((
+            Outcome::Recorded,
+            None,
+            Some(format!(
+                "refund in {} of an order in {}: not applied; the order's next state from the store carries it",
+                refund.amount.currency, order.total_refunded.currency
+            )),
+        )),
         Some((mut order, version)) => {
             apply_refund(&mut order, refund.clone());
             Ok((order, version + 1))
@@ -494,6 +524,7 @@ async fn apply_delivery(
                         .bind(order.lifecycle().as_str())
                         .bind(Json(&order))
                         .bind(now)
+                        .bind(refund_as_of(refund))
                         .execute(&mut *tx)
                         .await?;
                     applied(refund.order_id, version, None)

@@ -15,7 +15,7 @@ use super::{
     KEEP_SKU, Outcome, Payload, READ_ORDER_DATA_SQLITE, READ_ORDER_SQLITE, SEEN_BEFORE,
     UNUSED_TOPIC, UPDATE_EVENT, UPDATE_ORDER, UPDATE_ORDER_REFUNDED, applied, customer,
     customer_record, event_end, known_order, order_skus, presumed, presumed_outcome, recorded,
-    refunded,
+    refund_as_of, refunded,
 };
 use crate::domain::Order;
 use crate::store::handoff::Reservation;
@@ -212,6 +212,7 @@ fn apply_delivery(
                             &order.lifecycle().as_str(),
                             &lite::json(&order)?,
                             &Time(now),
+                            &Time(refund_as_of(refund)),
                         ],
                     )?;
                     applied(refund.order_id, version, None)

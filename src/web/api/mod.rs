@@ -88,6 +88,7 @@ async fn json_errors(response: Response) -> Response {
     };
     let message = match (status, said) {
         (StatusCode::METHOD_NOT_ALLOWED, _) | (_, None) => fallback.to_string(),
+        (_, Some(said)) if said.ends_with(['.', '!', '?']) => said,
         (_, Some(said)) => format!("{said}."),
     };
     let mut answer = (
