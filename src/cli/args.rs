@@ -61,7 +61,8 @@ pub(super) struct ShopArgs {
     pub(super) store_token: Option<String>,
     /// Seconds between reconciliation passes, which read the orders the store changed through
     /// its Admin API and take in those whose webhooks never came (0: no passes).
-    #[arg(long, env = "SYNCDESK_RECONCILE_EVERY", default_value_t = 600)]
+    #[arg(long, env = "SYNCDESK_RECONCILE_EVERY", default_value_t = 600,
+          value_parser = clap::value_parser!(u64).range(0..=7 * 24 * 3600))]
     pub(super) reconcile_every: u64,
 }
 

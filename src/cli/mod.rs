@@ -166,7 +166,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 &args.store_token,
                 std::time::Duration::from_secs(30),
             )?;
-            let found = reconcile_since(&store, &shop, args.since, None).await?;
+            // One pass with none after it: nothing is left to a webhook that may never come.
+            let found =
+                reconcile_since(&store, &shop, args.since, chrono::TimeDelta::zero(), None).await?;
             store
                 .record(
                     &crate::audit::Change::new(&Actor::System, "orders.backfilled", "store").after(

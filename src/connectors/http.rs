@@ -413,9 +413,14 @@ pub(crate) const MAX_RETRY_AFTER: Duration = Duration::from_secs(24 * 3600);
 /// `Retry-After` as seconds or an HTTP date, at most [`MAX_RETRY_AFTER`].
 pub(crate) fn parse_retry_after(value: &HeaderValue) -> Option<Duration> {
     let text = value.to_str().ok()?.trim();
-    let wait = match text.parse::<u64>() {
-        Ok(secs) => Duration::from_secs(secs),
-        Err(_) => {
+    // Whole seconds, as RFC 9110 has it, or seconds with a fraction, as Shopify sends them
+    // (`2.0`).
+    let seconds = text.parse::<f64>().ok().filter(|s| {
+        s.is_finite() && *s >= 0.0 && text.bytes().all(|b| b.is_ascii_digit() || b == b'.')
+    });
+    let wait = match seconds {
+        Some(secs) => Duration::try_from_secs_f64(secs).unwrap_or(MAX_RETRY_AFTER),
+        None => {
             let at = chrono::DateTime::parse_from_rfc2822(text).ok()?;
             let wait = at.with_timezone(&chrono::Utc) - chrono::Utc::now();
             wait.to_std().unwrap_or(Duration::ZERO)

@@ -41,6 +41,9 @@ impl ShopAdmin {
             .connect_timeout(timeout.min(Duration::from_secs(5)))
             .timeout(timeout)
             .user_agent(concat!("SyncDesk/", env!("CARGO_PKG_VERSION")))
+            // A redirect would carry the access token (a header of Shopify's own, which reqwest
+            // does not know to drop) wherever it points; the Admin API does not redirect.
+            .redirect(reqwest::redirect::Policy::none())
             .build()?;
         let mut token =
             HeaderValue::from_str(access_token).unwrap_or_else(|_| HeaderValue::from_static(""));
@@ -114,6 +117,23 @@ impl ShopAdmin {
             .get(reqwest::header::LINK)
             .and_then(|v| v.to_str().ok())
             .and_then(next_link);
+        // The next page is asked for with the access token: only at the shop's own address.
+        if let Some(OrdersPageRef::Next(url)) = &next
+            && url.origin() != self.base.origin()
+        {
+            return Err(DeliveryError::Rejected {
+                status: 200,
+                code: "store_link_elsewhere".into(),
+                field: None,
+                message: format!(
+                    "The store named its next page at another address ({}), where SyncDesk does not \
+                     send its access token; the pass stopped.",
+                    url.origin().ascii_serialization()
+                ),
+                max: None,
+                request_id: None,
+            });
+        }
         Ok(OrdersPage { orders, next })
     }
 
@@ -206,7 +226,10 @@ impl ShopAdmin {
                 Err(DeliveryError::Transient {
                     kind: if s == StatusCode::TOO_MANY_REQUESTS {
                         TransientKind::RateLimited {
-                            retry_after: None,
+                            retry_after: answer
+                                .headers()
+                                .get(reqwest::header::RETRY_AFTER)
+                                .and_then(super::http::parse_retry_after),
                             by_destination: true,
                         }
                     } else {

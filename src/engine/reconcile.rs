@@ -14,7 +14,7 @@ use tokio::task::JoinHandle;
 use super::ingest;
 use super::wake::Wake;
 use crate::connectors::ShopAdmin;
-use crate::connectors::shop::{ADMIN_API_VERSION, OrdersPageRef};
+use crate::connectors::shop::{ADMIN_API_VERSION, OrdersPage, OrdersPageRef};
 use crate::store::{Delivery, IngestOutcome, Store, StoreError};
 
 /// A scheduled pass re-reads this much before the last change it saw: orders the store changed
@@ -64,35 +64,43 @@ pub enum ReconcileError {
     Storage(#[from] StoreError),
 }
 
-/// One pass over the orders the store changed at or after `since`. `wake` is told when an order
-/// was taken in, so idle workers start on it at once.
+/// How many times a pass asks again for a page the store refused for now (429, 5xx), waiting
+/// as it asks (its `Retry-After`, else a few seconds), before it stops.
+const PAGE_TRIES: u32 = 6;
+
+/// One pass over the orders the store changed at or after `since`, leaving to their webhooks
+/// the changes younger than `settle` ([`SETTLE`] for scheduled passes; a backfill, one pass with
+/// none after it, leaves nothing). `wake` is told when an order was taken in, so idle workers
+/// start on it at once.
 pub async fn reconcile_since(
     store: &Store,
     shop: &ShopAdmin,
     since: DateTime<Utc>,
+    settle: TimeDelta,
     wake: Option<&Wake>,
 ) -> Result<Reconciled, ReconcileError> {
     let mut found = Reconciled::default();
     let mut page = OrdersPageRef::Since(since);
+    let mut pages_seen = std::collections::HashSet::new();
     loop {
-        let listed = shop
-            .orders_page(&page)
-            .await
-            .map_err(|e| ReconcileError::Store(e.to_string()))?;
+        let listed = page_with_patience(shop, &page).await?;
         let ids: Vec<i64> = listed.orders.iter().map(|o| o.id).collect();
         let known = store.known_store_versions(&ids).await?;
-        let settled = Utc::now() - SETTLE;
+        let settled = Utc::now() - settle;
         for order in listed.orders {
-            found.newest = found.newest.max(Some(order.updated_at));
+            // Left to its webhook: not counted, and not the pass's newest change either, so the
+            // next pass starts before it (a store clock ahead of SyncDesk's, or a time in the
+            // far future, cannot carry the next pass past orders this one left).
             if order.updated_at > settled {
                 continue;
             }
+            found.newest = found.newest.max(Some(order.updated_at));
             found.checked += 1;
-            match known.get(&order.id) {
+            let behind = match known.get(&order.id) {
                 Some(have) if *have >= order.updated_at => continue,
-                Some(_) => found.behind += 1,
-                None => found.missing += 1,
-            }
+                Some(_) => true,
+                None => false,
+            };
             // One id per store state: two passes (or two processes) finding the same state take
             // it in once.
             let delivery = Delivery {
@@ -109,15 +117,55 @@ pub async fn reconcile_since(
                 body: order.body,
             };
             let outcome = ingest::accept(store, delivery).await?;
-            if matches!(outcome, IngestOutcome::Applied { .. })
-                && let Some(wake) = wake
-            {
-                wake.all();
+            // Counted when taken in: a state the store lists but SyncDesk cannot read (kept,
+            // with its reason), or one a webhook brought meanwhile, is not "taken in now".
+            if matches!(outcome, IngestOutcome::Applied { .. }) {
+                if behind {
+                    found.behind += 1;
+                } else {
+                    found.missing += 1;
+                }
+                if let Some(wake) = wake {
+                    wake.all();
+                }
             }
         }
         match listed.next {
-            Some(next) => page = next,
+            Some(next) => {
+                if let OrdersPageRef::Next(url) = &next
+                    && !pages_seen.insert(url.to_string())
+                {
+                    return Err(ReconcileError::Store(
+                        "The store's Admin API named a page it had already sent as the next one, \
+                         so the pass stopped instead of reading it again for ever."
+                            .into(),
+                    ));
+                }
+                page = next;
+            }
             None => return Ok(found),
+        }
+    }
+}
+
+/// A page of the store's orders, asked for again while the store refuses for now.
+async fn page_with_patience(
+    shop: &ShopAdmin,
+    page: &OrdersPageRef,
+) -> Result<OrdersPage, ReconcileError> {
+    let mut tries = 0;
+    loop {
+        tries += 1;
+        match shop.orders_page(page).await {
+            Ok(listed) => return Ok(listed),
+            Err(error) if error.is_transient() && tries < PAGE_TRIES => {
+                let wait = error
+                    .retry_after()
+                    .unwrap_or(Duration::from_secs(2))
+                    .min(Duration::from_secs(60));
+                tokio::time::sleep(wait).await;
+            }
+            Err(error) => return Err(ReconcileError::Store(error.to_string())),
         }
     }
 }
@@ -172,7 +220,7 @@ async fn scheduled_pass(
     else {
         return Ok(());
     };
-    match reconcile_since(store, shop, since, Some(wake)).await {
+    match reconcile_since(store, shop, since, SETTLE, Some(wake)).await {
         Ok(found) => {
             if found.missing + found.behind > 0 {
                 tracing::info!(
@@ -193,7 +241,14 @@ async fn scheduled_pass(
                 )
                 .await
         }
-        Err(ReconcileError::Storage(error)) => Err(error),
+        Err(ReconcileError::Storage(error)) => {
+            // Said where people look (the metrics' failing flag, the last error), if the
+            // database takes it now.
+            let reason = format!("SyncDesk could not store what the pass read: {error}");
+            tracing::warn!(%reason, "reconciliation pass failed; the next pass reads the same orders");
+            let _ = store.finish_reconciliation(Utc::now(), Err(&reason)).await;
+            Err(error)
+        }
         Err(error) => {
             let reason = error.to_string();
             tracing::warn!(%reason, "reconciliation pass failed; the next pass reads the same orders");

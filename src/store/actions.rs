@@ -239,18 +239,41 @@ impl Store {
                     .await?;
             let outcome = if synced.is_some_and(|s| s >= target) {
                 RetryOutcome::AlreadyApplied
+            } else if status == "skipped" || status == "resolved" {
+                // Settled by a person (skipped, or done by hand): retrying this one would undo
+                // that decision behind its back, as the queue's actions never do.
+                return Err(StoreError::Conflict(format!(
+                    "This exception was {status} already, so nothing was queued. Retry the order's \
+                     open exception, if it has one, or resync the order from the store."
+                )));
             } else if state == "running" {
                 RetryOutcome::InFlight
             } else {
-                sqlx::query(
+                let queued = sqlx::query(
                     "UPDATE sync_tasks SET state = 'pending', attempt = 0, scheduled_at = $2, blocked_on = NULL, updated_at = $2
                      WHERE id = $1 AND state IN ('pending', 'retrying', 'blocked', 'dead', 'skipped')",
                 )
                 .bind(task_id)
                 .bind(now)
                 .execute(&mut *tx)
-                .await?;
-                RetryOutcome::Queued
+                .await?
+                .rows_affected();
+                if queued == 0 {
+                    // A worker claimed it between the read and this write (PostgreSQL).
+                    RetryOutcome::InFlight
+                } else {
+                    // Queued now: a snoozed exception is back in the queue, as triage's retry
+                    // leaves it.
+                    sqlx::query(
+                        "UPDATE exceptions SET status = 'open', snoozed_until = NULL, updated_at = $2
+                         WHERE id = $1 AND status = 'snoozed'",
+                    )
+                    .bind(exception_id)
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await?;
+                    RetryOutcome::Queued
+                }
             };
             if outcome == RetryOutcome::AlreadyApplied && status != "resolved" {
                 sqlx::query(

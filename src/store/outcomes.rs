@@ -46,20 +46,33 @@ WHERE task_id = $1 AND status IN ('open', 'snoozed')";
 
 /// A task's outcome other than synced, fenced by its lease token (`$1` the task, `$2` the
 /// token, `$3` the state, `$4` when to try again, `$5` the fingerprint it is blocked on, `$6`
-/// the error, `$7` now, `$8` the version the attempt sent).
+/// the error, `$7` now, `$8` the version the attempt sent, `$9` whether the cause it is blocked on
+/// was fixed while it ran).
 ///
 /// A newer version armed while the attempt ran (the ingest leaves a running task to its worker)
 /// is not left behind a `blocked` or `dead` state that only the attempt's version earned: the
 /// task starts afresh, as the ingest starts a blocked or dead task when a newer version arrives
 /// a moment later. Its exception stays open until that version syncs (which resolves it) or
 /// fails too (which refreshes it). A retry is due anyway and sends the newest version.
+/// Likewise a task blocked on a cause fixed during the attempt (a SKU mapped while the ERP was
+/// refusing its old item code): the fix's release found it running and passed it by, so it is
+/// not blocked now, but tried again.
 const FINISH_TASK: &str = "UPDATE sync_tasks SET
-    state = CASE WHEN $3 IN ('blocked', 'dead') AND target_version > $8 THEN 'pending' ELSE $3 END,
-    attempt = CASE WHEN $3 IN ('blocked', 'dead') AND target_version > $8 THEN 0 ELSE attempt END,
-    scheduled_at = CASE WHEN $3 IN ('blocked', 'dead') AND target_version > $8 THEN $7 ELSE COALESCE($4, scheduled_at) END,
-    blocked_on = CASE WHEN $3 IN ('blocked', 'dead') AND target_version > $8 THEN NULL ELSE $5 END,
+    state = CASE WHEN ($3 IN ('blocked', 'dead') AND target_version > $8) OR ($3 = 'blocked' AND $9) THEN 'pending' ELSE $3 END,
+    attempt = CASE WHEN ($3 IN ('blocked', 'dead') AND target_version > $8) OR ($3 = 'blocked' AND $9) THEN 0 ELSE attempt END,
+    scheduled_at = CASE WHEN ($3 IN ('blocked', 'dead') AND target_version > $8) OR ($3 = 'blocked' AND $9) THEN $7 ELSE COALESCE($4, scheduled_at) END,
+    blocked_on = CASE WHEN ($3 IN ('blocked', 'dead') AND target_version > $8) OR ($3 = 'blocked' AND $9) THEN NULL ELSE $5 END,
     last_error = $6, lease_token = NULL, lease_expires_at = NULL, updated_at = $7
 WHERE id = $1 AND lease_token = $2";
+
+/// Whether a SKU's mapping was saved at or after `$2` (`$1` the SKU): the fix of a
+/// `missing_sku:erp:<sku>` cause, made while an attempt ran.
+const MAPPED_SINCE: &str = "SELECT COUNT(*) FROM sku_mappings WHERE sku = $1 AND updated_at >= $2";
+
+/// The SKU of a `missing_sku:erp:<sku>` fingerprint.
+fn sku_of_fingerprint(fingerprint: &str) -> Option<&str> {
+    fingerprint.strip_prefix("missing_sku:erp:")
+}
 
 /// Opens (or refreshes) the one open exception of a task (`$1` the task, `$2` the order, `$3`
 /// the destination, `$4`–`$9` the exception, `$10` now).
@@ -416,6 +429,16 @@ fn finish_on_writer(
     exception: &Option<NewException>,
     now: &DateTime<Utc>,
 ) -> Result<bool, StoreError> {
+    let fixed_meanwhile = match blocked_on.as_deref().and_then(sku_of_fingerprint) {
+        Some(sku) => {
+            sqlite::query_opt(conn, MAPPED_SINCE, &[&sku, &Time(rec.started_at)], |row| {
+                row.get::<_, i64>(0)
+            })?
+            .unwrap_or(0)
+                > 0
+        }
+        None => false,
+    };
     let done = sqlite::execute(
         conn,
         FINISH_TASK,
@@ -428,6 +451,7 @@ fn finish_on_writer(
             &rec.message,
             &Time(*now),
             &rec.version,
+            &fixed_meanwhile,
         ],
     )?;
     if done == 0 {
@@ -468,6 +492,17 @@ async fn record_finish(
     exception: &Option<NewException>,
     now: &DateTime<Utc>,
 ) -> Result<bool, StoreError> {
+    let fixed_meanwhile = match blocked_on.as_deref().and_then(sku_of_fingerprint) {
+        Some(sku) => {
+            let mapped: i64 = sqlx::query_scalar(MAPPED_SINCE)
+                .bind(sku)
+                .bind(rec.started_at)
+                .fetch_one(&mut *conn)
+                .await?;
+            mapped > 0
+        }
+        None => false,
+    };
     let done = sqlx::query(FINISH_TASK)
         .bind(task.id)
         .bind(&task.lease_token)
@@ -477,6 +512,7 @@ async fn record_finish(
         .bind(rec.message.as_deref())
         .bind(*now)
         .bind(rec.version)
+        .bind(fixed_meanwhile)
         .execute(&mut *conn)
         .await?;
     if done.rows_affected() == 0 {

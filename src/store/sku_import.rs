@@ -66,8 +66,26 @@ impl Store {
                         .bind(&row.sku)
                         .fetch_optional(&mut *tx)
                         .await?;
+                let fingerprint = format!("missing_sku:erp:{}", row.sku);
                 if before.as_deref() == Some(row.item_code.as_str()) {
                     applied.unchanged += 1;
+                    // The mapping stands, but orders may wait on it because the ERP refused its
+                    // item code, which may since have been added there: released, as saving the
+                    // same mapping on its own releases them.
+                    let resolution = format!(
+                        "SKU {} confirmed as ERP item {} by {label} (CSV import)",
+                        row.sku, row.item_code
+                    );
+                    let released: Released = release_blocked!(tx, &fingerprint, &resolution, &label, now);
+                    if released.tasks > 0 || released.exceptions > 0 {
+                        applied.released_tasks += released.tasks;
+                        applied.resolved_exceptions += released.exceptions;
+                        let change = Change::new(by, "sku_mapping.confirmed", format!("sku:{}", row.sku)).after(json!({
+                            "item_code": row.item_code, "via": "import",
+                            "released_tasks": released.tasks, "resolved_exceptions": released.exceptions
+                        }));
+                        insert_audit!(&mut *tx, &change)?;
+                    }
                     continue;
                 }
                 sqlx::query(
@@ -81,7 +99,6 @@ impl Store {
                 .bind(&label)
                 .execute(&mut *tx)
                 .await?;
-                let fingerprint = format!("missing_sku:erp:{}", row.sku);
                 let resolution = format!(
                     "SKU {} mapped to ERP item {} by {label} (CSV import)",
                     row.sku, row.item_code

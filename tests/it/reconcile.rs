@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, SecondsFormat, TimeDelta, Utc};
 use serde_json::{Value, json};
 use syncdesk::connectors::ShopAdmin;
-use syncdesk::engine::reconcile::{Reconciled, Reconciler, reconcile_since};
+use syncdesk::engine::reconcile::{Reconciled, Reconciler, SETTLE, reconcile_since};
 
 use crate::harness::TestApp;
 use crate::sync::{clean_order, drain, rig};
@@ -17,6 +17,7 @@ use crate::webhooks::{Post, later, order_id};
 on_both_backends! {
     a_pass_takes_in_missing_and_stale_orders_once_and_they_sync => a_pass_takes_in_missing_and_stale_orders_once_and_they_sync_sqlite, a_pass_takes_in_missing_and_stale_orders_once_and_they_sync_postgres;
     scheduled_passes_are_claimed_once_and_record_what_they_found => scheduled_passes_are_claimed_once_and_record_what_they_found_sqlite, scheduled_passes_are_claimed_once_and_record_what_they_found_postgres;
+    a_pass_waits_out_the_store_s_call_limit_instead_of_starting_over => a_pass_waits_out_the_store_s_call_limit_instead_of_starting_over_sqlite, a_pass_waits_out_the_store_s_call_limit_instead_of_starting_over_postgres;
 }
 
 fn admin(app: &TestApp) -> ShopAdmin {
@@ -70,7 +71,7 @@ async fn a_pass_takes_in_missing_and_stale_orders_once_and_they_sync(app: TestAp
         .min()
         .expect("orders")
         - TimeDelta::minutes(1);
-    let found = reconcile_since(&app.store, &shop, since, None)
+    let found = reconcile_since(&app.store, &shop, since, SETTLE, None)
         .await
         .expect("pass");
     assert_eq!(
@@ -108,7 +109,7 @@ async fn a_pass_takes_in_missing_and_stale_orders_once_and_they_sync(app: TestAp
     // A second pass finds everything known: nothing is recorded, nothing is sent again.
     let events = app.count("SELECT COUNT(*) FROM webhook_events").await;
     let attempts = app.count("SELECT COUNT(*) FROM sync_attempts").await;
-    let again = reconcile_since(&app.store, &shop, since, None)
+    let again = reconcile_since(&app.store, &shop, since, SETTLE, None)
         .await
         .expect("second pass");
     assert_eq!((again.checked, again.missing, again.behind), (3, 0, 0));
@@ -128,14 +129,18 @@ async fn a_pass_takes_in_missing_and_stale_orders_once_and_they_sync(app: TestAp
     just_now["created_at"] = json!(now);
     just_now["updated_at"] = json!(now);
     app.shop.orders().put(&just_now).expect("store has it");
-    let settling = reconcile_since(&app.store, &shop, since, None)
+    let settling = reconcile_since(&app.store, &shop, since, SETTLE, None)
         .await
         .expect("third pass");
     assert_eq!(
         (settling.checked, settling.missing, settling.behind),
         (3, 0, 0)
     );
-    assert_eq!(settling.newest, Some(updated_at(&just_now)));
+    assert!(
+        settling.newest < Some(updated_at(&just_now)),
+        "an order left to its webhook does not carry the next pass past it"
+    );
+    assert_eq!(settling.newest, again.newest);
 
     // A late webhook for the state the pass took in is a duplicate, not a second version.
     Post::new("orders/updated", &missing).send(&app).await;
@@ -266,5 +271,51 @@ async fn scheduled_passes_are_claimed_once_and_record_what_they_found(app: TestA
     assert!(
         metrics.contains("syncdesk_reconciliation_failing 0"),
         "{metrics}"
+    );
+}
+
+/// A store whose call limit is spent answers 429 with `Retry-After`, as Shopify does (a backfill
+/// over thousands of known orders reads pages faster than a standard shop's 2 calls a second):
+/// the pass waits and asks again for that page, instead of failing and starting over from its
+/// first page next time.
+async fn a_pass_waits_out_the_store_s_call_limit_instead_of_starting_over(app: TestApp) {
+    use syncdesk::simulate::store::{CallLimit, StoreSimConfig, spawn_store};
+
+    let shop_sim = spawn_store(StoreSimConfig {
+        call_limit: Some(CallLimit {
+            bucket_size: 1,
+            leak_per_second: 0.5,
+        }),
+        ..StoreSimConfig::default()
+    })
+    .await
+    .expect("a store with a small call limit");
+    let page_size = syncdesk::connectors::shop::PAGE_SIZE;
+    let orders: Vec<Value> = (0..=page_size as u64)
+        .map(|n| clean_order(5_000 + n))
+        .collect();
+    for order in &orders {
+        shop_sim.orders().put(order).expect("store has it");
+    }
+    let shop = ShopAdmin::new(
+        shop_sim.base_url().clone(),
+        shop_sim.access_token(),
+        Duration::from_secs(5),
+    )
+    .expect("Admin API client");
+    let since = orders.iter().map(updated_at).min().expect("orders") - TimeDelta::minutes(1);
+    let started = Instant::now();
+    let found = reconcile_since(&app.store, &shop, since, TimeDelta::zero(), None)
+        .await
+        .expect("the pass waits for the store and finishes");
+    assert_eq!(
+        (found.checked, found.missing, found.behind),
+        (orders.len() as i64, orders.len() as i64, 0),
+        "two pages, the second after a 429"
+    );
+    assert!(
+        started.elapsed() >= Duration::from_secs(1),
+        "it waited for the store's Retry-After ({:?})",
+        started.elapsed()
     );
 }

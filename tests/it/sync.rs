@@ -38,6 +38,7 @@ on_both_backends! {
     completions_recorded_together_each_get_their_own_answer => completions_recorded_together_each_get_their_own_answer_sqlite, completions_recorded_together_each_get_their_own_answer_postgres;
     a_version_armed_during_an_attempt_outlives_its_blocked_or_dead_end => a_version_armed_during_an_attempt_outlives_its_blocked_or_dead_end_sqlite, a_version_armed_during_an_attempt_outlives_its_blocked_or_dead_end_postgres;
     a_wrong_item_code_corrected_in_syncdesk_releases_the_order => a_wrong_item_code_corrected_in_syncdesk_releases_the_order_sqlite, a_wrong_item_code_corrected_in_syncdesk_releases_the_order_postgres;
+    a_sku_mapped_while_its_order_is_being_delivered_still_releases_it => a_sku_mapped_while_its_order_is_being_delivered_still_releases_it_sqlite, a_sku_mapped_while_its_order_is_being_delivered_still_releases_it_postgres;
 }
 
 /// The simulated CRM and ERP, an ERP catalogue with `ERP-<sku>` for every catalogue SKU, and a
@@ -1641,4 +1642,96 @@ async fn a_wrong_item_code_corrected_in_syncdesk_releases_the_order(app: TestApp
     let erp = rig.erp.ledger().check();
     assert_eq!(erp.count(DocumentKind::SalesOrder, &id.to_string()), 1);
     assert_eq!(erp.extra_documents(), 0);
+}
+
+/// The operator maps the SKU while a worker is delivering the order that waits on it: the
+/// mapping's release finds the task running and passes it by. When that attempt then ends
+/// blocked on the SKU (it read the mappings before the save), the task is not left blocked on a
+/// cause already fixed: it is tried again, and syncs.
+async fn a_sku_mapped_while_its_order_is_being_delivered_still_releases_it(app: TestApp) {
+    let rig = rig(&app, Duration::from_secs(5)).await;
+    let mut order = clean_order(63);
+    order["line_items"][0]["sku"] = json!(UNMAPPED);
+    let id = order_id(&order);
+    Post::new("orders/create", &order).send(&app).await;
+    let started = chrono::Utc::now();
+    let tasks = app
+        .store
+        .claim_tasks(10, Duration::from_secs(30))
+        .await
+        .expect("claim");
+    let erp_task = tasks
+        .iter()
+        .find(|t| t.destination == "erp")
+        .expect("the ERP task")
+        .clone();
+
+    let (_, released) = app
+        .store
+        .save_sku_mapping(UNMAPPED, &format!("ERP-{UNMAPPED}"), &Actor::System)
+        .await
+        .expect("save mapping");
+    assert_eq!(released.tasks, 0, "the task was running");
+
+    let fingerprint = format!("missing_sku:erp:{UNMAPPED}");
+    let rec = AttemptRecord {
+        version: 1,
+        started_at: started,
+        duration_ms: 5,
+        outcome: "needs_action",
+        status: None,
+        message: Some(format!("SKU {UNMAPPED} has no ERP item code.")),
+        request_id: None,
+    };
+    let exception = NewException {
+        code: "missing_sku".into(),
+        kind: "needs_action",
+        fingerprint: fingerprint.clone(),
+        message: format!("SKU {UNMAPPED} has no ERP item code."),
+        action: "Map the SKU to an ERP item code.".into(),
+        fields: vec![],
+    };
+    assert!(
+        app.store
+            .complete_blocked(&erp_task, &rec, &exception)
+            .await
+            .expect("complete")
+    );
+    assert_eq!(
+        app.text(&format!(
+            "SELECT state FROM sync_tasks WHERE id = {}",
+            erp_task.id
+        ))
+        .await,
+        "pending",
+        "not blocked on a SKU mapped meanwhile"
+    );
+
+    let crm_task = tasks
+        .iter()
+        .find(|t| t.destination == "crm")
+        .expect("the CRM task");
+    let crm_rec = AttemptRecord {
+        outcome: "synced",
+        status: Some(200),
+        message: None,
+        ..rec.clone()
+    };
+    app.store
+        .complete_synced(crm_task, "crm-63", &crm_rec)
+        .await
+        .expect("complete");
+    let worker = rig.worker(&app.store);
+    drain(&worker, &app, Duration::from_secs(10)).await;
+    assert_eq!(
+        count(&app, &format!("SELECT COUNT(*) FROM sync_tasks WHERE store_order_id = {id} AND destination = 'erp' AND state = 'synced'")).await,
+        1
+    );
+    assert_eq!(
+        rig.erp
+            .ledger()
+            .check()
+            .count(DocumentKind::SalesOrder, &id.to_string()),
+        1
+    );
 }

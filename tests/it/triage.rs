@@ -604,6 +604,32 @@ async fn triage_through_the_api_and_the_server_function_checks_roles_and_audits(
     let list: Value = res.json().await.expect("json");
     assert_eq!(list["exceptions"].as_array().expect("rows").len(), 2);
     assert_eq!(list["exceptions"][0]["resolution"], "Duplicate test orders");
+    // A skipped exception is not retried behind the skip's back: the one-exception retry refuses.
+    let skipped = list["exceptions"][0]["id"].as_i64().expect("exception id");
+    let res = http
+        .post(format!("{}/api/v1/exceptions/{skipped}/retry", app.base))
+        .bearer_auth(&secret)
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(res.status(), StatusCode::CONFLICT);
+    let err: Value = res.json().await.expect("json");
+    assert!(
+        err["error"]["message"]
+            .as_str()
+            .unwrap_or("")
+            .starts_with("This exception was skipped already"),
+        "{err}"
+    );
+    assert_eq!(
+        app.count(&format!(
+            "SELECT COUNT(*) FROM sync_tasks WHERE id = (SELECT task_id FROM exceptions WHERE id = {skipped}) AND state = 'skipped'"
+        ))
+        .await,
+        1,
+        "still skipped"
+    );
+
     // A search that starts with an order's number but is not one names no order (SQLite would
     // read `<id>-RED` as the number it starts with).
     let id = list["exceptions"][0]["store_order_id"]

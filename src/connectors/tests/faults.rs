@@ -157,6 +157,11 @@ fn a_retry_after_is_honoured_for_a_day_at_most() {
 
     let read = |text: &'static str| parse_retry_after(&HeaderValue::from_static(text));
     assert_eq!(read("30"), Some(std::time::Duration::from_secs(30)));
+    assert_eq!(
+        read("2.0"),
+        Some(std::time::Duration::from_secs(2)),
+        "as Shopify says it"
+    );
     assert_eq!(read("10000000000000"), Some(MAX_RETRY_AFTER));
     assert_eq!(read("18446744073709551615"), Some(MAX_RETRY_AFTER));
     assert_eq!(read("Fri, 31 Dec 9999 23:59:59 GMT"), Some(MAX_RETRY_AFTER));
