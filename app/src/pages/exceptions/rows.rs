@@ -27,6 +27,15 @@ pub(super) fn GroupLine(
     let kind = g.kind.clone();
     // A destination-wide cause (`auth:erp`) names the destination it paused.
     let paused = g.fingerprint.strip_prefix("auth:").map(str::to_string);
+    // The group's buttons act on what its row counts: this cause within the filters the queue
+    // is shown under (an assignee, an age, a search), not every exception of the cause. With no
+    // status chosen the row counts open and snoozed ones, which `all` acts on (an action only
+    // ever touches open and snoozed exceptions).
+    let acted_on = ExceptionQuery {
+        fingerprint: Some(g.fingerprint.clone()),
+        status: query.status.clone().or_else(|| Some("all".to_string())),
+        ..query.clone()
+    };
     let show = queue_href(
         &ExceptionQuery {
             fingerprint: Some(g.fingerprint.clone()),
@@ -42,8 +51,8 @@ pub(super) fn GroupLine(
     };
     let map_sku = sku_of(&g.fingerprint)
         .map(|sku| format!("/sku-mappings?sku={}", crate::components::encode(sku)));
-    let fp = g.fingerprint.clone();
-    let fp2 = g.fingerprint.clone();
+    let retry_scope = acted_on.clone();
+    let skip_scope = acted_on;
     let what = orders.clone();
     let what2 = orders.clone();
     let auth = g.code == "auth_expired";
@@ -62,10 +71,10 @@ pub(super) fn GroupLine(
                 {map_sku.map(|href| view! { <a class="button small primary" href=href>"Map SKU"</a> })}
                 <a class="button small" href=show>{if g.open == 1 { "Show order".to_string() } else { format!("Show {} orders", g.open) }}</a>
                 {(can_act && !auth).then(|| {
-                    let (fp, fp2, what, what2) = (fp.clone(), fp2.clone(), what.clone(), what2.clone());
+                    let (retry_scope, skip_scope, what, what2) = (retry_scope.clone(), skip_scope.clone(), what.clone(), what2.clone());
                     view! {
-                        <button type="button" class="button small" on:click=move |_| start(TriageTarget::Group { fingerprint: fp.clone() }, TriageRequest::Retry, what.clone())>"Retry all"</button>
-                        <button type="button" class="button small subtle" on:click=move |_| start(TriageTarget::Group { fingerprint: fp2.clone() }, TriageRequest::Skip { reason: String::new() }, what2.clone())>"Skip all…"</button>
+                        <button type="button" class="button small" on:click=move |_| start(TriageTarget::Filter { query: retry_scope.clone() }, TriageRequest::Retry, what.clone())>"Retry all"</button>
+                        <button type="button" class="button small subtle" on:click=move |_| start(TriageTarget::Filter { query: skip_scope.clone() }, TriageRequest::Skip { reason: String::new() }, what2.clone())>"Skip all…"</button>
                     }
                 })}
                 {(auth && can_resume).then(|| paused.clone()).flatten().map(|destination| view! {
