@@ -265,9 +265,17 @@ async fn send_all(
             let sent = Instant::now();
             let res = client
                 .post(target)
+                // Every header Shopify sends, so the event id's duplicate check is paid for as
+                // it is for a real delivery.
                 .header("X-Shopify-Topic", "orders/create")
                 .header("X-Shopify-Hmac-Sha256", signature)
                 .header("X-Shopify-Webhook-Id", uuid::Uuid::new_v4().to_string())
+                .header("X-Shopify-Event-Id", uuid::Uuid::new_v4().to_string())
+                .header(
+                    "X-Shopify-Triggered-At",
+                    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+                )
+                .header("X-Shopify-API-Version", crate::simulate::store::API_VERSION)
                 .header("X-Shopify-Shop-Domain", "bench.myshopify.com")
                 .header("Content-Type", "application/json")
                 .body(body)
@@ -294,7 +302,21 @@ pub async fn run(options: BenchOptions) -> anyhow::Result<()> {
     // Before anything else runs, on a core of its own.
     let yardstick = tokio::task::spawn_blocking(cpu::yardstick).await??;
     let (url, drop_after) = fresh_database(options.postgres.as_deref()).await?;
-    let store = Store::connect_with(&url, options.connections).await?;
+    // The database goes, whatever the run's outcome: a failed run used to leave it behind.
+    let measured = measure(&url, yardstick, options).await;
+    let discarded = discard(&url, drop_after).await;
+    let clean = measured?;
+    discarded?;
+    if !clean {
+        bail!("the ledgers found lost or duplicated orders");
+    }
+    Ok(())
+}
+
+/// Runs the benchmark on the fresh database at `url` and prints its report; whether the
+/// ledgers found every order once.
+async fn measure(url: &str, yardstick: f64, options: BenchOptions) -> anyhow::Result<bool> {
+    let store = Store::connect_with(url, options.connections).await?;
     store.migrate().await?;
 
     // The simulators and the load generator run on a runtime of their own, so that the CPU
@@ -312,6 +334,9 @@ pub async fn run(options: BenchOptions) -> anyhow::Result<()> {
             ..Default::default()
         }))
         .await??;
+    // The ERP keeps a second document for the same order rather than refusing it (409), so
+    // the ledger's "duplicated" counts every second create SyncDesk makes.
+    erp.faults().update(|f| f.allow_duplicates = true);
     for product in CATALOGUE.iter().filter(|p| !p.sku.is_empty()) {
         store
             .save_sku_mapping(product.sku, &format!("ERP-{}", product.sku), &Actor::System)
@@ -502,11 +527,7 @@ pub async fn run(options: BenchOptions) -> anyhow::Result<()> {
     }
 
     store.close().await;
-    discard(&url, drop_after).await?;
-    if lost > 0 || duplicated > 0 {
-        bail!("the ledgers found lost or duplicated orders");
-    }
-    Ok(())
+    Ok(lost == 0 && duplicated == 0)
 }
 
 #[cfg(test)]

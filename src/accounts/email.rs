@@ -1,7 +1,8 @@
 use std::fmt;
 
 /// An email address, trimmed and lower-cased. Only a plausible address can be built: one `@`,
-/// something before it, a dotted domain after it, no spaces, at most 254 characters.
+/// something before it, a dotted domain after it, no spaces or control characters, at most 254
+/// characters.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Email(String);
 
@@ -10,7 +11,7 @@ impl Email {
     pub fn parse(raw: &str) -> Result<Email, String> {
         let email = raw.trim().to_lowercase();
         let valid = email.len() <= 254
-            && !email.chars().any(char::is_whitespace)
+            && !email.chars().any(|c| c.is_whitespace() || c.is_control())
             && match email.split_once('@') {
                 Some((local, domain)) => {
                     !local.is_empty()
@@ -24,7 +25,7 @@ impl Email {
         if valid {
             Ok(Email(email))
         } else {
-            Err(format!("{:?} is not a valid email address.", raw.trim()))
+            Err(describe_invalid(raw.trim()))
         }
     }
 
@@ -37,6 +38,15 @@ impl Email {
 impl fmt::Display for Email {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)
+    }
+}
+
+/// Says that `raw` is not an email address, quoting it when it is short enough to read.
+fn describe_invalid(raw: &str) -> String {
+    if raw.chars().count() > 254 {
+        "That is not a valid email address: it is longer than 254 characters.".into()
+    } else {
+        format!("{raw:?} is not a valid email address.")
     }
 }
 
@@ -59,8 +69,15 @@ mod tests {
             "a b@example.com",
             "a@b@example.com",
             "ana@.com",
+            "a\u{0}b@example.com",
+            "ana\u{7f}@example.com",
         ] {
             assert!(Email::parse(bad).is_err(), "{bad:?} should be refused");
         }
+        let long = format!("{}@example.com", "a".repeat(300));
+        assert_eq!(
+            Email::parse(&long).unwrap_err(),
+            "That is not a valid email address: it is longer than 254 characters."
+        );
     }
 }

@@ -60,6 +60,12 @@ pub struct Accounts {
     policy: ThrottlePolicy,
 }
 
+/// Characters a name must not hold: control characters, and the marks that reorder text around
+/// them (a name is shown beside others, in lists and in the audit log).
+fn invisible(c: char) -> bool {
+    c.is_control() || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+}
+
 /// A well-formed argon2id hash (OWASP parameters) that no password matches, checked when the
 /// email is unknown so that an unknown account takes as long to refuse as a wrong password.
 pub(crate) const DECOY_HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$c3luY2Rlc2tkZWNveXNhbHQ$V8M0u2mS1qOqS7hJQkX1m8S9hL6m3cX0l0yXo2c6zG8";
@@ -78,14 +84,23 @@ impl Accounts {
         password: String,
         client: Option<String>,
     ) -> Result<UserRecord, SignInError> {
-        let email_key = email.trim().to_lowercase();
-        let keys = vec![
-            format!("account:{email_key}"),
-            client
-                .as_ref()
-                .map_or_else(|| "client:unknown".into(), |c| format!("client:{c}")),
-        ];
-        let target = format!("account:{email_key}");
+        // Only a well-formed address becomes a throttle key or an audit target: anything else
+        // (2 MB of text, a NUL byte) is counted against the client alone and named by a fixed
+        // word, so it can neither fill the tables nor fail a statement.
+        let email = Email::parse(email).ok();
+        let target = email.as_ref().map_or_else(
+            || "account:(not an email address)".into(),
+            |e| format!("account:{e}"),
+        );
+        let client_key = client
+            .as_ref()
+            .map_or_else(|| "client:unknown".into(), |c| format!("client:{c}"));
+        let account_key = email.as_ref().map(|e| format!("account:{e}"));
+        let keys: Vec<String> = account_key
+            .iter()
+            .cloned()
+            .chain([client_key.clone()])
+            .collect();
 
         let now = Utc::now();
         let states = self.store.throttle_states(&keys).await?;
@@ -102,9 +117,9 @@ impl Accounts {
             return Err(SignInError::Throttled(wait));
         }
 
-        let credentials = match Email::parse(email) {
-            Ok(email) => self.store.credentials(&email).await?,
-            Err(_) => None,
+        let credentials = match &email {
+            Some(email) => self.store.credentials(email).await?,
+            None => None,
         };
         let hash = credentials
             .as_ref()
@@ -112,7 +127,9 @@ impl Accounts {
         let matches = verify_password(password, hash).await;
         match credentials {
             Some(c) if matches && c.active => {
-                self.store.clear_throttle(&keys[0]).await?;
+                if let Some(key) = &account_key {
+                    self.store.clear_throttle(key).await?;
+                }
                 self.store.touch_sign_in(c.id).await?;
                 let user = self
                     .store
@@ -132,9 +149,11 @@ impl Accounts {
                 Ok(user)
             }
             _ => {
-                self.count_failure(&states, &keys[0], self.policy.per_account)
-                    .await?;
-                self.count_failure(&states, &keys[1], self.policy.per_client)
+                if let Some(key) = &account_key {
+                    self.count_failure(&states, key, self.policy.per_account)
+                        .await?;
+                }
+                self.count_failure(&states, &client_key, self.policy.per_client)
                     .await?;
                 self.store
                     .record(&Change::new(&Actor::Anonymous, "signin.failed", target).client(client))
@@ -207,6 +226,12 @@ impl Accounts {
         if display_name.is_empty() || display_name.chars().count() > 100 {
             return Err(AddUserError::Invalid(
                 "The name must be between 1 and 100 characters.".into(),
+            ));
+        }
+        if display_name.chars().any(invisible) {
+            return Err(AddUserError::Invalid(
+                "The name holds an invisible control character; type it again as plain text."
+                    .into(),
             ));
         }
         validate_password(&password).map_err(AddUserError::Invalid)?;

@@ -188,13 +188,13 @@ pub(super) struct BenchArgs {
     #[arg(long, default_value_t = 5000)]
     pub(super) orders: usize,
     /// Orders per second to send at (default: as fast as SyncDesk acknowledges).
-    #[arg(long)]
+    #[arg(long, value_parser = parse_rate)]
     pub(super) rate: Option<f64>,
     /// Webhook requests in flight at once.
-    #[arg(long, default_value_t = 64)]
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u16).range(1..=4096).map(usize::from))]
     pub(super) concurrency: usize,
     /// Workers.
-    #[arg(long, default_value_t = 4)]
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=256).map(usize::from))]
     pub(super) workers: usize,
     /// Deliveries each worker keeps in flight (as SYNCDESK_DELIVERIES_PER_WORKER).
     #[arg(long, default_value_t = WorkerConfig::default().concurrency, value_parser = clap::value_parser!(u16).range(1..=1024).map(usize::from))]
@@ -240,6 +240,16 @@ pub(super) struct BackfillArgs {
 }
 
 /// An RFC 3339 instant, or a date (its midnight, UTC).
+/// A rate of orders a second: a positive number.
+pub(super) fn parse_rate(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(rate) if rate.is_finite() && rate > 0.0 => Ok(rate),
+        _ => Err(format!(
+            "{text:?} is not a rate: give orders a second, more than 0"
+        )),
+    }
+}
+
 pub(super) fn parse_since(text: &str) -> Result<chrono::DateTime<chrono::Utc>, String> {
     if let Ok(at) = chrono::DateTime::parse_from_rfc3339(text) {
         return Ok(at.with_timezone(&chrono::Utc));

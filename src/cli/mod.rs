@@ -429,4 +429,22 @@ mod tests {
         let plain = anyhow::anyhow!("the two passwords differ");
         assert_eq!(one_line(&plain), "the two passwords differ");
     }
+
+    /// A rate of nothing used to panic the benchmark, and no requests in flight hang it.
+    #[test]
+    fn the_benchmark_refuses_rates_and_sizes_it_cannot_run() {
+        for bad in [
+            &["--rate", "0"][..],
+            &["--rate", "-5"],
+            &["--rate", "NaN"],
+            &["--rate", "inf"],
+            &["--concurrency", "0"],
+            &["--workers", "0"],
+        ] {
+            let parsed = Cli::try_parse_from(["syncdesk", "bench"].iter().chain(bad));
+            assert!(parsed.is_err(), "{bad:?} should be refused");
+        }
+        let ok = Cli::try_parse_from(["syncdesk", "bench", "--rate", "500", "--concurrency", "8"]);
+        assert!(ok.is_ok(), "{ok:?}");
+    }
 }

@@ -1,9 +1,10 @@
 //! Payload edits: an operator corrects what one destination gets for the order's current
 //! version (shortens a street the ERP refuses, fixes a name) and sends it again. Copy-on-write:
 //! the computed payload stays as it was, the edit is kept beside it, the change is audited
-//! field by field, and the worker sends the newest edit for exactly that version. When the order
-//! changes in the store, the new version is mapped afresh: an edit never outlives the state it
-//! was made for.
+//! field by field. The worker maps the order afresh for every delivery and lays the newest edit
+//! onto it ([`carry`]): the operator's changes stay for as long as the store leaves those
+//! fields as they were (an orders/paid after a shortened street does not bring the long one
+//! back), and a field the store changes again is the store's.
 //!
 //! An edit must still be the destination's payload: valid JSON of the same shape (no unknown
 //! fields), the same order (the external id cannot change), and within the destination's rules
@@ -209,6 +210,63 @@ fn walk(path: &str, before: Option<&Value>, after: Option<&Value>, out: &mut Vec
     }
 }
 
+/// Lays an edit onto a payload computed afresh: each part the operator changed (from
+/// `original`, the payload computed when they edited, to `edited`) is put into `fresh` where
+/// `fresh` still holds what `original` held there; where the store (or a SKU mapping) has since
+/// changed that part, the fresh value stands and the part is returned, by path, as dropped.
+/// Everything the operator left alone comes from `fresh`: a new payment status, a shipment, an
+/// item code mapped since. For the version the edit was made for, with nothing changed since,
+/// the result is the edit itself.
+pub fn carry(original: &Value, edited: &Value, fresh: &mut Value) -> Vec<String> {
+    let mut dropped = Vec::new();
+    carry_at("", Some(original), Some(edited), fresh, &mut dropped);
+    dropped
+}
+
+/// `slot` is the fresh payload's value at `path` (`Null` standing for absent).
+fn carry_at(
+    path: &str,
+    original: Option<&Value>,
+    edited: Option<&Value>,
+    slot: &mut Value,
+    dropped: &mut Vec<String>,
+) {
+    let same = |a: Option<&Value>, b: Option<&Value>| {
+        a.unwrap_or(&Value::Null) == b.unwrap_or(&Value::Null)
+    };
+    if same(original, edited) {
+        return;
+    }
+    let untouched = same(original, Some(slot));
+    match (original, edited, &mut *slot) {
+        (Some(Value::Object(o)), Some(Value::Object(e)), Value::Object(f)) => {
+            let keys: std::collections::BTreeSet<String> =
+                o.keys().chain(e.keys()).cloned().collect();
+            for k in keys {
+                let here = if path.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{path}.{k}")
+                };
+                let mut value = f.remove(&k).unwrap_or(Value::Null);
+                carry_at(&here, o.get(&k), e.get(&k), &mut value, dropped);
+                if !value.is_null() {
+                    f.insert(k, value);
+                }
+            }
+        }
+        (Some(Value::Array(o)), Some(Value::Array(e)), Value::Array(f))
+            if o.len() == e.len() && o.len() == f.len() =>
+        {
+            for (i, value) in f.iter_mut().enumerate() {
+                carry_at(&format!("{path}[{i}]"), o.get(i), e.get(i), value, dropped);
+            }
+        }
+        (.., slot) if untouched => *slot = edited.cloned().unwrap_or(Value::Null),
+        _ => dropped.push(path.to_string()),
+    }
+}
+
 /// Saves an operator's edit of what `destination` gets for order `store_order_id` at
 /// `version` (the version the operator saw), and queues it to be sent now.
 pub async fn save(
@@ -236,6 +294,16 @@ pub async fn save(
                 "This order cannot be mapped for that destination yet (see what stops it); fix the cause first.".into(),
             )
         })?;
+    // The CRM keeps the newest state it was sent by this stamp, so an edited one would make it
+    // ignore the order's real changes (a later stamp) or this edit (an earlier one).
+    if destination == "crm"
+        && payload["deal"]["source_version"] != computed["deal"]["source_version"]
+    {
+        return Err(EditError::Invalid(
+            "deal.source_version says which state of the order this is; it cannot be edited."
+                .into(),
+        ));
+    }
     let in_force = match store
         .payload_edit(store_order_id, destination, version)
         .await?
@@ -285,6 +353,58 @@ mod tests {
         assert_eq!(paths, vec!["lines[1]", "ship_to.street", "ship_to.street2"]);
         assert!(diff(&a, &a).is_empty());
         assert!(diff(&json!({ "x": null }), &json!({})).is_empty());
+    }
+
+    #[test]
+    fn an_edit_is_laid_onto_a_fresh_payload_where_the_store_left_its_fields_alone() {
+        let original = json!({
+            "ship_to": { "street": "A street far too long", "city": "Oslo" },
+            "payment_status": "pending",
+            "lines": [{ "item_code": "ERP-OLD", "quantity": "1" }, { "item_code": "ERP-B", "quantity": "2" }],
+            "note": "x"
+        });
+        let mut edited = original.clone();
+        edited["ship_to"]["street"] = json!("Short St 1");
+        edited["ship_to"]["street2"] = json!("Flat 2");
+        edited["lines"][1]["quantity"] = json!("3");
+        edited.as_object_mut().unwrap().remove("note");
+
+        // Nothing changed since: the edit itself.
+        let mut same = original.clone();
+        assert!(carry(&original, &edited, &mut same).is_empty());
+        assert_eq!(same, edited);
+
+        // Paid since, and an item code mapped anew: those come from the store; the edit stays.
+        let mut fresh = original.clone();
+        fresh["payment_status"] = json!("paid");
+        fresh["lines"][0]["item_code"] = json!("ERP-NEW");
+        assert!(carry(&original, &edited, &mut fresh).is_empty());
+        assert_eq!(
+            fresh["ship_to"],
+            json!({ "street": "Short St 1", "city": "Oslo", "street2": "Flat 2" })
+        );
+        assert_eq!(fresh["payment_status"], "paid");
+        assert_eq!(fresh["lines"][0]["item_code"], "ERP-NEW");
+        assert_eq!(fresh["lines"][1]["quantity"], "3");
+        assert!(
+            fresh.get("note").is_none(),
+            "a field the edit removed stays removed"
+        );
+
+        // The store changed the street itself, and the lines: its values stand, said by path.
+        let mut moved = original.clone();
+        moved["ship_to"]["street"] = json!("Another street, also far too long");
+        moved["lines"] = json!([{ "item_code": "ERP-OLD", "quantity": "1" }]);
+        let dropped = carry(&original, &edited, &mut moved);
+        assert_eq!(dropped, ["lines", "ship_to.street"]);
+        assert_eq!(
+            moved["ship_to"]["street"],
+            "Another street, also far too long"
+        );
+        assert_eq!(
+            moved["ship_to"]["street2"], "Flat 2",
+            "the part the store left alone is kept"
+        );
     }
 
     fn sales_order() -> Value {

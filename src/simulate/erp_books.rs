@@ -52,7 +52,9 @@ fn invalid_state(message: String) -> SimError {
 fn quantities<'a>(lines: impl Iterator<Item = (&'a str, Decimal)>) -> HashMap<&'a str, Decimal> {
     let mut totals: HashMap<&str, Decimal> = HashMap::new();
     for (code, quantity) in lines {
-        *totals.entry(code).or_default() += quantity;
+        // Saturating: quantities past what a decimal holds are refused as too many, not a panic.
+        let total = totals.entry(code).or_default();
+        *total = total.saturating_add(quantity);
     }
     totals
 }
@@ -303,7 +305,7 @@ impl Books {
                 ));
             };
             let total = shipping.entry(line.item_code.as_str()).or_default();
-            *total += line.quantity;
+            *total = total.saturating_add(line.quantity);
             if *total > *limit {
                 let message = format!(
                     "{number} orders {limit} of {}; this would ship {total}.",
@@ -353,8 +355,11 @@ impl Books {
             );
             return Err(SimError::duplicate(&existing.number, message));
         }
-        let credited: Decimal = doc.credit_notes.iter().map(|c| c.amount).sum();
-        if credited + request.amount > doc.order.total_gross {
+        let credited = doc
+            .credit_notes
+            .iter()
+            .fold(Decimal::ZERO, |sum, c| sum.saturating_add(c.amount));
+        if credited.saturating_add(request.amount) > doc.order.total_gross {
             let message = format!(
                 "{number} totals {} {}; {credited} is already credited, so at most {} more can be.",
                 doc.order.total_gross,

@@ -151,16 +151,25 @@ pub struct MetricCounts {
     pub exceptions_open: Vec<(String, i64)>,
     /// `(destination, outcome, attempts)`.
     pub attempts: Vec<(String, String, i64)>,
-    /// Synced attempts at or under each of [`LAG_BUCKETS_SECONDS`] (cumulative).
-    pub lag_buckets: Vec<i64>,
-    /// Synced attempts with a lag.
-    pub lag_count: i64,
-    /// Their summed lag, in milliseconds.
-    pub lag_sum_ms: i64,
+    /// The lag histogram of each destination that has synced an attempt with a lag, by name.
+    pub lags: Vec<LagHistogram>,
     /// `(outcome, webhook deliveries)`.
     pub webhooks: Vec<(String, i64)>,
     /// `(destination, paused)`.
     pub paused: Vec<(String, bool)>,
+}
+
+/// One destination's synced attempts by their lag.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct LagHistogram {
+    /// `crm` or `erp`.
+    pub destination: String,
+    /// Synced attempts at or under each of [`LAG_BUCKETS_SECONDS`] (cumulative).
+    pub buckets: Vec<i64>,
+    /// Synced attempts with a lag.
+    pub count: i64,
+    /// Their summed lag, in milliseconds.
+    pub sum_ms: i64,
 }
 
 impl Store {
@@ -268,8 +277,9 @@ impl Store {
             SELECT destination, outcome, CAST(SUM(attempts) AS BIGINT) FROM attempt_counts
             GROUP BY destination, outcome ORDER BY destination, outcome";
         const LAGS: &str = "
-            SELECT lag_le_ms, CAST(SUM(attempts) AS BIGINT), CAST(SUM(lag_sum_ms) AS BIGINT)
-            FROM attempt_counts WHERE lag_le_ms >= 0 GROUP BY lag_le_ms";
+            SELECT destination, lag_le_ms, CAST(SUM(attempts) AS BIGINT), CAST(SUM(lag_sum_ms) AS BIGINT)
+            FROM attempt_counts WHERE lag_le_ms >= 0 GROUP BY destination, lag_le_ms
+            ORDER BY destination";
         // An outcome's count is 0 only when every delivery recorded under it was rewritten to
         // another in the same transaction: not an outcome any delivery ended with.
         const WEBHOOKS: &str = "
@@ -289,7 +299,7 @@ impl Store {
             let attempts = sqlx::query_as::<_, (String, String, i64)>(ATTEMPTS)
                 .fetch_all(pool)
                 .await?;
-            let lags = sqlx::query_as::<_, (i64, i64, i64)>(LAGS).fetch_all(pool).await?;
+            let lags = sqlx::query_as::<_, (String, i64, i64, i64)>(LAGS).fetch_all(pool).await?;
             let webhooks = sqlx::query_as::<_, (String, i64)>(WEBHOOKS)
                 .fetch_all(pool)
                 .await?;
@@ -302,9 +312,7 @@ impl Store {
             queue_depth,
             exceptions_open,
             attempts,
-            lag_buckets: cumulative_lag_buckets(&lags),
-            lag_count: lags.iter().map(|(_, n, _)| n).sum(),
-            lag_sum_ms: lags.iter().map(|(_, _, ms)| ms).sum(),
+            lags: lag_histograms(&lags),
             webhooks,
             paused,
         })
@@ -347,15 +355,23 @@ impl Store {
     }
 }
 
-/// The histogram's cumulative counts, one per bound of [`LAG_BUCKETS_SECONDS`], from the synced
-/// attempts counted per bucket bound `(bound in ms, attempts, their summed lag)`.
-fn cumulative_lag_buckets(lags: &[(i64, i64, i64)]) -> Vec<i64> {
-    lag_bucket_bounds_ms()
-        .map(|bound_ms| {
-            lags.iter()
-                .filter(|(le, _, _)| *le <= bound_ms)
-                .map(|(_, n, _)| n)
-                .sum()
+/// Each destination's histogram, with cumulative counts, one per bound of
+/// [`LAG_BUCKETS_SECONDS`], from the synced attempts counted per destination and bucket bound
+/// `(destination, bound in ms, attempts, their summed lag)`, ordered by destination.
+fn lag_histograms(lags: &[(String, i64, i64, i64)]) -> Vec<LagHistogram> {
+    lags.chunk_by(|a, b| a.0 == b.0)
+        .map(|rows| LagHistogram {
+            destination: rows[0].0.clone(),
+            buckets: lag_bucket_bounds_ms()
+                .map(|bound_ms| {
+                    rows.iter()
+                        .filter(|(_, le, _, _)| *le <= bound_ms)
+                        .map(|(_, _, n, _)| n)
+                        .sum()
+                })
+                .collect(),
+            count: rows.iter().map(|(_, _, n, _)| n).sum(),
+            sum_ms: rows.iter().map(|(_, _, _, ms)| ms).sum(),
         })
         .collect()
 }
@@ -398,17 +414,36 @@ mod tests {
 
     #[test]
     fn each_bucket_counts_the_lags_at_or_under_its_bound() {
-        // 2 lags of at most 50 ms, 3 in (50, 100], 4 in (2.5 s, 5 s], 1 past a minute.
+        // The CRM: 2 lags of at most 50 ms, 3 in (50, 100], 4 in (2.5 s, 5 s], 1 past a
+        // minute. The ERP: 1 of 20 s, counted apart.
+        let row = |d: &str, le, n, ms| (d.to_string(), le, n, ms);
         let lags = [
-            (100, 3, 240),
-            (50, 2, 60),
-            (5000, 4, 14_000),
-            (i64::MAX, 1, 90_000),
+            row("crm", 100, 3, 240),
+            row("crm", 50, 2, 60),
+            row("crm", 5000, 4, 14_000),
+            row("crm", i64::MAX, 1, 90_000),
+            row("erp", 30_000, 1, 20_000),
         ];
+        let histograms = lag_histograms(&lags);
         assert_eq!(
-            cumulative_lag_buckets(&lags),
-            vec![2, 5, 5, 5, 5, 5, 9, 9, 9, 9],
+            histograms[0],
+            LagHistogram {
+                destination: "crm".into(),
+                buckets: vec![2, 5, 5, 5, 5, 5, 9, 9, 9, 9],
+                count: 10,
+                sum_ms: 104_300,
+            },
             "bounds: {LAG_BUCKETS_SECONDS:?}"
         );
+        assert_eq!(
+            histograms[1],
+            LagHistogram {
+                destination: "erp".into(),
+                buckets: vec![0, 0, 0, 0, 0, 0, 0, 0, 1, 1],
+                count: 1,
+                sum_ms: 20_000,
+            }
+        );
+        assert_eq!(histograms.len(), 2);
     }
 }

@@ -81,22 +81,36 @@ impl BatchWrite for CompletionWriter {
     type Item = Completion;
     type Answer = bool;
 
-    /// Each completion is recorded when its task and lease are among those written; a failed
-    /// statement answers every one with the error.
+    /// Each completion is recorded when its task and lease are among those written. When the
+    /// call fails, each is written again alone, so that one the database refuses (a value it
+    /// cannot store) fails alone instead of every completion that shared its batch, batch
+    /// after batch as its task comes round again.
     async fn write(&self, batch: &[Completion]) -> Written<bool> {
-        let result = retrying_deadlocks(|| write(&self.pool, batch)).await;
-        let answers = batch
-            .iter()
-            .map(|completion| match &result {
-                Ok(done) => Ok(done.iter().any(|(id, token)| {
-                    *id == completion.task_id && *token == completion.lease_token
-                })),
-                Err(err) => Err(not_committed(&err.to_string())),
-            })
-            .collect();
-        Written {
-            answers,
-            together: result.is_ok(),
+        let recorded = |done: &[(i64, String)], completion: &Completion| {
+            done.iter()
+                .any(|(id, token)| *id == completion.task_id && *token == completion.lease_token)
+        };
+        match retrying_deadlocks(|| write(&self.pool, batch)).await {
+            Ok(done) => Written {
+                answers: batch.iter().map(|c| Ok(recorded(&done, c))).collect(),
+                together: true,
+            },
+            Err(_) => {
+                let mut answers = Vec::with_capacity(batch.len());
+                for completion in batch {
+                    let alone = std::slice::from_ref(completion);
+                    answers.push(
+                        match retrying_deadlocks(|| write(&self.pool, alone)).await {
+                            Ok(done) => Ok(recorded(&done, completion)),
+                            Err(err) => Err(not_committed(&err.to_string())),
+                        },
+                    );
+                }
+                Written {
+                    answers,
+                    together: false,
+                }
+            }
         }
     }
 }

@@ -75,6 +75,36 @@ impl Store {
         }))
     }
 
+    /// The edit a delivery of `version` lays onto the payload it computes (see
+    /// `engine::edit::carry`): the newest for that version or, when there is none, for the
+    /// latest version before it that has one.
+    pub async fn payload_edit_to_carry(
+        &self,
+        store_order_id: i64,
+        destination: &str,
+        version: i64,
+    ) -> Result<Option<PayloadEditInForce>, StoreError> {
+        let row = on_pool!(&self.db, pool => {
+            sqlx::query_as::<_, PayloadEdit>(
+                "SELECT id, destination, version, original, payload, created_by, created_at FROM payload_edits
+                 WHERE store_order_id = $1 AND destination = $2 AND version <= $3
+                 ORDER BY version DESC, id DESC LIMIT 1",
+            )
+            .bind(store_order_id)
+            .bind(destination)
+            .bind(version)
+            .fetch_optional(pool)
+            .await
+        })?;
+        Ok(row.map(|r| PayloadEditInForce {
+            id: r.id,
+            payload: r.payload.0,
+            original: r.original.0,
+            created_by: r.created_by,
+            created_at: r.created_at,
+        }))
+    }
+
     /// Every edit of an order, newest first (for its timeline).
     pub async fn payload_edits(&self, store_order_id: i64) -> Result<Vec<PayloadEdit>, StoreError> {
         let rows = on_pool!(&self.db, pool => {

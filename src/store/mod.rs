@@ -39,7 +39,7 @@ use sqlx::{PgPool, SqlitePool};
 pub use actions::{Released, RetryOutcome, SkuMapping};
 pub use api_views::{
     AttemptView, DestinationDetail, ExceptionFilter, ExceptionView, LAG_BUCKETS_SECONDS,
-    MetricCounts, OrderDetail, lag_bucket_bounds_ms,
+    LagHistogram, MetricCounts, OrderDetail, lag_bucket_bounds_ms,
 };
 pub use audit::{AuditFilter, AuditRecord};
 pub use edits::{NewPayloadEdit, PayloadEdit, PayloadEditInForce};

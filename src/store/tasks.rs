@@ -181,14 +181,14 @@ RETURNING id, store_order_id, destination, target_version, synced_version, attem
     };
 }
 /// PostgreSQL's claim also reads, for each task, the order's current state and version, whether
-/// an edit is in force for that version, and (ERP tasks) the item codes of the order's SKUs.
+/// an edit was made for that version or an earlier one (it is laid onto the payload), and (ERP tasks) the item codes of the order's SKUs.
 const CLAIM_PG: &str = concat!(
     "WITH claimed AS (",
     claim_sql!(" FOR UPDATE SKIP LOCKED"),
     ")
 SELECT c.*, o.data AS order_data, o.version AS order_version,
     EXISTS (SELECT 1 FROM payload_edits p
-            WHERE p.store_order_id = c.store_order_id AND p.destination = c.destination AND p.version = o.version) AS order_edited,
+            WHERE p.store_order_id = c.store_order_id AND p.destination = c.destination AND p.version <= o.version) AS order_edited,
     CASE WHEN c.destination = 'erp' THEN
         (SELECT jsonb_object_agg(m.sku, m.item_code) FROM order_skus s JOIN sku_mappings m ON m.sku = s.sku
          WHERE s.store_order_id = c.store_order_id) END AS item_codes
@@ -263,9 +263,9 @@ impl Store {
     }
 
     /// What a delivery of the order to `destination` starts from, in one read: the canonical
-    /// order, its version, and whether an operator edited the payload for exactly that version
-    /// (then [`Store::payload_edit`] has it; edits are refused while a delivery runs, so the
-    /// answer holds for the whole attempt).
+    /// order, its version, and whether an operator edited the payload for that version or an
+    /// earlier one (then [`Store::payload_edit_to_carry`] has it; edits are refused while a
+    /// delivery runs, so the answer holds for the whole attempt).
     pub async fn delivery_snapshot(
         &self,
         store_order_id: i64,
@@ -275,7 +275,7 @@ impl Store {
             sqlx::query_as::<_, (Json<Order>, i64, bool)>(
                 "SELECT o.data, o.version, EXISTS (
                      SELECT 1 FROM payload_edits p
-                     WHERE p.store_order_id = o.store_order_id AND p.destination = $2 AND p.version = o.version)
+                     WHERE p.store_order_id = o.store_order_id AND p.destination = $2 AND p.version <= o.version)
                  FROM orders o WHERE o.store_order_id = $1",
             )
             .bind(store_order_id)

@@ -351,6 +351,18 @@ impl Store {
                 if active != Some(true) {
                     return Err(StoreError::Conflict("That person has no active account to assign to.".into()));
                 }
+                // Only someone who can open the queue can work what is assigned to them.
+                let operator: i64 = sqlx::query_scalar(
+                    "SELECT COUNT(*) FROM user_roles WHERE user_id = $1 AND role = 'operator'",
+                )
+                .bind(user)
+                .fetch_one(&mut *tx)
+                .await?;
+                if operator == 0 {
+                    return Err(StoreError::Conflict(
+                        "That person is not an operator, so they could not work the exceptions; give them the operator role first.".into(),
+                    ));
+                }
             }
             // What the scope holds, by what can be done with it, in one pass: the scope's
             // exceptions from an index (exceptions_cause_tasks holds a cause's task ids), and
@@ -554,6 +566,16 @@ fn validate(action: &TriageAction) -> Result<(), StoreError> {
         {
             Err(StoreError::Invalid(
                 "Keep the reason under 500 characters.".into(),
+            ))
+        }
+        TriageAction::Skip { reason } | TriageAction::Resolve { note: reason }
+            if reason
+                .chars()
+                .any(|c| c.is_control() && !matches!(c, '\n' | '\r' | '\t')) =>
+        {
+            Err(StoreError::Invalid(
+                "The reason holds an invisible control character; type it again as plain text."
+                    .into(),
             ))
         }
         TriageAction::Snooze { until } if *until <= Utc::now() => Err(StoreError::Invalid(

@@ -28,6 +28,9 @@ pub struct UserRecord {
     pub created_at: DateTime<Utc>,
     /// Last successful sign-in.
     pub last_sign_in_at: Option<DateTime<Utc>>,
+    /// Sessions signed in at or before this time are ended (set at deactivation and at a new
+    /// password).
+    pub sessions_valid_from: Option<DateTime<Utc>>,
 }
 
 impl UserRecord {
@@ -74,9 +77,11 @@ struct UserRow {
     active: bool,
     created_at: DateTime<Utc>,
     last_sign_in_at: Option<DateTime<Utc>>,
+    sessions_valid_from: Option<DateTime<Utc>>,
 }
 
-const USER_COLUMNS: &str = "id, email, display_name, active, created_at, last_sign_in_at";
+const USER_COLUMNS: &str =
+    "id, email, display_name, active, created_at, last_sign_in_at, sessions_valid_from";
 
 fn with_roles(rows: Vec<UserRow>, roles: Vec<(i64, String)>) -> Vec<UserRecord> {
     let mut by_user: BTreeMap<i64, Vec<Role>> = BTreeMap::new();
@@ -97,9 +102,49 @@ fn with_roles(rows: Vec<UserRow>, roles: Vec<(i64, String)>) -> Vec<UserRecord> 
                 active: row.active,
                 created_at: row.created_at,
                 last_sign_in_at: row.last_sign_in_at,
+                sessions_valid_from: row.sessions_valid_from,
             }
         })
         .collect()
+}
+
+/// Opens a transaction in which changes to who is an active admin take turns (SQLite's write
+/// lock; on PostgreSQL a lock held to the end of the transaction), and refuses, inside it, a
+/// change that would leave no active admin: two admins removing each other at the same moment
+/// would otherwise each see the other still there, and leave SyncDesk with none. `$loses_admin`
+/// says whether user `$id` is no active admin after the change.
+macro_rules! begin_admin_change {
+    ($pool:ident, $id:expr, $loses_admin:expr) => {{
+        let pg = super::is_postgres($pool);
+        let mut tx = if pg {
+            $pool.begin().await?
+        } else {
+            $pool.begin_with("BEGIN IMMEDIATE").await?
+        };
+        if pg {
+            sqlx::query("SELECT pg_advisory_xact_lock(7315001)")
+                .execute(&mut *tx)
+                .await?;
+        }
+        if $loses_admin {
+            let (was_admin, others): (i64, i64) = sqlx::query_as(
+                "SELECT
+                     (SELECT COUNT(*) FROM users u JOIN user_roles r ON r.user_id = u.id
+                      WHERE r.role = 'admin' AND u.active AND u.id = $1),
+                     (SELECT COUNT(*) FROM users u JOIN user_roles r ON r.user_id = u.id
+                      WHERE r.role = 'admin' AND u.active AND u.id <> $1)",
+            )
+            .bind($id)
+            .fetch_one(&mut *tx)
+            .await?;
+            if was_admin > 0 && others == 0 {
+                return Err(StoreError::Invalid(
+                    "That would leave SyncDesk without an active admin; make someone else an admin first.".into(),
+                ));
+            }
+        }
+        tx
+    }};
 }
 
 impl Store {
@@ -210,8 +255,9 @@ impl Store {
         let change = Change::new(by, "user.roles_changed", format!("user:{id}"))
             .before(before.audit_view())
             .after(after.audit_view());
+        let stays_admin = after.roles.contains(&Role::Admin);
         on_pool!(&self.db, pool => {
-            let mut tx = pool.begin().await?;
+            let mut tx = begin_admin_change!(pool, id, !stays_admin);
             sqlx::query("DELETE FROM user_roles WHERE user_id = $1").bind(id).execute(&mut *tx).await?;
             for role in &after.roles {
                 sqlx::query("INSERT INTO user_roles (user_id, role) VALUES ($1, $2)")
@@ -247,10 +293,16 @@ impl Store {
             .before(before.audit_view())
             .after(after.audit_view());
         on_pool!(&self.db, pool => {
-            let mut tx = pool.begin().await?;
-            sqlx::query("UPDATE users SET active = $1, updated_at = $2 WHERE id = $3")
+            let mut tx = begin_admin_change!(pool, id, !active);
+            // Deactivating ends every session of the account, also those idle right now.
+            let now = Utc::now();
+            sqlx::query(
+                "UPDATE users SET active = $1, updated_at = $2,
+                     sessions_valid_from = CASE WHEN $1 THEN sessions_valid_from ELSE $2 END
+                 WHERE id = $3",
+            )
                 .bind(active)
-                .bind(Utc::now())
+                .bind(now)
                 .bind(id)
                 .execute(&mut *tx)
                 .await?;
@@ -271,7 +323,9 @@ impl Store {
         let change = Change::new(by, "user.password_changed", format!("user:{id}"));
         on_pool!(&self.db, pool => {
             let mut tx = pool.begin().await?;
-            let done = sqlx::query("UPDATE users SET password_hash = $1, updated_at = $2 WHERE id = $3")
+            let done = sqlx::query(
+                "UPDATE users SET password_hash = $1, updated_at = $2, sessions_valid_from = $2 WHERE id = $3",
+            )
                 .bind(password_hash)
                 .bind(Utc::now())
                 .bind(id)

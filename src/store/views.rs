@@ -410,8 +410,8 @@ impl Store {
         let sql = format!(
             "SELECT o.store_order_id, o.name, o.lifecycle, o.currency, o.total, o.version, o.updated_at,
                     c.state AS crm_state, e.state AS erp_state,
-                    CASE WHEN c.state <> 'synced' THEN c.armed_at END AS crm_waiting_since,
-                    CASE WHEN e.state <> 'synced' THEN e.armed_at END AS erp_waiting_since
+                    CASE WHEN c.state NOT IN ('synced', 'skipped') THEN c.armed_at END AS crm_waiting_since,
+                    CASE WHEN e.state NOT IN ('synced', 'skipped') THEN e.armed_at END AS erp_waiting_since
              {from}
              LEFT JOIN sync_tasks c ON c.store_order_id = o.store_order_id AND c.destination = 'crm'
              LEFT JOIN sync_tasks e ON e.store_order_id = o.store_order_id AND e.destination = 'erp'

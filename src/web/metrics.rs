@@ -11,7 +11,8 @@ use std::sync::Arc;
 
 use super::webhooks::Refusals;
 use crate::store::{
-    DESTINATIONS, LAG_BUCKETS_SECONDS, MetricCounts, QUEUE_STATES, ReconciliationStatus, Store,
+    DESTINATIONS, LAG_BUCKETS_SECONDS, LagHistogram, MetricCounts, QUEUE_STATES,
+    ReconciliationStatus, Store,
 };
 
 /// The metrics, or 503 when the database cannot be read.
@@ -248,7 +249,24 @@ pub fn render(c: &MetricCounts) -> String {
         "gauge",
         "Open (or snoozed) exceptions by code.",
     );
-    for (code, n) in &c.exceptions_open {
+    // Every code, 0 when none is open, so that a series reads 0 rather than vanishing when its
+    // last exception is resolved (and any code stored that this build does not know, too).
+    let known = crate::engine::exception::code::ALL.map(|code| {
+        let n = c
+            .exceptions_open
+            .iter()
+            .find(|(stored, _)| stored == code)
+            .map_or(0, |(_, n)| *n);
+        (code, n)
+    });
+    let unknown = c
+        .exceptions_open
+        .iter()
+        .filter(|(stored, _)| !known.iter().any(|(code, _)| code == stored))
+        .map(|(code, n)| (code.as_str(), *n));
+    let mut codes: Vec<(&str, i64)> = known.into_iter().chain(unknown).collect();
+    codes.sort();
+    for (code, n) in codes {
         let _ = writeln!(
             out,
             "syncdesk_exceptions_open{{code=\"{}\"}} {n}",
@@ -277,20 +295,44 @@ pub fn render(c: &MetricCounts) -> String {
         "histogram",
         "From a version being armed to its acknowledgement by the destination.",
     );
-    for (le, n) in LAG_BUCKETS_SECONDS.iter().zip(&c.lag_buckets) {
-        let _ = writeln!(out, "syncdesk_sync_lag_seconds_bucket{{le=\"{le}\"}} {n}");
+    // One histogram per destination (a slow ERP must not hide in a fast CRM's median), each
+    // written even before it has synced anything.
+    let empty = |destination: &str| LagHistogram {
+        destination: destination.to_string(),
+        buckets: vec![0; LAG_BUCKETS_SECONDS.len()],
+        ..LagHistogram::default()
+    };
+    let mut histograms: Vec<LagHistogram> = DESTINATIONS
+        .iter()
+        .filter(|d| !c.lags.iter().any(|h| h.destination == **d))
+        .map(|d| empty(d))
+        .chain(c.lags.iter().cloned())
+        .collect();
+    histograms.sort_by(|a, b| a.destination.cmp(&b.destination));
+    for h in &histograms {
+        let dest = label(&h.destination);
+        for (le, n) in LAG_BUCKETS_SECONDS.iter().zip(&h.buckets) {
+            let _ = writeln!(
+                out,
+                "syncdesk_sync_lag_seconds_bucket{{destination=\"{dest}\",le=\"{le}\"}} {n}"
+            );
+        }
+        let _ = writeln!(
+            out,
+            "syncdesk_sync_lag_seconds_bucket{{destination=\"{dest}\",le=\"+Inf\"}} {}",
+            h.count
+        );
+        let _ = writeln!(
+            out,
+            "syncdesk_sync_lag_seconds_sum{{destination=\"{dest}\"}} {}",
+            h.sum_ms as f64 / 1000.0
+        );
+        let _ = writeln!(
+            out,
+            "syncdesk_sync_lag_seconds_count{{destination=\"{dest}\"}} {}",
+            h.count
+        );
     }
-    let _ = writeln!(
-        out,
-        "syncdesk_sync_lag_seconds_bucket{{le=\"+Inf\"}} {}",
-        c.lag_count
-    );
-    let _ = writeln!(
-        out,
-        "syncdesk_sync_lag_seconds_sum {}",
-        c.lag_sum_ms as f64 / 1000.0
-    );
-    let _ = writeln!(out, "syncdesk_sync_lag_seconds_count {}", c.lag_count);
 
     header_lines(
         &mut out,
@@ -329,16 +371,16 @@ mod tests {
 
     #[test]
     fn an_empty_store_still_reports_every_family() {
-        let text = render(&MetricCounts {
-            lag_buckets: vec![0; LAG_BUCKETS_SECONDS.len()],
-            ..Default::default()
-        });
+        let text = render(&MetricCounts::default());
         for family in [
             "syncdesk_queue_depth{destination=\"crm\",state=\"pending\"} 0",
             "# TYPE syncdesk_exceptions_open gauge",
             "# TYPE syncdesk_attempts_total counter",
-            "syncdesk_sync_lag_seconds_bucket{le=\"0.05\"} 0",
-            "syncdesk_sync_lag_seconds_bucket{le=\"+Inf\"} 0",
+            "syncdesk_sync_lag_seconds_bucket{destination=\"crm\",le=\"0.05\"} 0",
+            "syncdesk_sync_lag_seconds_bucket{destination=\"erp\",le=\"+Inf\"} 0",
+            "syncdesk_sync_lag_seconds_count{destination=\"erp\"} 0",
+            "syncdesk_exceptions_open{code=\"dead_letter\"} 0",
+            "syncdesk_exceptions_open{code=\"missing_sku_mapping\"} 0",
             "# TYPE syncdesk_webhooks_total counter",
         ] {
             assert!(text.contains(family), "missing {family} in\n{text}");

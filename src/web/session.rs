@@ -20,8 +20,10 @@ use crate::store::{Db, Store, UserRecord};
 
 /// Session key: the signed-in user's id.
 pub const USER_ID: &str = "user_id";
-/// Session key: when they signed in (Unix seconds), for the absolute limit.
-pub const SIGNED_IN_AT: &str = "signed_in_at";
+/// Session key: when they signed in (Unix milliseconds), for the absolute limit and to tell
+/// sessions from before a deactivation apart. (Sessions from before it was milliseconds hold
+/// `signed_in_at` instead, and are asked to sign in again.)
+pub const SIGNED_IN_AT: &str = "signed_in_at_ms";
 /// A session unused this long ends.
 pub const IDLE_TIMEOUT: time::Duration = time::Duration::hours(2);
 /// A session ends this long after sign-in, however active.
@@ -144,12 +146,21 @@ pub async fn current_user(session: &Session, store: &Store) -> anyhow::Result<Op
         return Ok(None);
     };
     let signed_in_at = session.get::<i64>(SIGNED_IN_AT).await?.unwrap_or(0);
-    if Utc::now().timestamp() - signed_in_at > ABSOLUTE_TIMEOUT_SECS {
+    if Utc::now().timestamp_millis() - signed_in_at > ABSOLUTE_TIMEOUT_SECS * 1000 {
         session.flush().await?;
         return Ok(None);
     }
     match store.user(user_id).await? {
-        Some(user) if user.active => Ok(Some(user)),
+        // A session from before the account was deactivated or given a new password is over,
+        // even when the account is active again.
+        Some(user)
+            if user.active
+                && user
+                    .sessions_valid_from
+                    .is_none_or(|from| signed_in_at > from.timestamp_millis()) =>
+        {
+            Ok(Some(user))
+        }
         _ => {
             session.flush().await?;
             Ok(None)

@@ -4,6 +4,8 @@ use app::error::AppError;
 use app::model::{AuditPage, Role, UserRow};
 use reqwest::StatusCode;
 use serde_json::json;
+use syncdesk::audit::Actor;
+use syncdesk::store::StoreError;
 
 use crate::harness::{PASSWORD, TestApp, role_fields};
 
@@ -248,6 +250,28 @@ async fn admin_adds_a_user(app: TestApp) {
         "{}",
         no_name.body
     );
+    // A NUL byte (PostgreSQL refuses it in text) or a mark that turns the text around is a
+    // clear 422, not a failed statement.
+    for name in ["Ana\u{0}", "Ana \u{202e}nimdA"] {
+        let invisible = admin
+            .rpc(
+                "/rpc/admin/users/add",
+                &[
+                    ("email", "x@example.com"),
+                    ("display_name", name),
+                    ("password", PASSWORD),
+                ],
+            )
+            .await;
+        assert_eq!(
+            invisible.error(),
+            AppError::Invalid(
+                "The name holds an invisible control character; type it again as plain text."
+                    .into()
+            ),
+            "{name:?}"
+        );
+    }
     assert_eq!(app.store.user_count().await.unwrap(), 2);
     assert_eq!(
         app.audit_of("user.created").await.len(),
@@ -359,6 +383,8 @@ async fn deactivation_ends_sessions_at_once(app: TestApp) {
         .await;
     let admin = app.signed_in("ana@example.com").await;
     let dans_browser = app.signed_in("dan@example.com").await;
+    // A second session of Dan's, on a laptop that makes no request while he is deactivated.
+    let dans_laptop = app.signed_in("dan@example.com").await;
     assert_eq!(
         dans_browser.page("/exceptions").await.status,
         StatusCode::OK
@@ -434,6 +460,42 @@ async fn deactivation_ends_sessions_at_once(app: TestApp) {
         StatusCode::OK
     );
     assert_eq!(dans_browser.whoami().await.map(|v| v.user_id), Some(dan.id));
+    // The laptop's session ended with the deactivation; reactivating does not bring it back.
+    assert_eq!(dans_laptop.whoami().await, None);
+
+    // Nobody can take the last active admin away, through any path: with Dan no longer an
+    // admin, Ana is the last one.
+    let mut form = vec![("user_id", dan_id.as_str())];
+    form.extend(role_fields(&[Role::Operator]));
+    assert_eq!(
+        admin.rpc("/rpc/admin/users/roles", &form).await.status,
+        StatusCode::OK
+    );
+    let last =
+        "That would leave SyncDesk without an active admin; make someone else an admin first.";
+    let demoted = app
+        .store
+        .set_user_roles(ana.id, &[Role::Operator], &Actor::System)
+        .await;
+    assert!(
+        matches!(&demoted, Err(StoreError::Invalid(m)) if m == last),
+        "{demoted:?}"
+    );
+    let deactivated = app
+        .store
+        .set_user_active(ana.id, false, &Actor::System)
+        .await;
+    assert!(
+        matches!(&deactivated, Err(StoreError::Invalid(m)) if m == last),
+        "{deactivated:?}"
+    );
+    let ana_now = app.store.user(ana.id).await.unwrap().unwrap();
+    assert_eq!((ana_now.active, ana_now.roles), (true, vec![Role::Admin]));
+    // Someone who is no admin can still be deactivated.
+    app.store
+        .set_user_active(dan.id, false, &Actor::System)
+        .await
+        .expect("Dan is no admin any more");
 }
 
 async fn admin_reads_the_audit_log(app: TestApp) {

@@ -444,8 +444,10 @@ async fn the_openapi_document_and_metrics_are_served_without_a_token(app: TestAp
         "syncdesk_exceptions_open{code=\"missing_sku\"} 1",
         "syncdesk_attempts_total{destination=\"crm\",outcome=\"synced\"} 1",
         "syncdesk_attempts_total{destination=\"erp\",outcome=\"needs_action\"} 1",
-        "syncdesk_sync_lag_seconds_bucket{le=\"+Inf\"} 1",
-        "syncdesk_sync_lag_seconds_count 1",
+        "syncdesk_sync_lag_seconds_bucket{destination=\"crm\",le=\"+Inf\"} 1",
+        "syncdesk_sync_lag_seconds_count{destination=\"crm\"} 1",
+        "syncdesk_sync_lag_seconds_count{destination=\"erp\"} 0",
+        "syncdesk_exceptions_open{code=\"dead_letter\"} 0",
         "syncdesk_webhooks_total{outcome=\"applied\"} 1",
         "syncdesk_destination_paused{destination=\"erp\"} 0",
     ] {
@@ -523,9 +525,9 @@ async fn the_metrics_count_attempts_and_webhooks_as_they_are_written(app: TestAp
         .expect("text");
     // Seven synced attempts with a lag besides the first delivery's; one of them past a minute.
     for line in [
-        "syncdesk_sync_lag_seconds_count 7",
-        "syncdesk_sync_lag_seconds_bucket{le=\"+Inf\"} 7",
-        "syncdesk_sync_lag_seconds_bucket{le=\"60\"} 6",
+        "syncdesk_sync_lag_seconds_count{destination=\"crm\"} 7",
+        "syncdesk_sync_lag_seconds_bucket{destination=\"crm\",le=\"+Inf\"} 7",
+        "syncdesk_sync_lag_seconds_bucket{destination=\"crm\",le=\"60\"} 6",
         "syncdesk_attempts_total{destination=\"crm\",outcome=\"transient\"} 1",
         "syncdesk_attempts_total{destination=\"crm\",outcome=\"synced\"} 8",
         "syncdesk_webhooks_total{outcome=\"applied\"} 2",

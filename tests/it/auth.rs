@@ -140,6 +140,18 @@ async fn wrong_password_and_unknown_email_are_refused_alike(app: TestApp) {
         (wrong.status, wrong.body.as_str())
     );
 
+    // Text that is no address is neither a throttle key nor an audit target: 100 KB of it, or
+    // a NUL byte (which PostgreSQL refuses in text), is refused like any wrong guess, and
+    // counted against the client alone.
+    let huge = format!("{}@example.com", "a".repeat(100_000));
+    for odd in [huge.as_str(), "ana\u{0}@example.com"] {
+        let refused = client.sign_in(odd, PASSWORD).await;
+        assert_eq!(
+            (refused.status, refused.body.as_str()),
+            (wrong.status, wrong.body.as_str())
+        );
+    }
+
     assert_eq!(client.whoami().await, None, "still nobody signed in");
     let failed = app.audit_of("signin.failed").await;
     let targets: Vec<_> = failed
@@ -149,10 +161,26 @@ async fn wrong_password_and_unknown_email_are_refused_alike(app: TestApp) {
     assert_eq!(
         targets,
         [
-            ("anonymous", "account:not an email"),
+            ("anonymous", "account:(not an email address)"),
+            ("anonymous", "account:(not an email address)"),
+            ("anonymous", "account:(not an email address)"),
             ("anonymous", "account:nobody@example.com"),
             ("anonymous", "account:ana@example.com")
         ]
+    );
+    assert_eq!(
+        app.count("SELECT COUNT(*) FROM signin_throttle WHERE key LIKE 'account:%'")
+            .await,
+        2,
+        "only the two addresses are keys"
+    );
+    assert_eq!(
+        app.count(
+            "SELECT CAST(MAX(failures) AS BIGINT) FROM signin_throttle WHERE key LIKE 'client:%'"
+        )
+        .await,
+        5,
+        "every attempt counts against the client"
     );
     assert!(app.audit_of("signin.succeeded").await.is_empty());
 }

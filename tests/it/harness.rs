@@ -389,28 +389,44 @@ impl TestApp {
             let sql = format!("SELECT COUNT(*) FROM webhook_events WHERE outcome = '{outcome}'");
             assert_eq!(*n, self.count(&sql).await, "webhooks {outcome}");
         }
-        let lags = |what: &str| {
+        let lags = |destination: &str, what: &str| {
             format!(
                 "SELECT CAST(COALESCE({what}, 0) AS BIGINT) FROM sync_attempts
-                 WHERE outcome = 'synced' AND lag_ms IS NOT NULL"
+                 WHERE outcome = 'synced' AND lag_ms IS NOT NULL AND destination = '{destination}'"
             )
         };
+        let with_lags = self
+            .count("SELECT COUNT(DISTINCT destination) FROM sync_attempts WHERE outcome = 'synced' AND lag_ms IS NOT NULL")
+            .await;
         assert_eq!(
-            counted.lag_count,
-            self.count(&lags("COUNT(*)")).await,
-            "lag count"
+            counted.lags.len() as i64,
+            with_lags,
+            "one histogram a destination"
         );
-        assert_eq!(
-            counted.lag_sum_ms,
-            self.count(&lags("SUM(lag_ms)")).await,
-            "lag sum"
-        );
-        assert_eq!(counted.lag_buckets.len(), LAG_BUCKETS_SECONDS.len());
-        for (bound, n) in lag_bucket_bounds_ms().zip(&counted.lag_buckets) {
-            let sql = lags(&format!(
-                "SUM(CASE WHEN lag_ms <= {bound} THEN 1 ELSE 0 END)"
-            ));
-            assert_eq!(*n, self.count(&sql).await, "lags at or under {bound} ms");
+        for h in &counted.lags {
+            let d = h.destination.as_str();
+            assert_eq!(
+                h.count,
+                self.count(&lags(d, "COUNT(*)")).await,
+                "{d} lag count"
+            );
+            assert_eq!(
+                h.sum_ms,
+                self.count(&lags(d, "SUM(lag_ms)")).await,
+                "{d} lag sum"
+            );
+            assert_eq!(h.buckets.len(), LAG_BUCKETS_SECONDS.len());
+            for (bound, n) in lag_bucket_bounds_ms().zip(&h.buckets) {
+                let sql = lags(
+                    d,
+                    &format!("SUM(CASE WHEN lag_ms <= {bound} THEN 1 ELSE 0 END)"),
+                );
+                assert_eq!(
+                    *n,
+                    self.count(&sql).await,
+                    "{d} lags at or under {bound} ms"
+                );
+            }
         }
     }
 

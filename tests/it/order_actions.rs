@@ -114,6 +114,27 @@ async fn an_operator_edits_the_refused_payload_and_the_edit_is_sent_once_with_th
             reply.body
         );
     }
+    // The CRM's stamp of which state this is cannot be edited either: the CRM would ignore the
+    // order's later states (or the edit itself) as older than what it holds.
+    let crm = before
+        .destinations
+        .iter()
+        .find(|d| d.destination == "crm")
+        .expect("the page shows the CRM");
+    let mut stamped: Value =
+        serde_json::from_str(crm.payload.as_deref().expect("the CRM payload")).expect("JSON");
+    stamped["deal"]["source_version"] = json!("2999-01-01T00:00:00Z");
+    let mut form = edit(&stamped, &version);
+    form[1].1 = "crm".to_string();
+    let reply = send(form).await;
+    assert_eq!(
+        (reply.status, reply.error().to_string()),
+        (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "deal.source_version says which state of the order this is; it cannot be edited."
+                .to_string()
+        )
+    );
     let mut still_long = payload.clone();
     still_long["ship_to"]["street"] = json!(format!("{LONG_STREET}, rear"));
     let reply = send(edit(&still_long, &version)).await;
@@ -228,15 +249,71 @@ async fn an_operator_edits_the_refused_payload_and_the_edit_is_sent_once_with_th
         "engine: Synced on a later attempt"
     );
 
-    // A newer state from the store is mapped afresh: the edit does not outlive its version.
+    // A newer state from the store, paid, with the same long street: the edit still stands for
+    // the street (the store left it as it was), laid onto the new state, so the ERP gets the
+    // payment and keeps the short street, and nobody has to edit again.
     let mut paid_later = later(&order, 5);
-    paid_later["note"] = json!("gift wrap");
+    paid_later["financial_status"] = json!("paid");
     Post::new("orders/updated", &paid_later).send(&app).await;
     drain(&worker, &app, Duration::from_secs(10)).await;
     let newer = page(&operator, id).await;
     let erp = erp_card(&newer);
+    assert_eq!(
+        (erp.state.as_str(), erp.synced_version),
+        ("synced", Some(newer.version))
+    );
+    assert!(
+        erp.edited
+            .as_deref()
+            .is_some_and(|e| e.contains("its changes still stand")),
+        "{:?}",
+        erp.edited
+    );
+    assert!(erp.problems.is_empty(), "{:?}", erp.problems);
+    let document = rig
+        .erp_api()
+        .find_sales_order(&id.to_string())
+        .await
+        .expect("ERP answers")
+        .expect("the ERP has the order");
+    assert_eq!(
+        document.order.ship_to.expect("ship-to").street,
+        "12 Harbour Street"
+    );
+    assert_eq!(
+        serde_json::to_value(document.order.payment_status).expect("status"),
+        json!("paid")
+    );
+    assert_eq!(
+        app.count(&format!(
+            "SELECT COUNT(*) FROM exceptions WHERE store_order_id = {id} AND status = 'open'"
+        ))
+        .await,
+        0
+    );
+
+    // The store changes the street itself: its value stands (the edit was for another one),
+    // and the ERP refuses it again, saying so.
+    let mut moved = later(&paid_later, 5);
+    moved["shipping_address"]["address1"] = json!(format!("{LONG_STREET}, Dock 7"));
+    Post::new("orders/updated", &moved).send(&app).await;
+    drain(&worker, &app, Duration::from_secs(10)).await;
+    let newest = page(&operator, id).await;
+    let erp = erp_card(&newest);
     assert_eq!(erp.state, "blocked");
-    assert!(erp.edited.is_none());
+    assert!(
+        erp.edited
+            .as_deref()
+            .is_some_and(|e| e
+                .contains("except where the store has changed the field since (ship_to.street)")),
+        "{:?}",
+        erp.edited
+    );
+    assert!(
+        erp.problems.iter().any(|p| p.contains("street")),
+        "{:?}",
+        erp.problems
+    );
 }
 
 async fn a_resync_reads_the_store_applies_a_newer_state_and_sends_it(app: TestApp) {
@@ -470,6 +547,10 @@ async fn the_orders_list_filters_by_state_and_an_operator_skips_from_the_order_p
     );
     let skipped: Vec<app::model::OrderView> = list("skipped").await.json();
     assert_eq!(skipped.len(), 1);
+    assert_eq!(
+        skipped[0].waiting, None,
+        "nobody waits for a destination the order is skipped at"
+    );
     // The neighbour still waits on its SKU. Both clicks are audited against the order (the
     // second with nothing changed in its result).
     assert_eq!(

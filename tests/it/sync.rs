@@ -17,7 +17,7 @@ use syncdesk::simulate::erp::{ErpCatalogue, ErpSimConfig, spawn_erp};
 use syncdesk::simulate::faults::OutageMode;
 use syncdesk::simulate::ledger::DocumentKind;
 use syncdesk::simulate::shopify::{CATALOGUE, OrderFactory};
-use syncdesk::store::{AttemptRecord, NewException, Store};
+use syncdesk::store::{AttemptRecord, Db, NewException, Store};
 
 use crate::harness::TestApp;
 use crate::webhooks::{Post, later, order_id};
@@ -36,6 +36,7 @@ on_both_backends! {
     an_outage_holds_the_queue_and_it_drains_without_dead_letters => an_outage_holds_the_queue_and_it_drains_without_dead_letters_sqlite, an_outage_holds_the_queue_and_it_drains_without_dead_letters_postgres;
     several_workers_share_the_queue_without_duplicates => several_workers_share_the_queue_without_duplicates_sqlite, several_workers_share_the_queue_without_duplicates_postgres;
     completions_recorded_together_each_get_their_own_answer => completions_recorded_together_each_get_their_own_answer_sqlite, completions_recorded_together_each_get_their_own_answer_postgres;
+    a_completion_the_database_refuses_fails_alone => a_completion_the_database_refuses_fails_alone_sqlite, a_completion_the_database_refuses_fails_alone_postgres;
     a_version_armed_during_an_attempt_outlives_its_blocked_or_dead_end => a_version_armed_during_an_attempt_outlives_its_blocked_or_dead_end_sqlite, a_version_armed_during_an_attempt_outlives_its_blocked_or_dead_end_postgres;
     a_wrong_item_code_corrected_in_syncdesk_releases_the_order => a_wrong_item_code_corrected_in_syncdesk_releases_the_order_sqlite, a_wrong_item_code_corrected_in_syncdesk_releases_the_order_postgres;
     a_sku_mapped_while_its_order_is_being_delivered_still_releases_it => a_sku_mapped_while_its_order_is_being_delivered_still_releases_it_sqlite, a_sku_mapped_while_its_order_is_being_delivered_still_releases_it_postgres;
@@ -67,6 +68,10 @@ pub async fn rig(app: &TestApp, timeout: Duration) -> Rig {
     })
     .await
     .expect("ERP simulator");
+    // An ERP that does not refuse a second document for the same external id, so that the
+    // ledger sees any second create the engine makes (a crash, a timeout, a lease taken over):
+    // its 409 would otherwise turn one into an update, and hide it.
+    erp.faults().update(|f| f.allow_duplicates = true);
     for product in CATALOGUE
         .iter()
         .filter(|p| !p.sku.is_empty() && !p.sku.starts_with("NEW-"))
@@ -1511,6 +1516,61 @@ async fn completions_recorded_together_each_get_their_own_answer(app: TestApp) {
         assert_eq!(count(&app, sql).await, expected, "{sql}");
     }
     crate::causes::assert_exact(&app.store, "completions recorded together").await;
+}
+
+/// Completions finishing together, one of which carries an id PostgreSQL cannot store (a NUL):
+/// on PostgreSQL that one fails alone and every other is recorded (the batch is written again
+/// one by one); SQLite stores it. The worker never sends such an id here (`keepable`), so this
+/// is the store's own defence.
+async fn a_completion_the_database_refuses_fails_alone(app: TestApp) {
+    for seed in 0..4 {
+        Post::new("orders/create", &clean_order(650 + seed))
+            .send(&app)
+            .await;
+    }
+    let tasks = app
+        .store
+        .claim_tasks(100, Duration::from_secs(30))
+        .await
+        .unwrap();
+    assert_eq!(tasks.len(), 8);
+    let store = &app.store;
+    let answers = futures_util::future::join_all(tasks.iter().enumerate().map(|(i, task)| {
+        let rec = syncdesk::store::AttemptRecord {
+            version: task.target_version,
+            started_at: chrono::Utc::now(),
+            duration_ms: 3,
+            outcome: "synced",
+            status: Some(201),
+            message: None,
+            request_id: None,
+        };
+        async move {
+            let id = if i == 0 {
+                "bad-\u{0}-id".to_string()
+            } else {
+                format!("ok-{}", task.id)
+            };
+            store.complete_synced(task, &id, &rec).await
+        }
+    }))
+    .await;
+    let postgres = matches!(app.store.db(), Db::Postgres(_));
+    for (i, answer) in answers.iter().enumerate() {
+        match (i, answer) {
+            (0, Err(_)) if postgres => {}
+            (_, Ok(true)) => {}
+            _ => panic!("completion {i} answered {answer:?}"),
+        }
+    }
+    assert_eq!(
+        count(
+            &app,
+            "SELECT COUNT(*) FROM sync_tasks WHERE state = 'synced' AND external_id LIKE 'ok-%'"
+        )
+        .await,
+        7
+    );
 }
 
 /// The store sends version 2 while both of version 1's attempts run; they end blocked (ERP) and

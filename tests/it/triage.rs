@@ -170,6 +170,22 @@ async fn skip_needs_a_reason_and_keeps_the_order_skipped_through_later_changes(a
         matches!(&refused, Err(syncdesk::store::StoreError::Invalid(m)) if m.contains("why")),
         "{refused:?}"
     );
+    // A NUL byte, which PostgreSQL refuses in text, is a clear refusal too; a line break is not.
+    let invisible = app
+        .store
+        .triage(
+            &scope,
+            &TriageAction::Skip {
+                reason: "Test\u{0}order".into(),
+            },
+            false,
+            &Actor::System,
+        )
+        .await;
+    assert!(
+        matches!(&invisible, Err(syncdesk::store::StoreError::Invalid(m)) if m.contains("control character")),
+        "{invisible:?}"
+    );
 
     let done = app
         .store
@@ -446,6 +462,33 @@ async fn filters_find_exceptions_by_order_email_sku_and_assignee(app: TestApp) {
     assert!(
         matches!(refused, Err(syncdesk::store::StoreError::Conflict(_))),
         "{refused:?}"
+    );
+    // Nor to someone who cannot open the queue (the API takes any user id).
+    let manager = app
+        .add_user("mo@example.com", "Mo", &[Role::Manager, Role::Steward])
+        .await;
+    let refused = app
+        .store
+        .triage(
+            &two,
+            &TriageAction::Assign {
+                user_id: Some(manager.id),
+            },
+            false,
+            &Actor::System,
+        )
+        .await;
+    assert!(
+        matches!(&refused, Err(syncdesk::store::StoreError::Conflict(m)) if m.contains("not an operator")),
+        "{refused:?}"
+    );
+    assert_eq!(
+        count(ExceptionScope {
+            assignee: Some(Assignee::User(manager.id)),
+            ..ExceptionScope::default()
+        })
+        .await,
+        0
     );
     // Audit entries name no customer: a search by email is recorded as such.
     app.store

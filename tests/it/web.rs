@@ -230,4 +230,17 @@ async fn responses_carry_security_headers(app: TestApp) {
             "{what}: no HSTS over plain HTTP"
         );
     }
+
+    // A page the viewer has no role for says so without asking the server for its data, so
+    // the audit log holds no refusal they never made.
+    let denied = app.audit_of("access.denied").await.len();
+    for path in ["/orders", "/orders/1042"] {
+        let page = admin.page(path).await;
+        assert!(
+            page.body.contains("have access to this page"),
+            "{path}: {}",
+            page.body
+        );
+    }
+    assert_eq!(app.audit_of("access.denied").await.len(), denied);
 }

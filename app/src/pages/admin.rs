@@ -31,6 +31,15 @@ pub fn AdminPage() -> impl IntoView {
     }
 }
 
+/// Which of the page's actions ran last.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Last {
+    None,
+    Add,
+    Roles,
+    Active,
+}
+
 #[component]
 fn Users(
     add: ServerAction<AddUser>,
@@ -38,22 +47,35 @@ fn Users(
     active: ServerAction<SetUserActive>,
     users: Resource<Result<Vec<UserRow>, AppError>>,
 ) -> impl IntoView {
+    // Only the newest action speaks: an old refusal must not stand beside, or hide, what the
+    // person did since.
+    let last = RwSignal::new(Last::None);
+    for (action, which) in [
+        (add.version(), Last::Add),
+        (roles.version(), Last::Roles),
+        (active.version(), Last::Active),
+    ] {
+        Effect::new(move |prev: Option<usize>| {
+            let v = action.get();
+            if prev.is_some_and(|p| p != v) {
+                last.set(which);
+            }
+            v
+        });
+    }
     let outcome = move || {
-        let failed = [
-            add.value().get().and_then(|r| r.err()),
-            roles.value().get().and_then(|r| r.err()),
-            active.value().get().and_then(|r| r.err()),
-        ];
-        failed
-            .into_iter()
-            .flatten()
-            .next()
-            .map(|err| view! { <p class="alert" role="alert">{err.to_string()}</p> })
+        let failed = match last.get() {
+            Last::None => None,
+            Last::Add => add.value().get().and_then(|r| r.err()),
+            Last::Roles => roles.value().get().and_then(|r| r.err()),
+            Last::Active => active.value().get().and_then(|r| r.err()),
+        };
+        failed.map(|err| view! { <p class="alert" role="alert">{err.to_string()}</p> })
     };
     let added = move || {
-        add.value()
-            .get()
-            .and_then(|r| r.ok())
+        (last.get() == Last::Add)
+            .then(|| add.value().get().and_then(|r| r.ok()))
+            .flatten()
             .map(|u| view! { <p class="success" role="status">{format!("Added {}.", u.email)}</p> })
     };
 

@@ -5,8 +5,11 @@ use leptos::prelude::*;
 use leptos_router::hooks::{use_params_map, use_query_map};
 
 use crate::api::{EditPayload, ResyncOrder, RetryOrder, SkipOrder, order_detail, recent_orders};
-use crate::components::{Guard, PageHeader, viewer_has};
+use crate::components::{Guard, PageHeader, SessionCtx, viewer_has};
 use crate::model::{OrderDestination, Role};
+
+/// Who reads orders: operators act on them, managers read them.
+const READERS: &[Role] = &[Role::Operator, Role::Manager];
 
 /// Orders and their state at each destination (operators, managers).
 #[component]
@@ -14,9 +17,14 @@ pub fn OrdersPage() -> impl IntoView {
     let params = use_query_map();
     let search = move || params.read().get("q").filter(|s| !s.trim().is_empty());
     let state = move || params.read().get("state").filter(|s| !s.is_empty());
-    let orders = Resource::new(move || (search(), state()), |(q, st)| recent_orders(q, st));
+    // Nobody the page would refuse makes the server refuse them too (and audit the refusal).
+    let session = expect_context::<SessionCtx>();
+    let orders = Resource::new(
+        move || (search(), state()),
+        move |(q, st)| session.fetch_if(READERS, recent_orders(q, st)),
+    );
     view! {
-        <Guard roles=&[Role::Operator, Role::Manager]>
+        <Guard roles=READERS>
             <PageHeader title="Orders" lead="The most recently changed orders from the store, with their state in the CRM and the ERP."/>
             <section class="panel">
                 <form method="get" action="/orders" class="filters" aria-label="Find orders">
@@ -106,6 +114,7 @@ fn State(state: String) -> impl IntoView {
 /// One order (operators act; managers read).
 #[component]
 pub fn OrderDetailPage() -> impl IntoView {
+    let session = expect_context::<SessionCtx>();
     let params = use_params_map();
     let id = move || params.read().get("id").and_then(|v| v.parse::<i64>().ok());
     let retry = ServerAction::<RetryOrder>::new();
@@ -122,9 +131,9 @@ pub fn OrderDetailPage() -> impl IntoView {
                 skip.version().get(),
             )
         },
-        |(id, _, _, _, _)| async move {
+        move |(id, _, _, _, _)| async move {
             match id {
-                Some(id) => order_detail(id).await.map(Some),
+                Some(id) => session.fetch_if(READERS, order_detail(id)).await.map(Some),
                 None => Ok(None),
             }
         },
@@ -172,7 +181,7 @@ pub fn OrderDetailPage() -> impl IntoView {
         })
     };
     view! {
-        <Guard roles=&[Role::Operator, Role::Manager]>
+        <Guard roles=READERS>
             <p class="crumbs"><a href="/orders">"← Orders"</a></p>
             <Transition fallback=|| view! { <p class="muted">"Loading…"</p> }>
                 {move || Suspend::new(async move {
@@ -245,7 +254,10 @@ fn DestinationCard(
     skip: ServerAction<SkipOrder>,
     can_act: bool,
 ) -> impl IntoView {
-    let skippable = matches!(d.state.as_str(), "blocked" | "dead" | "retrying");
+    // Skip closes the exception that says why the order needs a person: a blocked or dead
+    // task always has one; a retrying one only after a few failures (its exception, if any,
+    // is in the queue, where it can be skipped).
+    let skippable = matches!(d.state.as_str(), "blocked" | "dead");
     let name = if d.destination == "crm" { "CRM" } else { "ERP" };
     let label = format!("{name}: payload for the current state");
     let dest = d.destination.clone();

@@ -441,6 +441,36 @@ async fn shipments_credit_notes_and_cancellation_follow_the_erp_rules() {
         .await
         .expect("credited");
     assert!(note.external_id.starts_with("CN-"));
+    // A credit note, or a shipment, past what a decimal holds is refused, not a crash.
+    let huge = ErpCreditNoteRequest {
+        external_id: "R2".to_owned(),
+        amount: rust_decimal::Decimal::MAX,
+        ..refund.clone()
+    };
+    let error = erp
+        .add_credit_note(&so, &huge, "1012:r2")
+        .await
+        .expect_err("over the total");
+    assert_eq!(error.code(), "credit_exceeds_total");
+    let overflowing = ErpFulfilmentRequest {
+        external_id: "F3".to_owned(),
+        lines: vec![
+            ErpFulfilmentLine {
+                item_code: "ABC-1".to_owned(),
+                quantity: rust_decimal::Decimal::MAX,
+            },
+            ErpFulfilmentLine {
+                item_code: "ABC-1".to_owned(),
+                quantity: rust_decimal::Decimal::MAX,
+            },
+        ],
+        ..shipment.clone()
+    };
+    let error = erp
+        .add_fulfilment(&so, &overflowing, "1012:f3")
+        .await
+        .expect_err("over");
+    assert_eq!(error.code(), "over_fulfilment");
     let error = erp
         .cancel_sales_order(&so, Some("customer"), "1012:c")
         .await

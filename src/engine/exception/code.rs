@@ -22,3 +22,18 @@ pub const REJECTED: &str = "rejected";
 pub const DEAD_LETTER: &str = "dead_letter";
 /// The stored order could not be read back.
 pub const UNREADABLE_ORDER: &str = "unreadable_order";
+
+/// Every code, for reports that show each one even when nothing carries it.
+pub const ALL: [&str; 11] = [
+    MISSING_SKU_MAPPING,
+    LINE_WITHOUT_SKU,
+    FIELD_TOO_LONG,
+    MISSING_FIELD,
+    INVALID_FIELD,
+    AUTH_EXPIRED,
+    RATE_LIMITED,
+    DESTINATION_DOWN,
+    REJECTED,
+    DEAD_LETTER,
+    UNREADABLE_ORDER,
+];

@@ -6,12 +6,36 @@ use std::collections::{BTreeSet, HashMap};
 use std::time::Duration;
 
 use super::{Delivery, Worker};
-use crate::connectors::{DeliveryError, ErpSalesOrder, TransientKind};
+use crate::connectors::{DeliveryError, TransientKind};
 use crate::domain::Order;
-use crate::engine::edit::CrmPayload;
+use crate::engine::edit::{self, CrmPayload};
 use crate::engine::exception::{Destination, Problem};
 use crate::engine::{map, validate};
 use crate::store::PayloadEditInForce;
+
+/// The destination's id for the order, when it can be kept: one holding a control character
+/// (PostgreSQL refuses a NUL in text, which failed the recording of every delivery beside it)
+/// or past 255 characters is an answer SyncDesk cannot use, so the attempt counts as failed
+/// for now. The write was applied, so the next attempt finds it rather than writing again.
+pub(super) fn keepable(destination: Destination, delivery: Delivery) -> Delivery {
+    match delivery {
+        Delivery::Synced(ack)
+            if ack.external_id.chars().any(char::is_control)
+                || ack.external_id.chars().count() > 255 =>
+        {
+            Delivery::Failed(DeliveryError::Transient {
+                kind: TransientKind::Server { status: ack.status },
+                message: format!(
+                    "The {} answered with a document id SyncDesk cannot keep (it holds a control \
+                     character or is over 255 characters long).",
+                    destination.label()
+                ),
+                request_id: ack.request_id,
+            })
+        }
+        delivery => delivery,
+    }
+}
 
 impl Worker {
     /// The CRM gets the contact (by email) and the deal (by store order id), in one write.
@@ -21,12 +45,16 @@ impl Worker {
         version: i64,
         edit: Option<&PayloadEditInForce>,
     ) -> Delivery {
+        let (contact, deal) = (map::crm_contact(order), map::crm_deal(order));
         let (contact, deal) = match edit {
-            Some(edit) => match serde_json::from_value::<CrmPayload>(edit.payload.clone()) {
-                Ok(payload) => (payload.contact, payload.deal),
-                Err(err) => return unreadable_edit(order, edit, &err),
-            },
-            None => (map::crm_contact(order), map::crm_deal(order)),
+            Some(edit) => {
+                let fresh = CrmPayload { contact, deal };
+                match with_edit(&fresh, edit) {
+                    Ok(CrmPayload { contact, deal }) => (contact, deal),
+                    Err(err) => return unreadable_edit(order, edit, &err),
+                }
+            }
+            None => (contact, deal),
         };
         if let Some(problem) = Problem::together(validate::validate_crm(contact.as_ref(), &deal)) {
             return Delivery::NeedsAction(problem);
@@ -79,20 +107,16 @@ impl Worker {
             }
         };
         let lookup = |sku: &crate::domain::Sku| codes.get(sku.as_str()).cloned();
+        let sales_order = match map::erp_sales_order(order, &lookup) {
+            Ok(so) => so,
+            Err(problems) => return needs_action(order, problems),
+        };
         let sales_order = match edit {
-            Some(edit) => match serde_json::from_value::<ErpSalesOrder>(edit.payload.clone()) {
-                // An edit saved before sales orders carried the payment status: the order's.
-                Ok(mut so) if edit.payload.get("payment_status").is_none() => {
-                    so.payment_status = map::erp_payment_status(order.financial_status);
-                    so
-                }
+            Some(edit) => match with_edit(&sales_order, edit) {
                 Ok(so) => so,
                 Err(err) => return unreadable_edit(order, edit, &err),
             },
-            None => match map::erp_sales_order(order, &lookup) {
-                Ok(so) => so,
-                Err(problems) => return needs_action(order, problems),
-            },
+            None => sales_order,
         };
         if let Some(problem) = Problem::together(validate::validate_erp(&order.name, &sales_order))
         {
@@ -216,6 +240,24 @@ pub(super) fn overran(destination: Destination, deadline: Duration) -> Delivery 
 
 /// An edit that no longer reads as the payload (checked when saved, so only after an upgrade
 /// changed the payload's shape): a retryable failure with the reason, for people to see.
+/// The payload computed afresh, `fresh`, with the operator's edit laid onto it (see
+/// [`edit::carry`]): their changes where the store has left those fields as they were.
+fn with_edit<T>(fresh: &T, edit: &PayloadEditInForce) -> Result<T, serde_json::Error>
+where
+    T: serde::Serialize + serde::de::DeserializeOwned,
+{
+    let mut payload = serde_json::to_value(fresh)?;
+    let dropped = edit::carry(&edit.original, &edit.payload, &mut payload);
+    if !dropped.is_empty() {
+        tracing::debug!(
+            edit = edit.id,
+            fields = ?dropped,
+            "the store changed fields an edit had changed; its values stand"
+        );
+    }
+    serde_json::from_value(payload)
+}
+
 fn unreadable_edit(order: &Order, edit: &PayloadEditInForce, err: &serde_json::Error) -> Delivery {
     Delivery::Failed(DeliveryError::Transient {
         kind: TransientKind::Server { status: 500 },
@@ -236,5 +278,36 @@ fn needs_action(order: &Order, problems: Vec<Problem>) -> Delivery {
             message: format!("Order {} could not be prepared for the ERP.", order.name),
             request_id: None,
         }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::connectors::Ack;
+
+    fn synced(id: &str) -> Delivery {
+        Delivery::Synced(Ack {
+            external_id: id.to_string(),
+            request_id: Some("req-9".into()),
+            status: 201,
+        })
+    }
+
+    #[test]
+    fn an_id_that_cannot_be_stored_is_a_failed_attempt_not_a_failed_batch() {
+        for bad in ["SO-\u{0}1", "SO-1\n", &"9".repeat(256)] {
+            match keepable(Destination::Erp, synced(bad)) {
+                Delivery::Failed(err) => {
+                    assert!(err.is_transient(), "{err:?}");
+                    assert!(err.to_string().contains("document id"), "{err}");
+                }
+                _ => panic!("{bad:?} was kept"),
+            }
+        }
+        assert!(matches!(
+            keepable(Destination::Crm, synced("deal-42")),
+            Delivery::Synced(ack) if ack.external_id == "deal-42"
+        ));
     }
 }

@@ -320,10 +320,11 @@ impl Worker {
             tracing::error!("task for an unknown destination");
             return Ok(());
         };
-        // An operator's edit for exactly this version replaces the computed payload.
+        // An operator's edit, for this version or an earlier one, is laid onto the payload
+        // computed afresh (`edit::carry`).
         let edit = if edited {
             self.store
-                .payload_edit(task.store_order_id, &task.destination, version)
+                .payload_edit_to_carry(task.store_order_id, &task.destination, version)
                 .await?
         } else {
             None
@@ -346,6 +347,7 @@ impl Worker {
         let (delivery, sent) = tokio::time::timeout(deadline, counting_requests(delivering))
             .await
             .unwrap_or_else(|_| (deliver::overran(destination, deadline), 1));
+        let delivery = deliver::keepable(destination, delivery);
         let mut rec = AttemptRecord {
             version,
             started_at,

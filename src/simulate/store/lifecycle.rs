@@ -182,6 +182,9 @@ impl Generator {
     /// What happens to the next order, with probabilities like a real shop's.
     fn happenings(&mut self, placed: DateTime<Utc>) -> Vec<Happening> {
         let mut last_stamp = None;
+        if self.wall_clock {
+            self.factory.set_clock(placed);
+        }
         let order = self.factory.order();
         let mut order = self.restamp(order, placed, Duration::ZERO, &mut last_stamp);
         let mut first = Vec::new();
@@ -435,4 +438,23 @@ fn refund_count(order: &Value) -> usize {
         .get("refunds")
         .and_then(Value::as_array)
         .map_or(0, Vec::len)
+}
+
+#[cfg(test)]
+mod clock_tests {
+    use super::*;
+
+    /// Live traffic runs for months: its factory's own clock must not run ahead with every
+    /// order (about a day each), which took it past the year 9999, where timestamps stop
+    /// parsing, after some weeks at a brisk rate.
+    #[test]
+    fn live_traffic_keeps_the_factory_near_the_wall_clock() {
+        let mut live = Generator::live(3, Misbehaviour::default());
+        let now = Utc::now();
+        for _ in 0..2_000 {
+            live.happenings(now);
+        }
+        let ahead = live.factory.clock() - now;
+        assert!(ahead < chrono::Duration::days(30), "{ahead}");
+    }
 }

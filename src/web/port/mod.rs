@@ -172,7 +172,7 @@ impl Port for WebPort {
             .await
             .map_err(|e| internal("session write failed", &e))?;
         session
-            .insert(SIGNED_IN_AT, chrono::Utc::now().timestamp())
+            .insert(SIGNED_IN_AT, chrono::Utc::now().timestamp_millis())
             .await
             .map_err(|e| internal("session write failed", &e))?;
         Ok(viewer(&user))
@@ -362,7 +362,8 @@ impl Port for WebPort {
                 action: e.action,
                 status: e.status,
                 assignee: e.assignee,
-                age: age(now - e.created_at),
+                // A closed exception waited until it was closed, not until now.
+                age: age(e.resolved_at.unwrap_or(now) - e.created_at),
                 resolution: e.resolution,
             })
             .collect();

@@ -75,28 +75,43 @@ pub(super) async fn page(app: &AppState, store_order_id: i64) -> Result<OrderPag
         .iter()
         .map(|d| {
             let preview = previews.iter().find(|p| p.destination == d.destination);
-            // The newest edit for the current version is what the destination gets.
+            // The newest edit for the current version, or the latest one before it, laid onto
+            // the payload computed now: what the worker sends (`edit::carry`).
             let edit = edits
                 .iter()
-                .find(|e| e.destination == d.destination && e.version == detail.version);
-            match edit {
-                Some(e) => OrderDestination {
-                    destination: d.destination.clone(),
-                    state: d.state.clone(),
-                    target_version: d.target_version,
-                    synced_version: d.synced_version,
-                    external_id: d.external_id.clone(),
-                    payload: pretty(&e.payload.0),
-                    edited: Some(format!(
-                        "by {} at {} UTC: sent instead of the computed payload for version {}.",
-                        e.created_by,
-                        e.created_at.format("%Y-%m-%d %H:%M:%S"),
-                        e.version
-                    )),
-                    original: pretty(&e.original.0),
-                    problems: Vec::new(),
-                },
-                None => OrderDestination {
+                .filter(|e| e.destination == d.destination && e.version <= detail.version)
+                .max_by_key(|e| (e.version, e.id));
+            let computed = preview.and_then(|p| p.payload.clone());
+            match (edit, computed) {
+                (Some(e), Some(mut payload)) => {
+                    let dropped = crate::engine::edit::carry(&e.original.0, &e.payload.0, &mut payload);
+                    let problems = match serde_json::to_string(&payload).map(|text| {
+                        crate::engine::edit::parse(&d.destination, store_order_id, &order.name, &text)
+                    }) {
+                        Ok(Err(err)) => vec![err.to_string()],
+                        _ => Vec::new(),
+                    };
+                    let when = e.created_at.format("%Y-%m-%d %H:%M:%S");
+                    let edited = if e.version == detail.version {
+                        format!("by {} at {when} UTC: sent instead of the computed payload for version {}.", e.created_by, e.version)
+                    } else if dropped.is_empty() {
+                        format!("by {} at {when} UTC for version {}: its changes still stand, as the store has not changed those fields since.", e.created_by, e.version)
+                    } else {
+                        format!("by {} at {when} UTC for version {}: its changes stand except where the store has changed the field since ({}).", e.created_by, e.version, dropped.join(", "))
+                    };
+                    OrderDestination {
+                        destination: d.destination.clone(),
+                        state: d.state.clone(),
+                        target_version: d.target_version,
+                        synced_version: d.synced_version,
+                        external_id: d.external_id.clone(),
+                        payload: pretty(&payload),
+                        edited: Some(edited),
+                        original: preview.and_then(|p| p.payload.as_ref()).and_then(pretty),
+                        problems,
+                    }
+                }
+                _ => OrderDestination {
                     destination: d.destination.clone(),
                     state: d.state.clone(),
                     target_version: d.target_version,
@@ -155,7 +170,11 @@ pub(super) async fn skip(
         .await
         .map_err(store_error)?;
     let place = destination.to_uppercase();
-    Ok(if report.changed == 0 {
+    Ok(if report.changed == 0 && report.in_flight > 0 {
+        format!(
+            "Not skipped: the order is being sent to the {place} right now. Skip it once this attempt ends, if it still needs action."
+        )
+    } else if report.changed == 0 {
         format!(
             "Nothing to skip: the order has no open exception at the {place}. Skip is for an order that needs action."
         )

@@ -136,9 +136,13 @@ impl QueueState {
         let groups = Resource::new(
             move || (parsed.get().0, tick.get()),
             move |(query, _)| {
-                // The groups ignore the cause filter, so the other causes stay in view.
+                // The groups ignore the cause filter, so the other causes stay in view. Without
+                // a status chosen they count what the list shows, the open ones (the API's
+                // groups count snoozed ones too): a snoozed exception is out of sight until
+                // it wakes, and "Show 12 orders" must not list 9.
                 let query = ExceptionQuery {
                     fingerprint: None,
+                    status: query.status.clone().or_else(|| Some("open".to_string())),
                     ..query
                 };
                 session.fetch_if(READERS, exception_groups(query, false))

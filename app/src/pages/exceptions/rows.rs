@@ -28,12 +28,11 @@ pub(super) fn GroupLine(
     // A destination-wide cause (`auth:erp`) names the destination it paused.
     let paused = g.fingerprint.strip_prefix("auth:").map(str::to_string);
     // The group's buttons act on what its row counts: this cause within the filters the queue
-    // is shown under (an assignee, an age, a search), not every exception of the cause. With no
-    // status chosen the row counts open and snoozed ones, which `all` acts on (an action only
-    // ever touches open and snoozed exceptions).
+    // is shown under (an assignee, an age, a search, a status: with none chosen, the open
+    // ones), not every exception of the cause.
     let acted_on = ExceptionQuery {
         fingerprint: Some(g.fingerprint.clone()),
-        status: query.status.clone().or_else(|| Some("all".to_string())),
+        status: query.status.clone().or_else(|| Some("open".to_string())),
         ..query.clone()
     };
     let show = queue_href(
