@@ -69,6 +69,13 @@ impl Faults {
                 return Err(format!("{name} must be between 0 and 1, got {rate}"));
             }
         }
+        // A request is answered with one of the two at most.
+        if self.error_rate + self.rate_limit_rate > 1.0 {
+            return Err(format!(
+                "error_rate and rate_limit_rate together must be at most 1, got {}",
+                self.error_rate + self.rate_limit_rate
+            ));
+        }
         Ok(())
     }
 }
@@ -195,10 +202,14 @@ impl FaultHandle {
         let faults = self.faults.read().unwrap_or_else(|p| p.into_inner());
         let now = Utc::now();
         let mut rng = rand::thread_rng();
-        let mut hit = |rate: f64| rate > 0.0 && rng.r#gen::<f64>() < rate;
-        let rate_limited = hit(faults.rate_limit_rate);
-        let server_error = hit(faults.error_rate);
-        let commit_then_timeout = is_write && hit(faults.commit_then_timeout_rate);
+        // One draw decides between a 429 and a server error, so each comes at its own rate
+        // (drawn apart, the 429 took its share of the server errors too).
+        let draw = rng.r#gen::<f64>();
+        let rate_limited = draw < faults.rate_limit_rate;
+        let server_error = !rate_limited && draw < faults.rate_limit_rate + faults.error_rate;
+        let commit_then_timeout = is_write
+            && faults.commit_then_timeout_rate > 0.0
+            && rng.r#gen::<f64>() < faults.commit_then_timeout_rate;
         let jitter = if faults.jitter_ms > 0 {
             rng.gen_range(0..=faults.jitter_ms)
         } else {
@@ -217,5 +228,35 @@ impl FaultHandle {
             commit_then_timeout,
             hang: Duration::from_millis(faults.hang_ms),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Half 429s and half server errors: every request gets one of the two, each about half the
+    /// time (drawn apart, the server errors came at a quarter).
+    #[test]
+    fn each_fault_comes_at_its_own_rate() {
+        let handle = FaultHandle::new(Faults {
+            error_rate: 0.5,
+            rate_limit_rate: 0.5,
+            ..Faults::default()
+        });
+        let (mut limited, mut failed) = (0, 0);
+        for _ in 0..4_000 {
+            let plan = handle.plan(false);
+            match (plan.rate_limited, plan.server_error) {
+                (Some(_), None) => limited += 1,
+                (None, Some(_)) => failed += 1,
+                other => panic!("one fault a request, got {other:?}"),
+            }
+        }
+        assert!(
+            (1_700..=2_300).contains(&failed),
+            "{failed} server errors of 4,000"
+        );
+        assert_eq!(limited + failed, 4_000);
     }
 }

@@ -232,8 +232,16 @@ async fn guard_api(State(guard): State<Guard>, request: Request, next: Next) -> 
     }
     if let Some(status) = plan.server_error {
         let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        return SimError::new(status, "internal", "Something went wrong on our side.")
-            .into_response();
+        // The codes the reference APIs document: a 503 is `unavailable`.
+        let (code, message) = if status == StatusCode::SERVICE_UNAVAILABLE {
+            (
+                "unavailable",
+                "The service is unavailable; try again later.",
+            )
+        } else {
+            ("internal", "Something went wrong on our side.")
+        };
+        return SimError::new(status, code, message).into_response();
     }
     let response = next.run(request).await;
     if plan.commit_then_timeout && response.status().is_success() {

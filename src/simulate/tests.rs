@@ -78,7 +78,11 @@ async fn faults_are_set_through_the_control_endpoint_and_every_answer_has_a_requ
         "the Rust handle sees the same settings"
     );
 
-    for bad in [json!({"error_rate": 2.0}), json!({"no_such_fault": true})] {
+    for bad in [
+        json!({"error_rate": 2.0}),
+        json!({"no_such_fault": true}),
+        json!({"error_rate": 0.6, "rate_limit_rate": 0.5}),
+    ] {
         let response = call(&sim, Method::PUT, "/_sim/faults", Some(bad)).await;
         assert_eq!(response.status(), StatusCode::UNPROCESSABLE_ENTITY);
         assert!(request_id(&response).is_some());

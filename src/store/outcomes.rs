@@ -15,12 +15,15 @@ use super::{Store, StoreError, hot_write, on_pool};
 
 /// A synced delivery's task, fenced by its lease token (`$1` the task, `$2` the token, `$3` the
 /// version synced, `$4` the external id, `$5` now); SQLite's (PostgreSQL writes synced tasks
-/// together: see `completions`).
+/// together: see `completions`). A newer version that arrived during the attempt is due now,
+/// and its lag runs from when it arrived (the order's last change), not from now.
 const SYNCED_TASK: &str = "UPDATE sync_tasks SET synced_version = $3, external_id = $4, lease_token = NULL, lease_expires_at = NULL,
     last_error = NULL, blocked_on = NULL,
     state = CASE WHEN target_version > $3 THEN 'pending' ELSE 'synced' END,
     attempt = 0, scheduled_at = $5,
-    armed_at = CASE WHEN target_version > $3 THEN $5 ELSE armed_at END,
+    armed_at = CASE WHEN target_version > $3
+        THEN COALESCE((SELECT o.updated_at FROM orders o WHERE o.store_order_id = sync_tasks.store_order_id), $5)
+        ELSE armed_at END,
     updated_at = $5
 WHERE id = $1 AND lease_token = $2";
 

@@ -286,6 +286,21 @@ impl Store {
         Ok(row.map(|(Json(order), version, edited)| (order, version, edited)))
     }
 
+    /// When the task's current run of attempts began: its latest first attempt (a retry, a
+    /// release or a newer version starts the count again). `None` before any attempt.
+    pub async fn run_started_at(&self, task_id: i64) -> Result<Option<DateTime<Utc>>, StoreError> {
+        let started = on_pool!(&self.db, pool => {
+            sqlx::query_scalar::<_, DateTime<Utc>>(
+                "SELECT started_at FROM sync_attempts WHERE task_id = $1 AND attempt <= 1
+                 ORDER BY id DESC LIMIT 1",
+            )
+            .bind(task_id)
+            .fetch_optional(pool)
+            .await
+        })?;
+        Ok(started)
+    }
+
     /// The ERP item codes mapped to these SKUs (unmapped SKUs are absent): one query per 500
     /// SKUs, i.e. one for any real order.
     pub async fn item_codes(&self, skus: &[&str]) -> Result<HashMap<String, String>, StoreError> {

@@ -37,6 +37,7 @@ on_both_backends! {
     several_workers_share_the_queue_without_duplicates => several_workers_share_the_queue_without_duplicates_sqlite, several_workers_share_the_queue_without_duplicates_postgres;
     completions_recorded_together_each_get_their_own_answer => completions_recorded_together_each_get_their_own_answer_sqlite, completions_recorded_together_each_get_their_own_answer_postgres;
     a_completion_the_database_refuses_fails_alone => a_completion_the_database_refuses_fails_alone_sqlite, a_completion_the_database_refuses_fails_alone_postgres;
+    a_version_that_arrives_during_a_delivery_is_timed_from_its_arrival => a_version_that_arrives_during_a_delivery_is_timed_from_its_arrival_sqlite, a_version_that_arrives_during_a_delivery_is_timed_from_its_arrival_postgres;
     a_version_armed_during_an_attempt_outlives_its_blocked_or_dead_end => a_version_armed_during_an_attempt_outlives_its_blocked_or_dead_end_sqlite, a_version_armed_during_an_attempt_outlives_its_blocked_or_dead_end_postgres;
     a_wrong_item_code_corrected_in_syncdesk_releases_the_order => a_wrong_item_code_corrected_in_syncdesk_releases_the_order_sqlite, a_wrong_item_code_corrected_in_syncdesk_releases_the_order_postgres;
     a_sku_mapped_while_its_order_is_being_delivered_still_releases_it => a_sku_mapped_while_its_order_is_being_delivered_still_releases_it_sqlite, a_sku_mapped_while_its_order_is_being_delivered_still_releases_it_postgres;
@@ -751,6 +752,12 @@ async fn retries_that_run_out_dead_letter_the_task_with_every_attempt_kept(app: 
     let order = clean_order(70);
     let id = order_id(&order);
     Post::new("orders/create", &order).send(&app).await;
+    // As if the order had waited long before this run of attempts (on a SKU mapping, say): the
+    // message tells how long the tries took, not how long the order waited.
+    app.execute(&format!(
+        "UPDATE sync_tasks SET armed_at = '2020-01-01T00:00:00+00:00' WHERE store_order_id = {id}"
+    ))
+    .await;
     drain(&worker, &app, Duration::from_secs(10)).await;
 
     let task =
@@ -790,7 +797,14 @@ async fn retries_that_run_out_dead_letter_the_task_with_every_attempt_kept(app: 
         ))
         .await;
     assert!(message.starts_with("Gave up sending order "), "{message}");
-    assert!(message.contains(" to the ERP after 3 tries"), "{message}");
+    assert!(
+        message.contains(" to the ERP after 3 tries over "),
+        "{message}"
+    );
+    assert!(
+        message.contains(" s; last error: "),
+        "over seconds, not years: {message}"
+    );
     assert!(message.contains("last error: "), "{message}");
     assert_eq!(
         rig.erp
@@ -1570,6 +1584,68 @@ async fn a_completion_the_database_refuses_fails_alone(app: TestApp) {
         )
         .await,
         7
+    );
+}
+
+/// Version 2 arrives while version 1 is being delivered and waits for that attempt to end: the
+/// lag recorded when it syncs counts that wait (it used to start when the attempt ended, so busy
+/// orders pulled the P95 down).
+async fn a_version_that_arrives_during_a_delivery_is_timed_from_its_arrival(app: TestApp) {
+    let order = clean_order(670);
+    let id = order_id(&order);
+    Post::new("orders/create", &order).send(&app).await;
+    let crm = |tasks: Vec<syncdesk::store::ClaimedTask>| {
+        tasks
+            .into_iter()
+            .find(|t| t.destination == "crm")
+            .expect("the CRM task")
+    };
+    let first = crm(app
+        .store
+        .claim_tasks(10, Duration::from_secs(30))
+        .await
+        .unwrap());
+    Post::new("orders/updated", &later(&order, 5))
+        .send(&app)
+        .await;
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let rec = |version| AttemptRecord {
+        version,
+        started_at: chrono::Utc::now(),
+        duration_ms: 3,
+        outcome: "synced",
+        status: Some(201),
+        message: None,
+        request_id: None,
+    };
+    assert!(
+        app.store
+            .complete_synced(&first, "deal-1", &rec(1))
+            .await
+            .unwrap()
+    );
+    let second = crm(app
+        .store
+        .claim_tasks(10, Duration::from_secs(30))
+        .await
+        .unwrap());
+    assert_eq!(second.target_version, 2);
+    assert!(
+        app.store
+            .complete_synced(&second, "deal-1", &rec(2))
+            .await
+            .unwrap()
+    );
+    let lag = count(
+        &app,
+        &format!(
+            "SELECT lag_ms FROM sync_attempts WHERE store_order_id = {id} AND destination = 'crm' AND version = 2"
+        ),
+    )
+    .await;
+    assert!(
+        lag >= 350,
+        "version 2 waited 400 ms for version 1's attempt; lag {lag} ms"
     );
 }
 

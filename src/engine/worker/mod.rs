@@ -466,7 +466,14 @@ impl Worker {
             }
             DeliveryError::Transient { .. } if retry.exhausted(task.attempt) => {
                 rec.outcome = "exhausted";
-                let tried_for = Utc::now() - task.armed_at;
+                // Over this run of attempts: not since the version arrived, which may have
+                // waited days on a SKU mapping or been retried by hand since.
+                let run_started = self
+                    .store
+                    .run_started_at(task.id)
+                    .await?
+                    .unwrap_or(rec.started_at);
+                let tried_for = Utc::now() - run_started;
                 let problem = exception::dead_letter(
                     destination,
                     &order.name,
