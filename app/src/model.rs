@@ -476,6 +476,9 @@ pub struct OrderDestination {
     pub edited: Option<String>,
     /// When an edit is in force: the computed payload it replaces, pretty JSON.
     pub original: Option<String>,
+    /// The id of the edit in force (0: none), sent back with a new edit so that one saved by
+    /// someone else meanwhile is not undone unseen.
+    pub edit_id: i64,
     /// What stops it being sent.
     pub problems: Vec<String>,
 }

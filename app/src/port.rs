@@ -135,6 +135,7 @@ pub trait Port: Send + Sync {
         destination: String,
         version: i64,
         payload: String,
+        based_on: Option<i64>,
     ) -> Result<String, AppError>;
     /// Sends the order to `destination` again now; the outcome as a sentence.
     async fn retry_order(

@@ -275,6 +275,7 @@ pub async fn save(
     destination: &str,
     version: i64,
     text: &str,
+    based_on: Option<i64>,
     by: &Actor,
 ) -> Result<EditSaved, EditError> {
     let Some((order, current)) = store.order_snapshot(store_order_id).await? else {
@@ -304,11 +305,16 @@ pub async fn save(
                 .into(),
         ));
     }
+    // What the page showed as sent: the newest edit laid onto the payload computed now.
     let in_force = match store
-        .payload_edit(store_order_id, destination, version)
+        .payload_edit_to_carry(store_order_id, destination, version)
         .await?
     {
-        Some(edit) => edit.payload,
+        Some(edit) => {
+            let mut payload = computed.clone();
+            carry(&edit.original, &edit.payload, &mut payload);
+            payload
+        }
         None => computed.clone(),
     };
     let changes = diff(&in_force, &payload);
@@ -326,6 +332,7 @@ pub async fn save(
                 original: computed,
                 payload,
                 changes: serde_json::to_value(&changes).unwrap_or(Value::Null),
+                based_on,
             },
             by,
         )

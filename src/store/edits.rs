@@ -25,6 +25,9 @@ pub struct NewPayloadEdit {
     pub payload: Value,
     /// The fields changed, for the audit log.
     pub changes: Value,
+    /// The edit the person saw in force when they edited (0: none), refused as a conflict when
+    /// another has been saved since; `None`: not checked.
+    pub based_on: Option<i64>,
 }
 
 /// A stored edit.
@@ -47,34 +50,6 @@ pub struct PayloadEdit {
 }
 
 impl Store {
-    /// The edit in force for `destination` at `version` of the order: the newest, if any.
-    pub async fn payload_edit(
-        &self,
-        store_order_id: i64,
-        destination: &str,
-        version: i64,
-    ) -> Result<Option<PayloadEditInForce>, StoreError> {
-        let row = on_pool!(&self.db, pool => {
-            sqlx::query_as::<_, PayloadEdit>(
-                "SELECT id, destination, version, original, payload, created_by, created_at FROM payload_edits
-                 WHERE store_order_id = $1 AND destination = $2 AND version = $3
-                 ORDER BY id DESC LIMIT 1",
-            )
-            .bind(store_order_id)
-            .bind(destination)
-            .bind(version)
-            .fetch_optional(pool)
-            .await
-        })?;
-        Ok(row.map(|r| PayloadEditInForce {
-            id: r.id,
-            payload: r.payload.0,
-            original: r.original.0,
-            created_by: r.created_by,
-            created_at: r.created_at,
-        }))
-    }
-
     /// The edit a delivery of `version` lays onto the payload it computes (see
     /// `engine::edit::carry`): the newest for that version or, when there is none, for the
     /// latest version before it that has one.
@@ -158,6 +133,24 @@ impl Store {
                     )));
                 }
                 Some(_) => {}
+            }
+            // Someone else saved an edit since this person opened the order: theirs would be
+            // undone unseen. (The order's row is locked, or SQLite's write lock held.)
+            if let Some(based_on) = edit.based_on {
+                let newest: Option<i64> = sqlx::query_scalar(
+                    "SELECT id FROM payload_edits WHERE store_order_id = $1 AND destination = $2 AND version <= $3
+                     ORDER BY version DESC, id DESC LIMIT 1",
+                )
+                .bind(edit.store_order_id)
+                .bind(&edit.destination)
+                .bind(edit.version)
+                .fetch_optional(&mut *tx)
+                .await?;
+                if newest.unwrap_or(0) != based_on {
+                    return Err(StoreError::Conflict(format!(
+                        "Someone else edited what the {place} gets since you opened this order. Reload it to see their change, and edit again if it still needs it."
+                    )));
+                }
             }
             let queued = sqlx::query(
                 "UPDATE sync_tasks SET state = 'pending', attempt = 0, scheduled_at = $3, blocked_on = NULL, updated_at = $3

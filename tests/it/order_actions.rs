@@ -174,6 +174,26 @@ async fn an_operator_edits_the_refused_payload_and_the_edit_is_sent_once_with_th
         "{}",
         again.body
     );
+    // A second operator, whose page was opened before that edit (no edit in force then), saves
+    // a change of their own: refused, rather than undoing the first edit unseen.
+    assert_eq!(erp.edit_id, 0);
+    let mut theirs =
+        serde_json::from_str::<Value>(erp.payload.as_deref().expect("payload")).expect("JSON");
+    theirs["ship_to"]["street"] = json!("Harbour Street 12");
+    let mut form = edit(&theirs, &version);
+    form.push(("based_on", "0".to_string()));
+    let late = send(form).await;
+    assert_eq!(late.status, StatusCode::CONFLICT, "{}", late.body);
+    assert!(
+        late.error()
+            .to_string()
+            .starts_with("Someone else edited what the ERP gets"),
+        "{}",
+        late.body
+    );
+    // Reloaded, the page names the edit in force, which a new edit is then based on.
+    let shown = page(&operator, id).await;
+    assert!(erp_card(&shown).edit_id > 0);
     let audit = app.audit_of("payload.edited").await;
     assert_eq!(audit.len(), 1);
     assert_eq!(audit[0].actor_label, "otto@example.com");

@@ -185,13 +185,17 @@ pub async fn edit_payload(
     destination: String,
     version: i64,
     payload: String,
+    /// The edit the page showed in force (0: none), so that two people editing at once do not
+    /// undo each other's change unseen. Without it, no check.
+    #[server(default)]
+    based_on: Option<i64>,
 ) -> Result<String, AppError> {
     use crate::port::{port, respond};
     respond(
         async {
             let port = port()?;
             let by = port.authorize(&[Role::Operator], "edit payloads").await?;
-            port.edit_payload(&by, store_order_id, destination, version, payload)
+            port.edit_payload(&by, store_order_id, destination, version, payload, based_on)
                 .await
         }
         .await,

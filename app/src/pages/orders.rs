@@ -264,6 +264,7 @@ fn DestinationCard(
     let editable = Some(d.payload.clone())
         .flatten()
         .filter(|_| d.state != "running");
+    let based_on = d.edit_id;
     let synced = d
         .synced_version
         .map(|v| v.to_string())
@@ -314,11 +315,12 @@ fn DestinationCard(
                     {editable.map(|payload| view! {
                         <details class="edit-payload">
                             <summary>{format!("Edit what the {name} gets")}</summary>
-                            <p class="muted">{format!("For version {version} only: the computed payload is kept, your change is recorded in the audit log, and a later change in the store is mapped afresh.")}</p>
+                            <p class="muted">"Your change stands for as long as the store leaves those fields as they are; a field the store changes again is the store's. The computed payload is kept, and your change is recorded in the audit log."</p>
                             <ActionForm action=edit attr:class="form-grid">
                                 <input type="hidden" name="store_order_id" value=id/>
                                 <input type="hidden" name="destination" value=for_edit/>
                                 <input type="hidden" name="version" value=version/>
+                                <input type="hidden" name="based_on" value=based_on/>
                                 <label for=field_id.clone()>{format!("{name} payload (JSON)")}</label>
                                 <textarea id=field_id name="payload" rows="18" spellcheck="false" class="payload-editor">{payload}</textarea>
                                 <div><button type="submit" class="button primary">{format!("Save and send to the {name}")}</button></div>

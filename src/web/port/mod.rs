@@ -484,6 +484,7 @@ impl Port for WebPort {
         destination: String,
         version: i64,
         payload: String,
+        based_on: Option<i64>,
     ) -> Result<String, AppError> {
         orders::edit_payload(
             &self.state,
@@ -492,6 +493,7 @@ impl Port for WebPort {
             destination,
             version,
             payload,
+            based_on,
         )
         .await
     }

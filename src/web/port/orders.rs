@@ -108,6 +108,7 @@ pub(super) async fn page(app: &AppState, store_order_id: i64) -> Result<OrderPag
                         payload: pretty(&payload),
                         edited: Some(edited),
                         original: preview.and_then(|p| p.payload.as_ref()).and_then(pretty),
+                        edit_id: e.id,
                         problems,
                     }
                 }
@@ -120,6 +121,7 @@ pub(super) async fn page(app: &AppState, store_order_id: i64) -> Result<OrderPag
                     payload: preview.and_then(|p| p.payload.as_ref()).and_then(pretty),
                     edited: None,
                     original: None,
+                    edit_id: 0,
                     problems: preview.map(|p| p.problems.clone()).unwrap_or_default(),
                 },
             }
@@ -211,6 +213,7 @@ pub(super) async fn edit_payload(
     destination: String,
     version: i64,
     payload: String,
+    based_on: Option<i64>,
 ) -> Result<String, AppError> {
     let saved = crate::engine::edit::save(
         &app.store,
@@ -218,6 +221,7 @@ pub(super) async fn edit_payload(
         &destination,
         version,
         &payload,
+        based_on,
         &actor(by),
     )
     .await
