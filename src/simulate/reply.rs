@@ -187,16 +187,19 @@ impl Write {
     }
 }
 
-/// Answers already given, by idempotency key. Bounded: the oldest keys are forgotten first,
-/// like a real API's 24-hour key expiry.
+/// Answers already given, by idempotency key. Keys expire after 24 hours, as a real API's do
+/// (a demo left running does not keep every answer it ever gave), and at most [`MAX_KEYS`] are
+/// kept, the oldest forgotten first.
 #[derive(Debug, Default)]
 pub(crate) struct IdempotencyStore {
     answers: HashMap<String, ([u8; 32], Answer)>,
-    order: VecDeque<String>,
+    order: VecDeque<(std::time::Instant, String)>,
 }
 
 /// Keys remembered per simulator.
 const MAX_KEYS: usize = 200_000;
+/// How long a key is remembered.
+const KEY_LIFETIME: std::time::Duration = std::time::Duration::from_secs(24 * 60 * 60);
 
 impl IdempotencyStore {
     /// Runs `apply` unless this key already has an answer: the same request gets that answer
@@ -226,16 +229,26 @@ impl IdempotencyStore {
         // cause was fixed here: an item added to the catalogue) or a corrected one, and it is
         // processed afresh — as Stripe does for requests that fail validation.
         if answer.status.is_success() {
-            if self.order.len() >= MAX_KEYS
-                && let Some(oldest) = self.order.pop_front()
-            {
-                self.answers.remove(&oldest);
-            }
-            self.order.push_back(key.clone());
+            self.forget_old(std::time::Instant::now());
+            self.order
+                .push_back((std::time::Instant::now(), key.clone()));
             self.answers
                 .insert(key.clone(), (write.fingerprint, answer.clone()));
         }
         answer
+    }
+
+    /// Forgets the keys past their lifetime at `now`, and the oldest beyond the room for one
+    /// more.
+    fn forget_old(&mut self, now: std::time::Instant) {
+        while let Some((at, key)) = self.order.front() {
+            let expired = now.saturating_duration_since(*at) >= KEY_LIFETIME;
+            if !expired && self.order.len() < MAX_KEYS {
+                break;
+            }
+            self.answers.remove(key);
+            self.order.pop_front();
+        }
     }
 }
 
@@ -309,5 +322,30 @@ impl ListQuery {
             data: matching.into_iter().map(|(_, r)| r.clone()).collect(),
             next_cursor,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A day-old key is forgotten, as a real API forgets it; a newer one is kept.
+    #[test]
+    fn keys_expire_after_a_day() {
+        let mut store = IdempotencyStore::default();
+        let start = std::time::Instant::now();
+        let hours = |h: u64| std::time::Duration::from_secs(h * 3600);
+        for (after, key) in [(hours(0), "old"), (hours(2), "new")] {
+            store.order.push_back((start + after, key.to_string()));
+            store.answers.insert(
+                key.to_string(),
+                ([0; 32], Answer::json(StatusCode::CREATED, &"ok")),
+            );
+        }
+        // 25 hours on: the first is a day old, the second 23 hours.
+        store.forget_old(start + hours(25));
+        assert!(!store.answers.contains_key("old"));
+        assert!(store.answers.contains_key("new"));
+        assert_eq!(store.order.len(), 1);
     }
 }
