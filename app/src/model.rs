@@ -479,6 +479,8 @@ pub struct OrderDestination {
     /// The id of the edit in force (0: none), sent back with a new edit so that one saved by
     /// someone else meanwhile is not undone unseen.
     pub edit_id: i64,
+    /// The fingerprint of `payload`, sent back with an edit (see `edit_id`).
+    pub payload_digest: String,
     /// What stops it being sent.
     pub problems: Vec<String>,
 }

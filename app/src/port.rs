@@ -136,6 +136,7 @@ pub trait Port: Send + Sync {
         version: i64,
         payload: String,
         based_on: Option<i64>,
+        shown: Option<String>,
     ) -> Result<String, AppError>;
     /// Sends the order to `destination` again now; the outcome as a sentence.
     async fn retry_order(

@@ -255,15 +255,62 @@ fn carry_at(
                 }
             }
         }
+        // Elements are matched by position, so one is carried only while it is still the
+        // same element: everything the edit left alone in it unchanged (a line the store
+        // replaced by another of the same quantity must not take the old line's edit).
         (Some(Value::Array(o)), Some(Value::Array(e)), Value::Array(f))
             if o.len() == e.len() && o.len() == f.len() =>
         {
             for (i, value) in f.iter_mut().enumerate() {
-                carry_at(&format!("{path}[{i}]"), o.get(i), e.get(i), value, dropped);
+                let here = format!("{path}[{i}]");
+                if untouched_agree(o.get(i), e.get(i), Some(value)) {
+                    carry_at(&here, o.get(i), e.get(i), value, dropped);
+                } else if !same(o.get(i), e.get(i)) {
+                    dropped.push(here);
+                }
             }
         }
         (.., slot) if untouched => *slot = edited.cloned().unwrap_or(Value::Null),
         _ => dropped.push(path.to_string()),
+    }
+}
+
+/// A short fingerprint of a payload as the order's page shows it: sent back with an edit, so
+/// that a payload changed since the page was opened (by the store, a SKU mapping or another
+/// edit) is not overwritten with what the person saw.
+pub fn digest(payload: &Value) -> String {
+    use sha2::{Digest, Sha256};
+    let text = serde_json::to_string(payload).unwrap_or_default();
+    hex::encode(&Sha256::digest(text.as_bytes())[..8])
+}
+
+/// Whether `fresh` holds what `original` held in every part the edit (`original` → `edited`)
+/// left alone.
+fn untouched_agree(
+    original: Option<&Value>,
+    edited: Option<&Value>,
+    fresh: Option<&Value>,
+) -> bool {
+    let null = &Value::Null;
+    let (o, e, f) = (
+        original.unwrap_or(null),
+        edited.unwrap_or(null),
+        fresh.unwrap_or(null),
+    );
+    if o == e {
+        return o == f;
+    }
+    match (o, e, f) {
+        (Value::Object(o), Value::Object(e), Value::Object(f)) => o
+            .keys()
+            .chain(f.keys())
+            .all(|k| untouched_agree(o.get(k), e.get(k), f.get(k))),
+        (Value::Array(o), Value::Array(e), Value::Array(f)) if o.len() == e.len() => {
+            o.len() == f.len()
+                && (0..o.len()).all(|i| untouched_agree(o.get(i), e.get(i), f.get(i)))
+        }
+        // A part the edit changed: what the fresh payload holds there is `carry`'s to judge.
+        _ => true,
     }
 }
 
@@ -276,6 +323,7 @@ pub async fn save(
     version: i64,
     text: &str,
     based_on: Option<i64>,
+    shown: Option<&str>,
     by: &Actor,
 ) -> Result<EditSaved, EditError> {
     let Some((order, current)) = store.order_snapshot(store_order_id).await? else {
@@ -317,6 +365,12 @@ pub async fn save(
         }
         None => computed.clone(),
     };
+    if shown.is_some_and(|shown| shown != digest(&in_force)) {
+        return Err(EditError::Conflict(format!(
+            "What the {} gets has changed since you opened this order (the order, a SKU mapping or another edit). Reload it, check the payload, and edit again if it still needs it.",
+            destination.to_uppercase()
+        )));
+    }
     let changes = diff(&in_force, &payload);
     if changes.is_empty() {
         return Err(EditError::Invalid(
@@ -411,6 +465,16 @@ mod tests {
         assert_eq!(
             moved["ship_to"]["street2"], "Flat 2",
             "the part the store left alone is kept"
+        );
+
+        // The store replaced the edited line by another in the same place: the other line
+        // does not take the edit meant for the first.
+        let mut replaced = original.clone();
+        replaced["lines"][1] = json!({ "item_code": "ERP-C", "quantity": "2" });
+        assert_eq!(carry(&original, &edited, &mut replaced), ["lines[1]"]);
+        assert_eq!(
+            replaced["lines"][1],
+            json!({ "item_code": "ERP-C", "quantity": "2" })
         );
     }
 

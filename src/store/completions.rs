@@ -82,9 +82,10 @@ impl BatchWrite for CompletionWriter {
     type Answer = bool;
 
     /// Each completion is recorded when its task and lease are among those written. When the
-    /// call fails, each is written again alone, so that one the database refuses (a value it
-    /// cannot store) fails alone instead of every completion that shared its batch, batch
-    /// after batch as its task comes round again.
+    /// database refuses a value of the call (a data error: one completion's, most likely),
+    /// each is written again alone, so that the one it refuses fails alone instead of every
+    /// completion that shared its batch, batch after batch as its task comes round again. Any
+    /// other failure (the database out of reach) answers every completion with it, at once.
     async fn write(&self, batch: &[Completion]) -> Written<bool> {
         let recorded = |done: &[(i64, String)], completion: &Completion| {
             done.iter()
@@ -94,6 +95,13 @@ impl BatchWrite for CompletionWriter {
             Ok(done) => Written {
                 answers: batch.iter().map(|c| Ok(recorded(&done, c))).collect(),
                 together: true,
+            },
+            Err(err) if !refused_a_value(&err) => Written {
+                answers: batch
+                    .iter()
+                    .map(|_| Err(not_committed(&err.to_string())))
+                    .collect(),
+                together: false,
             },
             Err(_) => {
                 let mut answers = Vec::with_capacity(batch.len());
@@ -113,6 +121,14 @@ impl BatchWrite for CompletionWriter {
             }
         }
     }
+}
+
+/// Whether PostgreSQL refused a value the call carried (SQLSTATE class 22, data exception, or
+/// 23, integrity constraint), as opposed to failing as a whole.
+fn refused_a_value(err: &sqlx::Error) -> bool {
+    err.as_database_error()
+        .and_then(|e| e.code())
+        .is_some_and(|code| code.starts_with("22") || code.starts_with("23"))
 }
 
 /// The whole batch in one call of `syncdesk_complete_synced` (migration 0021): lock the tasks

@@ -47,6 +47,9 @@ pub struct PayloadEdit {
     pub created_by: String,
     /// When.
     pub created_at: DateTime<Utc>,
+    /// Laid onto the order's later versions too (every edit saved since that rule; older
+    /// ones were for their version only).
+    pub carries: bool,
 }
 
 impl Store {
@@ -61,8 +64,8 @@ impl Store {
     ) -> Result<Option<PayloadEditInForce>, StoreError> {
         let row = on_pool!(&self.db, pool => {
             sqlx::query_as::<_, PayloadEdit>(
-                "SELECT id, destination, version, original, payload, created_by, created_at FROM payload_edits
-                 WHERE store_order_id = $1 AND destination = $2 AND version <= $3
+                "SELECT id, destination, version, original, payload, created_by, created_at, carries FROM payload_edits
+                 WHERE store_order_id = $1 AND destination = $2 AND (version = $3 OR (carries AND version < $3))
                  ORDER BY version DESC, id DESC LIMIT 1",
             )
             .bind(store_order_id)
@@ -84,7 +87,7 @@ impl Store {
     pub async fn payload_edits(&self, store_order_id: i64) -> Result<Vec<PayloadEdit>, StoreError> {
         let rows = on_pool!(&self.db, pool => {
             sqlx::query_as::<_, PayloadEdit>(
-                "SELECT id, destination, version, original, payload, created_by, created_at FROM payload_edits
+                "SELECT id, destination, version, original, payload, created_by, created_at, carries FROM payload_edits
                  WHERE store_order_id = $1 ORDER BY id DESC LIMIT 100",
             )
             .bind(store_order_id)
@@ -138,7 +141,8 @@ impl Store {
             // undone unseen. (The order's row is locked, or SQLite's write lock held.)
             if let Some(based_on) = edit.based_on {
                 let newest: Option<i64> = sqlx::query_scalar(
-                    "SELECT id FROM payload_edits WHERE store_order_id = $1 AND destination = $2 AND version <= $3
+                    "SELECT id FROM payload_edits WHERE store_order_id = $1 AND destination = $2
+                       AND (version = $3 OR (carries AND version < $3))
                      ORDER BY version DESC, id DESC LIMIT 1",
                 )
                 .bind(edit.store_order_id)
@@ -168,8 +172,8 @@ impl Store {
                 )));
             }
             let id: i64 = sqlx::query_scalar(
-                "INSERT INTO payload_edits (store_order_id, destination, version, original, payload, created_by, created_at)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
+                "INSERT INTO payload_edits (store_order_id, destination, version, original, payload, created_by, created_at, carries)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, TRUE) RETURNING id",
             )
             .bind(edit.store_order_id)
             .bind(&edit.destination)

@@ -188,7 +188,8 @@ const CLAIM_PG: &str = concat!(
     ")
 SELECT c.*, o.data AS order_data, o.version AS order_version,
     EXISTS (SELECT 1 FROM payload_edits p
-            WHERE p.store_order_id = c.store_order_id AND p.destination = c.destination AND p.version <= o.version) AS order_edited,
+            WHERE p.store_order_id = c.store_order_id AND p.destination = c.destination
+              AND (p.version = o.version OR (p.carries AND p.version < o.version))) AS order_edited,
     CASE WHEN c.destination = 'erp' THEN
         (SELECT jsonb_object_agg(m.sku, m.item_code) FROM order_skus s JOIN sku_mappings m ON m.sku = s.sku
          WHERE s.store_order_id = c.store_order_id) END AS item_codes
@@ -275,7 +276,8 @@ impl Store {
             sqlx::query_as::<_, (Json<Order>, i64, bool)>(
                 "SELECT o.data, o.version, EXISTS (
                      SELECT 1 FROM payload_edits p
-                     WHERE p.store_order_id = o.store_order_id AND p.destination = $2 AND p.version <= o.version)
+                     WHERE p.store_order_id = o.store_order_id AND p.destination = $2
+                       AND (p.version = o.version OR (p.carries AND p.version < o.version)))
                  FROM orders o WHERE o.store_order_id = $1",
             )
             .bind(store_order_id)
@@ -286,16 +288,27 @@ impl Store {
         Ok(row.map(|(Json(order), version, edited)| (order, version, edited)))
     }
 
-    /// When the task's current run of attempts began: its latest first attempt (a retry, a
-    /// release or a newer version starts the count again). `None` before any attempt.
-    pub async fn run_started_at(&self, task_id: i64) -> Result<Option<DateTime<Utc>>, StoreError> {
+    /// When the task's current run of attempts began, for attempt number `attempt` of the run
+    /// (a retry, a release or a newer version starts the count again): the earliest of the
+    /// run's recorded attempts, the latest `attempt - 1` of the task. `None` for a first
+    /// attempt. (An attempt a killed worker never recorded lets one older attempt in.)
+    pub async fn run_started_at(
+        &self,
+        task_id: i64,
+        attempt: i64,
+    ) -> Result<Option<DateTime<Utc>>, StoreError> {
+        let earlier = attempt.saturating_sub(1);
+        if earlier <= 0 {
+            return Ok(None);
+        }
         let started = on_pool!(&self.db, pool => {
-            sqlx::query_scalar::<_, DateTime<Utc>>(
-                "SELECT started_at FROM sync_attempts WHERE task_id = $1 AND attempt <= 1
-                 ORDER BY id DESC LIMIT 1",
+            sqlx::query_scalar::<_, Option<DateTime<Utc>>>(
+                "SELECT MIN(started_at) FROM (SELECT started_at FROM sync_attempts WHERE task_id = $1
+                 ORDER BY id DESC LIMIT $2) AS run",
             )
             .bind(task_id)
-            .fetch_optional(pool)
+            .bind(earlier)
+            .fetch_one(pool)
             .await
         })?;
         Ok(started)

@@ -159,8 +159,26 @@ async fn an_operator_edits_the_refused_payload_and_the_edit_is_sent_once_with_th
     );
     assert_eq!(app.count("SELECT COUNT(*) FROM payload_edits").await, 0);
 
+    // A page whose payload has changed since it was shown (say a SKU mapped meanwhile) does not
+    // save what it showed over it.
+    let mut form = edit(&payload, &version);
+    form.push(("shown", "0123456789abcdef".to_string()));
+    let outdated = send(form).await;
+    assert_eq!(outdated.status, StatusCode::CONFLICT, "{}", outdated.body);
+    assert!(
+        outdated
+            .error()
+            .to_string()
+            .starts_with("What the ERP gets has changed since you opened this order"),
+        "{}",
+        outdated.body
+    );
+
     // The edit is saved beside the computed payload, audited field by field, and sent.
-    let saved = send(edit(&payload, &version)).await;
+    let mut form = edit(&payload, &version);
+    form.push(("based_on", "0".to_string()));
+    form.push(("shown", erp.payload_digest.clone()));
+    let saved = send(form).await;
     assert_eq!(saved.status, StatusCode::OK, "{}", saved.body);
     let summary: String = saved.json();
     assert_eq!(
@@ -334,6 +352,11 @@ async fn an_operator_edits_the_refused_payload_and_the_edit_is_sent_once_with_th
         "{:?}",
         erp.problems
     );
+    // An edit saved before edits carried was for its version only, and stays so.
+    app.execute("UPDATE payload_edits SET carries = FALSE")
+        .await;
+    let older_rule = page(&operator, id).await;
+    assert_eq!(erp_card(&older_rule).edited, None);
 }
 
 async fn a_resync_reads_the_store_applies_a_newer_state_and_sends_it(app: TestApp) {

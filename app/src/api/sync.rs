@@ -189,14 +189,26 @@ pub async fn edit_payload(
     /// undo each other's change unseen. Without it, no check.
     #[server(default)]
     based_on: Option<i64>,
+    /// The fingerprint of the payload the page showed: a payload changed since (by the store
+    /// or a SKU mapping) is not overwritten with what the person saw. Without it, no check.
+    #[server(default)]
+    shown: Option<String>,
 ) -> Result<String, AppError> {
     use crate::port::{port, respond};
     respond(
         async {
             let port = port()?;
             let by = port.authorize(&[Role::Operator], "edit payloads").await?;
-            port.edit_payload(&by, store_order_id, destination, version, payload, based_on)
-                .await
+            port.edit_payload(
+                &by,
+                store_order_id,
+                destination,
+                version,
+                payload,
+                based_on,
+                shown,
+            )
+            .await
         }
         .await,
     )

@@ -265,6 +265,7 @@ fn DestinationCard(
         .flatten()
         .filter(|_| d.state != "running");
     let based_on = d.edit_id;
+    let shown = d.payload_digest.clone();
     let synced = d
         .synced_version
         .map(|v| v.to_string())
@@ -321,6 +322,7 @@ fn DestinationCard(
                                 <input type="hidden" name="destination" value=for_edit/>
                                 <input type="hidden" name="version" value=version/>
                                 <input type="hidden" name="based_on" value=based_on/>
+                                <input type="hidden" name="shown" value=shown.clone()/>
                                 <label for=field_id.clone()>{format!("{name} payload (JSON)")}</label>
                                 <textarea id=field_id name="payload" rows="18" spellcheck="false" class="payload-editor">{payload}</textarea>
                                 <div><button type="submit" class="button primary">{format!("Save and send to the {name}")}</button></div>

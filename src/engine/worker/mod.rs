@@ -470,7 +470,7 @@ impl Worker {
                 // waited days on a SKU mapping or been retried by hand since.
                 let run_started = self
                     .store
-                    .run_started_at(task.id)
+                    .run_started_at(task.id, task.attempt)
                     .await?
                     .unwrap_or(rec.started_at);
                 let tried_for = Utc::now() - run_started;

@@ -485,6 +485,7 @@ impl Port for WebPort {
         version: i64,
         payload: String,
         based_on: Option<i64>,
+        shown: Option<String>,
     ) -> Result<String, AppError> {
         orders::edit_payload(
             &self.state,
@@ -494,6 +495,7 @@ impl Port for WebPort {
             version,
             payload,
             based_on,
+            shown,
         )
         .await
     }

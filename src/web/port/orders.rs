@@ -79,7 +79,10 @@ pub(super) async fn page(app: &AppState, store_order_id: i64) -> Result<OrderPag
             // the payload computed now: what the worker sends (`edit::carry`).
             let edit = edits
                 .iter()
-                .filter(|e| e.destination == d.destination && e.version <= detail.version)
+                .filter(|e| {
+                    e.destination == d.destination
+                        && (e.version == detail.version || (e.carries && e.version < detail.version))
+                })
                 .max_by_key(|e| (e.version, e.id));
             let computed = preview.and_then(|p| p.payload.clone());
             match (edit, computed) {
@@ -109,6 +112,7 @@ pub(super) async fn page(app: &AppState, store_order_id: i64) -> Result<OrderPag
                         edited: Some(edited),
                         original: preview.and_then(|p| p.payload.as_ref()).and_then(pretty),
                         edit_id: e.id,
+                        payload_digest: crate::engine::edit::digest(&payload),
                         problems,
                     }
                 }
@@ -122,6 +126,10 @@ pub(super) async fn page(app: &AppState, store_order_id: i64) -> Result<OrderPag
                     edited: None,
                     original: None,
                     edit_id: 0,
+                    payload_digest: preview
+                        .and_then(|p| p.payload.as_ref())
+                        .map(crate::engine::edit::digest)
+                        .unwrap_or_default(),
                     problems: preview.map(|p| p.problems.clone()).unwrap_or_default(),
                 },
             }
@@ -214,6 +222,7 @@ pub(super) async fn edit_payload(
     version: i64,
     payload: String,
     based_on: Option<i64>,
+    shown: Option<String>,
 ) -> Result<String, AppError> {
     let saved = crate::engine::edit::save(
         &app.store,
@@ -222,6 +231,7 @@ pub(super) async fn edit_payload(
         version,
         &payload,
         based_on,
+        shown.as_deref().filter(|s| !s.is_empty()),
         &actor(by),
     )
     .await
