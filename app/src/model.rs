@@ -485,6 +485,23 @@ pub struct OrderDestination {
     pub problems: Vec<String>,
 }
 
+/// An operator's edit of what one destination gets, as the order's page sends it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PayloadEditRequest {
+    /// The order.
+    pub store_order_id: i64,
+    /// `crm` or `erp`.
+    pub destination: String,
+    /// The order version the page showed.
+    pub version: i64,
+    /// The edited payload, JSON.
+    pub payload: String,
+    /// The edit the page showed in force (0: none); `None`: not checked.
+    pub based_on: Option<i64>,
+    /// The fingerprint of the payload the page showed; `None`: not checked.
+    pub shown: Option<String>,
+}
+
 /// One line of an order's history.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TimelineEntry {

@@ -7,8 +7,8 @@ use std::sync::Arc;
 use crate::error::AppError;
 use crate::model::{
     Assignable, AuditPage, AuditQuery, AuditRow, ExceptionGroupView, ExceptionPage, ExceptionQuery,
-    ImportOutcome, MappingSaved, OrderPage, OrderView, Role, SkuMappingView, TriageOutcome,
-    TriageRequest, TriageTarget, UnmappedSkuView, UserRow, Viewer,
+    ImportOutcome, MappingSaved, OrderPage, OrderView, PayloadEditRequest, Role, SkuMappingView,
+    TriageOutcome, TriageRequest, TriageTarget, UnmappedSkuView, UserRow, Viewer,
 };
 
 /// Everything the UI's server functions need from the server, already authorised where noted.
@@ -128,16 +128,8 @@ pub trait Port: Send + Sync {
     async fn resync_order(&self, by: &Viewer, store_order_id: i64) -> Result<String, AppError>;
     /// Saves an edit of what `destination` gets for the order at `version` (the version the
     /// operator saw) and queues it; the outcome as a sentence.
-    async fn edit_payload(
-        &self,
-        by: &Viewer,
-        store_order_id: i64,
-        destination: String,
-        version: i64,
-        payload: String,
-        based_on: Option<i64>,
-        shown: Option<String>,
-    ) -> Result<String, AppError>;
+    async fn edit_payload(&self, by: &Viewer, edit: PayloadEditRequest)
+    -> Result<String, AppError>;
     /// Sends the order to `destination` again now; the outcome as a sentence.
     async fn retry_order(
         &self,

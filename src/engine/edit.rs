@@ -314,6 +314,16 @@ fn untouched_agree(
     }
 }
 
+/// What the person saw when they edited, checked before the edit is saved so that nothing
+/// changed since is overwritten unseen. `None`: not checked (a script that does not say).
+#[derive(Clone, Debug, Default)]
+pub struct SeenOnPage {
+    /// The edit in force the page showed (0: none).
+    pub edit: Option<i64>,
+    /// The fingerprint ([`digest`]) of the payload the page showed.
+    pub payload: Option<String>,
+}
+
 /// Saves an operator's edit of what `destination` gets for order `store_order_id` at
 /// `version` (the version the operator saw), and queues it to be sent now.
 pub async fn save(
@@ -322,10 +332,10 @@ pub async fn save(
     destination: &str,
     version: i64,
     text: &str,
-    based_on: Option<i64>,
-    shown: Option<&str>,
+    seen: &SeenOnPage,
     by: &Actor,
 ) -> Result<EditSaved, EditError> {
+    let (based_on, shown) = (seen.edit, seen.payload.as_deref());
     let Some((order, current)) = store.order_snapshot(store_order_id).await? else {
         return Err(EditError::NotFound);
     };

@@ -199,16 +199,15 @@ pub async fn edit_payload(
         async {
             let port = port()?;
             let by = port.authorize(&[Role::Operator], "edit payloads").await?;
-            port.edit_payload(
-                &by,
+            let edit = crate::model::PayloadEditRequest {
                 store_order_id,
                 destination,
                 version,
                 payload,
                 based_on,
                 shown,
-            )
-            .await
+            };
+            port.edit_payload(&by, edit).await
         }
         .await,
     )

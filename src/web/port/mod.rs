@@ -8,8 +8,8 @@ mod timeline;
 use app::error::AppError;
 use app::model::{
     Assignable, AuditPage, AuditQuery, AuditRow, ExceptionGroupView, ExceptionPage, ExceptionQuery,
-    ExceptionRow, ImportOutcome, MappingSaved, OrderPage, OrderView, Role, SkuMappingView,
-    TriageOutcome, TriageRequest, TriageTarget, UnmappedSkuView, UserRow, Viewer,
+    ExceptionRow, ImportOutcome, MappingSaved, OrderPage, OrderView, PayloadEditRequest, Role,
+    SkuMappingView, TriageOutcome, TriageRequest, TriageTarget, UnmappedSkuView, UserRow, Viewer,
 };
 use app::port::Port;
 use axum::http::request::Parts;
@@ -480,24 +480,9 @@ impl Port for WebPort {
     async fn edit_payload(
         &self,
         by: &Viewer,
-        store_order_id: i64,
-        destination: String,
-        version: i64,
-        payload: String,
-        based_on: Option<i64>,
-        shown: Option<String>,
+        edit: PayloadEditRequest,
     ) -> Result<String, AppError> {
-        orders::edit_payload(
-            &self.state,
-            by,
-            store_order_id,
-            destination,
-            version,
-            payload,
-            based_on,
-            shown,
-        )
-        .await
+        orders::edit_payload(&self.state, by, edit).await
     }
 
     async fn retry_order(

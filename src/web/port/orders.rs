@@ -2,7 +2,7 @@
 //! payload, and its history across systems), and what an operator does to one order.
 
 use app::error::AppError;
-use app::model::{OrderDestination, OrderPage, OrderView, Viewer};
+use app::model::{OrderDestination, OrderPage, OrderView, PayloadEditRequest, Viewer};
 
 use super::timeline::timeline_entries;
 use super::{actor, age, store_error};
@@ -217,21 +217,20 @@ pub(super) async fn resync(
 pub(super) async fn edit_payload(
     app: &AppState,
     by: &Viewer,
-    store_order_id: i64,
-    destination: String,
-    version: i64,
-    payload: String,
-    based_on: Option<i64>,
-    shown: Option<String>,
+    edit: PayloadEditRequest,
 ) -> Result<String, AppError> {
+    let seen = crate::engine::edit::SeenOnPage {
+        edit: edit.based_on,
+        payload: edit.shown.filter(|s| !s.is_empty()),
+    };
+    let destination = edit.destination;
     let saved = crate::engine::edit::save(
         &app.store,
-        store_order_id,
+        edit.store_order_id,
         &destination,
-        version,
-        &payload,
-        based_on,
-        shown.as_deref().filter(|s| !s.is_empty()),
+        edit.version,
+        &edit.payload,
+        &seen,
         &actor(by),
     )
     .await
