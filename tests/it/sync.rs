@@ -188,6 +188,19 @@ pub fn clean_order(seed: u64) -> Value {
     order
 }
 
+/// A synced attempt at `version`, as a worker records it.
+fn synced(version: i64) -> AttemptRecord {
+    AttemptRecord {
+        version,
+        started_at: chrono::Utc::now(),
+        duration_ms: 3,
+        outcome: "synced",
+        status: Some(201),
+        message: None,
+        request_id: None,
+    }
+}
+
 async fn count(app: &TestApp, sql: &str) -> i64 {
     app.count(sql).await
 }
@@ -703,15 +716,7 @@ async fn a_worker_killed_after_the_destination_committed_duplicates_nothing(app:
     );
 
     // Worker A wakes up and tries to record its stale result: fenced off, nothing changes.
-    let rec = syncdesk::store::AttemptRecord {
-        version: 1,
-        started_at: chrono::Utc::now(),
-        duration_ms: 1,
-        outcome: "synced",
-        status: Some(201),
-        message: None,
-        request_id: None,
-    };
+    let rec = synced(1);
     let attempts = format!(
         "SELECT COUNT(*) FROM sync_attempts WHERE task_id = {}",
         erp_task.id
@@ -1402,14 +1407,9 @@ async fn completions_recorded_together_each_get_their_own_answer(app: TestApp) {
             .send(&app)
             .await;
     }
-    let rec = |version| syncdesk::store::AttemptRecord {
-        version,
-        started_at: chrono::Utc::now(),
-        duration_ms: 3,
-        outcome: "synced",
-        status: Some(201),
-        message: None,
+    let rec = |version| AttemptRecord {
         request_id: Some("req-1".into()),
+        ..synced(version)
     };
 
     // Every task fails once, a third of them with an exception people can see; all are due
@@ -1550,15 +1550,7 @@ async fn a_completion_the_database_refuses_fails_alone(app: TestApp) {
     assert_eq!(tasks.len(), 8);
     let store = &app.store;
     let answers = futures_util::future::join_all(tasks.iter().enumerate().map(|(i, task)| {
-        let rec = syncdesk::store::AttemptRecord {
-            version: task.target_version,
-            started_at: chrono::Utc::now(),
-            duration_ms: 3,
-            outcome: "synced",
-            status: Some(201),
-            message: None,
-            request_id: None,
-        };
+        let rec = synced(task.target_version);
         async move {
             let id = if i == 0 {
                 "bad-\u{0}-id".to_string()
@@ -1609,15 +1601,7 @@ async fn a_version_that_arrives_during_a_delivery_is_timed_from_its_arrival(app:
         .send(&app)
         .await;
     tokio::time::sleep(Duration::from_millis(400)).await;
-    let rec = |version| AttemptRecord {
-        version,
-        started_at: chrono::Utc::now(),
-        duration_ms: 3,
-        outcome: "synced",
-        status: Some(201),
-        message: None,
-        request_id: None,
-    };
+    let rec = synced;
     assert!(
         app.store
             .complete_synced(&first, "deal-1", &rec(1))
