@@ -66,6 +66,11 @@ fn random_text(bytes: usize) -> String {
 }
 
 /// The demo accounts: email, name, roles.
+/// Orders the simulated store keeps under live traffic: the most recently changed, about 11
+/// hours at the demo's default 30 a minute (each kept as its JSON), which is what backfill and
+/// reconciliation read; older ones go, so a demo left running does not grow without end.
+const LIVE_ORDERS_KEPT: usize = 20_000;
+
 const ACCOUNTS: [(&str, &str, &[Role]); 4] = [
     (
         "admin@demo.syncdesk.dev",
@@ -129,7 +134,11 @@ where
     let (_crm, _erp, destinations) = destinations().await?;
     let given_secret = options.webhook_secret.filter(|s| !s.trim().is_empty());
     let secret = Secret::new(given_secret.clone().unwrap_or_else(|| random_text(24)));
-    let shop = spawn_store(StoreSimConfig::default()).await?;
+    let shop = spawn_store(StoreSimConfig {
+        keep_orders: Some(LIVE_ORDERS_KEPT),
+        ..StoreSimConfig::default()
+    })
+    .await?;
     let target: url::Url = format!("http://{}/webhooks/shopify", options.listen).parse()?;
     let _traffic = match options.traffic {
         // One webhook in a hundred never arrives, as when Shopify gives up on an endpoint:
@@ -218,7 +227,13 @@ pub async fn simulate(
     burst: Option<usize>,
 ) -> anyhow::Result<()> {
     let (_crm, _erp, destinations) = destinations().await?;
-    let shop = spawn_store(StoreSimConfig::default()).await?;
+    // A burst's orders are all kept (a backfill must find every one); live traffic keeps the
+    // most recent.
+    let shop = spawn_store(StoreSimConfig {
+        keep_orders: burst.is_none().then_some(LIVE_ORDERS_KEPT),
+        ..StoreSimConfig::default()
+    })
+    .await?;
     println!(
         "Simulated store Admin API: {} (access token {})",
         shop.base_url(),

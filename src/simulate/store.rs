@@ -77,6 +77,9 @@ pub struct StoreSimConfig {
     pub shop_domain: String,
     /// The Admin API call limit; `None` for none.
     pub call_limit: Option<CallLimit>,
+    /// Keep at most this many orders, the most recently changed (`None`: every one): for live
+    /// traffic left running, which would otherwise keep every order it ever made.
+    pub keep_orders: Option<usize>,
 }
 
 impl Default for StoreSimConfig {
@@ -87,6 +90,7 @@ impl Default for StoreSimConfig {
             access_token: format!("shpat_{}", uuid::Uuid::new_v4().simple()),
             shop_domain: DEFAULT_SHOP_DOMAIN.to_owned(),
             call_limit: Some(CallLimit::default()),
+            keep_orders: None,
         }
     }
 }
@@ -107,7 +111,10 @@ pub struct StoreApp {
 
 /// The simulated store's router and order book, not yet served.
 pub fn build_store(config: StoreSimConfig) -> StoreApp {
-    let orders = OrderBook::new();
+    let orders = match config.keep_orders {
+        Some(limit) => OrderBook::keeping(limit),
+        None => OrderBook::new(),
+    };
     let router = admin::router(
         orders.clone(),
         config.access_token.clone(),

@@ -34,12 +34,23 @@ pub(super) struct Stored {
 #[derive(Debug, Clone, Default)]
 pub struct OrderBook {
     orders: Arc<RwLock<HashMap<i64, Stored>>>,
+    /// At most this many orders: past it, a new order makes the least recently changed one
+    /// go (live traffic left running would otherwise keep every order it ever made).
+    limit: Option<usize>,
 }
 
 impl OrderBook {
     /// An empty book.
     pub fn new() -> OrderBook {
         OrderBook::default()
+    }
+
+    /// An empty book that keeps at most `limit` orders, the most recently changed.
+    pub fn keeping(limit: usize) -> OrderBook {
+        OrderBook {
+            limit: Some(limit.max(1)),
+            ..OrderBook::default()
+        }
     }
 
     /// Keeps `order` unless the book already holds a strictly newer version of it (by
@@ -61,7 +72,16 @@ impl OrderBook {
         let mut orders = self.orders.write().unwrap_or_else(PoisonError::into_inner);
         match orders.get(&id) {
             Some(existing) if existing.updated_at > updated_at => Ok(false),
-            _ => {
+            existing => {
+                if existing.is_none()
+                    && self.limit.is_some_and(|limit| orders.len() >= limit)
+                    && let Some(oldest) = orders
+                        .values()
+                        .min_by_key(|s| (s.updated_at, s.id))
+                        .map(|s| s.id)
+                {
+                    orders.remove(&oldest);
+                }
                 orders.insert(id, stored);
                 Ok(true)
             }
@@ -110,4 +130,34 @@ fn time_of(order: &Value, key: &str) -> Option<DateTime<Utc>> {
 
 fn is_null(order: &Value, key: &str) -> bool {
     order.get(key).is_none_or(Value::is_null)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn order(id: i64, minute: u32) -> Value {
+        json!({ "id": id, "updated_at": format!("2026-12-07T10:{minute:02}:00Z") })
+    }
+
+    /// A bounded book keeps the most recently changed orders; a newer version of one it holds
+    /// makes nothing go.
+    #[test]
+    fn a_bounded_book_lets_the_least_recently_changed_go() {
+        let book = OrderBook::keeping(3);
+        for (id, minute) in [(1, 1), (2, 2), (3, 3)] {
+            assert_eq!(book.put(&order(id, minute)), Ok(true));
+        }
+        assert_eq!(
+            book.put(&order(1, 4)),
+            Ok(true),
+            "order 1 changed: now the newest"
+        );
+        assert_eq!(book.len(), 3);
+        assert_eq!(book.put(&order(4, 5)), Ok(true));
+        let ids: Vec<i64> = book.versions().into_iter().map(|(id, _)| id).collect();
+        assert_eq!(ids, [1, 3, 4], "order 2, the least recently changed, went");
+        assert_eq!(OrderBook::new().limit, None);
+    }
 }
