@@ -251,21 +251,15 @@ pub fn render(c: &MetricCounts) -> String {
     );
     // Every code, 0 when none is open, so that a series reads 0 rather than vanishing when its
     // last exception is resolved (and any code stored that this build does not know, too).
-    let known = crate::engine::exception::code::ALL.map(|code| {
-        let n = c
-            .exceptions_open
+    let mut codes: std::collections::BTreeMap<&str, i64> = crate::engine::exception::code::ALL
+        .into_iter()
+        .map(|code| (code, 0))
+        .collect();
+    codes.extend(
+        c.exceptions_open
             .iter()
-            .find(|(stored, _)| stored == code)
-            .map_or(0, |(_, n)| *n);
-        (code, n)
-    });
-    let unknown = c
-        .exceptions_open
-        .iter()
-        .filter(|(stored, _)| !known.iter().any(|(code, _)| code == stored))
-        .map(|(code, n)| (code.as_str(), *n));
-    let mut codes: Vec<(&str, i64)> = known.into_iter().chain(unknown).collect();
-    codes.sort();
+            .map(|(code, n)| (code.as_str(), *n)),
+    );
     for (code, n) in codes {
         let _ = writeln!(
             out,
@@ -297,19 +291,19 @@ pub fn render(c: &MetricCounts) -> String {
     );
     // One histogram per destination (a slow ERP must not hide in a fast CRM's median), each
     // written even before it has synced anything.
-    let empty = |destination: &str| LagHistogram {
-        destination: destination.to_string(),
-        buckets: vec![0; LAG_BUCKETS_SECONDS.len()],
-        ..LagHistogram::default()
-    };
-    let mut histograms: Vec<LagHistogram> = DESTINATIONS
+    let mut histograms: std::collections::BTreeMap<&str, LagHistogram> = DESTINATIONS
         .iter()
-        .filter(|d| !c.lags.iter().any(|h| h.destination == **d))
-        .map(|d| empty(d))
-        .chain(c.lags.iter().cloned())
+        .map(|d| {
+            let empty = LagHistogram {
+                destination: d.to_string(),
+                buckets: vec![0; LAG_BUCKETS_SECONDS.len()],
+                ..LagHistogram::default()
+            };
+            (*d, empty)
+        })
         .collect();
-    histograms.sort_by(|a, b| a.destination.cmp(&b.destination));
-    for h in &histograms {
+    histograms.extend(c.lags.iter().map(|h| (h.destination.as_str(), h.clone())));
+    for h in histograms.values() {
         let dest = label(&h.destination);
         for (le, n) in LAG_BUCKETS_SECONDS.iter().zip(&h.buckets) {
             let _ = writeln!(

@@ -39,6 +39,15 @@ fn erp_card(page: &OrderPage) -> &app::model::OrderDestination {
         .expect("the page shows the ERP")
 }
 
+/// The ERP's sales order for order `id`, which it must hold.
+async fn erp_document(rig: &crate::sync::Rig, id: i64) -> syncdesk::connectors::ErpDocument {
+    rig.erp_api()
+        .find_sales_order(&id.to_string())
+        .await
+        .expect("ERP answers")
+        .expect("the ERP has the order")
+}
+
 async fn page(client: &crate::harness::Client, id: i64) -> OrderPage {
     let reply = client
         .rpc("/rpc/orders/detail", &[("store_order_id", &id.to_string())])
@@ -221,12 +230,7 @@ async fn an_operator_edits_the_refused_payload_and_the_edit_is_sent_once_with_th
     assert_eq!(changes[0]["after"], "12 Harbour Street");
 
     drain(&worker, &app, Duration::from_secs(10)).await;
-    let document = rig
-        .erp_api()
-        .find_sales_order(&id.to_string())
-        .await
-        .expect("ERP answers")
-        .expect("the ERP has the order");
+    let document = erp_document(&rig, id).await;
     let ship_to = document.order.ship_to.expect("ship-to");
     assert_eq!(ship_to.street, "12 Harbour Street");
     assert_eq!(
@@ -308,12 +312,7 @@ async fn an_operator_edits_the_refused_payload_and_the_edit_is_sent_once_with_th
         erp.edited
     );
     assert!(erp.problems.is_empty(), "{:?}", erp.problems);
-    let document = rig
-        .erp_api()
-        .find_sales_order(&id.to_string())
-        .await
-        .expect("ERP answers")
-        .expect("the ERP has the order");
+    let document = erp_document(&rig, id).await;
     assert_eq!(
         document.order.ship_to.expect("ship-to").street,
         "12 Harbour Street"
@@ -411,12 +410,7 @@ async fn a_resync_reads_the_store_applies_a_newer_state_and_sends_it(app: TestAp
         .await,
         2
     );
-    let document = rig
-        .erp_api()
-        .find_sales_order(&id.to_string())
-        .await
-        .expect("ERP answers")
-        .expect("document");
+    let document = erp_document(&rig, id).await;
     assert_eq!(document.status, syncdesk::connectors::ErpStatus::Cancelled);
     let timeline = page(&operator, id).await.timeline;
     assert!(

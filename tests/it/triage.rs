@@ -155,37 +155,25 @@ async fn skip_needs_a_reason_and_keeps_the_order_skipped_through_later_changes(a
         ..ExceptionScope::default()
     };
 
-    let refused = app
-        .store
-        .triage(
-            &scope,
-            &TriageAction::Skip {
-                reason: "  ".into(),
-            },
-            false,
-            &Actor::System,
-        )
-        .await;
-    assert!(
-        matches!(&refused, Err(syncdesk::store::StoreError::Invalid(m)) if m.contains("why")),
-        "{refused:?}"
-    );
-    // A NUL byte, which PostgreSQL refuses in text, is a clear refusal too; a line break is not.
-    let invisible = app
-        .store
-        .triage(
-            &scope,
-            &TriageAction::Skip {
-                reason: "Test\u{0}order".into(),
-            },
-            false,
-            &Actor::System,
-        )
-        .await;
-    assert!(
-        matches!(&invisible, Err(syncdesk::store::StoreError::Invalid(m)) if m.contains("control character")),
-        "{invisible:?}"
-    );
+    // A blank reason is refused, and so is a NUL byte (which PostgreSQL refuses in text), each
+    // with what to fix.
+    for (reason, says) in [("  ", "why"), ("Test\u{0}order", "control character")] {
+        let refused = app
+            .store
+            .triage(
+                &scope,
+                &TriageAction::Skip {
+                    reason: reason.into(),
+                },
+                false,
+                &Actor::System,
+            )
+            .await;
+        assert!(
+            matches!(&refused, Err(syncdesk::store::StoreError::Invalid(m)) if m.contains(says)),
+            "{refused:?}"
+        );
+    }
 
     let done = app
         .store
