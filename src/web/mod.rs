@@ -24,6 +24,7 @@ use leptos::config::LeptosOptions;
 use leptos::prelude::provide_context;
 use leptos_axum::{LeptosRoutes, generate_route_list};
 use tokio::net::TcpListener;
+use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::trace::TraceLayer;
 
 pub use session::CurrentUser;
@@ -159,6 +160,13 @@ parts_from_state!(
     wake: crate::engine::wake::Wake,
 );
 
+/// The largest body the app's pages and server functions take: the largest argument is a SKU
+/// mapping file (`app::api::MAX_IMPORT_BYTES`), form-encoded, which can triple its size. The
+/// server functions read their whole body before the role check, so the limit is what stops
+/// an anonymous caller from making the server hold gigabytes: a longer `Content-Length` gets a
+/// 413 at once, a longer chunked body is cut off at the limit.
+pub const RPC_BODY_BYTES: usize = 3 * app::api::MAX_IMPORT_BYTES + 64 * 1024;
+
 /// The whole HTTP application.
 pub fn router(state: AppState) -> Router {
     let port_context = {
@@ -169,6 +177,11 @@ pub fn router(state: AppState) -> Router {
     };
     let routes = generate_route_list(App);
     let options = state.leptos_options.clone();
+    let app_routes = Router::new()
+        .leptos_routes_with_context(&state, routes, port_context.clone(), move || {
+            shell(options.clone())
+        })
+        .layer(RequestBodyLimitLayer::new(RPC_BODY_BYTES));
 
     Router::new()
         .route("/healthz", get(health::healthz))
@@ -180,9 +193,7 @@ pub fn router(state: AppState) -> Router {
             "/webhooks/shopify",
             post(webhooks::shopify).layer(DefaultBodyLimit::max(webhooks::MAX_BODY_BYTES)),
         )
-        .leptos_routes_with_context(&state, routes, port_context.clone(), move || {
-            shell(options.clone())
-        })
+        .merge(app_routes)
         .fallback(leptos_axum::file_and_error_handler_with_context::<
             AppState,
             _,

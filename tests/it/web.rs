@@ -9,6 +9,7 @@ on_both_backends! {
     cross_site_posts_are_refused_even_when_signed_in => cross_site_posts_are_refused_even_when_signed_in_sqlite, cross_site_posts_are_refused_even_when_signed_in_postgres;
     health_checks_and_not_found_page => health_checks_and_not_found_page_sqlite, health_checks_and_not_found_page_postgres;
     responses_carry_security_headers => responses_carry_security_headers_sqlite, responses_carry_security_headers_postgres;
+    a_server_function_body_past_the_limit_is_refused_unread => a_server_function_body_past_the_limit_is_refused_unread_sqlite, a_server_function_body_past_the_limit_is_refused_unread_postgres;
 }
 
 async fn cross_site_posts_are_refused_even_when_signed_in(app: TestApp) {
@@ -243,4 +244,39 @@ async fn responses_carry_security_headers(app: TestApp) {
         );
     }
     assert_eq!(app.audit_of("access.denied").await.len(), denied);
+}
+
+/// The server functions read their whole body before they check who is calling, so an
+/// anonymous caller announcing a gigabyte is answered 413 from the headers alone: nothing of
+/// the body is sent here, and the answer still comes.
+async fn a_server_function_body_past_the_limit_is_refused_unread(app: TestApp) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let addr = app.base.trim_start_matches("http://").to_string();
+    for path in ["/rpc/sku/import", "/rpc/session/sign_in"] {
+        let mut conn = tokio::net::TcpStream::connect(&addr)
+            .await
+            .expect("connect to the server");
+        let head = format!(
+            "POST {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/x-www-form-urlencoded\r\n\
+             Content-Length: {}\r\n\r\n",
+            1u64 << 30
+        );
+        conn.write_all(head.as_bytes())
+            .await
+            .expect("send the head");
+        let mut answer = vec![0u8; 256];
+        let read = tokio::time::timeout(std::time::Duration::from_secs(10), conn.read(&mut answer))
+            .await
+            .expect("an answer without the body")
+            .expect("read the answer");
+        let answer = String::from_utf8_lossy(&answer[..read]);
+        assert!(answer.starts_with("HTTP/1.1 413"), "{path}: {answer}");
+    }
+    // Within the limit, the function itself answers (here: who is calling).
+    let anonymous = app.client();
+    let res = anonymous
+        .rpc("/rpc/sku/import", &[("csv", "sku,item_code\nA,B\n")])
+        .await;
+    assert_eq!(res.status, StatusCode::UNAUTHORIZED, "{}", res.body);
 }
