@@ -19,7 +19,8 @@ pub(super) struct DatabaseArgs {
     #[arg(long, env = "DATABASE_URL", default_value = "sqlite:syncdesk.db")]
     pub(super) database_url: String,
     /// Connections this process may open to the database.
-    #[arg(long, env = "SYNCDESK_DATABASE_MAX_CONNECTIONS", default_value_t = 16)]
+    #[arg(long, env = "SYNCDESK_DATABASE_MAX_CONNECTIONS", default_value_t = 16,
+          value_parser = clap::value_parser!(u32).range(1..=10_000))]
     pub(super) database_max_connections: u32,
 }
 
@@ -70,11 +71,14 @@ impl ShopArgs {
     /// The Admin API client, when both its URL and token are given.
     pub(super) fn admin(&self) -> anyhow::Result<Option<crate::connectors::ShopAdmin>> {
         match (&self.store_url, &self.store_token) {
-            (Some(url), Some(token)) => Ok(Some(crate::connectors::ShopAdmin::new(
-                url.clone(),
-                token,
-                std::time::Duration::from_secs(10),
-            )?)),
+            (Some(url), Some(token)) => {
+                refuse_control_characters("SYNCDESK_STORE_TOKEN", token)?;
+                Ok(Some(crate::connectors::ShopAdmin::new(
+                    url.clone(),
+                    token,
+                    std::time::Duration::from_secs(10),
+                )?))
+            }
             (None, None) => Ok(None),
             _ => bail!(
                 "the store's Admin API needs both SYNCDESK_STORE_URL and SYNCDESK_STORE_TOKEN"
@@ -152,6 +156,8 @@ impl DestinationArgs {
         ) {
             (None, None, None, None) => Ok(None),
             (Some(crm_url), Some(crm_token), Some(erp_url), Some(erp_token)) => {
+                refuse_control_characters("SYNCDESK_CRM_TOKEN", crm_token)?;
+                refuse_control_characters("SYNCDESK_ERP_TOKEN", erp_token)?;
                 Ok(Some(DestinationSettings {
                     crm_url: crm_url.clone(),
                     crm_token: Secret::new(crm_token.clone()),
@@ -200,7 +206,7 @@ pub(super) struct BenchArgs {
     #[arg(long, default_value_t = WorkerConfig::default().concurrency, value_parser = clap::value_parser!(u16).range(1..=1024).map(usize::from))]
     pub(super) deliveries_per_worker: usize,
     /// Database connections of the SyncDesk under test.
-    #[arg(long, default_value_t = 16)]
+    #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=10_000))]
     pub(super) connections: u32,
     /// Time the operators' screens instead: seed --orders orders with --exceptions open
     /// exceptions, then time the queue, group, list and search calls.
@@ -343,6 +349,19 @@ pub(super) enum TokenCommand {
         #[arg(long)]
         id: i64,
     },
+}
+
+/// Refuses a token holding a line break or another control character, the mark of a value
+/// copied from a file saved with Windows line endings. Sent as a header it could only go out
+/// empty, and the destination, answering 401, would be paused as if the token were wrong.
+/// Checked here rather than as the flag is parsed, where the refusal would print the value.
+pub(super) fn refuse_control_characters(name: &str, token: &str) -> anyhow::Result<()> {
+    if token.chars().any(char::is_control) {
+        bail!(
+            "{name} contains a line break or another control character (copied from a file saved with Windows line endings?): set the token alone"
+        );
+    }
+    Ok(())
 }
 
 /// A secret or token as given: an empty one (or only spaces) is refused, as it would be no

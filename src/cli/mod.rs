@@ -11,14 +11,14 @@ use clap::{Parser, Subcommand};
 
 use args::{
     BackfillArgs, BenchArgs, DatabaseArgs, DemoArgs, ServeArgs, SimulateArgs, TokenCommand,
-    UserCommand, WorkerArgs,
+    UserCommand, WorkerArgs, refuse_control_characters,
 };
 use serve::{serve, shutdown_signal};
 
 use crate::accounts::{Accounts, ThrottlePolicy, new_token};
 use crate::audit::Actor;
 use crate::engine::Workers;
-use crate::engine::reconcile::reconcile_since;
+use crate::engine::reconcile::{Reconciled, reconcile_into};
 use crate::engine::worker::WorkerConfig;
 use crate::secret::Secret;
 use crate::store::{Revoked, Store, StoreError, TokenListing};
@@ -160,6 +160,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Backfill(args) => {
+            refuse_control_characters("SYNCDESK_STORE_TOKEN", &args.store_token)?;
             let store = open(&args.database).await?;
             let shop = crate::connectors::ShopAdmin::new(
                 args.store_url,
@@ -167,22 +168,40 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 std::time::Duration::from_secs(30),
             )?;
             // One pass with none after it: nothing is left to a webhook that may never come.
-            let found =
-                reconcile_since(&store, &shop, args.since, chrono::TimeDelta::zero(), None).await?;
+            // A pass that stops partway has taken in what it read before: audited and said,
+            // then the reason it stopped.
+            let mut found = Reconciled::default();
+            let result = reconcile_into(
+                &store,
+                &shop,
+                args.since,
+                chrono::TimeDelta::zero(),
+                None,
+                &mut found,
+            )
+            .await;
+            let mut after = serde_json::json!({
+                "since": args.since,
+                "checked": found.checked,
+                "missing": found.missing,
+                "behind": found.behind,
+            });
+            if let Err(error) = &result {
+                after["stopped"] = serde_json::json!(error.to_string());
+            }
             store
                 .record(
-                    &crate::audit::Change::new(&Actor::System, "orders.backfilled", "store").after(
-                        serde_json::json!({
-                            "since": args.since,
-                            "checked": found.checked,
-                            "missing": found.missing,
-                            "behind": found.behind,
-                        }),
-                    ),
+                    &crate::audit::Change::new(&Actor::System, "orders.backfilled", "store")
+                        .after(after),
                 )
                 .await?;
-            println!("{}", found.summary());
+            if result.is_err() && found.checked > 0 {
+                println!("Stopped partway. {}", found.summary());
+            } else if result.is_ok() {
+                println!("{}", found.summary());
+            }
             store.close().await;
+            result?;
             Ok(())
         }
         Command::Bench(args) if args.queue => {
@@ -440,10 +459,17 @@ mod tests {
             &["--rate", "inf"],
             &["--concurrency", "0"],
             &["--workers", "0"],
+            &["--connections", "0"],
         ] {
             let parsed = Cli::try_parse_from(["syncdesk", "bench"].iter().chain(bad));
             assert!(parsed.is_err(), "{bad:?} should be refused");
         }
+        // No connections at all would wait for one that can never open, then blame the server.
+        let parsed = Cli::try_parse_from(["syncdesk", "serve", "--database-max-connections", "0"]);
+        assert!(
+            parsed.is_err(),
+            "--database-max-connections 0 should be refused"
+        );
         let ok = Cli::try_parse_from(["syncdesk", "bench", "--rate", "500", "--concurrency", "8"]);
         assert!(ok.is_ok(), "{ok:?}");
     }

@@ -52,11 +52,10 @@ pub(super) async fn serve(
     let workers = engine.map(|(destinations, count, config)| {
         Workers::spawn(&store, destinations, config, state.wake.clone(), count)
     });
-    // Reconciliation takes orders in; only a process that also syncs them runs it.
-    let reconciler = match &workers {
-        Some(_) => args.shop.reconciler(&store, state.wake.clone())?,
-        None => None,
-    };
+    // Reconciliation takes orders in as webhooks do, so a web-only process runs it too (its
+    // tasks go to the workers wherever they run); the passes are claimed in the database, so
+    // several processes never run the same one twice.
+    let reconciler = args.shop.reconciler(&store, state.wake.clone())?;
     web::serve(listener, state, shutdown_signal()).await?;
     if let Some(reconciler) = reconciler {
         reconciler.shutdown().await;

@@ -80,6 +80,21 @@ pub async fn reconcile_since(
     wake: Option<&Wake>,
 ) -> Result<Reconciled, ReconcileError> {
     let mut found = Reconciled::default();
+    reconcile_into(store, shop, since, settle, wake, &mut found).await?;
+    Ok(found)
+}
+
+/// [`reconcile_since`], counting into `found` as it goes: a pass that stops partway (the store
+/// down for good, the database unreachable) leaves in it what was taken in before it stopped,
+/// which is in SyncDesk and syncing, and must be said.
+pub async fn reconcile_into(
+    store: &Store,
+    shop: &ShopAdmin,
+    since: DateTime<Utc>,
+    settle: TimeDelta,
+    wake: Option<&Wake>,
+    found: &mut Reconciled,
+) -> Result<(), ReconcileError> {
     let mut page = OrdersPageRef::Since(since);
     let mut pages_seen = std::collections::HashSet::new();
     loop {
@@ -143,7 +158,7 @@ pub async fn reconcile_since(
                 }
                 page = next;
             }
-            None => return Ok(found),
+            None => return Ok(()),
         }
     }
 }

@@ -382,14 +382,44 @@ pub(crate) fn conflict_on_unique(err: sqlx::Error, message: impl FnOnce() -> Str
     }
 }
 
-/// The URL with its password replaced by `***`, for messages.
+/// The URL with its password replaced by `***`, for messages: the one after the user name,
+/// and any in the query (`?password=`, which PostgreSQL's drivers read too). A URL that does
+/// not parse is not shown at all when it may hold a password (an unencoded `#` or `/` in one
+/// breaks the parse).
 pub fn redact(url: &str) -> String {
-    match url::Url::parse(url) {
-        Ok(mut parsed) if parsed.password().is_some() => {
-            let _ = parsed.set_password(Some("***"));
-            parsed.to_string()
-        }
-        _ => url.to_string(),
+    const SECRET_KEYS: [&str; 2] = ["password", "sslpassword"];
+    let Ok(mut parsed) = url::Url::parse(url) else {
+        return if url.contains('@') || url.to_ascii_lowercase().contains("password") {
+            "(a database URL that does not parse; not shown, as it may hold a password)".to_string()
+        } else {
+            url.to_string()
+        };
+    };
+    let mut changed = false;
+    if parsed.password().is_some() {
+        let _ = parsed.set_password(Some("***"));
+        changed = true;
+    }
+    let secret = |key: &str| SECRET_KEYS.iter().any(|s| key.eq_ignore_ascii_case(s));
+    if parsed.query_pairs().any(|(key, _)| secret(&key)) {
+        let pairs: Vec<(String, String)> = parsed
+            .query_pairs()
+            .map(|(key, value)| {
+                let value = if secret(&key) {
+                    "***".into()
+                } else {
+                    value.into_owned()
+                };
+                (key.into_owned(), value)
+            })
+            .collect();
+        parsed.query_pairs_mut().clear().extend_pairs(pairs);
+        changed = true;
+    }
+    if changed {
+        parsed.to_string()
+    } else {
+        url.to_string()
     }
 }
 
@@ -402,6 +432,20 @@ mod tests {
             "postgres://u:***@h/db"
         );
         assert_eq!(super::redact("sqlite:data.db"), "sqlite:data.db");
+        assert_eq!(
+            super::redact("postgres://app@db/syncdesk?sslmode=require&password=s3cret"),
+            "postgres://app@db/syncdesk?sslmode=require&password=***"
+        );
+        assert_eq!(
+            super::redact("postgres://app@db/x?PassWord=s3cret"),
+            "postgres://app@db/x?PassWord=***"
+        );
+        // An unencoded `#` ends the parse at the port; nothing of it is shown.
+        let hidden = super::redact("postgres://app:pa#ss@db/x");
+        assert!(
+            !hidden.contains("pa#ss") && hidden.contains("not shown"),
+            "{hidden}"
+        );
     }
 
     /// SQLite's writer opens the file the pool opened; a database only in memory has none, and

@@ -151,7 +151,7 @@ impl Store {
             .fetch_one(&mut *tx)
             .await?;
             for role in roles {
-                sqlx::query("INSERT INTO api_token_roles (token_id, role) VALUES ($1, $2)")
+                sqlx::query("INSERT INTO api_token_roles (token_id, role) VALUES ($1, $2) ON CONFLICT DO NOTHING")
                     .bind(id)
                     .bind(role.as_str())
                     .execute(&mut *tx)

@@ -165,7 +165,7 @@ impl Store {
             .await
             .map_err(|e| conflict_on_unique(e, || format!("A user with the email {} already exists.", new.email)))?;
             for role in &new.roles {
-                sqlx::query("INSERT INTO user_roles (user_id, role) VALUES ($1, $2)")
+                sqlx::query("INSERT INTO user_roles (user_id, role) VALUES ($1, $2) ON CONFLICT DO NOTHING")
                     .bind(id)
                     .bind(role.as_str())
                     .execute(&mut *tx)
@@ -260,7 +260,7 @@ impl Store {
             let mut tx = begin_admin_change!(pool, id, !stays_admin);
             sqlx::query("DELETE FROM user_roles WHERE user_id = $1").bind(id).execute(&mut *tx).await?;
             for role in &after.roles {
-                sqlx::query("INSERT INTO user_roles (user_id, role) VALUES ($1, $2)")
+                sqlx::query("INSERT INTO user_roles (user_id, role) VALUES ($1, $2) ON CONFLICT DO NOTHING")
                     .bind(id)
                     .bind(role.as_str())
                     .execute(&mut *tx)

@@ -18,6 +18,7 @@ on_both_backends! {
     a_user_added_on_the_command_line_signs_in_and_a_short_password_adds_nobody => a_user_added_on_the_command_line_signs_in_and_a_short_password_adds_nobody_sqlite, a_user_added_on_the_command_line_signs_in_and_a_short_password_adds_nobody_postgres;
     the_simulated_stores_burst_arrives_signed_and_whole => the_simulated_stores_burst_arrives_signed_and_whole_sqlite, the_simulated_stores_burst_arrives_signed_and_whole_postgres;
     a_backfill_takes_in_what_the_store_has_once_and_says_so => a_backfill_takes_in_what_the_store_has_once_and_says_so_sqlite, a_backfill_takes_in_what_the_store_has_once_and_says_so_postgres;
+    a_backfill_that_stops_partway_says_and_audits_what_it_took_in => a_backfill_that_stops_partway_says_and_audits_what_it_took_in_sqlite, a_backfill_that_stops_partway_says_and_audits_what_it_took_in_postgres;
 }
 
 /// What a finished `syncdesk` run said.
@@ -376,6 +377,79 @@ async fn a_backfill_takes_in_what_the_store_has_once_and_says_so(app: TestApp) {
     assert!(!format!("{:?}", app.audit().await).contains(&token));
 }
 
+/// A backfill whose store fails for good on the second page has taken in the first page's
+/// orders, which are in SyncDesk and syncing: it says how many, audits them with the reason it
+/// stopped, and ends with that reason.
+async fn a_backfill_that_stops_partway_says_and_audits_what_it_took_in(app: TestApp) {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use syncdesk::simulate::store::{StoreSimConfig, build_store};
+
+    let shop = build_store(StoreSimConfig::default());
+    let page_size = syncdesk::connectors::shop::PAGE_SIZE;
+    for n in 0..=page_size as u64 {
+        shop.orders
+            .put(&clean_order(7_000 + n))
+            .expect("the store has it");
+    }
+    let calls = Arc::new(AtomicUsize::new(0));
+    let failing = shop.router.layer(axum::middleware::from_fn(
+        move |req: axum::extract::Request, next: axum::middleware::Next| {
+            let calls = calls.clone();
+            async move {
+                if calls.fetch_add(1, Ordering::SeqCst) == 0 {
+                    next.run(req).await
+                } else {
+                    axum::response::IntoResponse::into_response((
+                        StatusCode::BAD_REQUEST,
+                        "this page is gone",
+                    ))
+                }
+            }
+        },
+    ));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("listen");
+    let store_url = format!("http://{}/", listener.local_addr().expect("address"));
+    tokio::spawn(async move { axum::serve(listener, failing).await });
+
+    let url = app.database_url();
+    let args = [
+        "backfill",
+        "--database-url",
+        url.as_str(),
+        "--store-url",
+        store_url.as_str(),
+        "--store-token",
+        shop.access_token.as_str(),
+        "--since",
+        "2000-01-01",
+    ];
+    let run = syncdesk(&args, None).await;
+    assert_eq!(run.code, Some(1), "{}", run.said());
+    assert_eq!(
+        run.stdout.trim(),
+        format!(
+            "Stopped partway. Checked {page_size} orders in the store: {page_size} were missing here and 0 were behind the store; those are taken in and will sync."
+        ),
+        "{}",
+        run.said()
+    );
+    assert!(run.stderr.starts_with("syncdesk: "), "{}", run.said());
+    assert_eq!(
+        app.count("SELECT COUNT(*) FROM orders").await,
+        page_size as i64
+    );
+    let audited = app.audit_of("orders.backfilled").await;
+    assert_eq!(audited.len(), 1);
+    let said = format!("{:?}", audited[0]);
+    assert!(
+        said.contains("stopped") && said.contains(&format!("{page_size}")),
+        "{said}"
+    );
+}
+
 /// Configuration mistakes end start-up with one sentence that says what is wrong, not a
 /// backtrace, and no password in it.
 #[tokio::test]
@@ -482,6 +556,26 @@ async fn configuration_mistakes_end_start_up_with_one_plain_sentence() {
     .await;
     assert_eq!(run.code, Some(1), "{}", run.said());
     assert_eq!(run.stderr.trim(), empty_secret, "{}", run.said());
+    // A token copied with a Windows line ending: refused in one sentence that does not repeat
+    // it, rather than sent as an empty header whose 401 would pause the ERP.
+    let run = syncdesk_with(
+        &["worker", "--database-url", &sqlite],
+        &[
+            ("SYNCDESK_CRM_URL", "http://127.0.0.1:9/"),
+            ("SYNCDESK_CRM_TOKEN", "crm-token"),
+            ("SYNCDESK_ERP_URL", "http://127.0.0.1:9/"),
+            ("SYNCDESK_ERP_TOKEN", "hunter2-erp\r"),
+        ],
+        None,
+    )
+    .await;
+    assert_eq!(run.code, Some(1), "{}", run.said());
+    assert_eq!(
+        run.stderr.trim(),
+        "syncdesk: SYNCDESK_ERP_TOKEN contains a line break or another control character (copied from a file saved with Windows line endings?): set the token alone",
+        "{}",
+        run.said()
+    );
     // The worker and the server stopped before they opened the database.
     assert!(!dir.join("syncdesk.db").exists(), "nothing was created");
     drop(closed);
