@@ -16,6 +16,13 @@ test('a CSV with a bad row imports nothing and names the rows; the fixed file re
   }).toPass({ timeout: 20_000 });
   await hydrated(page);
 
+  // A spreadsheet's Windows-1252 export ("Café" in one byte) is refused in the browser: read as
+  // UTF-8 it would map a SKU no order carries.
+  const latin1 = Buffer.concat([Buffer.from('sku,item_code\nCaf'), Buffer.from([0xe9]), Buffer.from('-Mug,ERP-TEE-BLK-M\n')]);
+  await page.getByLabel('CSV file').setInputFiles({ name: 'excel.csv', mimeType: 'text/csv', buffer: latin1 });
+  await expect(page.getByRole('alert')).toContainText('This file is not UTF-8 text');
+  await expect(page.getByLabel('Contents (or paste them here)')).toHaveValue('');
+
   // One good row, one item code with a space, one the ERP does not know: nothing is applied.
   const bad = `sku,item_code\n${sku},ERP-TEE-BLK-M\n${sku}-B,ERP TEE\n${sku}-C,ERP-NO-SUCH-ITEM\n`;
   await page.getByLabel('CSV file').setInputFiles({ name: 'mappings.csv', mimeType: 'text/csv', buffer: Buffer.from(bad) });

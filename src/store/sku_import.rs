@@ -26,7 +26,8 @@ pub struct ImportApplied {
     pub created: u64,
     /// SKUs whose item code changed.
     pub changed: u64,
-    /// SKUs already mapped to that item code: not written, not audited.
+    /// SKUs already mapped to that item code: the mapping stays, stamped as confirmed now;
+    /// audited only when it released orders.
     pub unchanged: u64,
     /// Tasks released (orders that were waiting on one of the SKUs).
     pub released_tasks: u64,
@@ -40,12 +41,55 @@ impl Store {
     /// on its SKU; one `sku_mapping.imported` entry sums the file up. Any failure rolls
     /// everything back, so a file is never half applied.
     /// Run again when PostgreSQL undoes it to break a deadlock (nothing of it was written).
+    ///
+    /// A worker may finish an order as blocked on one of the file's SKUs while the transaction
+    /// is open: it cannot see the uncommitted mapping, and the row's release has already
+    /// passed. So every mapping of the file is stamped with the time the file finished (which
+    /// is what a finishing attempt compares with its start), and once committed the orders
+    /// still blocked on the file's SKUs are released again, audited as
+    /// `sku_mapping.import_released` when there were any.
     pub async fn import_sku_mappings(
         &self,
         rows: &[MappingRow],
         by: &Actor,
     ) -> Result<ImportApplied, StoreError> {
-        retrying_deadlocks(|| self.import_sku_mappings_once(rows, by)).await
+        let mut applied = retrying_deadlocks(|| self.import_sku_mappings_once(rows, by)).await?;
+        let late = retrying_deadlocks(|| self.release_after_import(rows, by)).await?;
+        applied.released_tasks += late.tasks;
+        applied.resolved_exceptions += late.exceptions;
+        Ok(applied)
+    }
+
+    /// Releases, after the import's commit, what was blocked on its SKUs meanwhile.
+    async fn release_after_import(
+        &self,
+        rows: &[MappingRow],
+        by: &Actor,
+    ) -> Result<Released, StoreError> {
+        let now = Utc::now();
+        let label = by.label();
+        on_pool!(&self.db, pool => {
+            let mut tx = pool.begin().await?;
+            let mut late = Released::default();
+            for row in rows {
+                let fingerprint = format!("missing_sku:erp:{}", row.sku);
+                let resolution = format!(
+                    "SKU {} mapped to ERP item {} by {label} (CSV import)",
+                    row.sku, row.item_code
+                );
+                let released: Released = release_blocked!(tx, &fingerprint, &resolution, &label, now);
+                late.tasks += released.tasks;
+                late.exceptions += released.exceptions;
+            }
+            if late.tasks > 0 || late.exceptions > 0 {
+                let change = Change::new(by, "sku_mapping.import_released", "sku_mappings:csv".to_string()).after(json!({
+                    "released_tasks": late.tasks, "resolved_exceptions": late.exceptions
+                }));
+                insert_audit!(&mut *tx, &change)?;
+            }
+            tx.commit().await?;
+            Ok::<Released, StoreError>(late)
+        })
     }
 
     async fn import_sku_mappings_once(
@@ -118,6 +162,17 @@ impl Store {
                     None => applied.created += 1,
                 }
                 insert_audit!(&mut *tx, &change)?;
+            }
+            // Every mapping of the file as of now, the file's end (see `import_sku_mappings`).
+            let finished = Utc::now();
+            for chunk in rows.chunks(500) {
+                let params = (0..chunk.len()).map(|i| format!("${}", i + 3)).collect::<Vec<_>>().join(", ");
+                let sql = format!("UPDATE sku_mappings SET updated_at = $1, updated_by = $2 WHERE sku IN ({params})");
+                let mut stamp = sqlx::query(&sql).bind(finished).bind(&label);
+                for row in chunk {
+                    stamp = stamp.bind(&row.sku);
+                }
+                stamp.execute(&mut *tx).await?;
             }
             let summary = Change::new(by, "sku_mapping.imported", "sku_mappings:csv".to_string()).after(json!({
                 "rows": rows.len(), "created": applied.created, "changed": applied.changed,

@@ -8,7 +8,9 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
 use super::session::CurrentUser;
+use crate::audit::{Actor, Change};
 use crate::engine::mappings::Mappings;
+use crate::store::Store;
 
 /// Who may download the mappings.
 const READERS: &[Role] = &[Role::Operator, Role::Manager];
@@ -16,12 +18,28 @@ const READERS: &[Role] = &[Role::Operator, Role::Manager];
 /// The CSV download, named after today's date.
 pub async fn export(
     State(mappings): State<Mappings>,
+    State(store): State<Store>,
     Extension(CurrentUser(user)): Extension<CurrentUser>,
 ) -> Response {
     let Some(user) = user else {
         return (StatusCode::UNAUTHORIZED, "Please sign in to continue.\n").into_response();
     };
     if !READERS.iter().any(|r| user.roles.contains(r)) {
+        // Refused role checks are audited, as the server functions' and the API's are.
+        let who = Actor::User {
+            id: user.id,
+            email: user.email.clone(),
+        };
+        let needed = READERS.iter().map(|r| r.as_str()).collect::<Vec<_>>();
+        let change = Change::new(
+            &who,
+            "access.denied",
+            "GET /sku-mappings/export.csv".to_string(),
+        )
+        .after(serde_json::json!({ "needs_one_of": needed }));
+        if let Err(err) = store.record(&change).await {
+            tracing::error!(error = %err, "auditing a refused SKU mapping export failed");
+        }
         return (
             StatusCode::FORBIDDEN,
             "Exporting SKU mappings needs the operator or manager role.\n",

@@ -262,6 +262,15 @@ async fn the_export_imports_back_unchanged_and_tokens_import_and_export_too(app:
         steward.page("/sku-mappings/export.csv").await.status,
         StatusCode::FORBIDDEN
     );
+    assert!(
+        app.audit_of("access.denied")
+            .await
+            .iter()
+            .any(|r| r.actor_label == "sara@example.com"
+                && r.target == "GET /sku-mappings/export.csv"),
+        "the refusal is audited: {:?}",
+        app.audit_of("access.denied").await
+    );
     assert_eq!(
         app.client().page("/sku-mappings/export.csv").await.status,
         StatusCode::SEE_OTHER,

@@ -17,7 +17,7 @@ use syncdesk::simulate::erp::{ErpCatalogue, ErpSimConfig, spawn_erp};
 use syncdesk::simulate::faults::OutageMode;
 use syncdesk::simulate::ledger::DocumentKind;
 use syncdesk::simulate::shopify::{CATALOGUE, OrderFactory};
-use syncdesk::store::{AttemptRecord, Db, NewException, Store};
+use syncdesk::store::{AttemptRecord, Db, MappingRow, NewException, Store};
 
 use crate::harness::TestApp;
 use crate::webhooks::{Post, later, order_id};
@@ -1853,5 +1853,52 @@ async fn a_sku_mapped_while_its_order_is_being_delivered_still_releases_it(app: 
             .check()
             .count(DocumentKind::SalesOrder, &id.to_string()),
         1
+    );
+
+    // The same through a CSV import whose row leaves that mapping as it is (the ERP has since
+    // added the item it refused): an attempt that started before the file was applied and
+    // ends blocked on the SKU after it is tried again too, though the row changed nothing.
+    let mut again = clean_order(64);
+    again["line_items"][0]["sku"] = json!(UNMAPPED);
+    Post::new("orders/create", &again).send(&app).await;
+    let started = chrono::Utc::now();
+    let tasks = app
+        .store
+        .claim_tasks(10, Duration::from_secs(30))
+        .await
+        .expect("claim");
+    let erp_task = tasks
+        .iter()
+        .find(|t| t.destination == "erp")
+        .expect("the ERP task")
+        .clone();
+    let row = MappingRow {
+        sku: UNMAPPED.into(),
+        item_code: format!("ERP-{UNMAPPED}"),
+    };
+    let applied = app
+        .store
+        .import_sku_mappings(&[row], &Actor::System)
+        .await
+        .expect("import");
+    assert_eq!((applied.unchanged, applied.released_tasks), (1, 0));
+    let rec = AttemptRecord {
+        started_at: started,
+        ..rec
+    };
+    assert!(
+        app.store
+            .complete_blocked(&erp_task, &rec, &exception)
+            .await
+            .expect("complete")
+    );
+    assert_eq!(
+        app.text(&format!(
+            "SELECT state FROM sync_tasks WHERE id = {}",
+            erp_task.id
+        ))
+        .await,
+        "pending",
+        "not blocked on a SKU the import confirmed meanwhile"
     );
 }

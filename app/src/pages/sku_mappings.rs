@@ -166,9 +166,9 @@ fn Mappings(state: MappingsState) -> impl IntoView {
                 <summary>"Add or change a mapping"</summary>
                 <ActionForm action=save attr:class="form-grid">
                     <label for="new-sku">"Store SKU"</label>
-                    <input id="new-sku" name="sku" required maxlength="64" autocomplete="off"/>
+                    <input id="new-sku" name="sku" required maxlength="255" autocomplete="off"/>
                     <label for="new-code">"ERP item code"</label>
-                    <input id="new-code" name="item_code" required maxlength="64" autocomplete="off"/>
+                    <input id="new-code" name="item_code" required maxlength="40" autocomplete="off"/>
                     <div><button type="submit" class="button primary">"Save mapping"</button></div>
                 </ActionForm>
             </details>
@@ -280,7 +280,7 @@ fn UnmappedLine(
                 <ActionForm action=save attr:class="inline-map">
                     <input type="hidden" name="sku" value=row.sku.clone()/>
                     <label for=label_for class="sr-only">{label}</label>
-                    <input id=input_id name="item_code" required maxlength="64" autocomplete="off" placeholder="e.g. ERP-10042" autofocus=focused/>
+                    <input id=input_id name="item_code" required maxlength="40" autocomplete="off" placeholder="e.g. ERP-10042" autofocus=focused/>
                     <button type="submit" class="button small primary">"Map and release"</button>
                 </ActionForm>
             </td>
@@ -293,6 +293,8 @@ fn UnmappedLine(
 #[component]
 fn ImportExport(import: ServerAction<ImportSkuMappings>) -> impl IntoView {
     let text = RwSignal::new(String::new());
+    // Why the chosen file was not taken, said under the file input.
+    let file_problem = RwSignal::new(None::<&'static str>);
     let on_file = move |ev: leptos::ev::Event| {
         #[cfg(feature = "hydrate")]
         {
@@ -300,8 +302,25 @@ fn ImportExport(import: ServerAction<ImportSkuMappings>) -> impl IntoView {
             if let Some(file) = input.files().and_then(|files| files.get(0)) {
                 let read = wasm_bindgen_futures::JsFuture::from(file.text());
                 leptos::task::spawn_local(async move {
-                    if let Ok(contents) = read.await {
-                        text.set(contents.as_string().unwrap_or_default());
+                    // The browser reads the file as UTF-8 and puts U+FFFD where bytes are not:
+                    // a Windows-1252 export's "Café" would become a SKU no order carries.
+                    match read.await.ok().and_then(|contents| contents.as_string()) {
+                        Some(contents) if contents.contains('\u{FFFD}') => {
+                            text.set(String::new());
+                            file_problem.set(Some(
+                                "This file is not UTF-8 text, so its SKUs would not read as written. Save it as \"CSV UTF-8\" and choose it again.",
+                            ));
+                        }
+                        Some(contents) => {
+                            file_problem.set(None);
+                            text.set(contents);
+                        }
+                        None => {
+                            text.set(String::new());
+                            file_problem.set(Some(
+                                "The browser could not read this file; choose it again, or paste its contents below.",
+                            ));
+                        }
                     }
                 });
             }
@@ -321,6 +340,9 @@ fn ImportExport(import: ServerAction<ImportSkuMappings>) -> impl IntoView {
             <ActionForm action=import attr:class="form-grid">
                 <label for="import-file">"CSV file"</label>
                 <input id="import-file" type="file" accept=".csv,text/csv" on:change=on_file/>
+                {move || file_problem.get().map(|problem| view! {
+                    <p class="alert" role="alert">{problem}</p>
+                })}
                 <label for="import-csv">"Contents (or paste them here)"</label>
                 <textarea
                     id="import-csv"
