@@ -60,6 +60,18 @@ impl Currency {
         // Only ASCII capitals get in (see `parse`), so this is always valid UTF-8.
         std::str::from_utf8(&self.0).unwrap_or("XXX")
     }
+
+    /// Digits after the decimal point in an amount of this currency, as ISO 4217 gives them:
+    /// 0 for the yen or the won, 3 for the Kuwaiti dinar, 2 for most.
+    pub fn minor_unit_digits(&self) -> u32 {
+        match &self.0 {
+            b"BIF" | b"CLP" | b"DJF" | b"GNF" | b"ISK" | b"JPY" | b"KMF" | b"KRW" | b"PYG"
+            | b"RWF" | b"UGX" | b"UYI" | b"VND" | b"VUV" | b"XAF" | b"XOF" | b"XPF" => 0,
+            b"BHD" | b"IQD" | b"JOD" | b"KWD" | b"LYD" | b"OMR" | b"TND" => 3,
+            b"CLF" | b"UYW" => 4,
+            _ => 2,
+        }
+    }
 }
 
 impl FromStr for Currency {
@@ -216,6 +228,22 @@ mod tests {
 
     fn dec(s: &str) -> Decimal {
         Decimal::from_str_exact(s).unwrap()
+    }
+
+    #[test]
+    fn minor_units_follow_iso_4217() {
+        let digits = |code: &str| Currency::parse(code).unwrap().minor_unit_digits();
+        assert_eq!(
+            [
+                digits("USD"),
+                digits("EUR"),
+                digits("JPY"),
+                digits("KRW"),
+                digits("KWD"),
+                digits("BHD")
+            ],
+            [2, 2, 0, 0, 3, 3]
+        );
     }
 
     #[test]

@@ -367,12 +367,15 @@ fn read_line(
     })
 }
 
-/// The fulfilments in force: cancelled or failed ones are left out.
+/// The shipments: fulfilments whose status is `success`. Shopify's `pending` and `open` are a
+/// fulfilment service's that has not shipped yet, and may still fail or be cancelled; counted
+/// as shipped, they would reach the ERP as a shipment that never left. (A fulfilment without
+/// a status, as some older payloads have, is taken as shipped.)
 fn read_fulfillments(o: &Obj<'_>) -> Result<Vec<Fulfillment>, ParseError> {
     let mut fulfillments = Vec::new();
     for f in o.list("fulfillments")? {
         let status = f.text("status")?;
-        if matches!(status.as_deref(), Some("cancelled" | "error" | "failure")) {
+        if status.as_deref().is_some_and(|status| status != "success") {
             continue;
         }
         let lines = f
@@ -527,16 +530,14 @@ fn read_email(o: &Obj<'_>, key: &str) -> Result<Option<NormalizedEmail>, ParseEr
     })
 }
 
+/// A phone number in E.164, when the text reads as one. Shoppers type phone numbers freely
+/// (a national number with no address to tell its country, "call after 6"), and Shopify keeps
+/// what they typed; such a number is left out rather than the order or customer refused,
+/// which would keep it from every destination. (The raw webhook keeps the text as typed.)
 fn read_phone(
     o: &Obj<'_>,
     key: &str,
     region: Option<CountryCode>,
 ) -> Result<Option<Phone>, ParseError> {
-    o.parsed(key, "a phone number", |raw| {
-        Phone::parse(raw, region).map_err(|err| match err {
-            super::customer::PhoneError::NoCountry(_) => "it has no +country code",
-            super::customer::PhoneError::NotANumber(_) => "it does not read as a number",
-            super::customer::PhoneError::Invalid(_) => "no such number exists in its country",
-        })
-    })
+    Ok(o.text(key)?.and_then(|raw| Phone::parse(&raw, region).ok()))
 }

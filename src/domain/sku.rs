@@ -4,8 +4,9 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-/// The most characters a SKU may have; longer codes do not fit the ERP item-code mapping table.
-pub const MAX_SKU_CHARS: usize = 64;
+/// The most characters a SKU may have: Shopify's own limit, so that no order the store accepts
+/// is refused here for its SKU. (What the ERP takes is the item code a SKU maps to.)
+pub const MAX_SKU_CHARS: usize = 255;
 
 /// Why a text is not a usable SKU.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -21,7 +22,7 @@ pub enum SkuError {
     ControlCharacter,
 }
 
-/// A store SKU: trimmed, non-empty, at most 64 characters, no control characters. Case is kept
+/// A store SKU: trimmed, non-empty, at most 255 characters, no control characters. Case is kept
 /// as the store wrote it ("abc-1" and "ABC-1" are different SKUs, as they are in Shopify).
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
@@ -70,8 +71,9 @@ impl fmt::Display for Sku {
     }
 }
 
-/// The most characters an ERP item code may have (the reference ERP's limit).
-pub const MAX_ITEM_CODE_CHARS: usize = 64;
+/// The most characters an ERP item code may have: the reference ERP's limit on a sales order
+/// line's `item_code`, so a mapping the ERP could never take is refused when it is saved.
+pub const MAX_ITEM_CODE_CHARS: usize = crate::connectors::erp::limits::ITEM_CODE;
 
 /// Why a text is not a usable ERP item code.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -87,7 +89,7 @@ pub enum ItemCodeError {
     Whitespace,
 }
 
-/// An ERP item code, what a SKU maps to: trimmed, non-empty, at most 64 characters, no
+/// An ERP item code, what a SKU maps to: trimmed, non-empty, at most 40 characters, no
 /// whitespace inside. Whether the ERP knows it is a separate question (`engine::mappings`).
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ItemCode(String);
@@ -134,20 +136,21 @@ mod tests {
     #[test]
     fn refuses_empty_long_and_control_characters() {
         assert_eq!(Sku::parse("   "), Err(SkuError::Empty));
-        assert_eq!(Sku::parse(&"A".repeat(64)).unwrap().as_str().len(), 64);
-        assert_eq!(Sku::parse(&"A".repeat(65)), Err(SkuError::TooLong(65)));
+        assert_eq!(Sku::parse(&"A".repeat(255)).unwrap().as_str().len(), 255);
+        assert_eq!(Sku::parse(&"A".repeat(256)), Err(SkuError::TooLong(256)));
         assert_eq!(Sku::parse("AB\tC"), Err(SkuError::ControlCharacter));
         assert_eq!(Sku::parse("AB\u{0}C"), Err(SkuError::ControlCharacter));
         assert_eq!(
-            Sku::parse(&"A".repeat(70)).unwrap_err().to_string(),
-            "a SKU has at most 64 characters; this one has 70"
+            Sku::parse(&"A".repeat(300)).unwrap_err().to_string(),
+            "a SKU has at most 255 characters; this one has 300"
         );
     }
 
     #[test]
     fn counts_characters_not_bytes() {
-        // 64 "é" are 128 bytes but 64 characters: allowed.
-        assert!(Sku::parse(&"é".repeat(64)).is_ok());
+        // 255 "é" are 510 bytes but 255 characters: allowed.
+        assert!(Sku::parse(&"é".repeat(255)).is_ok());
+        assert!(ItemCode::parse(&"é".repeat(40)).is_ok());
     }
 
     #[test]
@@ -164,9 +167,9 @@ mod tests {
         assert_eq!(ItemCode::parse(" "), Err(ItemCodeError::Empty));
         assert_eq!(ItemCode::parse("ERP 1"), Err(ItemCodeError::Whitespace));
         assert_eq!(
-            ItemCode::parse(&"X".repeat(65)),
-            Err(ItemCodeError::TooLong(65))
+            ItemCode::parse(&"X".repeat(41)),
+            Err(ItemCodeError::TooLong(41))
         );
-        assert!(ItemCode::parse(&"X".repeat(64)).is_ok());
+        assert!(ItemCode::parse(&"X".repeat(40)).is_ok());
     }
 }

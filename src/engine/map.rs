@@ -12,7 +12,8 @@
 //!   order ask for less than was shipped.
 //! - **ERP prices**: unit prices in the shop's own basis are passed through; the other basis is
 //!   derived from the line's own tax (rounded to [`UNIT_PRICE_DP`] places); discounts are net
-//!   of tax; amounts are rounded to cents half away from zero (never banker's rounding).
+//!   of tax; amounts are rounded to the currency's smallest unit (cents, whole yen, a Kuwaiti
+//!   dinar's thousandths) half away from zero (never banker's rounding).
 //! - **Unmapped SKUs are never guessed**: every distinct unmapped SKU, and every line without a
 //!   SKU, is a problem, and no sales order is built.
 
@@ -25,7 +26,9 @@ use crate::connectors::erp::GUEST_ACCOUNT;
 use crate::connectors::{
     CrmContact, CrmDeal, DealStage, ErpAddress, ErpLine, ErpPaymentStatus, ErpSalesOrder,
 };
-use crate::domain::{Address, FinancialStatus, Lifecycle, NormalizedEmail, Order, OrderLine, Sku};
+use crate::domain::{
+    Address, Currency, FinancialStatus, Lifecycle, NormalizedEmail, Order, OrderLine, Sku,
+};
 
 mod erp_changes;
 
@@ -62,7 +65,8 @@ pub fn crm_contact(order: &Order) -> Option<CrmContact> {
 
 /// The CRM deal for the order, keyed by the store order id.
 ///
-/// - `amount` is net revenue: `total − total_refunded`, never below zero, in cents. A fully
+/// - `amount` is net revenue: `total − total_refunded`, never below zero, in the currency's
+///   smallest unit ([`minor_units`]). A fully
 ///   refunded order is worth 0; an order cancelled before payment keeps its value and its
 ///   stage says `cancelled`.
 /// - `stage` is the order's [`Lifecycle`], one to one.
@@ -87,7 +91,7 @@ pub fn crm_deal(order: &Order) -> CrmDeal {
         external_id: order.store_order_id.to_string(),
         contact_email: buyer_email(order).map(|e| e.as_str().to_owned()),
         name: order.name.clone(),
-        amount: cents(net),
+        amount: minor_units(net, order.currency),
         currency: order.currency.as_str().to_owned(),
         stage: deal_stage(lifecycle),
         closed_at,
@@ -129,7 +133,8 @@ pub fn erp_payment_status(status: FinancialStatus) -> ErpPaymentStatus {
 /// - Lines: those with [`erp_quantity`] above zero, in store order.
 /// - Prices: see [`erp_line`]. `shipping_cost` is gross: the shipping lines, plus — when
 ///   prices exclude tax — the tax not on any line (the shipping tax). `tax_total` and
-///   `total_gross` are the store's `total_tax` and `total`, in cents; refunds do not lower
+///   `total_gross` are the store's `total_tax` and `total`, in the currency's smallest unit;
+///   refunds do not lower
 ///   them (they are credit notes, see [`erp_changes`]).
 /// - `payment_status` follows the store's ([`erp_payment_status`]): a payment taken or given
 ///   back changes the sales order, so orders/paid reaches the ERP as an update.
@@ -179,9 +184,9 @@ pub fn erp_sales_order(
         currency: order.currency.as_str().to_owned(),
         order_date: order.created_at.date_naive(),
         lines,
-        shipping_cost: cents(shipping_cost),
-        tax_total: cents(order.total_tax.amount),
-        total_gross: cents(order.total.amount),
+        shipping_cost: minor_units(shipping_cost, order.currency),
+        tax_total: minor_units(order.total_tax.amount, order.currency),
+        total_gross: minor_units(order.total.amount, order.currency),
         payment_status: erp_payment_status(order.financial_status),
         bill_to: order.billing_address.as_ref().map(erp_address),
         ship_to: order.shipping_address.as_ref().map(erp_address),
@@ -256,8 +261,8 @@ pub fn erp_line(order: &Order, line: &OrderLine, item_code: String) -> Option<Er
         quantity: Decimal::from(units),
         unit_price_net: unit_price_rounded(unit_net),
         unit_price_gross: unit_price_rounded(unit_gross),
-        discount: cents(discount_net.checked_mul(share)?),
-        tax: cents(tax.checked_mul(share)?),
+        discount: minor_units(discount_net.checked_mul(share)?, order.currency),
+        tax: minor_units(tax.checked_mul(share)?, order.currency),
     })
 }
 
@@ -360,10 +365,12 @@ fn too_large(order: &Order, field: &str) -> Problem {
     )
 }
 
-/// An amount in cents, halves away from zero (as invoices round), always with two places.
-pub fn cents(amount: Decimal) -> Decimal {
-    let mut rounded = amount.round_dp_with_strategy(2, RoundingStrategy::MidpointAwayFromZero);
-    rounded.rescale(2);
+/// An amount rounded to its currency's smallest unit (cents; whole yen; thousandths of a
+/// Kuwaiti dinar), halves away from zero as invoices round, always with that many places.
+pub fn minor_units(amount: Decimal, currency: Currency) -> Decimal {
+    let digits = currency.minor_unit_digits();
+    let mut rounded = amount.round_dp_with_strategy(digits, RoundingStrategy::MidpointAwayFromZero);
+    rounded.rescale(digits);
     rounded
 }
 

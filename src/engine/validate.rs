@@ -222,7 +222,8 @@ impl<'a> Check<'a> {
         }
     }
 
-    /// An address; a ship-to needs a name, street, city and postal code.
+    /// An address; a ship-to needs a name, street, city and, where the country has them, a
+    /// postal code.
     fn address(&mut self, prefix: &str, a: &ErpAddress, ship_to: bool) {
         use erp_limits::{ADDRESS_NAME, CITY, POSTAL_CODE, REGION, STREET};
         let field = |name: &str| format!("{prefix}.{name}");
@@ -236,11 +237,15 @@ impl<'a> Check<'a> {
         self.optional(&field("street2"), a.street2.as_deref(), STREET);
         if ship_to {
             self.required(&field("city"), &a.city, CITY);
+        }
+        if ship_to && crate::connectors::erp::ship_to_needs_postal_code(&a.country) {
             self.required(
                 &field("postal_code"),
                 a.postal_code.as_deref().unwrap_or(""),
                 POSTAL_CODE,
             );
+        } else if ship_to {
+            self.optional(&field("postal_code"), a.postal_code.as_deref(), POSTAL_CODE);
         } else {
             self.max_len(&field("city"), &a.city, CITY);
             self.optional(&field("postal_code"), a.postal_code.as_deref(), POSTAL_CODE);

@@ -113,7 +113,8 @@ pub(crate) fn sales_order(
     Ok(())
 }
 
-/// An address; a ship-to needs a name, street, city and postal code.
+/// An address; a ship-to needs a name, street, city and, where the country has them, a postal
+/// code.
 fn address(prefix: &str, a: &ErpAddress, ship_to: bool) -> Result<(), SimError> {
     let field = |name: &str| format!("{prefix}.{name}");
     if ship_to {
@@ -126,9 +127,17 @@ fn address(prefix: &str, a: &ErpAddress, ship_to: bool) -> Result<(), SimError> 
     optional(&field("street2"), a.street2.as_deref(), limits::STREET)?;
     if ship_to {
         required(&field("city"), &a.city, limits::CITY)?;
+    }
+    if ship_to && crate::connectors::erp::ship_to_needs_postal_code(&a.country) {
         required(
             &field("postal_code"),
             a.postal_code.as_deref().unwrap_or(""),
+            limits::POSTAL_CODE,
+        )?;
+    } else if ship_to {
+        optional(
+            &field("postal_code"),
+            a.postal_code.as_deref(),
             limits::POSTAL_CODE,
         )?;
     } else {

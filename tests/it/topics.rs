@@ -287,6 +287,17 @@ async fn an_order_s_shipments_and_refund_reach_the_same_erp_document_and_crm_dea
         1,
         "the refund is in the order's timeline"
     );
+    // Delivered again under a new webhook id, it is part of the order already: a duplicate,
+    // shown in the order's timeline too.
+    assert_eq!(post(&app, "refunds/create", &refund).await, "duplicate");
+    assert_eq!(
+        app.count(&format!(
+            "SELECT COUNT(*) FROM webhook_events WHERE topic = 'refunds/create' AND outcome = 'duplicate' AND store_order_id = {id}"
+        ))
+        .await,
+        1,
+        "the refund delivered again is in the order's timeline"
+    );
     drain(&worker, &app, DRAIN).await;
     assert_synced_at(&app, id, 4, "refunds/create").await;
     let erp = rig.erp.ledger().check();

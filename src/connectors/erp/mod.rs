@@ -8,7 +8,7 @@ pub use http::HttpErp;
 pub use model::{
     ErpAddress, ErpCancelRequest, ErpCreditNote, ErpCreditNoteRequest, ErpDocument, ErpFulfilment,
     ErpFulfilmentLine, ErpFulfilmentRequest, ErpItem, ErpLine, ErpPaymentStatus, ErpSalesOrder,
-    ErpStatus, GUEST_ACCOUNT, limits,
+    ErpStatus, GUEST_ACCOUNT, limits, ship_to_needs_postal_code,
 };
 
 use async_trait::async_trait;

@@ -31,7 +31,26 @@ pub mod limits {
 /// The customer account used for guest checkouts.
 pub const GUEST_ACCOUNT: &str = "GUEST";
 
-/// A postal address. The ERP requires `postal_code` on a ship-to.
+/// Countries whose addresses have no postal codes (ISO 3166-1 alpha-2): a ship-to there needs
+/// none. Shopify's checkout asks for none in them either.
+pub const COUNTRIES_WITHOUT_POSTAL_CODES: &[&str] = &[
+    "AE", "AG", "AO", "AW", "BF", "BI", "BJ", "BO", "BS", "BW", "BZ", "CD", "CF", "CG", "CI", "CK",
+    "CM", "DJ", "DM", "ER", "FJ", "GA", "GD", "GH", "GM", "GQ", "GY", "HK", "JM", "KE", "KI", "KM",
+    "KN", "KP", "LC", "ML", "MO", "MR", "MS", "MW", "NR", "NU", "QA", "RW", "SB", "SC", "SL", "SO",
+    "SR", "ST", "SY", "TF", "TG", "TK", "TL", "TO", "TT", "TV", "UG", "VU", "YE", "ZW",
+];
+
+/// Whether a ship-to in `country` (two letters) needs a postal code: everywhere but
+/// [`COUNTRIES_WITHOUT_POSTAL_CODES`].
+pub fn ship_to_needs_postal_code(country: &str) -> bool {
+    let country = country.trim();
+    !COUNTRIES_WITHOUT_POSTAL_CODES
+        .iter()
+        .any(|c| c.eq_ignore_ascii_case(country))
+}
+
+/// A postal address. The ERP requires `postal_code` on a ship-to, except in the countries that
+/// have none ([`ship_to_needs_postal_code`]).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ErpAddress {
     /// Person or company.

@@ -5,7 +5,7 @@
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 
-use super::{ItemCodes, cents, erp_quantity, line_item_codes};
+use super::{ItemCodes, erp_lines, erp_quantity, line_item_codes, minor_units};
 use crate::connectors::{
     ErpCreditNoteRequest, ErpDocument, ErpFulfilmentLine, ErpFulfilmentRequest, ErpStatus,
 };
@@ -59,9 +59,10 @@ pub fn may_change_document(order: &Order) -> bool {
 ///    (and so does a warehouse), so the refunds, as credit notes, carry the cancellation. A
 ///    payment voided without a cancellation cancels nothing: the store's order is still open.
 /// 2. **Shipments** the document does not list yet (by store fulfilment id), oldest first, one
-///    line per item code; lines whose units are no longer on the order are left out.
+///    line per item code, the one the document's line has (an operator's edit included);
+///    lines whose units are no longer on the order are left out.
 /// 3. **Credit notes** for refunds the document does not list yet (by store refund id), oldest
-///    first, for the money returned (gross, in cents). A refund that returned no money (items
+///    first, for the money returned (gross, in the currency's smallest unit). A refund that returned no money (items
 ///    restocked only) is not a credit note.
 ///
 /// Shipments need item codes, so an unmapped SKU on a line that shipped is a problem, exactly
@@ -85,7 +86,15 @@ pub fn erp_changes(
         .filter(|f| doc.fulfilment(&f.fulfillment_id.to_string()).is_none())
         .collect();
     if !new_shipments.is_empty() {
-        let codes = line_item_codes(order, item_codes)?;
+        let mut codes = line_item_codes(order, item_codes)?;
+        // A shipment must name the item code the sales order has: the document's, which is
+        // the mapping's unless an operator edited the payload (an item code the ERP refused,
+        // changed by hand). Payload line `i` is the `i`-th of `erp_lines`.
+        if doc.order.lines.len() == erp_lines(order).count() {
+            for (line, sent) in erp_lines(order).zip(&doc.order.lines) {
+                codes.insert(line.line_id, sent.item_code.clone());
+            }
+        }
         for shipment in new_shipments {
             let mut lines: Vec<ErpFulfilmentLine> = Vec::new();
             for shipped in &shipment.lines {
@@ -126,7 +135,7 @@ pub fn erp_changes(
         }
         changes.push(ErpChange::CreditNote(ErpCreditNoteRequest {
             external_id,
-            amount: cents(refund.amount.amount),
+            amount: minor_units(refund.amount.amount, refund.amount.currency),
             reason: refund_reason(order, refund),
         }));
     }

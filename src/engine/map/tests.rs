@@ -315,7 +315,7 @@ fn a_tax_inclusive_order_takes_the_tax_out_of_prices_and_discounts() {
     assert_eq!(l.tax.to_string(), "11.25");
     // quantity × net − discount + tax lands on the line's gross amount, to the cent.
     let gross = l.quantity * l.unit_price_net - l.discount + l.tax;
-    assert_eq!(cents(gross).to_string(), "67.50");
+    assert_eq!(minor_units(gross, Currency::USD).to_string(), "67.50");
     // Shipping in a VAT shop already includes its tax.
     assert_eq!(so.shipping_cost.to_string(), "4.00");
     assert_eq!(so.currency, "EUR");
@@ -470,10 +470,17 @@ fn addresses_keep_company_and_leave_absent_text_empty() {
 
 #[test]
 fn amounts_round_half_away_from_zero_not_to_even() {
-    assert_eq!(cents(dec("2.345")).to_string(), "2.35");
-    assert_eq!(cents(dec("2.335")).to_string(), "2.34");
-    assert_eq!(cents(dec("-2.345")).to_string(), "-2.35");
-    assert_eq!(cents(dec("7")).to_string(), "7.00");
+    let cents = |amount: &str| minor_units(dec(amount), Currency::USD).to_string();
+    assert_eq!(cents("2.345"), "2.35");
+    assert_eq!(cents("2.335"), "2.34");
+    assert_eq!(cents("-2.345"), "-2.35");
+    assert_eq!(cents("7"), "7.00");
+    // Each currency to its own smallest unit: whole yen, a dinar's thousandths.
+    let jpy = Currency::parse("JPY").unwrap();
+    let kwd = Currency::parse("KWD").unwrap();
+    assert_eq!(minor_units(dec("66.666"), jpy).to_string(), "67");
+    assert_eq!(minor_units(dec("12.3455"), kwd).to_string(), "12.346");
+    assert_eq!(minor_units(dec("12"), kwd).to_string(), "12.000");
     assert_eq!(unit_price_rounded(dec("20.833350")).to_string(), "20.8334");
     assert_eq!(unit_price_rounded(dec("21.5")).to_string(), "21.50");
 }

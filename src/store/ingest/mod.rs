@@ -367,6 +367,9 @@ fn event_end(payload: &Payload, (outcome, order_ref, note): &Applied) -> Option<
         } => Some(*store_order_id),
         _ => order_ref.map(|(id, _)| id).or(match payload {
             Payload::Notice { order, .. } => *order,
+            // A refund that changed nothing (already part of the order, of an order not received
+            // yet, in another currency) is still shown in its order's timeline.
+            Payload::Refund(refund) => Some(refund.order_id),
             _ => None,
         }),
     };

@@ -181,7 +181,7 @@ pub fn spec() -> Value {
                     "parameters": [path_param("sku", json!({ "type": "string" }), "Store SKU.")],
                     "requestBody": { "required": true, "content": { "application/json": { "schema": {
                         "type": "object", "required": ["item_code"], "properties": {
-                            "item_code": { "type": "string", "minLength": 1, "maxLength": 64, "pattern": "^\\S+$" } } } } } },
+                            "item_code": { "type": "string", "minLength": 1, "maxLength": 40, "pattern": "^\\S+$" } } } } } },
                     "responses": { "200": ok("The mapping and what it released (`item_code_checked`: whether the ERP confirmed the code).", schema("SkuMapping")),
                                    "401": unauth, "403": forbidden, "422": error_response("A bad item code, or one the ERP says it does not have.") } } },
             "/sku-mappings.csv": {

@@ -166,3 +166,22 @@ fn only_a_cancellation_a_shipment_or_money_refunded_can_change_the_document() {
         );
     }
 }
+
+/// An operator edited the item code the ERP refused on the sales order: its shipments name the
+/// item code the document has, not the mapping's, which the ERP would answer `not_on_order`.
+#[test]
+fn a_shipment_names_the_item_code_the_sales_order_has() {
+    let mut o = order();
+    o.fulfillments = vec![shipment(900, &[(11, 2)])];
+    let mut d = doc(&o);
+    d.order.lines[0].item_code = "IT-TEE-2".into();
+    let changes = erp_changes(&o, &d, &codes).unwrap();
+    let lines = changes
+        .iter()
+        .find_map(|c| match c {
+            ErpChange::Fulfilment(f) => Some(&f.lines),
+            _ => None,
+        })
+        .unwrap();
+    assert_eq!(lines[0].item_code, "IT-TEE-2");
+}
