@@ -351,7 +351,7 @@ pub(super) enum TokenCommand {
     },
 }
 
-/// Refuses a token holding a line break or another control character, the mark of a value
+/// Refuses a token or secret holding a line break or another control character, the mark of a value
 /// copied from a file saved with Windows line endings. Sent as a header it could only go out
 /// empty, and the destination, answering 401, would be paused as if the token were wrong.
 /// Checked here rather than as the flag is parsed, where the refusal would print the value.

@@ -105,6 +105,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     "SHOPIFY_WEBHOOK_SECRET is empty, and anyone could sign a webhook with an empty key: set the store's secret, or leave it unset to refuse webhooks"
                 );
             }
+            if let Some(secret) = &args.web.shopify_webhook_secret {
+                refuse_control_characters("SHOPIFY_WEBHOOK_SECRET", secret)?;
+            }
             let destinations = args.destinations.settings()?;
             let store = open(&args.database).await?;
             if store.user_count().await? == 0 {
@@ -189,19 +192,21 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             if let Err(error) = &result {
                 after["stopped"] = serde_json::json!(error.to_string());
             }
-            store
-                .record(
-                    &crate::audit::Change::new(&Actor::System, "orders.backfilled", "store")
-                        .after(after),
-                )
-                .await?;
             if result.is_err() && found.checked > 0 {
                 println!("Stopped partway. {}", found.summary());
             } else if result.is_ok() {
                 println!("{}", found.summary());
             }
+            let audited = store
+                .record(
+                    &crate::audit::Change::new(&Actor::System, "orders.backfilled", "store")
+                        .after(after),
+                )
+                .await;
             store.close().await;
+            // Why the pass stopped comes first: an unreachable database fails the audit too.
             result?;
+            audited?;
             Ok(())
         }
         Command::Bench(args) if args.queue => {
@@ -231,6 +236,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Simulate(args) => {
+            refuse_control_characters("SHOPIFY_WEBHOOK_SECRET", &args.shopify_webhook_secret)?;
             let secret = Secret::new(args.shopify_webhook_secret);
             crate::demo::simulate(args.target, secret, args.rate, args.seed, args.burst).await
         }

@@ -177,6 +177,9 @@ fn read_order(o: &Obj<'_>) -> Result<Order, ParseError> {
         *units = units.saturating_add(line.quantity);
     }
     let fulfillments = read_fulfillments(o)?;
+    // Some payloads omit `fulfillments`; then, and only then, a line's own status says whether
+    // it shipped (a line whose fulfilment is still `pending` may already say "fulfilled").
+    let fulfillments_listed = !o.list("fulfillments")?.is_empty();
     let mut shipped: HashMap<i64, u32> = HashMap::new();
     for line in fulfillments.iter().flat_map(|f| &f.lines) {
         let units = shipped.entry(line.line_id).or_default();
@@ -185,7 +188,14 @@ fn read_order(o: &Obj<'_>) -> Result<Order, ParseError> {
     let lines = o
         .list("line_items")?
         .iter()
-        .map(|l| read_line(l, currency, &shipped, &refunded))
+        .map(|l| {
+            read_line(
+                l,
+                currency,
+                fulfillments_listed.then_some(&shipped),
+                &refunded,
+            )
+        })
         .collect::<Result<Vec<_>, _>>()?;
 
     let shipping_lines: Vec<_> = o
@@ -324,10 +334,12 @@ fn read_customer_ref(
     Ok((found != CustomerRef::default()).then_some(found))
 }
 
+/// `shipped`: units shipped per line, from the order's fulfilments; `None` when the payload
+/// lists none, and the line's own status is all there is.
 fn read_line(
     l: &Obj<'_>,
     currency: Currency,
-    shipped: &HashMap<i64, u32>,
+    shipped: Option<&HashMap<i64, u32>>,
     refunded: &HashMap<i64, u32>,
 ) -> Result<OrderLine, ParseError> {
     let line_id = l.req("id", int)?;
@@ -348,8 +360,8 @@ fn read_line(
     };
     // Units shipped: from the order's fulfilments when it lists them, otherwise from the
     // line's own status (some payloads omit `fulfillments`).
-    let fulfilled_quantity = match shipped.get(&line_id) {
-        Some(&units) => units,
+    let fulfilled_quantity = match shipped {
+        Some(shipped) => shipped.get(&line_id).copied().unwrap_or(0),
         None if l.text("fulfillment_status")?.as_deref() == Some("fulfilled") => quantity,
         None => 0,
     };

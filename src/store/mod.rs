@@ -388,13 +388,23 @@ pub(crate) fn conflict_on_unique(err: sqlx::Error, message: impl FnOnce() -> Str
 /// breaks the parse).
 pub fn redact(url: &str) -> String {
     const SECRET_KEYS: [&str; 2] = ["password", "sslpassword"];
+    const HIDDEN: &str =
+        "(a database URL that does not parse; not shown, as it may hold a password)";
     let Ok(mut parsed) = url::Url::parse(url) else {
         return if url.contains('@') || url.to_ascii_lowercase().contains("password") {
-            "(a database URL that does not parse; not shown, as it may hold a password)".to_string()
+            HIDDEN.to_string()
         } else {
             url.to_string()
         };
     };
+    // A password with an unencoded `#`, `/` or `?` after leading digits still parses, as a
+    // port followed by a fragment, path or query holding the rest, `@host` included.
+    if parsed.fragment().is_some()
+        || parsed.path().contains('@')
+        || parsed.query().is_some_and(|q| q.contains('@'))
+    {
+        return HIDDEN.to_string();
+    }
     let mut changed = false;
     if parsed.password().is_some() {
         let _ = parsed.set_password(Some("***"));
@@ -440,12 +450,20 @@ mod tests {
             super::redact("postgres://app@db/x?PassWord=s3cret"),
             "postgres://app@db/x?PassWord=***"
         );
-        // An unencoded `#` ends the parse at the port; nothing of it is shown.
-        let hidden = super::redact("postgres://app:pa#ss@db/x");
-        assert!(
-            !hidden.contains("pa#ss") && hidden.contains("not shown"),
-            "{hidden}"
-        );
+        // An unencoded `#`, `/` or `?` in a password: nothing of the URL is shown, whether it
+        // then fails to parse (a port of letters) or parses (a port of digits).
+        for url in [
+            "postgres://app:pa#ss@db/x",
+            "postgres://app:1234#x@db/db",
+            "postgres://app:1234/x@db/db",
+            "postgres://app:1234?x@db/db",
+        ] {
+            let hidden = super::redact(url);
+            assert!(
+                !hidden.contains("@db") && hidden.contains("not shown"),
+                "{url}: {hidden}"
+            );
+        }
     }
 
     /// SQLite's writer opens the file the pool opened; a database only in memory has none, and

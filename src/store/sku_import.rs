@@ -54,9 +54,18 @@ impl Store {
         by: &Actor,
     ) -> Result<ImportApplied, StoreError> {
         let mut applied = retrying_deadlocks(|| self.import_sku_mappings_once(rows, by)).await?;
-        let late = retrying_deadlocks(|| self.release_after_import(rows, by)).await?;
-        applied.released_tasks += late.tasks;
-        applied.resolved_exceptions += late.exceptions;
+        // The file is applied and committed whatever happens next: a late release that fails
+        // is logged, and the orders it missed wait for their SKU's next save.
+        match retrying_deadlocks(|| self.release_after_import(rows, by)).await {
+            Ok(late) => {
+                applied.released_tasks += late.tasks;
+                applied.resolved_exceptions += late.exceptions;
+            }
+            Err(error) => tracing::warn!(
+                %error,
+                "a SKU import was applied, but releasing the orders blocked on its SKUs meanwhile failed"
+            ),
+        }
         Ok(applied)
     }
 

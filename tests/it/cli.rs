@@ -576,6 +576,21 @@ async fn configuration_mistakes_end_start_up_with_one_plain_sentence() {
         "{}",
         run.said()
     );
+    // The webhook secret likewise: signed with it, every store webhook would be refused.
+    let run = syncdesk_with(
+        &["serve", "--database-url", &sqlite],
+        &[("SHOPIFY_WEBHOOK_SECRET", "hunter2-secret\r")],
+        None,
+    )
+    .await;
+    assert_eq!(run.code, Some(1), "{}", run.said());
+    assert!(
+        run.stderr
+            .starts_with("syncdesk: SHOPIFY_WEBHOOK_SECRET contains a line break"),
+        "{}",
+        run.said()
+    );
+    assert!(!run.said().contains("hunter2"), "{}", run.said());
     // The worker and the server stopped before they opened the database.
     assert!(!dir.join("syncdesk.db").exists(), "nothing was created");
     drop(closed);

@@ -157,6 +157,10 @@ impl Worker {
             }
             Err(err) => return Delivery::Failed(err),
         };
+        // The ERP now has the sales order as sent: its lines (an operator's edit included) are
+        // what shipments must name, whatever an ERP whose search lags its writes lists.
+        let mut document = document;
+        document.order = sales_order;
         let changes = match map::erp_changes(order, &document, &lookup) {
             Ok(changes) => changes,
             Err(problems) => return needs_action(order, problems),
