@@ -6,6 +6,7 @@ use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 
 use super::{ItemCodes, erp_lines, erp_quantity, line_item_codes, minor_units};
+use crate::connectors::erp::ErpCreditNote;
 use crate::connectors::{
     ErpCreditNoteRequest, ErpDocument, ErpFulfilmentLine, ErpFulfilmentRequest, ErpStatus,
 };
@@ -62,8 +63,9 @@ pub fn may_change_document(order: &Order) -> bool {
 ///    line per item code, the one the document's line has (an operator's edit included);
 ///    lines whose units are no longer on the order are left out.
 /// 3. **Credit notes** for refunds the document does not list yet (by store refund id), oldest
-///    first, for the money returned (gross, in the currency's smallest unit). A refund that returned no money (items
-///    restocked only) is not a credit note.
+///    first (and, for a refund whose money grew since it was credited, one more for the
+///    difference, `<refund id>-2`), for the money returned (gross, in the currency's smallest
+///    unit). A refund that returned no money (items restocked only) is not a credit note.
 ///
 /// Shipments need item codes, so an unmapped SKU on a line that shipped is a problem, exactly
 /// as for the sales order.
@@ -129,13 +131,33 @@ pub fn erp_changes(
     }
 
     for refund in &order.refunds {
-        let external_id = refund.refund_id.to_string();
-        if refund.amount.amount <= Decimal::ZERO || doc.credit_note(&external_id).is_some() {
+        // A refund's money can grow after it was first credited: a transaction still pending
+        // then (a slow gateway, a gift card and a card) succeeds later. What it returned beyond
+        // the credit notes already made for it is credited by another, `<refund id>-2`, `-3`…
+        let refund_id = refund.refund_id.to_string();
+        let follow_up = format!("{refund_id}-");
+        let made: Vec<&ErpCreditNote> = doc
+            .credit_notes
+            .iter()
+            .filter(|c| {
+                c.external_id == refund_id
+                    || c.external_id
+                        .strip_prefix(&follow_up)
+                        .is_some_and(|n| n.bytes().all(|b| b.is_ascii_digit()))
+            })
+            .collect();
+        let credited = made.iter().map(|c| c.amount).sum::<Decimal>();
+        let owed = minor_units(refund.amount.amount, refund.amount.currency) - credited;
+        if owed <= Decimal::ZERO {
             continue;
         }
+        let external_id = match made.len() {
+            0 => refund_id,
+            n => format!("{refund_id}-{}", n + 1),
+        };
         changes.push(ErpChange::CreditNote(ErpCreditNoteRequest {
             external_id,
-            amount: minor_units(refund.amount.amount, refund.amount.currency),
+            amount: owed,
             reason: refund_reason(order, refund),
         }));
     }

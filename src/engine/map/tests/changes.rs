@@ -185,3 +185,35 @@ fn a_shipment_names_the_item_code_the_sales_order_has() {
         .unwrap();
     assert_eq!(lines[0].item_code, "IT-TEE-2");
 }
+
+/// A refund credited at 10.00 while 5.00 of it was still pending returns 15.00 once that
+/// succeeds: the ERP gets a second credit note for the 5.00, keyed `<refund id>-2`, and nothing
+/// more once it has it.
+#[test]
+fn money_a_refund_returned_after_its_credit_note_is_credited_again() {
+    let mut o = order();
+    o.refunds = vec![refund(700, "15.00", at(14), 0)];
+    let mut d = doc(&o);
+    let credit = |external_id: &str, amount: &str| ErpCreditNote {
+        number: format!("CN-{external_id}"),
+        external_id: external_id.into(),
+        amount: dec(amount),
+        currency: "USD".into(),
+        reason: "Refund on #1042 in the store".into(),
+        created_at: at(14),
+    };
+    d.credit_notes.push(credit("700", "10.00"));
+    let changes = erp_changes(&o, &d, &codes).unwrap();
+    let [ErpChange::CreditNote(more)] = changes.as_slice() else {
+        panic!("{changes:?}");
+    };
+    assert_eq!(
+        (more.external_id.as_str(), more.amount.to_string().as_str()),
+        ("700-2", "5.00")
+    );
+    d.credit_notes.push(credit("700-2", "5.00"));
+    assert!(erp_changes(&o, &d, &codes).unwrap().is_empty());
+    // Another refund whose id happens to start the same is not counted as this one's.
+    d.credit_notes.push(credit("7001", "99.00"));
+    assert!(erp_changes(&o, &d, &codes).unwrap().is_empty());
+}
