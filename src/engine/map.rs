@@ -133,7 +133,8 @@ pub fn erp_payment_status(status: FinancialStatus) -> ErpPaymentStatus {
 /// - Lines: those with [`erp_quantity`] above zero, in store order.
 /// - Prices: see [`erp_line`]. `shipping_cost` is gross: the shipping lines, plus — when
 ///   prices exclude tax — the tax not on any line (the shipping tax). `tax_total` and
-///   `total_gross` are the store's `total_tax` and `total`, in the currency's smallest unit;
+///   `total_gross` are the store's `total_tax` and `total`, less the share of the units an
+///   edit removed ([`removed_by_edits`]), in the currency's smallest unit;
 ///   refunds do not lower
 ///   them (they are credit notes, see [`erp_changes`]).
 /// - `payment_status` follows the store's ([`erp_payment_status`]): a payment taken or given
@@ -175,6 +176,17 @@ pub fn erp_sales_order(
         problems.push(too_large(order, "shipping_cost"));
         return Err(problems);
     };
+    let Some((removed_gross, removed_tax)) = removed_by_edits(order) else {
+        problems.push(too_large(order, "total_gross"));
+        return Err(problems);
+    };
+    let (Some(total_gross), Some(tax_total)) = (
+        order.total.amount.checked_sub(removed_gross),
+        order.total_tax.amount.checked_sub(removed_tax),
+    ) else {
+        problems.push(too_large(order, "total_gross"));
+        return Err(problems);
+    };
     if !problems.is_empty() {
         return Err(problems);
     }
@@ -185,12 +197,41 @@ pub fn erp_sales_order(
         order_date: order.created_at.date_naive(),
         lines,
         shipping_cost: minor_units(shipping_cost, order.currency),
-        tax_total: minor_units(order.total_tax.amount, order.currency),
-        total_gross: minor_units(order.total.amount, order.currency),
+        tax_total: minor_units(tax_total, order.currency),
+        total_gross: minor_units(total_gross, order.currency),
         payment_status: erp_payment_status(order.financial_status),
         bill_to: order.billing_address.as_ref().map(erp_address),
         ship_to: order.shipping_address.as_ref().map(erp_address),
     })
+}
+
+/// The gross amount and the tax of the units order edits removed (a line's share of its
+/// discounted amount and tax for each unit gone), which the store's `total` and `total_tax`,
+/// the order as placed, still hold: taken off them, the sales order's totals add up to its
+/// lines and shipping. `None` on overflow.
+fn removed_by_edits(order: &Order) -> Option<(Decimal, Decimal)> {
+    let mut gross = Decimal::ZERO;
+    let mut tax = Decimal::ZERO;
+    for line in &order.lines {
+        let removed = line.quantity.saturating_sub(erp_quantity(line));
+        if removed == 0 {
+            continue;
+        }
+        let share = Decimal::from(removed).checked_div(Decimal::from(line.quantity))?;
+        let discounted = line
+            .unit_price
+            .amount
+            .checked_mul(Decimal::from(line.quantity))?
+            .checked_sub(line.total_discount.amount)?;
+        let line_gross = if order.taxes_included {
+            discounted
+        } else {
+            discounted.checked_add(line.tax.amount)?
+        };
+        gross = gross.checked_add(line_gross.checked_mul(share)?)?;
+        tax = tax.checked_add(line.tax.amount.checked_mul(share)?)?;
+    }
+    Some((gross, tax))
 }
 
 /// Units of `line` that belong on the ERP sales order: the units ordered minus those an order

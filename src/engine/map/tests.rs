@@ -420,6 +420,24 @@ fn units_removed_by_an_edit_leave_the_order_but_refunded_units_stay() {
     assert_eq!(sku_of_erp_field(&o, "lines[2].item_code"), None);
     assert_eq!(sku_of_erp_field(&o, "ship_to.street"), None);
 
+    // The totals lose what the edits removed, so lines and shipping add up to them.
+    let mut edited = order();
+    edited.lines[1].current_quantity = 0;
+    let so = erp_sales_order(&edited, &codes).unwrap();
+    assert_eq!(
+        (so.total_gross.to_string(), so.tax_total.to_string()),
+        ("55.07".into(), "4.08".into())
+    );
+    let lines_gross: Decimal = so
+        .lines
+        .iter()
+        .map(|l| l.quantity * l.unit_price_net - l.discount + l.tax)
+        .sum();
+    assert_eq!(lines_gross + so.shipping_cost, so.total_gross);
+    // Unedited, they are the store's own.
+    let so = erp_sales_order(&order(), &codes).unwrap();
+    assert_eq!(so.total_gross.to_string(), "72.35");
+
     // Old payloads without current_quantity read it as the quantity: never more than ordered.
     let mut old = line(1, Some("TEE"), 2, "1.00", "0.00", "0.00");
     old.refunded_quantity = 2;
