@@ -22,6 +22,7 @@ use crate::engine::reconcile::{Reconciled, reconcile_into};
 use crate::engine::worker::WorkerConfig;
 use crate::secret::Secret;
 use crate::store::{Revoked, Store, StoreError, TokenListing};
+use app::model::Role;
 
 /// SyncDesk keeps ecommerce orders consistent across a store, a CRM and an ERP.
 #[derive(Debug, Parser)]
@@ -90,6 +91,13 @@ async fn open(database: &DatabaseArgs) -> anyhow::Result<Store> {
         Store::connect_with(&database.database_url, database.database_max_connections).await?;
     store.migrate().await?;
     Ok(store)
+}
+
+/// Roles as given on the command line, each once (`--role admin --role admin` means admin).
+fn distinct(mut roles: Vec<Role>) -> Vec<Role> {
+    roles.sort();
+    roles.dedup();
+    roles
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
@@ -278,7 +286,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let accounts = Accounts::new(store, ThrottlePolicy::default());
             let name = name.unwrap_or_else(|| email.clone());
             let user = accounts
-                .add_user(&email, &name, password, roles, &Actor::System)
+                .add_user(&email, &name, password, distinct(roles), &Actor::System)
                 .await?;
             let roles = user
                 .roles
@@ -297,7 +305,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let store = open(&database).await?;
             let (secret, hash) = new_token();
             let token = store
-                .create_token(&name, &hash, &roles, &Actor::System)
+                .create_token(&name, &hash, &distinct(roles), &Actor::System)
                 .await?;
             println!(
                 "Token {:?} created (id {}). Copy it now; it is not shown again:\n{secret}",

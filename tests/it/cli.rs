@@ -207,6 +207,36 @@ async fn a_token_made_on_the_command_line_opens_the_api_to_its_roles_only(app: T
     let revoked = app.audit_of("token.revoked").await;
     assert_eq!(revoked.len(), 1, "revoked once, audited once: {revoked:?}");
     assert_eq!(revoked[0].target, format!("token:{id}"));
+
+    // A role given twice is held, and audited, once.
+    let args = [
+        "token",
+        "create",
+        "--database-url",
+        url.as_str(),
+        "--name",
+        "twice",
+        "--role",
+        "operator",
+        "--role",
+        "operator",
+    ];
+    let run = syncdesk(&args, None).await;
+    assert_eq!(run.code, Some(0), "{}", run.said());
+    assert_eq!(
+        app.count(
+            "SELECT COUNT(*) FROM api_token_roles r JOIN api_tokens t ON t.id = r.token_id WHERE t.name = 'twice'"
+        )
+        .await,
+        1
+    );
+    let created = app.audit_of("token.created").await;
+    let said = created
+        .iter()
+        .map(|r| format!("{:?}", r.after))
+        .find(|after| after.contains("twice"))
+        .unwrap_or_default();
+    assert_eq!(said.matches("operator").count(), 1, "{said}");
 }
 
 fn as_strs(args: &[String]) -> Vec<&str> {
