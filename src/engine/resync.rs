@@ -46,6 +46,9 @@ impl Resynced {
                     RetryOutcome::Queued => format!("the {place} gets it now"),
                     RetryOutcome::AlreadyApplied => format!("the {place} already has it"),
                     RetryOutcome::InFlight => format!("the {place} is being sent it right now"),
+                    RetryOutcome::LeftSkipped => format!(
+                        "the {place} was skipped for this order, so nothing goes there (its page's \"Send to the {place} again\" undoes the skip)"
+                    ),
                 }
             })
             .collect();
@@ -101,7 +104,9 @@ pub async fn resync(
     let mut destinations = Vec::new();
     if !matches!(outcome, IngestOutcome::Recorded) {
         for destination in DESTINATIONS {
-            let sent = store.retry_order(store_order_id, destination, by).await?;
+            let sent = store
+                .retry_order(store_order_id, destination, false, by)
+                .await?;
             destinations.push((destination, sent));
         }
     }

@@ -41,6 +41,9 @@ pub enum RetryOutcome {
     AlreadyApplied,
     /// A worker is delivering it right now.
     InFlight,
+    /// Someone skipped this destination for the order, and the send was not an explicit one
+    /// (a resync): left skipped.
+    LeftSkipped,
 }
 
 impl RetryOutcome {
@@ -50,6 +53,7 @@ impl RetryOutcome {
             RetryOutcome::Queued => "queued",
             RetryOutcome::AlreadyApplied => "already_applied",
             RetryOutcome::InFlight => "in_flight",
+            RetryOutcome::LeftSkipped => "left_skipped",
         }
     }
 }

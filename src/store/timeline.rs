@@ -119,22 +119,28 @@ impl Store {
     }
 
     /// Sends the order to `destination` again now, whatever stopped it (a retry wait, a block,
-    /// a dead letter, a skip). Already at the destination at its current version → said so; a
-    /// worker on it right now → in flight. Audited.
+    /// a dead letter, and with `undo_skip` a skip). Already at the destination at its current
+    /// version → said so; a worker on it right now → in flight; skipped without `undo_skip` →
+    /// left skipped (a resync sends to every destination, and must not undo a person's skip:
+    /// the order may have been keyed into that destination by hand). A skipped task sent again
+    /// is armed now, so its wait and lag count from this send, not from the skip. Audited.
     /// Run again when PostgreSQL undoes it to break a deadlock (nothing of it was written).
     pub async fn retry_order(
         &self,
         store_order_id: i64,
         destination: &str,
+        undo_skip: bool,
         by: &Actor,
     ) -> Result<RetryOutcome, StoreError> {
-        retrying_deadlocks(|| self.retry_order_once(store_order_id, destination, by)).await
+        retrying_deadlocks(|| self.retry_order_once(store_order_id, destination, undo_skip, by))
+            .await
     }
 
     async fn retry_order_once(
         &self,
         store_order_id: i64,
         destination: &str,
+        undo_skip: bool,
         by: &Actor,
     ) -> Result<RetryOutcome, StoreError> {
         let now = Utc::now();
@@ -142,13 +148,16 @@ impl Store {
             let mut tx = pool.begin().await?;
             // The first statement writes, so on SQLite this transaction holds the write lock.
             let queued = sqlx::query(
-                "UPDATE sync_tasks SET state = 'pending', attempt = 0, scheduled_at = $3, blocked_on = NULL, updated_at = $3
-                 WHERE store_order_id = $1 AND destination = $2 AND state IN ('pending', 'retrying', 'blocked', 'dead', 'skipped')
+                "UPDATE sync_tasks SET state = 'pending', attempt = 0, scheduled_at = $3, blocked_on = NULL, updated_at = $3,
+                     armed_at = CASE WHEN state = 'skipped' THEN $3 ELSE armed_at END
+                 WHERE store_order_id = $1 AND destination = $2
+                   AND (state IN ('pending', 'retrying', 'blocked', 'dead') OR (state = 'skipped' AND $4))
                    AND NOT (COALESCE(synced_version, -1) >= target_version)",
             )
             .bind(store_order_id)
             .bind(destination)
             .bind(now)
+            .bind(undo_skip)
             .execute(&mut *tx)
             .await?
             .rows_affected();
@@ -165,6 +174,7 @@ impl Store {
                 match state {
                     None => return Err(StoreError::NotFound("order")),
                     Some((_, target, Some(synced))) if synced >= target => RetryOutcome::AlreadyApplied,
+                    Some((state, _, _)) if state == "skipped" => RetryOutcome::LeftSkipped,
                     Some(_) => RetryOutcome::InFlight,
                 }
             };

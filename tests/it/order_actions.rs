@@ -426,6 +426,45 @@ async fn a_resync_reads_the_store_applies_a_newer_state_and_sends_it(app: TestAp
         "applied"
     );
 
+    // An operator skipped the ERP for this order (keyed in there by hand, say). A resync for a
+    // newer state sends it to the CRM and leaves the skip alone: the ERP would otherwise get a
+    // second document. Sending to the ERP from the order's page is the explicit undo, and its
+    // wait counts from then.
+    app.execute(&format!(
+        "UPDATE sync_tasks SET state = 'skipped', armed_at = '2020-01-01T00:00:00+00:00' WHERE store_order_id = {id} AND destination = 'erp'"
+    ))
+    .await;
+    let mut noted = later(&cancelled, 10);
+    noted["note"] = json!("refund by bank transfer");
+    app.shop.orders().put(&noted).expect("newer state");
+    let skipped = resync(id).await;
+    assert_eq!(
+        skipped.json::<String>(),
+        "The store had a newer state; it is version 3 now. Then the CRM gets it now; the ERP was skipped for this order, so nothing goes there (its page's \"Send to the ERP again\" undoes the skip)."
+    );
+    let erp_state =
+        format!("SELECT state FROM sync_tasks WHERE store_order_id = {id} AND destination = 'erp'");
+    assert_eq!(app.text(&erp_state).await, "skipped");
+    let undo = operator
+        .rpc(
+            "/rpc/orders/retry",
+            &[("store_order_id", &id.to_string()), ("destination", "erp")],
+        )
+        .await;
+    assert_eq!(
+        undo.json::<String>(),
+        "Queued: the order goes to the ERP again now."
+    );
+    assert_eq!(app.text(&erp_state).await, "pending");
+    assert_eq!(
+        app.count(&format!(
+            "SELECT COUNT(*) FROM sync_tasks WHERE store_order_id = {id} AND destination = 'erp' AND armed_at > '2021-01-01'"
+        ))
+        .await,
+        1,
+        "armed when sent again, not when skipped"
+    );
+
     // An order the store does not have, and a manager, are refused.
     let missing = resync(424_242).await;
     assert_eq!(missing.status, StatusCode::NOT_FOUND);

@@ -258,7 +258,7 @@ pub(super) async fn retry(
     }
     let outcome = app
         .store
-        .retry_order(store_order_id, &destination, &actor(by))
+        .retry_order(store_order_id, &destination, true, &actor(by))
         .await
         .map_err(store_error)?;
     let place = destination.to_uppercase();
@@ -272,6 +272,10 @@ pub(super) async fn retry(
         ),
         RetryOutcome::InFlight => {
             format!("In flight: the order is being delivered to the {place} right now.")
+        }
+        // Not reached: this send is explicit, so it undoes a skip.
+        RetryOutcome::LeftSkipped => {
+            format!("Skipped: the order was skipped for the {place}, so nothing was sent.")
         }
     })
 }
