@@ -154,20 +154,23 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let wake = crate::engine::wake::Wake::for_store(&store);
             let destinations = destinations.connect()?;
             destinations.resume_renewed(&store).await?;
+            // Everything that can refuse the configuration does so before a worker claims a
+            // task: one ending the process after would leave its claims to wait out their lease.
+            let reconciler = args.shop.reconciler(&store, wake.clone())?;
             let workers = Workers::spawn(
                 &store,
                 destinations,
                 args.destinations.worker_config(),
-                wake.clone(),
+                wake,
                 count,
             );
-            let reconciler = args.shop.reconciler(&store, wake)?;
             tracing::info!(workers = count, "workers running; stop with Ctrl-C");
             shutdown_signal().await;
             if let Some(reconciler) = reconciler {
                 reconciler.shutdown().await;
             }
             workers.shutdown().await;
+            store.close().await;
             Ok(())
         }
         Command::Backfill(args) => {

@@ -1,8 +1,11 @@
 //! `syncdesk serve` (and the demo's server): the web app, its background work and the workers
 //! in one process, until Ctrl-C or SIGTERM.
 
+use std::time::Duration;
+
 use anyhow::Context;
 use tokio::net::TcpListener;
+use tokio::sync::watch;
 
 use super::args::WebArgs;
 use crate::accounts::ThrottlePolicy;
@@ -47,16 +50,43 @@ pub(super) async fn serve(
     if let Some(shop) = args.shop.admin()? {
         state = state.with_shop(shop);
     }
+    // Reconciliation takes orders in as webhooks do, so a web-only process runs it too (its
+    // tasks go to the workers wherever they run); the passes are claimed in the database, so
+    // several processes never run the same one twice. Made before the workers start, so that
+    // a configuration it refuses ends start-up before any task is claimed.
+    let reconciler = args.shop.reconciler(&store, state.wake.clone())?;
     tracing::info!(%addr, backend = ?store.backend(), "SyncDesk is serving");
     web::run_background(&store);
     let workers = engine.map(|(destinations, count, config)| {
         Workers::spawn(&store, destinations, config, state.wake.clone(), count)
     });
-    // Reconciliation takes orders in as webhooks do, so a web-only process runs it too (its
-    // tasks go to the workers wherever they run); the passes are claimed in the database, so
-    // several processes never run the same one twice.
-    let reconciler = args.shop.reconciler(&store, state.wake.clone())?;
-    web::serve(listener, state, shutdown_signal()).await?;
+    // The first Ctrl-C or SIGTERM stops taking requests and lets those under way finish, for
+    // at most DRAIN_LIMIT: a client that stalls mid-request must not keep the process (and
+    // its workers' leases) up until something kills it. A second signal ends it at once.
+    let (stop, stopping) = watch::channel(false);
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        let _ = stop.send(true);
+        shutdown_signal().await;
+        tracing::warn!(
+            "a second signal: stopping at once; tasks being delivered wait out their lease"
+        );
+        std::process::exit(1);
+    });
+    let stopped = |mut stopping: watch::Receiver<bool>| async move {
+        let _ = stopping.wait_for(|stop| *stop).await;
+    };
+    let drain_limit = async {
+        stopped(stopping.clone()).await;
+        tokio::time::sleep(DRAIN_LIMIT).await;
+    };
+    tokio::select! {
+        served = web::serve(listener, state, stopped(stopping.clone())) => served?,
+        () = drain_limit => tracing::warn!(
+            limit_secs = DRAIN_LIMIT.as_secs(),
+            "requests still open after the drain limit were cut off"
+        ),
+    }
     if let Some(reconciler) = reconciler {
         reconciler.shutdown().await;
     }
@@ -66,6 +96,11 @@ pub(super) async fn serve(
     store.close().await;
     Ok(())
 }
+
+/// How long requests under way may take to finish once SyncDesk is told to stop. A webhook
+/// cut off here was not answered, so the store delivers it again; one answered 2xx was
+/// committed first.
+const DRAIN_LIMIT: Duration = Duration::from_secs(20);
 
 /// Resolves on Ctrl-C or, on Unix, SIGTERM.
 pub(super) async fn shutdown_signal() {

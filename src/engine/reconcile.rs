@@ -201,8 +201,13 @@ impl Reconciler {
         let tick = (every / 4).clamp(Duration::from_millis(50), Duration::from_secs(30));
         let handle = tokio::spawn(async move {
             loop {
-                if let Err(error) = scheduled_pass(&store, &shop, every_delta, &wake).await {
+                if let Err(error) =
+                    scheduled_pass(&store, &shop, every_delta, &wake, &mut stopped).await
+                {
                     tracing::warn!(%error, "reconciliation could not record its pass");
+                }
+                if *stopped.borrow() {
+                    return;
                 }
                 tokio::select! {
                     () = tokio::time::sleep(tick) => {}
@@ -213,11 +218,19 @@ impl Reconciler {
         Reconciler { stop, handle }
     }
 
-    /// Stops the schedule (a pass under way is abandoned; its orders already taken in stay).
+    /// Stops the schedule. A pass under way stops where it is: what it took in stays, how far
+    /// it read is kept, and the pass is due again at once, for the next process to start (or
+    /// this one, restarted) to go on with.
     pub async fn shutdown(self) {
         let _ = self.stop.send(true);
-        self.handle.abort();
-        let _ = self.handle.await;
+        let mut handle = self.handle;
+        if tokio::time::timeout(Duration::from_secs(5), &mut handle)
+            .await
+            .is_err()
+        {
+            handle.abort();
+            let _ = handle.await;
+        }
     }
 }
 
@@ -227,6 +240,7 @@ async fn scheduled_pass(
     shop: &ShopAdmin,
     every: TimeDelta,
     wake: &Wake,
+    stopped: &mut watch::Receiver<bool>,
 ) -> Result<(), StoreError> {
     let now = Utc::now();
     let Some(since) = store
@@ -235,7 +249,28 @@ async fn scheduled_pass(
     else {
         return Ok(());
     };
-    match reconcile_since(store, shop, since, SETTLE, Some(wake)).await {
+    let mut found = Reconciled::default();
+    let ended = tokio::select! {
+        ended = reconcile_into(store, shop, since, SETTLE, Some(wake), &mut found) => Some(ended),
+        _ = stopped.changed() => None,
+    };
+    // How far the pass read: the store lists the oldest change first, and a pass stops at the
+    // first order it cannot take in, so every change before the newest it reached is in
+    // SyncDesk (the overlap reads that one again). A pass that stops partway keeps this much,
+    // instead of reading every page again from the start next time, for ever if a long
+    // catch-up keeps failing at the same late page.
+    let reached = found.newest.map(|newest| (newest - OVERLAP).max(since));
+    let Some(ended) = ended else {
+        let reason = "stopped partway: SyncDesk was shutting down; the next pass goes on from where it stopped";
+        store
+            .keep_reconciliation_progress(reached, Some(Utc::now()))
+            .await?;
+        return store.finish_reconciliation(Utc::now(), Err(reason)).await;
+    };
+    if ended.is_err() {
+        store.keep_reconciliation_progress(reached, None).await?;
+    }
+    match ended.map(|()| found) {
         Ok(found) => {
             if found.missing + found.behind > 0 {
                 tracing::info!(

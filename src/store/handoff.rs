@@ -59,6 +59,9 @@ struct Queue {
     /// that leased one's task before the pause and pushes it after has it refused, so that it
     /// is not sent with credentials the destination refuses.
     paused: Vec<String>,
+    /// Tasks taken out of the queue too late to start (half their lease spent), to be put back
+    /// to pending rather than left `running` until their lease runs out.
+    late: Vec<ClaimedTask>,
 }
 
 #[derive(Debug)]
@@ -201,7 +204,7 @@ impl Handoff {
     }
 
     /// Up to `max` queued tasks, oldest first. Tasks whose lease has run half its course are
-    /// dropped: the claims rescue them once it runs out.
+    /// set aside for [`Store::take_handed_off`] to put back to pending.
     pub(crate) fn take(&self, max: usize) -> Vec<ClaimedTask> {
         let mut queue = self.queue();
         if queue.lease.is_none() {
@@ -215,6 +218,8 @@ impl Handoff {
             };
             if now <= queued.start_by {
                 taken.push(queued.task);
+            } else {
+                queue.late.push(queued.task);
             }
         }
         if !queue.tasks.is_empty() {
@@ -335,7 +340,20 @@ impl Store {
         if max == 0 {
             return Vec::new();
         }
-        self.handoff.take(max)
+        let taken = self.handoff.take(max);
+        // Those that waited too long to start (every slot was busy with a slow destination)
+        // go back to pending now, for the next claim: left `running`, they would show as being
+        // delivered and wait out the rest of their lease first.
+        let late = std::mem::take(&mut self.handoff.queue().late);
+        if !late.is_empty() {
+            let store = self.clone();
+            tokio::spawn(async move {
+                if let Err(err) = store.release_unstarted(late).await {
+                    tracing::error!(error = %err, "putting back tasks too late to start failed; their leases will run out");
+                }
+            });
+        }
+        taken
     }
 
     /// Resolves when tasks are handed off.

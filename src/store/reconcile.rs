@@ -124,6 +124,32 @@ impl Store {
         Ok(())
     }
 
+    /// Keeps how far a pass that stopped partway read (`reached`, never moving the watermark
+    /// back), and, when `due_at` is given, makes the next pass due then.
+    pub async fn keep_reconciliation_progress(
+        &self,
+        reached: Option<DateTime<Utc>>,
+        due_at: Option<DateTime<Utc>>,
+    ) -> Result<(), StoreError> {
+        if reached.is_none() && due_at.is_none() {
+            return Ok(());
+        }
+        on_pool!(&self.db, pool => {
+            sqlx::query(
+                "UPDATE reconciliation SET
+                     watermark = CASE WHEN $1 IS NOT NULL AND watermark < $1 THEN $1 ELSE watermark END,
+                     next_at = COALESCE($2, next_at)
+                 WHERE id = 1",
+            )
+            .bind(reached)
+            .bind(due_at)
+            .execute(pool)
+            .await
+            .map(|_| ())
+        })?;
+        Ok(())
+    }
+
     /// The schedule and the last pass's findings; `None` before the first pass.
     pub async fn reconciliation_status(&self) -> Result<Option<ReconciliationStatus>, StoreError> {
         let status = on_pool!(&self.db, pool => {

@@ -668,3 +668,83 @@ async fn the_benchmark_runs_and_its_ledgers_balance_sqlite() {
 async fn the_benchmark_runs_and_its_ledgers_balance_postgres() {
     the_benchmark_runs_and_its_ledgers_balance(Backend::Postgres).await
 }
+
+/// `syncdesk serve` told to stop lets a request under way finish, but not for ever: a client
+/// that sends half a webhook and stalls is cut off after the drain limit (20 s), and the
+/// process ends with 0, its workers and database closed, instead of waiting for the kill.
+#[tokio::test]
+async fn serve_stops_within_its_drain_limit_when_a_client_stalls_mid_request() {
+    use tokio::io::AsyncReadExt;
+
+    let dir = temp_dir();
+    let sqlite = format!("sqlite://{}", dir.join("syncdesk.db").display());
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("a free port")
+        .local_addr()
+        .expect("its address")
+        .port();
+    let listen = format!("127.0.0.1:{port}");
+    let mut server = tokio::process::Command::new(env!("CARGO_BIN_EXE_syncdesk"))
+        .args(["serve", "--database-url", &sqlite, "--listen", &listen])
+        .env("SYNCDESK_LOG", "error")
+        .env("SHOPIFY_WEBHOOK_SECRET", WEBHOOK_SECRET)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start syncdesk serve");
+    let started = tokio::time::Instant::now();
+    loop {
+        let ready = reqwest::get(format!("http://{listen}/healthz")).await;
+        if ready.is_ok_and(|r| r.status().is_success()) {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "serve did not start"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Half a webhook: its headers, and 10 of the 1,000 bytes they announce.
+    let mut stalled = tokio::net::TcpStream::connect(&listen)
+        .await
+        .expect("connect");
+    stalled
+        .write_all(
+            format!(
+                "POST /webhooks/shopify HTTP/1.1\r\nHost: {listen}\r\nContent-Type: application/json\r\n\
+                 Content-Length: 1000\r\nX-Shopify-Topic: orders/create\r\n\r\n{{\"id\": 12"
+            )
+            .as_bytes(),
+        )
+        .await
+        .expect("write half a request");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    let pid = server.id().expect("its pid").to_string();
+    let told = tokio::time::Instant::now();
+    let sent = tokio::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .await
+        .expect("kill -TERM");
+    assert!(sent.success());
+    let status = tokio::time::timeout(Duration::from_secs(60), server.wait())
+        .await
+        .expect("serve ended within a minute of SIGTERM")
+        .expect("serve's status");
+    let took = told.elapsed();
+    let mut stderr = String::new();
+    if let Some(mut err) = server.stderr.take() {
+        let _ = err.read_to_string(&mut stderr).await;
+    }
+    assert_eq!(status.code(), Some(0), "{stderr}");
+    assert!(
+        took >= Duration::from_secs(19) && took < Duration::from_secs(40),
+        "the stalled request was waited for {took:?}, not the drain limit"
+    );
+    // The stalled client was hung up on.
+    let mut rest = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(5), stalled.read_to_end(&mut rest)).await;
+    assert!(read.is_ok(), "the connection was closed");
+}

@@ -18,6 +18,7 @@ on_both_backends! {
     a_pass_takes_in_missing_and_stale_orders_once_and_they_sync => a_pass_takes_in_missing_and_stale_orders_once_and_they_sync_sqlite, a_pass_takes_in_missing_and_stale_orders_once_and_they_sync_postgres;
     scheduled_passes_are_claimed_once_and_record_what_they_found => scheduled_passes_are_claimed_once_and_record_what_they_found_sqlite, scheduled_passes_are_claimed_once_and_record_what_they_found_postgres;
     a_pass_waits_out_the_store_s_call_limit_instead_of_starting_over => a_pass_waits_out_the_store_s_call_limit_instead_of_starting_over_sqlite, a_pass_waits_out_the_store_s_call_limit_instead_of_starting_over_postgres;
+    a_scheduled_pass_that_stops_partway_keeps_how_far_it_read => a_scheduled_pass_that_stops_partway_keeps_how_far_it_read_sqlite, a_scheduled_pass_that_stops_partway_keeps_how_far_it_read_postgres;
 }
 
 fn admin(app: &TestApp) -> ShopAdmin {
@@ -317,5 +318,90 @@ async fn a_pass_waits_out_the_store_s_call_limit_instead_of_starting_over(app: T
         started.elapsed() >= Duration::from_secs(1),
         "it waited for the store's Retry-After ({:?})",
         started.elapsed()
+    );
+}
+
+/// A scheduled pass the store stops partway (a page it refuses for good) keeps how far it read:
+/// the next one goes on from the last page it took in (less the overlap), instead of reading
+/// every page again from the start, for ever if a long catch-up keeps failing late.
+async fn a_scheduled_pass_that_stops_partway_keeps_how_far_it_read(app: TestApp) {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use syncdesk::simulate::store::{StoreSimConfig, build_store};
+
+    let shop = build_store(StoreSimConfig::default());
+    let page_size = syncdesk::connectors::shop::PAGE_SIZE;
+    let first_change = Utc::now() - TimeDelta::hours(2);
+    let orders: Vec<Value> = (0..=page_size as u64)
+        .map(|n| {
+            let mut order = clean_order(9_000 + n);
+            let at = (first_change + TimeDelta::seconds(n as i64))
+                .to_rfc3339_opts(SecondsFormat::Secs, true);
+            order["created_at"] = json!(at);
+            order["updated_at"] = json!(at);
+            order
+        })
+        .collect();
+    for order in &orders {
+        shop.orders.put(order).expect("the store has it");
+    }
+    // The first page is served; every page after it is refused.
+    let calls = Arc::new(AtomicUsize::new(0));
+    let failing = shop.router.layer(axum::middleware::from_fn(
+        move |req: axum::extract::Request, next: axum::middleware::Next| {
+            let calls = calls.clone();
+            async move {
+                if calls.fetch_add(1, Ordering::SeqCst) == 0 {
+                    next.run(req).await
+                } else {
+                    axum::response::IntoResponse::into_response((
+                        reqwest::StatusCode::BAD_REQUEST,
+                        "this page is gone",
+                    ))
+                }
+            }
+        },
+    ));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("listen");
+    let url = format!("http://{}/", listener.local_addr().expect("address"));
+    tokio::spawn(async move { axum::serve(listener, failing).await });
+    let admin = ShopAdmin::new(
+        url::Url::parse(&url).expect("url"),
+        &shop.access_token,
+        Duration::from_secs(5),
+    )
+    .expect("Admin API client");
+
+    let reconciler = Reconciler::spawn(
+        &app.store,
+        admin,
+        Duration::from_secs(3600),
+        syncdesk::engine::wake::Wake::local(),
+    );
+    let started = Instant::now();
+    let status = loop {
+        let status = app.store.reconciliation_status().await.expect("status");
+        if let Some(status) = status.filter(|s| s.last_error.is_some()) {
+            break status;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "the pass never stopped"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    reconciler.shutdown().await;
+    let last_of_first_page = updated_at(&orders[page_size - 1]);
+    assert_eq!(
+        status.watermark,
+        last_of_first_page - TimeDelta::minutes(5),
+        "the next pass goes on from the first page's last change, less the overlap"
+    );
+    assert_eq!(
+        app.count("SELECT COUNT(*) FROM orders").await,
+        page_size as i64,
+        "what the first page listed was taken in"
     );
 }
