@@ -103,6 +103,12 @@ pub fn parse(
 ) -> Result<Value, EditError> {
     let raw: Value = serde_json::from_str(text)
         .map_err(|e| EditError::Invalid(format!("The payload is not valid JSON: {e}.")))?;
+    // A NUL character (`\u0000`): PostgreSQL cannot store it, and no destination wants it.
+    if holds_nul(&raw) {
+        return Err(EditError::Invalid(
+            "The payload holds a NUL character (\\u0000); remove it.".into(),
+        ));
+    }
     let id = store_order_id.to_string();
     let normalized = match destination {
         "crm" => {
@@ -140,6 +146,16 @@ pub fn parse(
         _ => return Err(EditError::Invalid("The destination is crm or erp.".into())),
     };
     Ok(normalized)
+}
+
+/// Whether a key or a text anywhere in `value` holds a NUL character.
+fn holds_nul(value: &Value) -> bool {
+    match value {
+        Value::String(text) => text.contains('\0'),
+        Value::Array(items) => items.iter().any(holds_nul),
+        Value::Object(map) => map.iter().any(|(k, v)| k.contains('\0') || holds_nul(v)),
+        _ => false,
+    }
 }
 
 /// A field the payload type does not have would be dropped silently: say so instead.
@@ -415,6 +431,15 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+
+    #[test]
+    fn a_nul_character_anywhere_is_refused() {
+        assert!(holds_nul(&json!({ "ship_to": { "street": "a\u{0}b" } })));
+        assert!(holds_nul(&json!([{ "k\u{0}": 1 }])));
+        assert!(!holds_nul(&json!({ "note": "line one\nline two" })));
+        let refused = parse("erp", 1, "#1", r#"{"external_id": "1\u0000"}"#).unwrap_err();
+        assert!(refused.to_string().contains("NUL character"), "{refused}");
+    }
 
     #[test]
     fn diff_names_each_changed_leaf_by_path() {

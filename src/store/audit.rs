@@ -91,7 +91,9 @@ impl Store {
         let action = filter
             .action_prefix
             .as_deref()
-            .map(|a| format!("{}%", escape(a)));
+            // Actions are lower case; so is the prefix, so that PostgreSQL's LIKE (which minds
+            // case) finds what SQLite's (which does not) finds.
+            .map(|a| format!("{}%", escape(&a.to_lowercase())));
         let actor = filter
             .actor_contains
             .as_deref()

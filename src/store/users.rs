@@ -45,6 +45,30 @@ impl UserRecord {
     }
 }
 
+/// Gives every open or snoozed exception assigned to user `$id` back to nobody, through `$tx`;
+/// how many.
+macro_rules! unassign_all {
+    ($tx:expr, $id:expr) => {
+        sqlx::query(
+            "UPDATE exceptions SET assignee_id = NULL, updated_at = $2
+             WHERE assignee_id = $1 AND status IN ('open', 'snoozed')",
+        )
+        .bind($id)
+        .bind(Utc::now())
+        .execute($tx)
+        .await?
+        .rows_affected()
+    };
+}
+
+/// An account's audit view, with how many exceptions the change gave back to nobody (when any).
+fn with_unassigned(mut view: serde_json::Value, unassigned: u64) -> serde_json::Value {
+    if unassigned > 0 {
+        view["exceptions_unassigned"] = json!(unassigned);
+    }
+    view
+}
+
 /// What sign-in needs to check a password.
 #[derive(Clone, Debug)]
 pub struct UserCredentials {
@@ -252,12 +276,20 @@ impl Store {
         after.roles = roles.to_vec();
         after.roles.sort();
         after.roles.dedup();
-        let change = Change::new(by, "user.roles_changed", format!("user:{id}"))
-            .before(before.audit_view())
-            .after(after.audit_view());
         let stays_admin = after.roles.contains(&Role::Admin);
+        let stays_operator = after.roles.contains(&Role::Operator);
         on_pool!(&self.db, pool => {
             let mut tx = begin_admin_change!(pool, id, !stays_admin);
+            // Someone who no longer works the queue holds none of it: their exceptions go back
+            // to nobody, where the others look for work.
+            let unassigned = if stays_operator {
+                0
+            } else {
+                unassign_all!(&mut *tx, id)
+            };
+            let change = Change::new(by, "user.roles_changed", format!("user:{id}"))
+                .before(before.audit_view())
+                .after(with_unassigned(after.audit_view(), unassigned));
             sqlx::query("DELETE FROM user_roles WHERE user_id = $1").bind(id).execute(&mut *tx).await?;
             for role in &after.roles {
                 sqlx::query("INSERT INTO user_roles (user_id, role) VALUES ($1, $2) ON CONFLICT DO NOTHING")
@@ -289,11 +321,12 @@ impl Store {
         } else {
             "user.deactivated"
         };
-        let change = Change::new(by, action, format!("user:{id}"))
-            .before(before.audit_view())
-            .after(after.audit_view());
         on_pool!(&self.db, pool => {
             let mut tx = begin_admin_change!(pool, id, !active);
+            let unassigned = if active { 0 } else { unassign_all!(&mut *tx, id) };
+            let change = Change::new(by, action, format!("user:{id}"))
+                .before(before.audit_view())
+                .after(with_unassigned(after.audit_view(), unassigned));
             // Deactivating ends every session of the account, also those idle right now.
             let now = Utc::now();
             sqlx::query(

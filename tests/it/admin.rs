@@ -390,6 +390,18 @@ async fn deactivation_ends_sessions_at_once(app: TestApp) {
         StatusCode::OK
     );
 
+    // An exception Dan took, and one he closed: the open one goes back to nobody with him.
+    for status in ["open", "resolved"] {
+        app.execute(&format!(
+            "INSERT INTO exceptions (destination, code, kind, fingerprint, message, action, fields,
+                 status, assignee_id, created_at, updated_at)
+             VALUES ('erp', 'dead_letter', 'exhausted', 'dead_letter:erp', 'Gave up', 'Retry / skip', '[]',
+                 '{status}', {}, '2026-11-01T00:00:06+00:00', '2026-11-01T00:00:06+00:00')",
+            dan.id
+        ))
+        .await;
+    }
+
     let dan_id = dan.id.to_string();
     let res = admin
         .rpc(
@@ -399,6 +411,24 @@ async fn deactivation_ends_sessions_at_once(app: TestApp) {
         .await;
     assert_eq!(res.status, StatusCode::OK, "{}", res.body);
     assert!(!res.json::<UserRow>().active);
+    assert_eq!(
+        app.count(&format!(
+            "SELECT COUNT(*) FROM exceptions WHERE assignee_id = {} AND status = 'open'",
+            dan.id
+        ))
+        .await,
+        0,
+        "what he held is back with nobody"
+    );
+    assert_eq!(
+        app.count(&format!(
+            "SELECT COUNT(*) FROM exceptions WHERE assignee_id = {} AND status = 'resolved'",
+            dan.id
+        ))
+        .await,
+        1,
+        "who closed an exception stays on it"
+    );
 
     // Dan's open session stops working on his very next request.
     assert_eq!(dans_browser.whoami().await, None);
@@ -426,6 +456,10 @@ async fn deactivation_ends_sessions_at_once(app: TestApp) {
     );
     assert_eq!(entries[0].before.as_ref().unwrap().0["active"], json!(true));
     assert_eq!(entries[0].after.as_ref().unwrap().0["active"], json!(false));
+    assert_eq!(
+        entries[0].after.as_ref().unwrap().0["exceptions_unassigned"],
+        json!(1)
+    );
 
     // An admin cannot lock themselves out.
     let ana_id = ana.id.to_string();
