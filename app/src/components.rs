@@ -76,6 +76,23 @@ pub fn Guard(roles: &'static [Role], children: ChildrenFn) -> impl IntoView {
     }
 }
 
+/// A resource's answer as a view: `show` of what it loaded, or why it could not be loaded (a
+/// session that ended, a role taken away, the server unreachable) — never a silently empty
+/// panel that reads as "nothing to do".
+pub fn loaded<T, V: IntoView + 'static>(
+    answer: Result<T, AppError>,
+    show: impl FnOnce(T) -> V,
+) -> AnyView {
+    match answer {
+        Ok(value) => show(value).into_any(),
+        Err(AppError::Unauthenticated) => view! {
+            <p class="alert" role="alert">"Your session has ended. " <a href="/login">"Sign in again"</a> " to go on."</p>
+        }
+        .into_any(),
+        Err(err) => view! { <p class="alert" role="alert">{err.to_string()}</p> }.into_any(),
+    }
+}
+
 /// Whether the viewer of the page — under a [`Guard`] — holds `role` (false outside one). Read
 /// once, not tracked: the [`Guard`] rebuilds its page when the viewer changes. A view tracking
 /// the session itself would be run again by the sign-out, in the same turn as the redirect that

@@ -321,6 +321,10 @@ pub struct TriageOutcome {
     pub in_flight: u64,
     /// Destination-wide exceptions (rejected credentials) that this action cannot settle.
     pub destination_wide: u64,
+    /// Order states the store sent that SyncDesk could not read: a retry has nothing to send
+    /// for them (a resync from the store does); skip and resolve close them.
+    #[serde(default)]
+    pub from_store: u64,
     /// Exceptions closed, assigned or snoozed.
     pub changed: u64,
     /// Whether nothing was changed (a count before confirming).

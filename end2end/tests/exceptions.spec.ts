@@ -164,3 +164,28 @@ test('an ERP that refuses the credentials pauses with one exception, and an admi
   const entry = page.getByRole('row').filter({ hasText: 'destination:erp' }).first();
   await expect(entry).toContainText(adminEmail);
 });
+
+test('an order the store sent unreadable waits in the queue, with a resync from the store as its fix', async ({ page, request }) => {
+  await signIn(page, operatorEmail);
+  await page.goto('/exceptions?destination=store');
+  await hydrated(page);
+  const id = Date.now();
+  const order = shopifyOrder(id, `#${9000 + Math.floor(Math.random() * 900)}`);
+  order.line_items[0].price = 'twelve';
+  await postOrder(request, order);
+
+  // Its row names the order by the store's id (SyncDesk never took it in) and what could not
+  // be read; it has no task to retry, only the resync that reads the order again.
+  const list = page.getByRole('table', { name: 'All in this view' });
+  const row = list.getByRole('row').filter({ hasText: `store id ${id}` });
+  await expect(row).toBeVisible({ timeout: 20_000 });
+  await expect(row).toContainText('cannot read (at line_items[0].price)');
+  await expect(row.getByRole('button', { name: 'Retry' })).toHaveCount(0);
+  const cause = page.getByRole('table', { name: 'By cause' }).getByRole('row').filter({ hasText: `store order ${id}` });
+  await expect(cause.getByRole('button', { name: 'Retry all' })).toHaveCount(0);
+
+  // The demo's store has no such order: the resync says so, and the exception stays.
+  await row.getByRole('button', { name: 'Resync from the store' }).click();
+  await expect(page.getByRole('alert').filter({ hasText: `The store has no order with id ${id}.` })).toBeVisible();
+  await expect(row).toBeVisible();
+});

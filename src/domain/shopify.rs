@@ -74,6 +74,43 @@ pub fn order_from_json(value: &Value<'_>) -> Result<Order, ParseError> {
     read_order(&root)
 }
 
+/// What can still be read of an order or refund payload that cannot be read as a whole: which
+/// order it is about, and how recent the state it carried was.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct OrderReference {
+    /// The store's id of the order.
+    pub order_id: i64,
+    /// How recent the unread state was, when that much could be read: an order's `updated_at`;
+    /// for a refund, a microsecond before its `created_at`, which is how recent an order is
+    /// once the refund is applied to it (see `store::ingest`).
+    pub as_of: Option<DateTime<Utc>>,
+}
+
+/// The order an unreadable order payload (`refund == false`) or refunds/create payload
+/// (`refund == true`) is about, if its id can be read; `None` when not even that can.
+pub fn order_reference(value: &Value<'_>, refund: bool) -> Option<OrderReference> {
+    let root = Obj::root(value).ok()?;
+    let (wrapper, id_key, at_key) = if refund {
+        ("refund", "order_id", "created_at")
+    } else {
+        ("order", "id", "updated_at")
+    };
+    let object = match root.object(wrapper) {
+        Ok(Some(inner)) if !root.has("id") => inner,
+        _ => root,
+    };
+    let order_id = object.opt(id_key, int).ok().flatten()?;
+    let as_of = object.opt(at_key, timestamp).ok().flatten();
+    Some(OrderReference {
+        order_id,
+        as_of: if refund {
+            as_of.map(|at| at - chrono::TimeDelta::microseconds(1))
+        } else {
+            as_of
+        },
+    })
+}
+
 /// Reads a refunds/create payload.
 pub fn parse_refund(body: &[u8]) -> Result<Refund, ParseError> {
     refund_from_json(&parse_json(body)?)

@@ -22,6 +22,7 @@ use chrono::{DateTime, TimeDelta, Utc};
 use serde::Serialize;
 
 use crate::domain::Sku;
+use crate::store::NewException;
 
 pub mod action;
 mod classify;
@@ -508,6 +509,63 @@ impl Problem {
             action: action::RETRY_OR_SKIP,
             fields: field.map(str::to_owned).into_iter().collect(),
             fingerprint: format!("unreadable_order:{}", destination.as_str()),
+        }
+    }
+
+    /// The store sent an order's state (an order, or a refund of it, under `topic`) that cannot
+    /// be read, so it reached no destination. `order` is the order's id when that much could be
+    /// read, `field` where reading stopped; the value found is never quoted. An exception of the
+    /// store's, with no task: fingerprint `unreadable_webhook:<order id>` (one per order,
+    /// resolving by itself once SyncDesk holds a state of the order as recent), or
+    /// `unreadable_webhook:unknown:<topic>` when not even the order's id could be read (one for
+    /// all such webhooks of a topic, telling the latest: they are one fault, repeated).
+    pub fn unreadable_webhook(topic: &str, order: Option<i64>, field: Option<&str>) -> Problem {
+        let at = field.map(|f| format!(" (at {f})")).unwrap_or_default();
+        let refund = topic.starts_with("refunds/");
+        match order {
+            Some(id) => Problem {
+                code: code::UNREADABLE_WEBHOOK,
+                kind: ExceptionKind::NeedsAction,
+                message: format!(
+                    "The store sent {what} ({topic}) in a form SyncDesk cannot read{at}, so it \
+                     reached neither the CRM nor the ERP. Resync the order from the store; this \
+                     closes by itself once SyncDesk holds a state of the order as recent.",
+                    what = if refund {
+                        format!("a refund of store order {id}")
+                    } else {
+                        format!("store order {id}")
+                    },
+                ),
+                action: action::RESYNC_FROM_STORE,
+                fields: field.map(str::to_owned).into_iter().collect(),
+                fingerprint: format!("unreadable_webhook:{id}"),
+            },
+            None => Problem {
+                code: code::UNREADABLE_WEBHOOK,
+                kind: ExceptionKind::NeedsAction,
+                message: format!(
+                    "The store sent a {topic} webhook SyncDesk cannot read{at}, not even which \
+                     order it is about, so that order reached neither the CRM nor the ERP. Find \
+                     it in the store and resync it, then mark this done."
+                ),
+                action: action::LOOK_UP_IN_STORE,
+                fields: field.map(str::to_owned).into_iter().collect(),
+                fingerprint: format!("unreadable_webhook:unknown:{topic}"),
+            },
+        }
+    }
+}
+
+/// The row a problem opens.
+impl From<&Problem> for NewException {
+    fn from(problem: &Problem) -> NewException {
+        NewException {
+            code: problem.code.to_string(),
+            kind: problem.kind.as_str(),
+            fingerprint: problem.fingerprint.clone(),
+            message: problem.message.clone(),
+            action: problem.action.to_string(),
+            fields: problem.fields.clone(),
         }
     }
 }

@@ -2,8 +2,11 @@
 //! of an order, that state plus a sync task per destination — all in one transaction, before
 //! the store gets its 2xx.
 
+use super::exception::Problem;
 use crate::domain::shopify;
-use crate::store::{Delivery, IngestOutcome, Payload, Store, StoreError};
+use crate::store::{
+    Delivery, IngestOutcome, NewException, Payload, Store, StoreError, UnreadState,
+};
 
 /// The topics SyncDesk acts on.
 pub const TOPICS: [&str; 10] = [
@@ -41,7 +44,7 @@ pub fn read_parsed(topic: &str, value: &serde_json_borrow::Value<'_>) -> Payload
         | "orders/partially_fulfilled"
         | "orders/cancelled" => shopify::order_from_json(value)
             .map(|o| Payload::Order(Box::new(o)))
-            .unwrap_or_else(unreadable),
+            .unwrap_or_else(|e| unreadable_state(topic, e, shopify::order_reference(value, false))),
         // An edit notice names the order but not its new state, which arrives with the
         // orders/updated the store sends for the same edit (and with reconciliation).
         "orders/edited" => match shopify::order_edit_from_json(value) {
@@ -53,7 +56,7 @@ pub fn read_parsed(topic: &str, value: &serde_json_borrow::Value<'_>) -> Payload
         },
         "refunds/create" => shopify::refund_from_json(value)
             .map(|r| Payload::Refund(Box::new(r)))
-            .unwrap_or_else(unreadable),
+            .unwrap_or_else(|e| unreadable_state(topic, e, shopify::order_reference(value, true))),
         "customers/create" | "customers/update" => shopify::customer_from_json(value)
             .map(|c| Payload::Customer(Box::new(c)))
             .unwrap_or_else(unreadable),
@@ -62,10 +65,31 @@ pub fn read_parsed(topic: &str, value: &serde_json_borrow::Value<'_>) -> Payload
 }
 
 /// A body that cannot be read: the whole reason for the record, the field's path for the log.
+/// Nothing of an order's state was lost with it (a customer record, an edit notice), or not
+/// even JSON could be read.
 fn unreadable(e: shopify::ParseError) -> Payload {
     Payload::Unreadable {
         reason: e.to_string(),
         field: e.field().map(str::to_owned),
+        state: None,
+    }
+}
+
+/// An order's state (an order, or a refund of it) that cannot be read: as [`unreadable`], and,
+/// when its id can be read, the order it is about, so the store opens an exception for it.
+fn unreadable_state(
+    topic: &str,
+    e: shopify::ParseError,
+    order: Option<shopify::OrderReference>,
+) -> Payload {
+    let problem = Problem::unreadable_webhook(topic, order.map(|o| o.order_id), e.field());
+    Payload::Unreadable {
+        reason: e.to_string(),
+        field: e.field().map(str::to_owned),
+        state: Some(UnreadState {
+            order,
+            exception: NewException::from(&problem),
+        }),
     }
 }
 
@@ -109,7 +133,12 @@ mod tests {
     fn an_unreadable_body_names_its_field_apart_from_the_value() {
         let body = br#"{"id": 7, "email": "jane doe@example.com", "phone": null,
             "created_at": "2024-10-01T09:15:00Z", "updated_at": "2024-10-01T09:15:00Z"}"#;
-        let Payload::Unreadable { reason, field } = read_payload("customers/update", body) else {
+        let Payload::Unreadable {
+            reason,
+            field,
+            state: None,
+        } = read_payload("customers/update", body)
+        else {
             panic!("the email is not an email");
         };
         assert_eq!(field.as_deref(), Some("email"));

@@ -33,7 +33,8 @@ impl Resynced {
                 "SyncDesk already had the store's current state.".to_string()
             }
             IngestOutcome::Recorded => {
-                "The store's answer could not be read as an order; it is kept in the timeline."
+                "The store's answer could not be read as an order either, so nothing was sent; \
+                 it is kept in the order's timeline, and its exception in the queue stays open."
                     .to_string()
             }
         };
@@ -101,6 +102,11 @@ pub async fn resync(
         body,
     };
     let outcome = ingest::accept(store, delivery).await?;
+    // A state of the store's that SyncDesk could not read before is made good now, if this one
+    // was read: its exception closes at once rather than at the workers' next sweep.
+    if !matches!(outcome, IngestOutcome::Recorded) {
+        store.settle_unread_states().await?;
+    }
     let mut destinations = Vec::new();
     if !matches!(outcome, IngestOutcome::Recorded) {
         for destination in DESTINATIONS {

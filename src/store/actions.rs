@@ -147,6 +147,21 @@ impl Store {
             tx.commit().await?;
             Ok::<Released, StoreError>(released)
         })?;
+        // PostgreSQL: a delivery that read no mapping before this commit may have finished
+        // blocked on the SKU between the release's statements or just after them; its task
+        // would wait on a cause already fixed, its exception perhaps closed. Released now, as
+        // the CSV import does. (SQLite's one writer puts every finish before or after the save.)
+        if let super::Db::Postgres(pool) = &self.db {
+            let mut tx = pool.begin().await?;
+            let late: Released =
+                release_blocked!(tx, &fingerprint, &resolution, by.label(), Utc::now());
+            if late.tasks > 0 || late.exceptions > 0 {
+                let change = Change::new(by, "sku_mapping.late_released", format!("sku:{sku}"))
+                    .after(json!({ "released_tasks": late.tasks, "resolved_exceptions": late.exceptions }));
+                insert_audit!(&mut *tx, &change)?;
+            }
+            tx.commit().await?;
+        }
         let mapping = self
             .sku_mapping(sku)
             .await?
@@ -229,6 +244,14 @@ impl Store {
                 return Err(StoreError::NotFound("exception"));
             };
             let Some(task_id) = task_id else {
+                if destination == "store" {
+                    return Err(StoreError::Conflict(
+                        "This is an order the store sent in a form SyncDesk could not read, so there is \
+                         nothing to send again. Resync it from the store (the button on its row, or the \
+                         order's page): SyncDesk reads its current state through the store's Admin API."
+                            .into(),
+                    ));
+                }
                 return Err(StoreError::Conflict(format!(
                     "This exception concerns a whole destination. Restart SyncDesk with renewed credentials \
                      (SYNCDESK_{upper}_TOKEN) and it resumes by itself, or, once they were put right on the \

@@ -43,7 +43,7 @@ pub use api_views::{
 };
 pub use audit::{AuditFilter, AuditRecord};
 pub use edits::{NewPayloadEdit, PayloadEdit, PayloadEditInForce};
-pub use ingest::{DESTINATIONS, Delivery, Outcome as IngestOutcome, Payload};
+pub use ingest::{DESTINATIONS, Delivery, Outcome as IngestOutcome, Payload, UnreadState};
 pub use reconcile::ReconciliationStatus;
 pub use signal::WorkListener;
 pub use sku_import::{ImportApplied, MappingRow};
@@ -161,10 +161,30 @@ pub enum StoreError {
     NotFound(&'static str),
     /// Any other database error.
     #[error("database error: {0}")]
-    Database(#[from] sqlx::Error),
+    Database(sqlx::Error),
     /// A database error on SQLite's writer connection (see `writer`).
     #[error("database error: {0}")]
     Sqlite(#[from] rusqlite::Error),
+}
+
+impl From<sqlx::Error> for StoreError {
+    /// Text PostgreSQL cannot hold (a NUL character, in a search or a value typed into a form;
+    /// SQLite takes it) is the input's fault, not the database's: said as such, not a 500.
+    fn from(err: sqlx::Error) -> StoreError {
+        let unstorable = err
+            .as_database_error()
+            .and_then(|db| db.code())
+            .is_some_and(|code| code == "22021" || code == "22P05");
+        if unstorable {
+            StoreError::Invalid(
+                "The text holds a NUL character (\\u0000), which cannot be stored or searched \
+                 for; type it again without it."
+                    .into(),
+            )
+        } else {
+            StoreError::Database(err)
+        }
+    }
 }
 
 /// The storage interface the rest of SyncDesk uses.

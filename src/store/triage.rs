@@ -107,6 +107,10 @@ pub struct TriageReport {
     /// Exceptions for a whole destination (rejected credentials): only renewing the
     /// credentials resumes it, so retry, skip and resolve leave them.
     pub destination_wide: u64,
+    /// Exceptions of order states the store sent that SyncDesk could not read: there is no
+    /// task to retry (a resync from the store is what retries them); skip and resolve close
+    /// them.
+    pub from_store: u64,
     /// Exceptions changed (closed as skipped or resolved, assigned, snoozed).
     pub changed: u64,
     /// Whether this was a dry run.
@@ -344,6 +348,12 @@ impl Store {
                 pool.begin_with("BEGIN IMMEDIATE").await?
             };
             if let TriageAction::Assign { user_id: Some(user) } = action {
+                // PostgreSQL: after any change to accounts under way (see `users`), which gives
+                // back what a deactivated person or one who lost the operator role held; read
+                // before it commits, they could be assigned work again.
+                if pg {
+                    sqlx::query("SELECT pg_advisory_xact_lock(7315001)").execute(&mut *tx).await?;
+                }
                 let active: Option<bool> = sqlx::query_scalar("SELECT active FROM users WHERE id = $1")
                     .bind(user)
                     .fetch_optional(&mut *tx)
@@ -364,6 +374,17 @@ impl Store {
                     ));
                 }
             }
+            // PostgreSQL: the scope's tasks are locked first, so that no claim takes one (the
+            // claims skip locked rows) and no delivery finishes one between the statements
+            // below, each of which reads afresh: a task resolved by hand could otherwise be
+            // claimed between its manual attempt and its state, and sent after all.
+            if pg && !dry_run && matches!(action, TriageAction::Retry | TriageAction::Skip { .. } | TriageAction::Resolve { .. }) {
+                let lock = format!(
+                    "SELECT id FROM sync_tasks WHERE id IN (SELECT x.task_id FROM exceptions x WHERE x.id IN ({scoped})
+                         AND x.task_id IS NOT NULL) ORDER BY id FOR UPDATE"
+                );
+                bind_scope!(sqlx::query(&lock), &binds).fetch_all(&mut *tx).await?;
+            }
             // What the scope holds, by what can be done with it, in one pass: the scope's
             // exceptions from an index (exceptions_cause_tasks holds a cause's task ids), and
             // each one's task by its key. Each task has at most one open exception, so counting
@@ -371,18 +392,22 @@ impl Store {
             // reports what its statements changed.
             let count_sql = format!(
                 "SELECT COUNT(*),
-                        COUNT(CASE WHEN e.task_id IS NULL THEN 1 END),
+                        COUNT(CASE WHEN e.task_id IS NULL AND e.destination <> 'store' THEN 1 END),
+                        COUNT(CASE WHEN e.destination = 'store' THEN 1 END),
                         COUNT(CASE WHEN t.synced_version >= t.target_version THEN 1 END),
                         COUNT(CASE WHEN t.state = 'running' AND NOT (COALESCE(t.synced_version, -1) >= t.target_version) THEN 1 END),
                         COUNT(CASE WHEN t.state IN {IDLE_STATES} AND NOT (COALESCE(t.synced_version, -1) >= t.target_version) THEN 1 END),
-                        COUNT(CASE WHEN t.state <> 'running' THEN 1 END)
+                        COUNT(CASE WHEN t.state <> 'running' OR e.destination = 'store' THEN 1 END)
                  FROM exceptions e LEFT JOIN sync_tasks t ON t.id = e.task_id
                  WHERE e.status IN ('open', 'snoozed') AND {}",
                 scope_sql(pg, scope)
             );
-            let (matched, destination_wide, applied, running, behind_idle, not_in_flight): (i64, i64, i64, i64, i64, i64) =
+            let (matched, destination_wide, from_store, applied, running, behind_idle, not_in_flight): (i64, i64, i64, i64, i64, i64, i64) =
                 bind_scope!(sqlx::query_as(&count_sql), &binds).fetch_one(&mut *tx).await?;
-            let task_ops = matches!(action, TriageAction::Retry | TriageAction::Skip { .. } | TriageAction::Resolve { .. });
+            // Snooze too: a destination-wide exception is never snoozed (its cause's row and
+            // "Resume deliveries" would leave the queue while nothing reaches the destination,
+            // and a paused destination raises no other exception to tell of it).
+            let task_ops = matches!(action, TriageAction::Retry | TriageAction::Skip { .. } | TriageAction::Resolve { .. } | TriageAction::Snooze { .. });
             let mut report = TriageReport {
                 matched: matched as u64,
                 dry_run,
@@ -390,6 +415,7 @@ impl Store {
             };
             if task_ops {
                 report.destination_wide = destination_wide as u64;
+                report.from_store = from_store as u64;
                 report.in_flight = running as u64;
             }
             // Tasks idle and behind the order's current version: what retry queues, skip skips
@@ -437,8 +463,8 @@ impl Store {
                 TriageAction::Skip { reason } | TriageAction::Resolve { note: reason } => {
                     let skip = matches!(action, TriageAction::Skip { .. });
                     let closable = format!(
-                        "id IN ({scoped}) AND task_id IS NOT NULL
-                         AND task_id NOT IN (SELECT id FROM sync_tasks WHERE state = 'running')"
+                        "id IN ({scoped}) AND (task_id IS NULL AND destination = 'store'
+                             OR task_id IS NOT NULL AND task_id NOT IN (SELECT id FROM sync_tasks WHERE state = 'running'))"
                     );
                     if dry_run {
                         report.changed = not_in_flight as u64;
@@ -503,10 +529,11 @@ impl Store {
                 }
                 TriageAction::Snooze { until } => {
                     if dry_run {
-                        report.changed = report.matched;
+                        report.changed = report.matched - report.destination_wide;
                     } else {
                         let sql11 = format!(
-                            "UPDATE exceptions SET status = 'snoozed', snoozed_until = $10, updated_at = $11 WHERE id IN ({scoped})"
+                            "UPDATE exceptions SET status = 'snoozed', snoozed_until = $10, updated_at = $11
+                             WHERE id IN ({scoped}) AND NOT (task_id IS NULL AND destination <> 'store')"
                         );
                         report.changed = bind_scope!(sqlx::query(&sql11), &binds)
                         .bind(until)
@@ -541,6 +568,32 @@ impl Store {
             sqlx::query(
                 "UPDATE exceptions SET status = 'open', snoozed_until = NULL, updated_at = $1
                  WHERE status = 'snoozed' AND snoozed_until <= $1",
+            )
+            .bind(now)
+            .execute(pool)
+            .await
+            .map(|done| done.rows_affected())
+        })?;
+        Ok(n)
+    }
+
+    /// Resolves the exceptions of order states the store sent and SyncDesk could not read
+    /// (`unreadable_webhook`) once SyncDesk holds a state of their order as recent: the order's
+    /// `updated_at` at least that of the unread one, or, when that was not known, any state
+    /// taken in since the exception opened. Run by the workers' periodic sweep and after a
+    /// resync, so the ingest's hot path pays nothing for it; the few open ones are read
+    /// through a partial index. Returns how many were resolved.
+    pub async fn settle_unread_states(&self) -> Result<u64, StoreError> {
+        let now = Utc::now();
+        let n = on_pool!(&self.db, pool => {
+            sqlx::query(
+                "UPDATE exceptions SET status = 'resolved', resolved_at = $1, resolved_by = 'engine',
+                     resolution = 'SyncDesk took in a state of the order at least as recent', snoozed_until = NULL,
+                     updated_at = $1
+                 WHERE code = 'unreadable_webhook' AND status IN ('open', 'snoozed') AND store_order_id IN (
+                     SELECT e.store_order_id FROM exceptions e JOIN orders o ON o.store_order_id = e.store_order_id
+                     WHERE e.code = 'unreadable_webhook' AND e.status IN ('open', 'snoozed')
+                       AND (o.store_updated_at >= e.order_as_of OR (e.order_as_of IS NULL AND o.updated_at >= e.updated_at)))",
             )
             .bind(now)
             .execute(pool)

@@ -50,10 +50,11 @@ pub fn scope(query: &ExceptionQuery, me: Option<i64>) -> Result<ExceptionScope, 
     };
     let destination = given(&query.destination);
     if let Some(d) = &destination
-        && d != "crm"
-        && d != "erp"
+        && !["crm", "erp", "store"].contains(&d.as_str())
     {
-        return Err(format!("destination must be crm or erp (got {d:?})."));
+        return Err(format!(
+            "destination must be crm, erp or store (got {d:?})."
+        ));
     }
     let created_before = match query.older_than_minutes {
         None => None,
@@ -63,6 +64,9 @@ pub fn scope(query: &ExceptionQuery, me: Option<i64>) -> Result<ExceptionScope, 
     let search = given(&query.q);
     if search.as_ref().is_some_and(|q| q.chars().count() > 200) {
         return Err("Search for at most 200 characters.".into());
+    }
+    if search.as_ref().is_some_and(|q| q.contains('\0')) {
+        return Err("The search holds a NUL character (%00); type it again without it.".into());
     }
     Ok(ExceptionScope {
         ids: None,
@@ -218,9 +222,18 @@ pub fn outcome(request: &TriageRequest, report: &TriageReport) -> TriageOutcome 
                 orders(report.in_flight)
             ));
         }
+        if report.from_store > 0 && matches!(request, TriageRequest::Retry) {
+            parts.push(format!(
+                "{} the store sent in a form SyncDesk could not read: there is nothing to send \
+                 again; resync {} from the store with the row's button.",
+                orders(report.from_store),
+                if report.from_store == 1 { "it" } else { "each" }
+            ));
+        }
         if report.destination_wide > 0 {
             parts.push(
-                "A destination whose credentials were rejected resumes when SyncDesk restarts with renewed ones."
+                "A destination whose credentials were rejected is left as it is: it resumes when \
+                 SyncDesk restarts with renewed ones, or when an admin resumes it from its cause's row."
                     .to_string(),
             );
         }
@@ -231,6 +244,7 @@ pub fn outcome(request: &TriageRequest, report: &TriageReport) -> TriageOutcome 
         already_applied: report.already_applied,
         in_flight: report.in_flight,
         destination_wide: report.destination_wide,
+        from_store: report.from_store,
         changed: report.changed,
         dry_run: report.dry_run,
         summary: parts.join(" "),

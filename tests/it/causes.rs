@@ -420,6 +420,26 @@ async fn the_cause_summary_stays_exact_through_every_kind_of_change(app: TestApp
     drain(&worker, &app, Duration::from_secs(5)).await;
     let groups = assert_exact(&app.store, "the ERP rejected our credentials").await;
     assert_eq!(open_in(&groups, "auth:erp"), 1, "{groups:?}");
+    // It is never snoozed out of sight: a paused destination raises nothing else to tell of it.
+    let credentials = ExceptionScope {
+        fingerprint: Some("auth:erp".into()),
+        ..ExceptionScope::default()
+    };
+    let snoozing = app
+        .store
+        .triage(&credentials, &TriageAction::Snooze { until }, false, &by)
+        .await
+        .expect("snooze the cause");
+    assert_eq!(
+        (
+            snoozing.matched,
+            snoozing.changed,
+            snoozing.destination_wide
+        ),
+        (1, 0, 1)
+    );
+    let groups = assert_exact(&app.store, "snoozing beside a paused destination").await;
+    assert_eq!(open_in(&groups, "auth:erp"), 1, "{groups:?}");
     rig.erp.faults().restore_credentials();
     app.store
         .resume_destination("erp", &by)

@@ -17,6 +17,7 @@ on_both_backends! {
     an_operator_edits_the_refused_payload_and_the_edit_is_sent_once_with_the_original_kept => an_operator_edits_the_refused_payload_and_the_edit_is_sent_once_with_the_original_kept_sqlite, an_operator_edits_the_refused_payload_and_the_edit_is_sent_once_with_the_original_kept_postgres;
     a_resync_reads_the_store_applies_a_newer_state_and_sends_it => a_resync_reads_the_store_applies_a_newer_state_and_sends_it_sqlite, a_resync_reads_the_store_applies_a_newer_state_and_sends_it_postgres;
     the_orders_list_filters_by_state_and_an_operator_skips_from_the_order_page => the_orders_list_filters_by_state_and_an_operator_skips_from_the_order_page_sqlite, the_orders_list_filters_by_state_and_an_operator_skips_from_the_order_page_postgres;
+    an_order_state_the_store_sent_unreadable_waits_in_the_queue_until_one_as_recent_is_read => an_order_state_the_store_sent_unreadable_waits_in_the_queue_until_one_as_recent_is_read_sqlite, an_order_state_the_store_sent_unreadable_waits_in_the_queue_until_one_as_recent_is_read_postgres;
 }
 
 const LONG_STREET: &str = "Apartment 4B, The Old Harbour Warehouse Building, 12 Harbour Street";
@@ -644,4 +645,192 @@ async fn the_orders_list_filters_by_state_and_an_operator_skips_from_the_order_p
         .await,
         2
     );
+}
+
+/// An order's state the store sent in a form SyncDesk cannot read reached no destination, so it
+/// is an exception of the store's: one per order, with no task to retry, resolving by itself
+/// once SyncDesk holds a state of the order as recent (the workers' sweep, or a resync). One
+/// older than what SyncDesk holds opens none; one whose order cannot even be named is kept for
+/// a person to close. A customer record that cannot be read opens none: orders carry their
+/// customer.
+async fn an_order_state_the_store_sent_unreadable_waits_in_the_queue_until_one_as_recent_is_read(
+    app: TestApp,
+) {
+    let order = clean_order(760);
+    let id = order_id(&order);
+    let (_, body) = Post::new("orders/create", &order).send(&app).await;
+    assert_eq!(body["outcome"], "applied", "{body}");
+    let unreadable = |state: &Value| {
+        let mut state = state.clone();
+        state["line_items"][0]["price"] = json!("twelve");
+        state
+    };
+    let open = |fingerprint: String| {
+        let app = &app;
+        async move {
+            app.count(&format!(
+                "SELECT COUNT(*) FROM exceptions WHERE fingerprint = '{fingerprint}'
+                 AND status = 'open' AND destination = 'store' AND task_id IS NULL
+                 AND code = 'unreadable_webhook'"
+            ))
+            .await
+        }
+    };
+    let fingerprint = format!("unreadable_webhook:{id}");
+
+    // Older than what SyncDesk holds: nothing is lost by not reading it.
+    let (_, body) = Post::new("orders/updated", &unreadable(&later(&order, -30)))
+        .send(&app)
+        .await;
+    assert_eq!(body["outcome"], "recorded", "{body}");
+    assert_eq!(open(fingerprint.clone()).await, 0);
+
+    // Newer, twice: one exception, waiting for the more recent of the two.
+    for minutes in [10, 20] {
+        let (status, body) = Post::new("orders/paid", &unreadable(&later(&order, minutes)))
+            .send(&app)
+            .await;
+        assert_eq!(
+            (status, &body["outcome"]),
+            (StatusCode::OK, &json!("recorded"))
+        );
+    }
+    assert_eq!(open(fingerprint.clone()).await, 1);
+    let message = app
+        .text(&format!(
+            "SELECT message FROM exceptions WHERE fingerprint = '{fingerprint}'"
+        ))
+        .await;
+    assert_eq!(
+        message,
+        format!(
+            "The store sent store order {id} (orders/paid) in a form SyncDesk cannot read (at \
+             line_items[0].price), so it reached neither the CRM nor the ERP. Resync the order \
+             from the store; this closes by itself once SyncDesk holds a state of the order as \
+             recent."
+        )
+    );
+    // Shown in the order's timeline, as every delivery about it.
+    assert_eq!(
+        app.count(&format!(
+            "SELECT COUNT(*) FROM webhook_events WHERE store_order_id = {id} AND outcome = 'recorded'"
+        ))
+        .await,
+        3
+    );
+
+    // No task to send again: a retry says what to do instead, and a group retry counts it apart.
+    let exception_id = app
+        .count(&format!(
+            "SELECT id FROM exceptions WHERE fingerprint = '{fingerprint}'"
+        ))
+        .await;
+    let by = syncdesk::audit::Actor::System;
+    let refused = app
+        .store
+        .retry_exception(exception_id, &by)
+        .await
+        .expect_err("nothing to retry");
+    assert!(
+        refused.to_string().contains("Resync it from the store"),
+        "{refused}"
+    );
+    let scope = syncdesk::store::ExceptionScope {
+        destination: Some("store".into()),
+        ..Default::default()
+    };
+    let report = app
+        .store
+        .triage(&scope, &syncdesk::store::TriageAction::Retry, false, &by)
+        .await
+        .expect("retry");
+    assert_eq!(
+        (
+            report.matched,
+            report.queued,
+            report.from_store,
+            report.destination_wide
+        ),
+        (1, 0, 1, 0)
+    );
+
+    // A readable state newer than the first unread one but older than the second: still open.
+    let (_, body) = Post::new("orders/updated", &later(&order, 15))
+        .send(&app)
+        .await;
+    assert_eq!(body["outcome"], "applied", "{body}");
+    assert_eq!(app.store.settle_unread_states().await.expect("sweep"), 0);
+    assert_eq!(open(fingerprint.clone()).await, 1);
+
+    // The store's current state, read by a resync: the exception closes at once.
+    let current = later(&order, 20);
+    app.shop.orders().put(&current).expect("the store has it");
+    app.add_user("ursula@example.com", "Ursula", &[Role::Operator])
+        .await;
+    let operator = app.signed_in("ursula@example.com").await;
+    let resynced = operator
+        .rpc("/rpc/orders/resync", &[("store_order_id", &id.to_string())])
+        .await;
+    assert_eq!(resynced.status, StatusCode::OK, "{}", resynced.body);
+    assert_eq!(open(fingerprint.clone()).await, 0);
+    assert_eq!(
+        app.text(&format!(
+            "SELECT status || '|' || resolved_by || '|' || resolution FROM exceptions
+             WHERE fingerprint = '{fingerprint}'"
+        ))
+        .await,
+        "resolved|engine|SyncDesk took in a state of the order at least as recent"
+    );
+
+    // An order not taken in yet, without an updated_at to read: open until any state of it is.
+    let other = clean_order(761);
+    let other_id = order_id(&other);
+    let mut first = unreadable(&other);
+    first["updated_at"] = json!("yesterday");
+    Post::new("orders/create", &first).send(&app).await;
+    let other_fingerprint = format!("unreadable_webhook:{other_id}");
+    assert_eq!(open(other_fingerprint.clone()).await, 1);
+    assert_eq!(app.store.settle_unread_states().await.expect("sweep"), 0);
+    let (_, body) = Post::new("orders/create", &other).send(&app).await;
+    assert_eq!(body["outcome"], "applied", "{body}");
+    assert_eq!(app.store.settle_unread_states().await.expect("sweep"), 1);
+    assert_eq!(open(other_fingerprint).await, 0);
+
+    // Not even the order's id: one exception for the topic, closed by a person.
+    let mut nameless = unreadable(&clean_order(762));
+    nameless["id"] = json!("A-762");
+    Post::new("orders/create", &nameless).send(&app).await;
+    let unknown = "unreadable_webhook:unknown:orders/create".to_string();
+    assert_eq!(open(unknown.clone()).await, 1);
+    let closed = app
+        .store
+        .triage(
+            &syncdesk::store::ExceptionScope {
+                fingerprint: Some(unknown.clone()),
+                ..Default::default()
+            },
+            &syncdesk::store::TriageAction::Resolve {
+                note: "Order #1762 keyed into the ERP by hand".into(),
+            },
+            false,
+            &by,
+        )
+        .await
+        .expect("resolve");
+    assert_eq!(closed.changed, 1);
+    assert_eq!(open(unknown).await, 0);
+
+    // A customer record that cannot be read opens nothing.
+    Post::new(
+        "customers/update",
+        &json!({"id": 99, "email": "x@example.com", "created_at": "soon", "updated_at": "soon"}),
+    )
+    .send(&app)
+    .await;
+    assert_eq!(
+        app.count("SELECT COUNT(*) FROM exceptions WHERE status = 'open'")
+            .await,
+        0
+    );
+    app.assert_every_row_has_its_parent().await;
 }

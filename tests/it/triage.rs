@@ -683,16 +683,27 @@ async fn triage_through_the_api_and_the_server_function_checks_roles_and_audits(
             "q={q}: {list}"
         );
     }
-    let res = http
-        .get(format!(
-            "{}/api/v1/exceptions?older_than_minutes=-3",
-            app.base
-        ))
-        .bearer_auth(&viewer)
-        .send()
-        .await
-        .expect("get");
-    assert_eq!(res.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    for bad in ["older_than_minutes=-3", "q=%00"] {
+        let res = http
+            .get(format!("{}/api/v1/exceptions?{bad}", app.base))
+            .bearer_auth(&viewer)
+            .send()
+            .await
+            .expect("get");
+        assert_eq!(res.status(), StatusCode::UNPROCESSABLE_ENTITY, "{bad}");
+    }
+    // Elsewhere, a NUL character PostgreSQL cannot search for is the input's fault there too
+    // (an invalid request, not a database failure: never a 500); SQLite finds nothing.
+    let found = app.store.find_orders(Some("#10\0"), None, 10).await;
+    match app.store.backend() {
+        syncdesk::store::Backend::Postgres => assert!(
+            matches!(found, Err(syncdesk::store::StoreError::Invalid(_))),
+            "{found:?}"
+        ),
+        syncdesk::store::Backend::Sqlite => {
+            assert!(found.expect("found nothing").is_empty());
+        }
+    }
 
     // The UI's server function: a manager is refused (and it is audited); an operator acts.
     blocked_orders_more(&app, &worker).await;

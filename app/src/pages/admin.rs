@@ -1,7 +1,7 @@
 use leptos::prelude::*;
 
 use crate::api::{AddUser, SetUserActive, SetUserRoles, list_users};
-use crate::components::{Guard, PageHeader, SessionCtx};
+use crate::components::{Guard, PageHeader, SessionCtx, loaded};
 use crate::error::AppError;
 use crate::model::{Role, UserRow};
 
@@ -85,7 +85,7 @@ fn Users(
             {outcome}
             <Transition fallback=|| view! { <p class="muted">"Loading users…"</p> }>
                 {move || Suspend::new(async move {
-                    users.await.map(|list| view! {
+                    loaded(users.await, |list| view! {
                         <table class="table">
                             <thead>
                                 <tr>

@@ -2,7 +2,7 @@ use leptos::prelude::*;
 use leptos_router::hooks::use_query_map;
 
 use crate::api::list_audit;
-use crate::components::{Guard, PageHeader, SessionCtx, encode};
+use crate::components::{Guard, PageHeader, SessionCtx, encode, loaded};
 use crate::model::{AuditQuery, Role};
 
 /// The audit log: every change anyone made, newest first (admin).
@@ -49,7 +49,7 @@ fn AuditLog(
             </form>
             <Transition fallback=|| view! { <p class="muted">"Loading…"</p> }>
                 {move || Suspend::new(async move {
-                    page.await.map(|page| {
+                    loaded(page.await, |page| {
                         let q = query();
                         let older = page.older_than.map(|id| {
                             let mut href = format!("/audit?before={id}");

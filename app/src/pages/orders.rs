@@ -5,7 +5,7 @@ use leptos::prelude::*;
 use leptos_router::hooks::{use_params_map, use_query_map};
 
 use crate::api::{EditPayload, ResyncOrder, RetryOrder, SkipOrder, order_detail, recent_orders};
-use crate::components::{Guard, PageHeader, SessionCtx, viewer_has};
+use crate::components::{Guard, PageHeader, SessionCtx, loaded, viewer_has};
 use crate::model::{OrderDestination, Role};
 
 /// Who reads orders: operators act on them, managers read them.
@@ -48,7 +48,7 @@ pub fn OrdersPage() -> impl IntoView {
                 </form>
                 <Transition fallback=|| view! { <p class="muted">"Loading…"</p> }>
                     {move || Suspend::new(async move {
-                        orders.await.map(|orders| {
+                        loaded(orders.await, |orders| {
                             if orders.is_empty() {
                                 let text = if search().is_some() {
                                     "No order matches. Search by the order number (#1042), the customer's email, or a SKU on the order."

@@ -8,7 +8,7 @@ use crate::api::{
     DeleteSkuMapping, ImportSkuMappings, SaveSkuMapping, list_sku_mappings, sku_history,
     unmapped_skus,
 };
-use crate::components::{Guard, PageHeader, SessionCtx};
+use crate::components::{Guard, PageHeader, SessionCtx, loaded};
 use crate::model::{ImportOutcome, Role, UnmappedSkuView};
 
 /// Who may see and change the mappings.
@@ -125,7 +125,7 @@ fn Mappings(state: MappingsState) -> impl IntoView {
             <h2 id="unmapped-title">"Waiting for a mapping"</h2>
             <Transition fallback=|| view! { <p class="muted">"Loading…"</p> }>
                 {move || Suspend::new(async move {
-                    unmapped.await.map(|rows| {
+                    loaded(unmapped.await, |rows| {
                         if rows.is_empty() {
                             return view! { <p class="muted">"No order is waiting on an unmapped SKU."</p> }.into_any();
                         }
@@ -174,7 +174,7 @@ fn Mappings(state: MappingsState) -> impl IntoView {
             </details>
             <Transition fallback=|| view! { <p class="muted">"Loading…"</p> }>
                 {move || Suspend::new(async move {
-                    mappings.await.map(|rows| {
+                    loaded(mappings.await, |rows| {
                         if rows.is_empty() {
                             return view! { <p class="muted">"No mapping matches."</p> }.into_any();
                         }
@@ -220,7 +220,7 @@ fn Mappings(state: MappingsState) -> impl IntoView {
             <h2 id="history-title">"History"</h2>
             <Transition fallback=|| view! { <p class="muted">"Loading…"</p> }>
                 {move || Suspend::new(async move {
-                    history.await.map(|rows| {
+                    loaded(history.await, |rows| {
                         if rows.is_empty() {
                             return view! { <p class="muted">"No change yet."</p> }.into_any();
                         }

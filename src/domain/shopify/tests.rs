@@ -548,3 +548,44 @@ fn fulfilments_not_yet_shipped_are_not_shipments() {
         );
     }
 }
+
+/// An order or refund that cannot be read still names its order, and how recent it was, when
+/// those fields can be read; a refund's state is as recent as the order holding it (a
+/// microsecond before the refund).
+#[test]
+fn an_unreadable_payload_still_names_its_order() {
+    let reference = |value: &Value, refund: bool| {
+        let bytes = body(value);
+        order_reference(&parse_json(&bytes).expect("json"), refund)
+    };
+    let mut order = fixture();
+    order["line_items"][0]["price"] = json!("twelve");
+    assert!(parse_order(&body(&order)).is_err());
+    assert_eq!(
+        reference(&order, false),
+        Some(OrderReference {
+            order_id: 5_813_623_193_661,
+            as_of: Some(
+                parse_order(ORDER.as_bytes())
+                    .expect("the fixture")
+                    .updated_at
+            ),
+        })
+    );
+    let wrapped = json!({ "order": { "id": 7, "updated_at": "not a time" } });
+    assert_eq!(
+        reference(&wrapped, false),
+        Some(OrderReference {
+            order_id: 7,
+            as_of: None
+        })
+    );
+    let refund = json!({ "id": 1, "order_id": 7, "created_at": "2024-10-01T12:00:00Z" });
+    assert_eq!(
+        reference(&refund, true)
+            .and_then(|r| r.as_of)
+            .map(|at| at.to_rfc3339()),
+        Some("2024-10-01T11:59:59.999999+00:00".to_string())
+    );
+    assert_eq!(reference(&json!({ "id": "A-7" }), false), None);
+}

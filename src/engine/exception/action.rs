@@ -12,5 +12,9 @@ pub const RENEW_CREDENTIALS: &str = "Renew credentials";
 pub const EDIT_OR_SKIP: &str = "Edit / skip";
 /// Try again now, or skip the order for this destination.
 pub const RETRY_OR_SKIP: &str = "Retry / skip";
+/// Read the order's current state through the store's Admin API and send it.
+pub const RESYNC_FROM_STORE: &str = "Resync from the store";
+/// Not even the order is known: find it in the store, resync it, mark the exception done.
+pub const LOOK_UP_IN_STORE: &str = "Look it up in the store";
 /// Transient problems: the engine retries by itself.
 pub const NONE: &str = "None needed";

@@ -22,9 +22,11 @@ pub const REJECTED: &str = "rejected";
 pub const DEAD_LETTER: &str = "dead_letter";
 /// The stored order could not be read back.
 pub const UNREADABLE_ORDER: &str = "unreadable_order";
+/// The store sent an order's state SyncDesk cannot read (an exception of the store's).
+pub const UNREADABLE_WEBHOOK: &str = "unreadable_webhook";
 
 /// Every code, for reports that show each one even when nothing carries it.
-pub const ALL: [&str; 11] = [
+pub const ALL: [&str; 12] = [
     MISSING_SKU_MAPPING,
     LINE_WITHOUT_SKU,
     FIELD_TOO_LONG,
@@ -36,4 +38,5 @@ pub const ALL: [&str; 11] = [
     REJECTED,
     DEAD_LETTER,
     UNREADABLE_ORDER,
+    UNREADABLE_WEBHOOK,
 ];

@@ -300,6 +300,25 @@ fn unreadable_orders_never_quote_the_value() {
 }
 
 #[test]
+fn unreadable_webhooks_name_the_order_or_group_by_topic() {
+    let p = Problem::unreadable_webhook("refunds/create", Some(5001), Some("refund_line_items"));
+    assert_eq!(
+        p.message,
+        "The store sent a refund of store order 5001 (refunds/create) in a form SyncDesk cannot \
+         read (at refund_line_items), so it reached neither the CRM nor the ERP. Resync the order \
+         from the store; this closes by itself once SyncDesk holds a state of the order as recent."
+    );
+    assert_eq!(p.fingerprint, "unreadable_webhook:5001");
+    assert_eq!(p.action, "Resync from the store");
+    let nameless = Problem::unreadable_webhook("orders/create", None, Some("id"));
+    assert_eq!(
+        nameless.fingerprint,
+        "unreadable_webhook:unknown:orders/create"
+    );
+    assert_eq!(nameless.fields, ["id"]);
+}
+
+#[test]
 fn connector_errors_are_classified() {
     let at = Utc.with_ymd_and_hms(2024, 10, 1, 9, 30, 0).unwrap();
     let classify = |e: &DeliveryError, attempt| {

@@ -102,7 +102,8 @@ impl Destinations {
     }
 }
 
-/// How often a worker opens snoozed exceptions whose time has come.
+/// How often a worker opens snoozed exceptions whose time has come, and resolves those of order
+/// states it could not read that a later state has made good.
 const SNOOZE_SWEEP: Duration = Duration::from_secs(15);
 
 /// How one delivery went.
@@ -156,6 +157,9 @@ impl Worker {
                 last_sweep = tokio::time::Instant::now();
                 if let Err(err) = self.store.wake_snoozed().await {
                     tracing::error!(error = %err, "waking snoozed exceptions failed");
+                }
+                if let Err(err) = self.store.settle_unread_states().await {
+                    tracing::error!(error = %err, "settling unread order states failed");
                 }
             }
             // Claim only as many as can start now, so leases are not spent waiting; and, while
@@ -532,12 +536,5 @@ fn status_of(err: &DeliveryError) -> Option<i32> {
 }
 
 fn new_exception(problem: &Problem) -> NewException {
-    NewException {
-        code: problem.code.to_string(),
-        kind: problem.kind.as_str(),
-        fingerprint: problem.fingerprint.clone(),
-        message: problem.message.clone(),
-        action: problem.action.to_string(),
-        fields: problem.fields.clone(),
-    }
+    NewException::from(problem)
 }

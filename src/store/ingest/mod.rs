@@ -18,7 +18,8 @@ pub(crate) use postgres::{Ingests, spawn_pg_writer};
 
 use super::batch::retrying_deadlocks;
 use super::writer::not_committed;
-use super::{Store, StoreError};
+use super::{NewException, Store, StoreError};
+use crate::domain::shopify::OrderReference;
 use crate::domain::{FinancialStatus, Order, Refund, StoreCustomer};
 
 /// The destinations every order is synced to.
@@ -69,7 +70,19 @@ pub enum Payload {
         reason: String,
         /// The path of the field at fault, when there is one: what a log line may say.
         field: Option<String>,
+        /// Set when the body carried an order's state (orders/* but orders/edited, or
+        /// refunds/create), which then reached no destination: an exception is opened for it.
+        state: Option<UnreadState>,
     },
+}
+
+/// An order's state the store sent and SyncDesk could not read.
+#[derive(Clone, Debug)]
+pub struct UnreadState {
+    /// The order it is about, when that much could be read.
+    pub order: Option<OrderReference>,
+    /// The exception it opens: the store's, with no task (`Problem::unreadable_webhook`).
+    pub exception: NewException,
 }
 
 /// What became of a delivery.
@@ -173,6 +186,21 @@ WHERE store_order_id = $1";
 pub(super) fn refund_as_of(refund: &Refund) -> DateTime<Utc> {
     refund.created_at - chrono::TimeDelta::microseconds(1)
 }
+
+/// Opens the exception of an order's state the store sent and SyncDesk could not read (see
+/// [`UnreadState`]), unless SyncDesk already holds a state of the order as recent; a second
+/// unread state of the same order updates the open one, which then waits for the more recent
+/// of the two. `$1` the order (NULL when unknown), `$2` code, `$3` kind, `$4` fingerprint,
+/// `$5` message, `$6` action, `$7` fields (JSON), `$8` how recent the unread state was (NULL
+/// when unknown), `$9` now. See `Store::settle_unread_states` for how it closes by itself.
+const OPEN_UNREAD: &str = "INSERT INTO exceptions (store_order_id, destination, code, kind, fingerprint, message, action, fields,
+    status, order_as_of, created_at, updated_at)
+SELECT $1, 'store', $2, $3, $4, $5, $6, $7, 'open', $8, $9, $9
+WHERE NOT EXISTS (SELECT 1 FROM orders WHERE store_order_id = $1 AND store_updated_at >= $8)
+ON CONFLICT (fingerprint) WHERE status IN ('open', 'snoozed') AND task_id IS NULL DO UPDATE SET
+    message = excluded.message, fields = excluded.fields, updated_at = excluded.updated_at,
+    order_as_of = CASE WHEN exceptions.order_as_of IS NULL OR excluded.order_as_of > exceptions.order_as_of
+        THEN COALESCE(excluded.order_as_of, exceptions.order_as_of) ELSE exceptions.order_as_of END";
 
 /// What became of a delivery, kept on its row.
 const UPDATE_EVENT: &str = "UPDATE webhook_events SET outcome = $2, store_order_id = $3, order_updated_at = $4, note = $5 WHERE id = $1";
@@ -370,6 +398,14 @@ fn event_end(payload: &Payload, (outcome, order_ref, note): &Applied) -> Option<
             // A refund that changed nothing (already part of the order, of an order not received
             // yet, in another currency) is still shown in its order's timeline.
             Payload::Refund(refund) => Some(refund.order_id),
+            // So is an order's state that could not be read, when its order is known.
+            Payload::Unreadable {
+                state:
+                    Some(UnreadState {
+                        order: Some(order), ..
+                    }),
+                ..
+            } => Some(order.order_id),
             _ => None,
         }),
     };
@@ -537,7 +573,25 @@ async fn apply_delivery(
         }
         Payload::UnknownTopic => recorded(UNUSED_TOPIC),
         Payload::Notice { why, .. } => recorded(*why),
-        Payload::Unreadable { reason, .. } => recorded(reason.as_str()),
+        Payload::Unreadable { reason, state, .. } => {
+            if let Some(state) = state {
+                let order = state.order;
+                let e = &state.exception;
+                sqlx::query(OPEN_UNREAD)
+                    .bind(order.map(|o| o.order_id))
+                    .bind(&e.code)
+                    .bind(e.kind)
+                    .bind(&e.fingerprint)
+                    .bind(&e.message)
+                    .bind(&e.action)
+                    .bind(Json(&e.fields))
+                    .bind(order.and_then(|o| o.as_of))
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            recorded(reason.as_str())
+        }
     };
 
     if let Outcome::Applied {

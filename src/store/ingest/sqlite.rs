@@ -12,10 +12,10 @@ use rusqlite::{Connection, ToSql};
 
 use super::{
     ARM_TASKS, Applied, CUSTOMER_DETAILS_AS_OF, DESTINATIONS, Delivery, INSERT_EVENT, INSERT_ORDER,
-    KEEP_SKU, Outcome, Payload, READ_ORDER_DATA_SQLITE, READ_ORDER_SQLITE, SEEN_BEFORE,
-    UNUSED_TOPIC, UPDATE_EVENT, UPDATE_ORDER, UPDATE_ORDER_REFUNDED, applied, customer,
-    customer_record, event_end, known_order, order_skus, presumed, presumed_outcome, recorded,
-    refund_as_of, refunded,
+    KEEP_SKU, OPEN_UNREAD, Outcome, Payload, READ_ORDER_DATA_SQLITE, READ_ORDER_SQLITE,
+    SEEN_BEFORE, UNUSED_TOPIC, UPDATE_EVENT, UPDATE_ORDER, UPDATE_ORDER_REFUNDED, applied,
+    customer, customer_record, event_end, known_order, order_skus, presumed, presumed_outcome,
+    recorded, refund_as_of, refunded,
 };
 use crate::domain::Order;
 use crate::store::handoff::Reservation;
@@ -222,7 +222,28 @@ fn apply_delivery(
         }
         Payload::UnknownTopic => recorded(UNUSED_TOPIC),
         Payload::Notice { why, .. } => recorded(*why),
-        Payload::Unreadable { reason, .. } => recorded(reason.as_str()),
+        Payload::Unreadable { reason, state, .. } => {
+            if let Some(state) = state {
+                let order = state.order;
+                let e = &state.exception;
+                lite::execute(
+                    conn,
+                    OPEN_UNREAD,
+                    &[
+                        &order.map(|o| o.order_id),
+                        &e.code,
+                        &e.kind,
+                        &e.fingerprint,
+                        &e.message,
+                        &e.action,
+                        &lite::json(&e.fields)?,
+                        &order.and_then(|o| o.as_of).map(Time),
+                        &Time(now),
+                    ],
+                )?;
+            }
+            recorded(reason.as_str())
+        }
     };
 
     let mut leased = LeasedTasks::default();

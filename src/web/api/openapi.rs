@@ -51,7 +51,9 @@ fn schemas() -> Value {
             "destinations": { "type": "array", "items": { "$ref": "#/components/schemas/DestinationState" } } } },
         "Exception": { "type": "object", "properties": {
             "id": { "type": "integer" }, "store_order_id": { "type": ["integer", "null"] }, "order_name": opt_text,
-            "destination": text, "code": text, "kind": { "type": "string", "enum": ["needs_action", "transient", "exhausted"] },
+            "destination": { "type": "string", "enum": ["crm", "erp", "store"],
+                "description": "`store` for an order state the store sent that SyncDesk could not read (code `unreadable_webhook`): it has no task; resyncing the order from the store retries it, and it resolves by itself once SyncDesk holds a state of the order as recent." },
+            "code": text, "kind": { "type": "string", "enum": ["needs_action", "transient", "exhausted"] },
             "message": text, "action": text, "fields": {}, "fingerprint": text,
             "status": { "type": "string", "enum": ["open", "snoozed", "resolved", "skipped"] }, "created_at": time,
             "assignee_id": { "type": ["integer", "null"] }, "assignee": opt_text,
@@ -95,7 +97,7 @@ fn actions_path(write_note: &str) -> Value {
                         "dry_run": { "type": "boolean", "default": false } } } } } },
                 "responses": { "200": ok("What was done (or would be).", json!({ "type": "object", "properties": {
                                    "matched": { "type": "integer" }, "queued": { "type": "integer" }, "already_applied": { "type": "integer" },
-                                   "in_flight": { "type": "integer" }, "destination_wide": { "type": "integer" }, "changed": { "type": "integer" },
+                                   "in_flight": { "type": "integer" }, "destination_wide": { "type": "integer" }, "from_store": { "type": "integer" }, "changed": { "type": "integer" },
                                    "dry_run": { "type": "boolean" }, "summary": text_schema() } })),
                                "401": unauth, "403": forbidden, "409": error_response("Nobody to assign to."),
                                "422": error_response("A missing reason or note, a bad target or filter.") } } })

@@ -15,8 +15,11 @@ use leptos_router::hooks::use_query_map;
 use confirm::{Confirm, Outcome};
 use rows::{GroupLine, List};
 
-use crate::api::{ResumeDestination, Triage, assignables, exception_groups, list_exceptions};
-use crate::components::{Guard, PageHeader, SessionCtx, query_string, viewer_has};
+use crate::api::{
+    ResumeDestination, ResyncOrder, Triage, assignables, exception_groups, list_exceptions,
+};
+use crate::components::{Guard, PageHeader, SessionCtx, loaded, query_string, viewer_has};
+use crate::error::AppError;
 use crate::model::{ExceptionQuery, Role, TriageRequest, TriageTarget};
 
 /// Who may read the queue.
@@ -92,6 +95,8 @@ struct QueueState {
     preview: ServerAction<Triage>,
     apply: ServerAction<Triage>,
     resume: ServerAction<ResumeDestination>,
+    /// "Resync from the store", on a row of an order state the store sent unreadable.
+    resync: ServerAction<ResyncOrder>,
     pending: RwSignal<Option<Pending>>,
     selected: RwSignal<BTreeSet<i64>>,
     groups: Resource<Result<Vec<crate::model::ExceptionGroupView>, crate::error::AppError>>,
@@ -105,24 +110,44 @@ impl QueueState {
         let params = use_query_map();
         let parsed = Memo::new(move |_| read_query(&params.read()));
 
-        // Live updates: a tick every few seconds (in the browser only) refetches the lists.
+        // Live updates: a tick every few seconds (in the browser only) refetches the lists;
+        // not once the server has refused them (a session ended, a role taken away), which
+        // asking again every few seconds would not change, only audit again and again.
         let tick = RwSignal::new(0u64);
+        let refused = RwSignal::new(false);
         Effect::new(move |_| {
-            if let Ok(handle) = set_interval_with_handle(move || tick.update(|t| *t += 1), REFRESH)
-            {
+            let next = move || {
+                if !refused.get_untracked() {
+                    tick.update(|t| *t += 1);
+                }
+            };
+            if let Ok(handle) = set_interval_with_handle(next, REFRESH) {
                 on_cleanup(move || handle.clear());
             }
         });
+        let noted = move |error: Option<&AppError>| {
+            if matches!(
+                error,
+                Some(AppError::Unauthenticated | AppError::Forbidden(_))
+            ) {
+                refused.set(true);
+            }
+        };
 
         let preview = ServerAction::<Triage>::new();
         let apply = ServerAction::<Triage>::new();
         let resume = ServerAction::<ResumeDestination>::new();
+        let resync = ServerAction::<ResyncOrder>::new();
         let pending = RwSignal::new(None::<Pending>);
         let selected = RwSignal::new(BTreeSet::<i64>::new());
         // After an action (or a destination resumed): refresh at once; after a triage action,
         // forget the selection too.
-        Effect::new(move |prev: Option<(usize, usize)>| {
-            let v = (apply.version().get(), resume.version().get());
+        Effect::new(move |prev: Option<(usize, usize, usize)>| {
+            let v = (
+                apply.version().get(),
+                resume.version().get(),
+                resync.version().get(),
+            );
             if let Some(p) = prev.filter(|p| *p != v) {
                 if p.0 != v.0 {
                     selected.set(BTreeSet::new());
@@ -130,6 +155,18 @@ impl QueueState {
                 tick.update(|t| *t += 1);
             }
             v
+        });
+
+        // Another view (a cause's "Show N orders", the next page, the filters cleared): what
+        // was selected or being confirmed belongs to the view left, and acting on it from here
+        // would act on rows no longer in sight.
+        Effect::new(move |prev: Option<(ExceptionQuery, Option<i64>, bool)>| {
+            let now = parsed.get();
+            if prev.is_some_and(|p| p != now) {
+                selected.set(BTreeSet::new());
+                pending.set(None);
+            }
+            now
         });
 
         // Nobody the page would refuse makes the server refuse them too (and audit the refusal).
@@ -145,13 +182,23 @@ impl QueueState {
                     status: query.status.clone().or_else(|| Some("open".to_string())),
                     ..query
                 };
-                session.fetch_if(READERS, exception_groups(query, false))
+                async move {
+                    let answer = session
+                        .fetch_if(READERS, exception_groups(query, false))
+                        .await;
+                    noted(answer.as_ref().err());
+                    answer
+                }
             },
         );
         let page = Resource::new(
             move || (parsed.get(), tick.get()),
-            move |((query, before, oldest), _)| {
-                session.fetch_if(READERS, list_exceptions(query, before, oldest))
+            move |((query, before, oldest), _)| async move {
+                let answer = session
+                    .fetch_if(READERS, list_exceptions(query, before, oldest))
+                    .await;
+                noted(answer.as_ref().err());
+                answer
             },
         );
         // Only operators assign; nobody else asks for the list.
@@ -170,6 +217,7 @@ impl QueueState {
             preview,
             apply,
             resume,
+            resync,
             pending,
             selected,
             groups,
@@ -186,6 +234,7 @@ fn Queue(state: QueueState) -> impl IntoView {
         preview,
         apply,
         resume,
+        resync,
         pending,
         selected,
         groups,
@@ -226,12 +275,16 @@ fn Queue(state: QueueState) -> impl IntoView {
         <Filters parsed/>
         <Outcome apply/>
         {move || resume.value().get().and_then(Result::err).map(|e| view! { <p class="alert" role="alert">{e.to_string()}</p> })}
+        {move || resync.value().get().map(|r| match r {
+            Ok(sentence) => view! { <p class="success" role="status">{sentence}</p> }.into_any(),
+            Err(e) => view! { <p class="alert" role="alert">{e.to_string()}</p> }.into_any(),
+        })}
         {move || pending.get().map(|p| view! { <Confirm pending=p preview apply on_close=move || pending.set(None)/> })}
         <section class="panel" aria-labelledby="groups-title">
             <h2 id="groups-title">"By cause"</h2>
             <Transition fallback=|| view! { <p class="muted">"Loading…"</p> }>
                 {move || Suspend::new(async move {
-                    groups.await.map(|groups| {
+                    loaded(groups.await, |groups| {
                         if groups.is_empty() {
                             // Only the unfiltered queue may say that nothing needs attention.
                             let query = parsed.get_untracked().0;
@@ -270,7 +323,7 @@ fn Queue(state: QueueState) -> impl IntoView {
             </Transition>
         </section>
         <section class="panel" aria-labelledby="list-title">
-            <List parsed page people selected can_act start/>
+            <List parsed page people selected can_act resync start/>
         </section>
     }
 }
@@ -306,6 +359,7 @@ fn Filters(parsed: Memo<(ExceptionQuery, Option<i64>, bool)>) -> impl IntoView {
                     <option value="">"CRM and ERP"</option>
                     <option value="crm" selected=is(|q| q.destination.clone(), "crm")>"CRM"</option>
                     <option value="erp" selected=is(|q| q.destination.clone(), "erp")>"ERP"</option>
+                    <option value="store" selected=is(|q| q.destination.clone(), "store")>"Store"</option>
                 </select>
             </div>
             <div class="field">

@@ -6,7 +6,8 @@ use std::collections::BTreeSet;
 use leptos::prelude::*;
 
 use super::queue_href;
-use crate::api::ResumeDestination;
+use crate::api::{ResumeDestination, ResyncOrder};
+use crate::components::loaded;
 use crate::model::{ExceptionGroupView, ExceptionQuery, ExceptionRow, TriageRequest, TriageTarget};
 
 /// The SKU a missing-mapping cause is about.
@@ -55,6 +56,9 @@ pub(super) fn GroupLine(
     let what = orders.clone();
     let what2 = orders.clone();
     let auth = g.code == "auth_expired";
+    // An order state the store sent unreadable: a retry has nothing to send (its rows below
+    // resync the order from the store); skipping closes it.
+    let from_store = g.code == "unreadable_webhook";
     view! {
         <tr>
             <td>
@@ -72,7 +76,10 @@ pub(super) fn GroupLine(
                 {(can_act && !auth).then(|| {
                     let (retry_scope, skip_scope, what, what2) = (retry_scope.clone(), skip_scope.clone(), what.clone(), what2.clone());
                     view! {
-                        <button type="button" class="button small" on:click=move |_| start(TriageTarget::Filter { query: retry_scope.clone() }, TriageRequest::Retry, what.clone())>"Retry all"</button>
+                        {(!from_store).then(|| {
+                            let (retry_scope, what) = (retry_scope.clone(), what.clone());
+                            view! { <button type="button" class="button small" on:click=move |_| start(TriageTarget::Filter { query: retry_scope.clone() }, TriageRequest::Retry, what.clone())>"Retry all"</button> }
+                        })}
                         <button type="button" class="button small subtle" on:click=move |_| start(TriageTarget::Filter { query: skip_scope.clone() }, TriageRequest::Skip { reason: String::new() }, what2.clone())>"Skip all…"</button>
                     }
                 })}
@@ -97,6 +104,7 @@ pub(super) fn List(
     people: Resource<Result<Vec<crate::model::Assignable>, crate::error::AppError>>,
     selected: RwSignal<BTreeSet<i64>>,
     can_act: bool,
+    resync: ServerAction<ResyncOrder>,
     start: impl Fn(TriageTarget, TriageRequest, String) + Copy + Send + Sync + 'static,
 ) -> impl IntoView {
     let title = move || {
@@ -172,7 +180,7 @@ pub(super) fn List(
         })}
         <Transition fallback=|| view! { <p class="muted">"Loading…"</p> }>
             {move || Suspend::new(async move {
-                page.await.map(|page| {
+                loaded(page.await, |page| {
                     let (query, _, oldest) = parsed.get_untracked();
                     let older = page.next_before.map(|id| view! {
                         <a class="button" href=queue_href(&query, oldest, Some(id))>{if oldest { "Newer →" } else { "Older →" }}</a>
@@ -180,7 +188,13 @@ pub(super) fn List(
                     if page.rows.is_empty() {
                         return view! { <p class="muted">"No exception matches this filter."</p> }.into_any();
                     }
-                    let ids: Vec<i64> = page.rows.iter().map(|r| r.id).collect();
+                    // Only the rows that can be acted on: a closed one has its box disabled.
+                    let ids: Vec<i64> = page
+                        .rows
+                        .iter()
+                        .filter(|r| r.status == "open" || r.status == "snoozed")
+                        .map(|r| r.id)
+                        .collect();
                     let all_ids = ids.clone();
                     let all_checked = move || {
                         let s = selected.get();
@@ -211,7 +225,7 @@ pub(super) fn List(
                                 </tr>
                             </thead>
                             <tbody>
-                                {page.rows.into_iter().map(|row| view! { <ExceptionLine row selected can_act start/> }).collect_view()}
+                                {page.rows.into_iter().map(|row| view! { <ExceptionLine row selected can_act resync start/> }).collect_view()}
                             </tbody>
                         </table>
                         <p class="pager">{older}</p>
@@ -228,19 +242,28 @@ pub(super) fn ExceptionLine(
     row: ExceptionRow,
     selected: RwSignal<BTreeSet<i64>>,
     can_act: bool,
+    resync: ServerAction<ResyncOrder>,
     start: impl Fn(TriageTarget, TriageRequest, String) + Copy + Send + Sync + 'static,
 ) -> impl IntoView {
     let id = row.id;
     let open = row.status == "open" || row.status == "snoozed";
+    // An order state the store sent unreadable has no task to send again: reading the order's
+    // current state from the store is what retries it.
+    let from_store = row.destination == "store";
+    let resyncable = open && from_store;
     // A destination-wide exception (rejected credentials) has no order to send again: it is
     // settled by resuming the destination, from its cause's row above.
-    let retriable = open && row.store_order_id.is_some();
+    let retriable = open && !from_store && row.store_order_id.is_some();
     let order = match (row.store_order_id, row.order_name.clone()) {
         (Some(sid), Some(name)) => {
             view! { <a href=format!("/orders/{sid}")><strong>{name}</strong></a> }.into_any()
         }
+        // Not taken in yet: the store's id is all there is.
+        (Some(sid), None) => view! { <span>{format!("store id {sid}")}</span> }.into_any(),
+        _ if from_store => view! { <span class="muted">"order unknown"</span> }.into_any(),
         _ => view! { <span class="muted">"whole destination"</span> }.into_any(),
     };
+    let store_order_id = row.store_order_id;
     let label = row
         .order_name
         .clone()
@@ -277,6 +300,14 @@ pub(super) fn ExceptionLine(
                     <td class="nowrap row-actions">
                         {retriable.then(|| view! {
                             <button type="button" class="button small" on:click=move |_| start(one(), TriageRequest::Retry, what.clone())>"Retry"</button>
+                        })}
+                        {resyncable.then_some(store_order_id).flatten().map(|sid| view! {
+                            <button type="button" class="button small"
+                                title="Read the order's current state from the store and send it to the CRM and the ERP"
+                                disabled=move || resync.pending().get()
+                                on:click=move |_| { resync.dispatch(ResyncOrder { store_order_id: sid }); }>
+                                "Resync from the store"
+                            </button>
                         })}
                     </td>
                 }
