@@ -261,11 +261,11 @@ async fn scheduled_pass(
     // catch-up keeps failing at the same late page.
     let reached = found.newest.map(|newest| (newest - OVERLAP).max(since));
     let Some(ended) = ended else {
-        let reason = "stopped partway: SyncDesk was shutting down; the next pass goes on from where it stopped";
-        store
+        // Not a failure (nothing says the store could not be read): how far it read is kept,
+        // and the pass is due again at once.
+        return store
             .keep_reconciliation_progress(reached, Some(Utc::now()))
-            .await?;
-        return store.finish_reconciliation(Utc::now(), Err(reason)).await;
+            .await;
     };
     if ended.is_err() {
         store.keep_reconciliation_progress(reached, None).await?;
@@ -295,13 +295,13 @@ async fn scheduled_pass(
             // Said where people look (the metrics' failing flag, the last error), if the
             // database takes it now.
             let reason = format!("SyncDesk could not store what the pass read: {error}");
-            tracing::warn!(%reason, "reconciliation pass failed; the next pass reads the same orders");
+            tracing::warn!(%reason, "reconciliation pass failed; the next pass goes on from the last order it took in");
             let _ = store.finish_reconciliation(Utc::now(), Err(&reason)).await;
             Err(error)
         }
         Err(error) => {
             let reason = error.to_string();
-            tracing::warn!(%reason, "reconciliation pass failed; the next pass reads the same orders");
+            tracing::warn!(%reason, "reconciliation pass failed; the next pass goes on from the last order it took in");
             store.finish_reconciliation(Utc::now(), Err(&reason)).await
         }
     }

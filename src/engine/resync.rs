@@ -104,8 +104,11 @@ pub async fn resync(
     let outcome = ingest::accept(store, delivery).await?;
     // A state of the store's that SyncDesk could not read before is made good now, if this one
     // was read: its exception closes at once rather than at the workers' next sweep.
-    if !matches!(outcome, IngestOutcome::Recorded) {
-        store.settle_unread_states().await?;
+    if !matches!(outcome, IngestOutcome::Recorded)
+        && let Err(err) = store.settle_unread_states().await
+    {
+        // The workers' sweep does it within seconds; the resync itself went through.
+        tracing::warn!(error = %err, "settling unread order states after a resync failed");
     }
     let mut destinations = Vec::new();
     if !matches!(outcome, IngestOutcome::Recorded) {

@@ -108,7 +108,38 @@ impl Store {
         item_code: &str,
         by: &Actor,
     ) -> Result<(SkuMapping, Released), StoreError> {
-        retrying_deadlocks(|| self.save_sku_mapping_once(sku, item_code, by)).await
+        let (mapping, mut released) =
+            retrying_deadlocks(|| self.save_sku_mapping_once(sku, item_code, by)).await?;
+        // PostgreSQL: a delivery that read no mapping before the save's commit may have
+        // finished blocked on the SKU between the release's statements or just after them; its
+        // task would wait on a cause already fixed, its exception perhaps closed. Released now,
+        // once the save stands, as the CSV import does. (SQLite's one writer puts every finish
+        // before or after the save.)
+        if let super::Db::Postgres(pool) = &self.db {
+            let late = retrying_deadlocks(|| async {
+                let fingerprint = format!("missing_sku:erp:{}", mapping.sku);
+                let resolution = format!(
+                    "SKU {} mapped to ERP item {} by {}",
+                    mapping.sku,
+                    mapping.item_code,
+                    by.label()
+                );
+                let mut tx = pool.begin().await?;
+                let late: Released =
+                    release_blocked!(tx, &fingerprint, &resolution, by.label(), Utc::now());
+                if late.tasks > 0 || late.exceptions > 0 {
+                    let change = Change::new(by, "sku_mapping.late_released", format!("sku:{}", mapping.sku))
+                        .after(json!({ "released_tasks": late.tasks, "resolved_exceptions": late.exceptions }));
+                    insert_audit!(&mut *tx, &change)?;
+                }
+                tx.commit().await?;
+                Ok::<Released, StoreError>(late)
+            })
+            .await?;
+            released.tasks += late.tasks;
+            released.exceptions += late.exceptions;
+        }
+        Ok((mapping, released))
     }
 
     async fn save_sku_mapping_once(
@@ -147,21 +178,6 @@ impl Store {
             tx.commit().await?;
             Ok::<Released, StoreError>(released)
         })?;
-        // PostgreSQL: a delivery that read no mapping before this commit may have finished
-        // blocked on the SKU between the release's statements or just after them; its task
-        // would wait on a cause already fixed, its exception perhaps closed. Released now, as
-        // the CSV import does. (SQLite's one writer puts every finish before or after the save.)
-        if let super::Db::Postgres(pool) = &self.db {
-            let mut tx = pool.begin().await?;
-            let late: Released =
-                release_blocked!(tx, &fingerprint, &resolution, by.label(), Utc::now());
-            if late.tasks > 0 || late.exceptions > 0 {
-                let change = Change::new(by, "sku_mapping.late_released", format!("sku:{sku}"))
-                    .after(json!({ "released_tasks": late.tasks, "resolved_exceptions": late.exceptions }));
-                insert_audit!(&mut *tx, &change)?;
-            }
-            tx.commit().await?;
-        }
         let mapping = self
             .sku_mapping(sku)
             .await?
@@ -169,9 +185,11 @@ impl Store {
         Ok((mapping, released))
     }
 
-    /// Deletes a SKU's mapping, unless orders still need it: an order carrying the SKU whose
-    /// ERP delivery is not finished, or that may still change (not fulfilled, cancelled or
-    /// refunded — a shipment or a refund needs the item code too). Refused with how many.
+    /// Deletes a SKU's mapping, unless orders may still need it: any order carrying the SKU
+    /// that is not skipped at the ERP. A fulfilled, cancelled or refunded order may still be
+    /// refunded (again), and every ERP delivery is built with the item codes of the order's
+    /// lines, so one such change would block the order on the deleted mapping. Refused with how
+    /// many.
     /// Run again when PostgreSQL undoes it to break a deadlock (nothing of it was written).
     pub async fn delete_sku_mapping(&self, sku: &str, by: &Actor) -> Result<(), StoreError> {
         retrying_deadlocks(|| self.delete_sku_mapping_once(sku, by)).await
@@ -192,18 +210,17 @@ impl Store {
                 "SELECT COUNT(*) FROM order_skus s
                  JOIN orders o ON o.store_order_id = s.store_order_id
                  LEFT JOIN sync_tasks t ON t.store_order_id = s.store_order_id AND t.destination = 'erp'
-                 WHERE s.sku = $1
-                   AND (o.lifecycle NOT IN ('fulfilled', 'cancelled', 'refunded')
-                        OR t.state IS NULL OR t.state <> 'synced')",
+                 WHERE s.sku = $1 AND (t.state IS NULL OR t.state <> 'skipped')",
             )
             .bind(sku)
             .fetch_one(&mut *tx)
             .await?;
             if needing > 0 {
                 tx.rollback().await?;
-                let orders = if needing == 1 { "1 open order".to_string() } else { format!("{needing} open orders") };
+                let orders = if needing == 1 { "1 order".to_string() } else { format!("{needing} orders") };
                 return Err(StoreError::Conflict(format!(
-                    "SKU {sku} is on {orders} that still need its ERP item code (for the order itself, a shipment or a refund). Change the mapping instead, or delete it once those orders are finished."
+                    "SKU {sku} is on {orders} that may still need its ERP item code: any later change to one of them \
+                     (a shipment, a refund, a cancellation) is sent to the ERP with it. Change the mapping instead."
                 )));
             }
             let change = Change::new(by, "sku_mapping.deleted", format!("sku:{sku}"))

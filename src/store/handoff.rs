@@ -16,8 +16,8 @@
 //! dead worker's. A write's caller that goes away does not leave them unqueued: PostgreSQL's
 //! batcher queues what it wrote whatever becomes of the request, and SQLite's write is finished
 //! on a task of its own (`Writer::write_then`). A queued task
-//! whose lease has run half its course is left to that rescue rather than started late; on a
-//! clean stop, the tasks still queued are put back to pending ([`Store::stop_handoff`]).
+//! whose lease has run half its course is put back to pending rather than started late; on a
+//! clean stop, the tasks still queued are put back to pending too ([`Store::stop_handoff`]).
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -67,7 +67,7 @@ struct Queue {
 #[derive(Debug)]
 struct Queued {
     task: ClaimedTask,
-    /// Past this, half the task's lease is spent: it is left to the claims' rescue.
+    /// Past this, half the task's lease is spent: it is put back to pending, not started.
     start_by: DateTime<Utc>,
 }
 

@@ -70,11 +70,25 @@ WHERE id = $1 AND lease_token = $2";
 
 /// Whether a SKU's mapping was saved at or after `$2` (`$1` the SKU): the fix of a
 /// `missing_sku:erp:<sku>` cause, made while an attempt ran.
-const MAPPED_SINCE: &str = "SELECT COUNT(*) FROM sku_mappings WHERE sku = $1 AND updated_at >= $2";
+const MAPPED_SINCE: &str =
+    "SELECT COUNT(*) FROM sku_mappings WHERE sku = $1 AND updated_at >= $2 AND item_code <> ''";
 
 /// The SKU of a `missing_sku:erp:<sku>` fingerprint.
 fn sku_of_fingerprint(fingerprint: &str) -> Option<&str> {
     fingerprint.strip_prefix("missing_sku:erp:")
+}
+
+/// From when a mapping saved fixes what attempt `rec` ran into. The attempt found no mapping
+/// before it sent anything (`missing_sku_mapping`, no answer from the ERP): any mapping there
+/// now was saved after it looked, however early the save's own clock read (a save that began
+/// before the attempt and committed after it). The ERP refused the item code it was sent (same
+/// code, with the ERP's status): only a mapping saved since the attempt began can hold another
+/// one — counting the mapping it was sent with would send it again, and again.
+fn fixed_by_mappings_since(exception: &Option<NewException>, rec: &AttemptRecord) -> DateTime<Utc> {
+    match exception {
+        Some(e) if e.code == "missing_sku_mapping" && rec.status.is_none() => DateTime::UNIX_EPOCH,
+        _ => rec.started_at,
+    }
 }
 
 /// Opens (or refreshes) the one open exception of a task (`$1` the task, `$2` the order, `$3`
@@ -434,7 +448,8 @@ fn finish_on_writer(
 ) -> Result<bool, StoreError> {
     let fixed_meanwhile = match blocked_on.as_deref().and_then(sku_of_fingerprint) {
         Some(sku) => {
-            sqlite::query_opt(conn, MAPPED_SINCE, &[&sku, &Time(rec.started_at)], |row| {
+            let since = fixed_by_mappings_since(exception, rec);
+            sqlite::query_opt(conn, MAPPED_SINCE, &[&sku, &Time(since)], |row| {
                 row.get::<_, i64>(0)
             })?
             .unwrap_or(0)
@@ -499,7 +514,7 @@ async fn record_finish(
         Some(sku) => {
             let mapped: i64 = sqlx::query_scalar(MAPPED_SINCE)
                 .bind(sku)
-                .bind(rec.started_at)
+                .bind(fixed_by_mappings_since(exception, rec))
                 .fetch_one(&mut *conn)
                 .await?;
             mapped > 0
@@ -526,4 +541,44 @@ async fn record_finish(
         open_task_exception!(&mut *conn, task, exc, *now)?;
     }
     Ok(true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn exception(code: &str) -> Option<NewException> {
+        Some(NewException {
+            code: code.to_owned(),
+            kind: "needs_action",
+            fingerprint: "missing_sku:erp:TEE".to_owned(),
+            message: String::new(),
+            action: String::new(),
+            fields: Vec::new(),
+        })
+    }
+
+    /// An attempt that found no mapping counts any mapping there at its end as the fix, even one
+    /// whose save read the clock before the attempt began; an item code the ERP refused (same
+    /// code, with the ERP's answer) only a newer one, or it would be sent again and again.
+    #[test]
+    fn a_missing_mapping_is_fixed_by_any_mapping_found_at_the_end() {
+        let mut rec = AttemptRecord {
+            version: 1,
+            started_at: Utc::now(),
+            duration_ms: 3,
+            outcome: "needs_action",
+            status: None,
+            message: None,
+            request_id: None,
+        };
+        let missing = exception("missing_sku_mapping");
+        assert_eq!(
+            fixed_by_mappings_since(&missing, &rec),
+            DateTime::UNIX_EPOCH
+        );
+        assert_eq!(fixed_by_mappings_since(&None, &rec), rec.started_at);
+        rec.status = Some(422);
+        assert_eq!(fixed_by_mappings_since(&missing, &rec), rec.started_at);
+    }
 }

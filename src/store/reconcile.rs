@@ -85,7 +85,8 @@ impl Store {
     }
 
     /// Records a finished pass: on success what it found and the next watermark (never moved
-    /// back), on failure why (the watermark stays, so the next pass reads the same orders).
+    /// back), on failure why (how far a failed pass read is kept apart, by
+    /// [`Store::keep_reconciliation_progress`]).
     pub async fn finish_reconciliation(
         &self,
         now: DateTime<Utc>,

@@ -580,7 +580,8 @@ impl Store {
     /// Resolves the exceptions of order states the store sent and SyncDesk could not read
     /// (`unreadable_webhook`) once SyncDesk holds a state of their order as recent: the order's
     /// `updated_at` at least that of the unread one, or, when that was not known, any state
-    /// taken in since the exception opened. Run by the workers' periodic sweep and after a
+    /// taken in since the last unread one arrived. Each exception's own row decides (on
+    /// PostgreSQL an unread state arriving meanwhile is judged as it is once written). Run by the workers' periodic sweep and after a
     /// resync, so the ingest's hot path pays nothing for it; the few open ones are read
     /// through a partial index. Returns how many were resolved.
     pub async fn settle_unread_states(&self) -> Result<u64, StoreError> {
@@ -590,10 +591,10 @@ impl Store {
                 "UPDATE exceptions SET status = 'resolved', resolved_at = $1, resolved_by = 'engine',
                      resolution = 'SyncDesk took in a state of the order at least as recent', snoozed_until = NULL,
                      updated_at = $1
-                 WHERE code = 'unreadable_webhook' AND status IN ('open', 'snoozed') AND store_order_id IN (
-                     SELECT e.store_order_id FROM exceptions e JOIN orders o ON o.store_order_id = e.store_order_id
-                     WHERE e.code = 'unreadable_webhook' AND e.status IN ('open', 'snoozed')
-                       AND (o.store_updated_at >= e.order_as_of OR (e.order_as_of IS NULL AND o.updated_at >= e.updated_at)))",
+                 WHERE code = 'unreadable_webhook' AND status IN ('open', 'snoozed') AND EXISTS (
+                     SELECT 1 FROM orders o WHERE o.store_order_id = exceptions.store_order_id
+                       AND (o.store_updated_at >= exceptions.order_as_of
+                            OR (exceptions.order_as_of IS NULL AND o.updated_at >= exceptions.unread_at)))",
             )
             .bind(now)
             .execute(pool)

@@ -842,7 +842,10 @@ async fn the_sku_screen_ranks_unmapped_skus_and_mapping_one_releases_its_orders(
     let refused = operator.rpc("/rpc/sku/delete", &[("sku", UNMAPPED)]).await;
     assert_eq!(refused.status, StatusCode::CONFLICT, "{:?}", refused.body);
     assert!(
-        refused.error().to_string().contains("2 open orders"),
+        refused
+            .error()
+            .to_string()
+            .contains("is on 2 orders that may still need"),
         "{:?}",
         refused.body
     );

@@ -1,6 +1,8 @@
 //! SKU mappings: the SKUs orders wait on, biggest first, each mapped inline (every order waiting
 //! on it is released at once), and the mappings in force, searchable.
 
+use std::collections::HashMap;
+
 use leptos::prelude::*;
 use leptos_router::hooks::use_query_map;
 
@@ -95,6 +97,18 @@ fn Mappings(state: MappingsState) -> impl IntoView {
     let params = use_query_map();
     let focus = move || params.read().get("sku").filter(|s| !s.is_empty());
     let search = move || params.read().get("q").filter(|s| !s.trim().is_empty());
+    // What is typed into each waiting SKU's box, by SKU: the rows are redrawn in place when the
+    // list changes (a save, an import, another operator), and a box holding its own text would
+    // then stand beside another SKU — one more click would map that SKU to the code typed for
+    // the one before. A saved SKU's text goes with it.
+    let typed = RwSignal::new(HashMap::<String, String>::new());
+    Effect::new(move |_| {
+        if let Some(Ok(saved)) = save.value().get() {
+            typed.update(|t| {
+                t.remove(&saved.sku);
+            });
+        }
+    });
     // The newest of the two actions speaks.
     let last = RwSignal::new(0u8);
     Effect::new(move |_| {
@@ -143,7 +157,7 @@ fn Mappings(state: MappingsState) -> impl IntoView {
                                 <tbody>
                                     {rows.into_iter().map(|row| {
                                         let focused = focus.as_deref() == Some(row.sku.as_str());
-                                        view! { <UnmappedLine row focused save/> }
+                                        view! { <UnmappedLine row focused save typed/> }
                                     }).collect_view()}
                                 </tbody>
                             </table>
@@ -162,11 +176,13 @@ fn Mappings(state: MappingsState) -> impl IntoView {
                 </div>
                 <div class="field actions"><button type="submit" class="button">"Search"</button></div>
             </form>
-            <details class="add-mapping">
+            // Opened with the SKU a link asked for ("Map SKU" on the queue), so that it can be
+            // mapped even when it is not among the waiting SKUs listed above.
+            <details class="add-mapping" open=move || focus().is_some()>
                 <summary>"Add or change a mapping"</summary>
                 <ActionForm action=save attr:class="form-grid">
                     <label for="new-sku">"Store SKU"</label>
-                    <input id="new-sku" name="sku" required maxlength="255" autocomplete="off"/>
+                    <input id="new-sku" name="sku" required maxlength="255" autocomplete="off" value=move || focus().unwrap_or_default()/>
                     <label for="new-code">"ERP item code"</label>
                     <input id="new-code" name="item_code" required maxlength="40" autocomplete="off"/>
                     <div><button type="submit" class="button primary">"Save mapping"</button></div>
@@ -267,8 +283,17 @@ fn UnmappedLine(
     row: UnmappedSkuView,
     focused: bool,
     save: ServerAction<SaveSkuMapping>,
+    typed: RwSignal<HashMap<String, String>>,
 ) -> impl IntoView {
     let input_id = format!("code-{}", row.sku);
+    let (shown, kept) = (row.sku.clone(), row.sku.clone());
+    let value = move || typed.with(|t| t.get(&shown).cloned().unwrap_or_default());
+    let on_input = move |ev: leptos::ev::Event| {
+        let text = event_target_value(&ev);
+        typed.update(|t| {
+            t.insert(kept.clone(), text);
+        });
+    };
     let label_for = input_id.clone();
     let label = format!("ERP item code for {}", row.sku);
     view! {
@@ -280,7 +305,8 @@ fn UnmappedLine(
                 <ActionForm action=save attr:class="inline-map">
                     <input type="hidden" name="sku" value=row.sku.clone()/>
                     <label for=label_for class="sr-only">{label}</label>
-                    <input id=input_id name="item_code" required maxlength="40" autocomplete="off" placeholder="e.g. ERP-10042" autofocus=focused/>
+                    <input id=input_id name="item_code" required maxlength="40" autocomplete="off" placeholder="e.g. ERP-10042" autofocus=focused
+                        prop:value=value on:input=on_input/>
                     <button type="submit" class="button small primary">"Map and release"</button>
                 </ActionForm>
             </td>

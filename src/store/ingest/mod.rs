@@ -194,11 +194,12 @@ pub(super) fn refund_as_of(refund: &Refund) -> DateTime<Utc> {
 /// `$5` message, `$6` action, `$7` fields (JSON), `$8` how recent the unread state was (NULL
 /// when unknown), `$9` now. See `Store::settle_unread_states` for how it closes by itself.
 const OPEN_UNREAD: &str = "INSERT INTO exceptions (store_order_id, destination, code, kind, fingerprint, message, action, fields,
-    status, order_as_of, created_at, updated_at)
-SELECT $1, 'store', $2, $3, $4, $5, $6, $7, 'open', $8, $9, $9
+    status, order_as_of, unread_at, created_at, updated_at)
+SELECT $1, 'store', $2, $3, $4, $5, $6, $7, 'open', $8, $9, $9, $9
 WHERE NOT EXISTS (SELECT 1 FROM orders WHERE store_order_id = $1 AND store_updated_at >= $8)
 ON CONFLICT (fingerprint) WHERE status IN ('open', 'snoozed') AND task_id IS NULL DO UPDATE SET
     message = excluded.message, fields = excluded.fields, updated_at = excluded.updated_at,
+    unread_at = excluded.unread_at,
     order_as_of = CASE WHEN exceptions.order_as_of IS NULL OR excluded.order_as_of > exceptions.order_as_of
         THEN COALESCE(excluded.order_as_of, exceptions.order_as_of) ELSE exceptions.order_as_of END";
 

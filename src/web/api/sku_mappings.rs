@@ -38,9 +38,12 @@ pub async fn show(
     sku: Result<Path<String>, PathRejection>,
 ) -> Result<Json<Value>, ApiError> {
     caller.require(READERS).await?;
-    let Path(sku) = sku.map_err(invalid)?;
+    let Path(raw) = sku.map_err(invalid)?;
+    // Read as a save reads it (trimmed), so that what `PUT` saved, `GET` finds.
+    let sku = crate::domain::Sku::parse(&raw).map_err(|e| ApiError::Invalid(e.to_string()))?;
+    let sku = sku.as_str();
     store
-        .sku_mapping(&sku)
+        .sku_mapping(sku)
         .await?
         .map(|m| Json(mapping_json(&m)))
         .ok_or_else(|| ApiError::NotFound(format!("SKU {sku} has no mapping.")))

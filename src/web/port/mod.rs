@@ -306,7 +306,8 @@ impl Port for WebPort {
         let groups = self
             .state
             .store
-            .exception_groups(&scope, oldest_first, 200)
+            // The queue shows 200, and says so when there are more.
+            .exception_groups(&scope, oldest_first, 201)
             .await
             .map_err(store_error)?;
         Ok(groups

@@ -61,7 +61,10 @@ pub(super) async fn save(
     if saved.released.tasks > 0 {
         app.wake.all();
     }
-    let orders = match saved.released.tasks {
+    // The orders the list showed waiting are those with an open exception on the SKU; one
+    // whose task a newer store state had already put back in the queue is released too, though
+    // its task needed no release.
+    let orders = match saved.released.tasks.max(saved.released.exceptions) {
         0 => "no order was waiting on it".to_string(),
         1 => "1 order released and on its way to the ERP".to_string(),
         n => format!("{n} orders released and on their way to the ERP"),

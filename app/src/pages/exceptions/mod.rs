@@ -28,6 +28,9 @@ const READERS: &[Role] = &[Role::Operator, Role::Manager];
 /// How often the queue refreshes itself.
 const REFRESH: Duration = Duration::from_secs(4);
 
+/// The causes the queue shows at most; the server sends one more, to tell when there are more.
+const GROUPS_SHOWN: usize = 200;
+
 /// The exception queue (operators act; managers read).
 #[component]
 pub fn ExceptionsPage() -> impl IntoView {
@@ -171,8 +174,11 @@ impl QueueState {
 
         // Nobody the page would refuse makes the server refuse them too (and audit the refusal).
         let groups = Resource::new(
-            move || (parsed.get().0, tick.get()),
-            move |(query, _)| {
+            move || {
+                let (query, _, oldest) = parsed.get();
+                (query, oldest, tick.get())
+            },
+            move |(query, oldest, _)| {
                 // The groups ignore the cause filter, so the other causes stay in view. Without
                 // a status chosen they count what the list shows, the open ones (the API's
                 // groups count snoozed ones too): a snoozed exception is out of sight until
@@ -184,7 +190,7 @@ impl QueueState {
                 };
                 async move {
                     let answer = session
-                        .fetch_if(READERS, exception_groups(query, false))
+                        .fetch_if(READERS, exception_groups(query, oldest))
                         .await;
                     noted(answer.as_ref().err());
                     answer
@@ -301,6 +307,7 @@ fn Queue(state: QueueState) -> impl IntoView {
                             return view! { <p class="muted">{sentence}</p> }.into_any();
                         }
                         let (query, _, oldest) = parsed.get_untracked();
+                        let cut = groups.len() > GROUPS_SHOWN;
                         view! {
                             <table class="table groups" aria-labelledby="groups-title">
                                 <thead>
@@ -313,9 +320,15 @@ fn Queue(state: QueueState) -> impl IntoView {
                                     </tr>
                                 </thead>
                                 <tbody>
-                                    {groups.into_iter().map(|g| view! { <GroupLine g query=query.clone() oldest can_act can_resume resume start/> }).collect_view()}
+                                    {groups.into_iter().take(GROUPS_SHOWN).map(|g| view! { <GroupLine g query=query.clone() oldest can_act can_resume resume start/> }).collect_view()}
                                 </tbody>
                             </table>
+                            {cut.then(|| view! {
+                                <p class="muted small">{format!(
+                                    "More causes than the {GROUPS_SHOWN} shown here ({}). Narrow the filter (where, code, a search) to see the rest.",
+                                    if oldest { "the longest waiting first" } else { "the most orders first" }
+                                )}</p>
+                            })}
                         }
                         .into_any()
                     })
