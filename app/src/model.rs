@@ -458,6 +458,9 @@ pub struct OrderPage {
     pub destinations: Vec<OrderDestination>,
     /// Everything that happened, newest first.
     pub timeline: Vec<TimelineEntry>,
+    /// Whether the store's Admin API is configured, so the order can be resynced from it.
+    #[serde(default)]
+    pub can_resync: bool,
 }
 
 /// The order at one destination.

@@ -413,7 +413,9 @@ async fn a_resync_reads_the_store_applies_a_newer_state_and_sends_it(app: TestAp
     );
     let document = erp_document(&rig, id).await;
     assert_eq!(document.status, syncdesk::connectors::ErpStatus::Cancelled);
-    let timeline = page(&operator, id).await.timeline;
+    let shown = page(&operator, id).await;
+    assert!(shown.can_resync, "the store's Admin API is configured here");
+    let timeline = shown.timeline;
     assert!(
         timeline.iter().any(|e| e.kind == "webhook"
             && e.label == "orders/updated"

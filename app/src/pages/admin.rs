@@ -93,7 +93,7 @@ fn Users(
                                     <th scope="col">"Email"</th>
                                     <th scope="col">"Roles"</th>
                                     <th scope="col">"Status"</th>
-                                    <th scope="col">"Last sign-in"</th>
+                                    <th scope="col">"Last sign-in (UTC)"</th>
                                 </tr>
                             </thead>
                             <tbody>

@@ -101,7 +101,8 @@ pub fn OrdersPage() -> impl IntoView {
 fn State(state: String) -> impl IntoView {
     let (label, class) = match state.as_str() {
         "synced" => ("synced", "badge badge-ok"),
-        "pending" | "running" => ("pending", "badge badge-muted"),
+        "pending" => ("pending", "badge badge-muted"),
+        "running" => ("being delivered", "badge badge-muted"),
         "retrying" => ("retrying", "badge badge-warn"),
         "blocked" => ("needs action", "badge badge-bad"),
         "dead" => ("dead", "badge badge-bad"),
@@ -194,7 +195,9 @@ pub fn OrderDetailPage() -> impl IntoView {
                                 <h1>{format!("Order {}", o.name)}</h1>
                                 <p class="lead">{format!("{} · {} · version {} · store state of {} UTC · store id {}", o.lifecycle, o.total, o.version, o.store_updated_at, o.store_order_id)}</p>
                             </header>
-                            {can_act.then(|| view! {
+                            // Only where the store's Admin API is configured: without it every
+                            // press would be refused.
+                            {(can_act && o.can_resync).then(|| view! {
                                 <ActionForm action=resync attr:class="inline page-actions">
                                     <input type="hidden" name="store_order_id" value=o.store_order_id/>
                                     <button type="submit" class="button small" title="Read the order's current state from the store and send it to the CRM and the ERP again">"Resync from the store"</button>

@@ -147,6 +147,7 @@ pub(super) async fn page(app: &AppState, store_order_id: i64) -> Result<OrderPag
             .to_string(),
         destinations,
         timeline: timeline_entries(timeline, &edits),
+        can_resync: app.shop.is_some(),
     })
 }
 
