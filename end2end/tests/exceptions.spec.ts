@@ -181,7 +181,7 @@ test('an order the store sent unreadable waits in the queue, with a resync from 
   await expect(row).toBeVisible({ timeout: 20_000 });
   await expect(row).toContainText('cannot read (at line_items[0].price)');
   await expect(row.getByRole('button', { name: 'Retry' })).toHaveCount(0);
-  const cause = page.getByRole('table', { name: 'By cause' }).getByRole('row').filter({ hasText: `store order ${id}` });
+  const cause = page.getByRole('table', { name: 'By cause' }).getByRole('row').filter({ hasText: `the order with store id ${id}` });
   await expect(cause.getByRole('button', { name: 'Retry all' })).toHaveCount(0);
 
   // The demo's store has no such order: the resync says so, and the exception stays.

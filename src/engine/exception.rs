@@ -531,9 +531,9 @@ impl Problem {
                      reached neither the CRM nor the ERP. Resync the order from the store; this \
                      closes by itself once SyncDesk holds a state of the order as recent.",
                     what = if refund {
-                        format!("a refund of store order {id}")
+                        format!("a refund of the order with store id {id}")
                     } else {
-                        format!("store order {id}")
+                        format!("the order with store id {id}")
                     },
                 ),
                 action: action::RESYNC_FROM_STORE,

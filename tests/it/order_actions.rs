@@ -706,10 +706,10 @@ async fn an_order_state_the_store_sent_unreadable_waits_in_the_queue_until_one_a
     assert_eq!(
         message,
         format!(
-            "The store sent store order {id} (orders/paid) in a form SyncDesk cannot read (at \
-             line_items[0].price), so it reached neither the CRM nor the ERP. Resync the order \
-             from the store; this closes by itself once SyncDesk holds a state of the order as \
-             recent."
+            "The store sent the order with store id {id} (orders/paid) in a form SyncDesk cannot \
+             read (at line_items[0].price), so it reached neither the CRM nor the ERP. Resync the \
+             order from the store; this closes by itself once SyncDesk holds a state of the order \
+             as recent."
         )
     );
     // Shown in the order's timeline, as every delivery about it.

@@ -304,9 +304,10 @@ fn unreadable_webhooks_name_the_order_or_group_by_topic() {
     let p = Problem::unreadable_webhook("refunds/create", Some(5001), Some("refund_line_items"));
     assert_eq!(
         p.message,
-        "The store sent a refund of store order 5001 (refunds/create) in a form SyncDesk cannot \
-         read (at refund_line_items), so it reached neither the CRM nor the ERP. Resync the order \
-         from the store; this closes by itself once SyncDesk holds a state of the order as recent."
+        "The store sent a refund of the order with store id 5001 (refunds/create) in a form \
+         SyncDesk cannot read (at refund_line_items), so it reached neither the CRM nor the ERP. \
+         Resync the order from the store; this closes by itself once SyncDesk holds a state of the \
+         order as recent."
     );
     assert_eq!(p.fingerprint, "unreadable_webhook:5001");
     assert_eq!(p.action, "Resync from the store");

@@ -369,7 +369,7 @@ fn Filters(parsed: Memo<(ExceptionQuery, Option<i64>, bool)>) -> impl IntoView {
             <div class="field">
                 <label for="f-dest">"Where"</label>
                 <select id="f-dest" name="destination">
-                    <option value="">"CRM and ERP"</option>
+                    <option value="">"Anywhere"</option>
                     <option value="crm" selected=is(|q| q.destination.clone(), "crm")>"CRM"</option>
                     <option value="erp" selected=is(|q| q.destination.clone(), "erp")>"ERP"</option>
                     <option value="store" selected=is(|q| q.destination.clone(), "store")>"Store"</option>
