@@ -411,8 +411,6 @@ async fn a_backfill_takes_in_what_the_store_has_once_and_says_so(app: TestApp) {
 /// orders, which are in SyncDesk and syncing: it says how many, audits them with the reason it
 /// stopped, and ends with that reason.
 async fn a_backfill_that_stops_partway_says_and_audits_what_it_took_in(app: TestApp) {
-    use std::sync::Arc;
-    use std::sync::atomic::{AtomicUsize, Ordering};
     use syncdesk::simulate::store::{StoreSimConfig, build_store};
 
     let shop = build_store(StoreSimConfig::default());
@@ -422,27 +420,7 @@ async fn a_backfill_that_stops_partway_says_and_audits_what_it_took_in(app: Test
             .put(&clean_order(7_000 + n))
             .expect("the store has it");
     }
-    let calls = Arc::new(AtomicUsize::new(0));
-    let failing = shop.router.layer(axum::middleware::from_fn(
-        move |req: axum::extract::Request, next: axum::middleware::Next| {
-            let calls = calls.clone();
-            async move {
-                if calls.fetch_add(1, Ordering::SeqCst) == 0 {
-                    next.run(req).await
-                } else {
-                    axum::response::IntoResponse::into_response((
-                        StatusCode::BAD_REQUEST,
-                        "this page is gone",
-                    ))
-                }
-            }
-        },
-    ));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("listen");
-    let store_url = format!("http://{}/", listener.local_addr().expect("address"));
-    tokio::spawn(async move { axum::serve(listener, failing).await });
+    let store_url = crate::harness::serve_refusing_after_the_first(shop.router).await;
 
     let url = app.database_url();
     let args = [

@@ -642,3 +642,34 @@ pub fn session_set_cookie(reply: &Reply) -> Option<String> {
 pub fn role_fields(roles: &[Role]) -> Vec<(&'static str, &'static str)> {
     roles.iter().map(|r| (r.as_str(), "on")).collect()
 }
+
+/// Serves `router` (a simulated store's) on a loopback port where only the first request is
+/// answered and every later one is refused with a 400, as a store that stops partway through a
+/// pass; returns its base URL.
+pub async fn serve_refusing_after_the_first(router: axum::Router) -> String {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    let calls = Arc::new(AtomicUsize::new(0));
+    let failing = router.layer(axum::middleware::from_fn(
+        move |req: axum::extract::Request, next: axum::middleware::Next| {
+            let calls = calls.clone();
+            async move {
+                if calls.fetch_add(1, Ordering::SeqCst) == 0 {
+                    next.run(req).await
+                } else {
+                    axum::response::IntoResponse::into_response((
+                        reqwest::StatusCode::BAD_REQUEST,
+                        "this page is gone",
+                    ))
+                }
+            }
+        },
+    ));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("listen");
+    let url = format!("http://{}/", listener.local_addr().expect("address"));
+    tokio::spawn(async move { axum::serve(listener, failing).await });
+    url
+}

@@ -325,8 +325,6 @@ async fn a_pass_waits_out_the_store_s_call_limit_instead_of_starting_over(app: T
 /// the next one goes on from the last page it took in (less the overlap), instead of reading
 /// every page again from the start, for ever if a long catch-up keeps failing late.
 async fn a_scheduled_pass_that_stops_partway_keeps_how_far_it_read(app: TestApp) {
-    use std::sync::Arc;
-    use std::sync::atomic::{AtomicUsize, Ordering};
     use syncdesk::simulate::store::{StoreSimConfig, build_store};
 
     let shop = build_store(StoreSimConfig::default());
@@ -346,27 +344,7 @@ async fn a_scheduled_pass_that_stops_partway_keeps_how_far_it_read(app: TestApp)
         shop.orders.put(order).expect("the store has it");
     }
     // The first page is served; every page after it is refused.
-    let calls = Arc::new(AtomicUsize::new(0));
-    let failing = shop.router.layer(axum::middleware::from_fn(
-        move |req: axum::extract::Request, next: axum::middleware::Next| {
-            let calls = calls.clone();
-            async move {
-                if calls.fetch_add(1, Ordering::SeqCst) == 0 {
-                    next.run(req).await
-                } else {
-                    axum::response::IntoResponse::into_response((
-                        reqwest::StatusCode::BAD_REQUEST,
-                        "this page is gone",
-                    ))
-                }
-            }
-        },
-    ));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("listen");
-    let url = format!("http://{}/", listener.local_addr().expect("address"));
-    tokio::spawn(async move { axum::serve(listener, failing).await });
+    let url = crate::harness::serve_refusing_after_the_first(shop.router).await;
     let admin = ShopAdmin::new(
         url::Url::parse(&url).expect("url"),
         &shop.access_token,
